@@ -1,0 +1,222 @@
+//! Actions: what a firing runs. An action receives a firing, never a rule, and does not
+//! know which watch woke it.
+//!
+//! Queueing: every firing's actions are spawned as tasks that wait for one of
+//! `max_concurrent_actions` permits. The rule engine never waits for an action, and no
+//! firing is dropped; what bounds the queue is each rule's trigger limit.
+
+mod shell;
+mod template;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ActionConfig, ActionKind, Config, ShellAction, ShellProgram};
+use crate::event::{decode_os, Firing};
+pub use template::Templates;
+
+pub struct Dispatcher {
+    actions: HashMap<String, Arc<ActionConfig>>,
+    templates: Arc<Templates>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    kill: CancellationToken,
+}
+
+impl Dispatcher {
+    pub fn new(config: &Config) -> Self {
+        Dispatcher {
+            actions: config
+                .actions
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+                .collect(),
+            templates: Arc::new(Templates::new(config)),
+            permits: Arc::new(Semaphore::new(config.daemon.max_concurrent_actions)),
+            tracker: TaskTracker::new(),
+            kill: CancellationToken::new(),
+        }
+    }
+
+    /// Starts (or queues) every action of a firing. Never blocks.
+    pub fn dispatch(&self, firing: Firing) {
+        let ctx = template::context(&firing, &self.templates);
+        for name in &firing.actions {
+            let Some(action) = self.actions.get(&**name) else {
+                tracing::error!(rule = %firing.rule, action = %name, "no such action");
+                continue;
+            };
+            match &action.kind {
+                ActionKind::Shell(shell) => {
+                    let prepared = match prepare_shell(shell, &firing, &ctx, &self.templates) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: a template failed to render");
+                            continue;
+                        }
+                    };
+                    let job = ShellJob {
+                        rule: Arc::clone(&firing.rule),
+                        action: Arc::clone(action),
+                        prepared,
+                        permits: Arc::clone(&self.permits),
+                        kill: self.kill.clone(),
+                    };
+                    self.tracker.spawn(job.run());
+                }
+            }
+        }
+    }
+
+    /// Lets running and queued actions finish within `grace`, then kills what is left.
+    pub async fn shutdown(self, grace: Duration) {
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} action(s) still running after the {} grace period; killing them",
+                self.tracker.len(),
+                humantime::format_duration(grace)
+            );
+            self.kill.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
+struct ShellJob {
+    rule: Arc<str>,
+    action: Arc<ActionConfig>,
+    prepared: shell::Prepared,
+    permits: Arc<Semaphore>,
+    kill: CancellationToken,
+}
+
+impl ShellJob {
+    async fn run(self) {
+        let ActionKind::Shell(shell) = &self.action.kind;
+        let name = &self.action.name;
+        let _permit = tokio::select! {
+            p = Arc::clone(&self.permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = self.kill.cancelled() => {
+                tracing::error!(rule = %self.rule, action = %name, "action not run: hark stopped before it could start");
+                return;
+            }
+        };
+        let argv: Vec<String> = self
+            .prepared
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        tracing::debug!(rule = %self.rule, action = %name, argv = ?argv, "action started");
+        match shell::run(shell, self.prepared, &self.kill).await {
+            Ok(report) => log_report(&self.rule, name, &report),
+            Err(e) => {
+                tracing::error!(rule = %self.rule, action = %name, error = %e, argv = ?argv, "action failed to start")
+            }
+        }
+    }
+}
+
+fn log_report(rule: &str, action: &str, r: &shell::Report) {
+    let ms = r.duration.as_millis() as u64;
+    // Output is logged escaped (Debug): a newline or escape sequence in it cannot forge a log line.
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    match r.finish {
+        shell::Finish::Exited(0) => {
+            tracing::info!(rule, action, exit_code = 0, duration_ms = ms, stdout = ?stdout, stderr = ?stderr, "action finished")
+        }
+        shell::Finish::Exited(code) => {
+            tracing::warn!(rule, action, exit_code = code, duration_ms = ms, stdout = ?stdout, stderr = ?stderr, "action failed")
+        }
+        shell::Finish::Signalled(sig) => {
+            tracing::warn!(rule, action, signal = sig, duration_ms = ms, stdout = ?stdout, stderr = ?stderr, "action killed by a signal")
+        }
+        shell::Finish::TimedOut => {
+            tracing::warn!(rule, action, duration_ms = ms, stdout = ?stdout, stderr = ?stderr, "action timed out; its process group was killed")
+        }
+        shell::Finish::Killed => {
+            tracing::warn!(
+                rule,
+                action,
+                duration_ms = ms,
+                "action killed: hark is stopping and the grace period is over"
+            )
+        }
+    }
+}
+
+fn prepare_shell(
+    shell: &ShellAction,
+    firing: &Firing,
+    ctx: &template::RenderContext,
+    templates: &Templates,
+) -> Result<shell::Prepared, minijinja::Error> {
+    let mut argv = Vec::new();
+    if let ShellProgram::Argv(args) = &shell.program {
+        for a in args {
+            argv.push(decode_os(&templates.render(a, ctx)?));
+        }
+    }
+    let mut env = hark_env(firing, ctx);
+    for (k, v) in &shell.env {
+        env.push((k.clone(), decode_os(&templates.render(v, ctx)?)));
+    }
+    Ok(shell::Prepared {
+        argv: shell::argv_for(shell, argv),
+        env,
+    })
+}
+
+/// `HARK_RULE`, `HARK_WATCH`, `HARK_STATE`, `HARK_EVENT` (JSON), `HARK_SUMMARY`,
+/// `HARK_SEVERITY`, `HARK_COUNT`, and `HARK_<FIELD>` for each top-level event field. Strings
+/// carry their original bytes; other values are written as JSON.
+fn hark_env(firing: &Firing, ctx: &template::RenderContext) -> Vec<(String, OsString)> {
+    let fields = firing.event.to_json();
+    let mut env: Vec<(String, OsString)> = Vec::new();
+    for (k, v) in &fields {
+        let key: String = k
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let value = match v {
+            Value::String(s) => decode_os(s),
+            other => OsString::from(other.to_string()),
+        };
+        env.push((format!("HARK_{key}"), value));
+    }
+    let event_json = template::event_json_lossy(&fields).to_string();
+    env.push(("HARK_RULE".into(), (&*firing.rule).into()));
+    env.push(("HARK_WATCH".into(), (&*firing.event.watch).into()));
+    env.push(("HARK_STATE".into(), firing.state.as_str().into()));
+    env.push(("HARK_EVENT".into(), event_json.into()));
+    env.push(("HARK_SEVERITY".into(), (&*firing.severity).into()));
+    env.push(("HARK_COUNT".into(), firing.count.to_string().into()));
+    let summary = ctx
+        .json
+        .get("summary")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    env.push(("HARK_SUMMARY".into(), decode_os(summary)));
+    env
+}

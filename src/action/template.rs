@@ -1,0 +1,142 @@
+//! Rendering templates against a firing. Every template was compiled once when the
+//! config was checked; here they are compiled again into one environment, by name.
+
+use std::collections::HashMap;
+
+use minijinja::Environment;
+use serde_json::{json, Map, Value};
+
+use crate::config::{template_env, ActionKind, Config, ShellProgram};
+
+/// A firing as templates see it, and as JSON for the environment of shell actions.
+pub struct RenderContext {
+    pub json: Value,
+    pub value: minijinja::Value,
+}
+use crate::event::{display_lossy, Firing};
+
+/// All templates of a configuration, compiled.
+pub struct Templates {
+    env: Environment<'static>,
+    /// Names under which each source is registered, so equal sources compile once.
+    names: HashMap<String, String>,
+}
+
+impl Templates {
+    pub fn new(config: &Config) -> Self {
+        let mut t = Templates {
+            env: template_env(),
+            names: HashMap::new(),
+        };
+        for rule in config.rules.values() {
+            if let Some(s) = &rule.summary {
+                t.add(s);
+            }
+        }
+        for action in config.actions.values() {
+            match &action.kind {
+                ActionKind::Shell(s) => {
+                    if let ShellProgram::Argv(argv) = &s.program {
+                        argv.iter().for_each(|a| t.add(a));
+                    }
+                    s.env.values().for_each(|v| t.add(v));
+                }
+            }
+        }
+        t
+    }
+
+    fn add(&mut self, source: &str) {
+        if self.names.contains_key(source) {
+            return;
+        }
+        let name = format!("t{}", self.names.len());
+        if let Err(e) = self
+            .env
+            .add_template_owned(name.clone(), source.to_string())
+        {
+            // Config validation compiled the same source; this cannot fail unless that did.
+            tracing::error!(error = %e, "template does not compile");
+            return;
+        }
+        self.names.insert(source.to_string(), name);
+    }
+
+    /// Renders a template known at load; a source not seen then is compiled on the spot.
+    pub fn render(&self, source: &str, ctx: &RenderContext) -> Result<String, minijinja::Error> {
+        let ctx = ctx.value.clone();
+        match self.names.get(source) {
+            Some(name) => self.env.get_template(name)?.render(ctx),
+            None => self.env.render_str(source, ctx),
+        }
+    }
+}
+
+/// What a template sees: `rule`, `watch`, `state`, `event`, `summary`, `severity`,
+/// `labels`, `host`, `time`, `count`, `duration`.
+pub fn context(firing: &Firing, templates: &Templates) -> RenderContext {
+    let event = Value::Object(firing.event.to_json());
+    let mut ctx = json!({
+        "rule": &*firing.rule,
+        "watch": &*firing.event.watch,
+        "state": firing.state.as_str(),
+        "event": event,
+        "severity": &*firing.severity,
+        "labels": &*firing.labels,
+        "host": &*firing.event.host,
+        "time": crate::event::rfc3339(firing.time),
+        "count": firing.count,
+        "duration": humantime::format_duration(firing.duration).to_string(),
+        "summary": "",
+    });
+    let summary = match &firing.summary {
+        Some(s) => templates
+            .render(
+                s,
+                &RenderContext {
+                    value: minijinja::Value::from(minijinja::value::Serde(&ctx)),
+                    json: Value::Null,
+                },
+            )
+            .unwrap_or_else(|e| {
+                tracing::warn!(rule = %firing.rule, error = %e, "summary did not render");
+                String::new()
+            }),
+        None => default_summary(firing),
+    };
+    ctx["summary"] = Value::from(summary);
+    RenderContext {
+        value: minijinja::Value::from(minijinja::value::Serde(&ctx)),
+        json: ctx,
+    }
+}
+
+fn default_summary(firing: &Firing) -> String {
+    let e = &firing.event;
+    let what = match (e.kind(), e.fields.get("path").and_then(Value::as_str)) {
+        (Some(k), Some(p)) => format!(" ({k} {})", display_lossy(p)),
+        (Some(k), None) => format!(" ({k})"),
+        _ => String::new(),
+    };
+    format!(
+        "{} is {} on {}{what}",
+        firing.rule,
+        firing.state.as_str(),
+        e.watch
+    )
+}
+
+/// The event as JSON for people and programs: escaped bytes shown as U+FFFD.
+pub fn event_json_lossy(fields: &Map<String, Value>) -> Value {
+    fn lossy(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::from(display_lossy(s)),
+            Value::Array(a) => Value::Array(a.iter().map(lossy).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (k.clone(), lossy(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    Value::Object(fields.iter().map(|(k, v)| (k.clone(), lossy(v))).collect())
+}

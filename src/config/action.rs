@@ -1,0 +1,316 @@
+//! `[action.NAME]`: what a firing runs.
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::parse::deserialize_table;
+use super::values;
+use super::Ctx;
+
+#[derive(Debug, Clone)]
+pub struct ActionConfig {
+    pub name: String,
+    pub kind: ActionKind,
+}
+
+/// The closed set of action types; one struct per type.
+#[derive(Debug, Clone)]
+pub enum ActionKind {
+    Shell(ShellAction),
+}
+
+const PLANNED_TYPES: &[&str] = &["webhook", "alertmanager", "amqp", "mqtt", "nats"];
+
+#[derive(Debug, Clone)]
+pub struct ShellAction {
+    pub program: ShellProgram,
+    pub timeout: Duration,
+    pub user: Option<Account>,
+    pub group: Option<Account>,
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables; values are templates.
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ShellProgram {
+    /// `command = [...]`: each element a template; no shell is involved.
+    Argv(Vec<String>),
+    /// `shell = "..."`: run by `/bin/sh -c`; values reach it only as `HARK_*` variables.
+    Script(String),
+}
+
+/// A user or group resolved at load time, so a typo is a config error and not a failed action.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub name: String,
+    pub id: u32,
+    /// For a user: its primary group and home directory.
+    pub primary_gid: Option<u32>,
+    pub home: Option<PathBuf>,
+}
+
+pub const DEFAULT_SHELL_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShell {
+    command: Option<Spanned<Vec<Spanned<String>>>>,
+    shell: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    cwd: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+/// The template environment every template is checked and rendered with: undefined
+/// values (a field an event lacks) render empty instead of failing the action.
+pub fn template_env() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env
+}
+
+pub(crate) fn parse(
+    ctx: &mut Ctx,
+    name: &str,
+    mut table: DeTable<'_>,
+    span: Range<usize>,
+    templates: &minijinja::Environment<'static>,
+) -> Option<ActionConfig> {
+    let Some((_, type_value)) = table.remove_entry("type") else {
+        ctx.error(
+            span,
+            format!("action `{name}` has no `type` (one of: shell)"),
+        );
+        return None;
+    };
+    let DeValue::String(ty) = type_value.get_ref() else {
+        ctx.error(type_value.span(), "`type` must be a string");
+        return None;
+    };
+    let kind = match ty.as_ref() {
+        "shell" => ActionKind::Shell(parse_shell(ctx, table, span, templates)?),
+        t if PLANNED_TYPES.contains(&t) => {
+            ctx.error(
+                type_value.span(),
+                format!("action type `{t}` is not available in this version of hark yet (available: shell)"),
+            );
+            return None;
+        }
+        t => {
+            ctx.error(
+                type_value.span(),
+                format!("unknown action type `{t}` (expected one of: shell)"),
+            );
+            return None;
+        }
+    };
+    Some(ActionConfig {
+        name: name.to_string(),
+        kind,
+    })
+}
+
+fn parse_shell(
+    ctx: &mut Ctx,
+    table: DeTable<'_>,
+    span: Range<usize>,
+    templates: &minijinja::Environment<'static>,
+) -> Option<ShellAction> {
+    let raw: RawShell = deserialize_table(ctx, table, span.clone())?;
+    let before = ctx.errors.len();
+    let program = match (&raw.command, &raw.shell) {
+        (Some(argv), None) => {
+            if argv.get_ref().is_empty() {
+                ctx.error(
+                    argv.span(),
+                    "`command` is empty: give the program and its arguments",
+                );
+            }
+            for arg in argv.get_ref() {
+                values::template(ctx, templates, arg);
+            }
+            ShellProgram::Argv(argv.get_ref().iter().map(|a| a.get_ref().clone()).collect())
+        }
+        (None, Some(script)) => {
+            if let Some(i) = script.get_ref().find("{{") {
+                // Interpolating values into a script is how injection happens; values reach
+                // the script only as environment variables.
+                ctx.error_inside_string(
+                    script.span(),
+                    i,
+                    "templates are not expanded in `shell` (values would be injected into the script); \
+                     use the environment instead, e.g. \"$HARK_PATH\", or the argv form `command = [...]`"
+                        .to_string(),
+                );
+            }
+            ShellProgram::Script(script.get_ref().clone())
+        }
+        (Some(argv), Some(_)) => {
+            ctx.error(
+                argv.span(),
+                "give either `command` (argv) or `shell` (a script), not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            ctx.error(
+                span,
+                "a shell action needs `command = [...]` (argv) or `shell = \"...\"` (a script)",
+            );
+            return None;
+        }
+    };
+    let timeout = match &raw.timeout {
+        Some(t) => values::duration(ctx, t).unwrap_or(DEFAULT_SHELL_TIMEOUT),
+        None => DEFAULT_SHELL_TIMEOUT,
+    };
+    if timeout.is_zero() {
+        if let Some(t) = &raw.timeout {
+            ctx.error(t.span(), "timeout must be more than zero");
+        }
+    }
+    let user = raw.user.as_ref().and_then(|u| lookup(ctx, u, Kind::User));
+    let group = raw.group.as_ref().and_then(|g| lookup(ctx, g, Kind::Group));
+    let cwd = raw.cwd.as_ref().map(|c| {
+        if !c.get_ref().starts_with('/') {
+            ctx.error(c.span(), "`cwd` must be an absolute path");
+        }
+        PathBuf::from(c.get_ref())
+    });
+    let mut env = BTreeMap::new();
+    for (k, v) in &raw.env {
+        let key = k.get_ref();
+        let valid = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            ctx.error(
+                k.span(),
+                format!("invalid environment variable name {key:?}"),
+            );
+        } else if key.starts_with("HARK_") {
+            ctx.error(
+                k.span(),
+                format!("`{key}`: names starting with HARK_ are set by hark itself"),
+            );
+        }
+        values::template(ctx, templates, v);
+        env.insert(key.clone(), v.get_ref().clone());
+    }
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(ShellAction {
+        program,
+        timeout,
+        user,
+        group,
+        cwd,
+        env,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    User,
+    Group,
+}
+
+fn lookup(ctx: &mut Ctx, value: &Spanned<String>, kind: Kind) -> Option<Account> {
+    let name = value.get_ref();
+    let found = match kind {
+        Kind::User => lookup_user(name),
+        Kind::Group => lookup_group(name),
+    };
+    if found.is_none() {
+        let what = match kind {
+            Kind::User => "user",
+            Kind::Group => "group",
+        };
+        ctx.error(
+            value.span(),
+            format!("no such {what} {name:?} on this system"),
+        );
+    }
+    found
+}
+
+fn lookup_user(name: &str) -> Option<Account> {
+    let cname = CString::new(name).ok()?;
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call; on success `result` points at `pwd`,
+    // whose string fields point into `buf`, which outlives their use below.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return name.parse::<u32>().ok().map(|id| Account {
+            name: name.to_string(),
+            id,
+            primary_gid: Some(id),
+            home: None,
+        });
+    }
+    // SAFETY: pw_dir is a NUL-terminated string inside `buf` (see above).
+    let home = unsafe { CStr::from_ptr(pwd.pw_dir) }
+        .to_string_lossy()
+        .into_owned();
+    Some(Account {
+        name: name.to_string(),
+        id: pwd.pw_uid,
+        primary_gid: Some(pwd.pw_gid),
+        home: Some(PathBuf::from(home)),
+    })
+}
+
+fn lookup_group(name: &str) -> Option<Account> {
+    let cname = CString::new(name).ok()?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in lookup_user.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return name.parse::<u32>().ok().map(|id| Account {
+            name: name.to_string(),
+            id,
+            primary_gid: None,
+            home: None,
+        });
+    }
+    Some(Account {
+        name: name.to_string(),
+        id: grp.gr_gid,
+        primary_gid: None,
+        home: None,
+    })
+}

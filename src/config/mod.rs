@@ -1,0 +1,97 @@
+//! Configuration: load TOML files, parse with spans, validate everything, report every
+//! error as `FILE:LINE:COL: error: MESSAGE`. Config is data; it starts nothing.
+
+mod action;
+pub mod diagnostic;
+mod files;
+mod parse;
+mod rule;
+mod values;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use action::{template_env, Account, ActionConfig, ActionKind, ShellAction, ShellProgram};
+pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
+pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
+pub use rule::{RuleConfig, TriggerLimit};
+pub use values::Condition;
+pub use watch::{FileEvents, FileWatch, PathPattern, WatchConfig, WatchKind};
+
+/// A whole, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub files: Vec<PathBuf>,
+    pub daemon: DaemonConfig,
+    pub watches: BTreeMap<String, WatchConfig>,
+    pub rules: BTreeMap<String, RuleConfig>,
+    pub actions: BTreeMap<String, ActionConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub host: String,
+    pub control_socket: PathBuf,
+    pub metrics: Option<std::net::SocketAddr>,
+    pub max_concurrent_actions: usize,
+    /// How long running actions may go on after SIGTERM before they are killed.
+    pub stop_timeout: Duration,
+}
+
+impl Config {
+    /// Loads every file that `paths` names (files, or directories of `*.toml`), or the
+    /// defaults when `paths` is empty, and checks everything a run would.
+    pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
+        let files = files::config_files(paths).map_err(|e| ConfigErrors(vec![e]))?;
+        parse::parse_all(&files)
+    }
+
+    /// The one-line summary `hark validate` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "configuration ok: {} file{}, {} watch{}, {} rule{}, {} action{}",
+            self.files.len(),
+            plural(self.files.len(), "s"),
+            self.watches.len(),
+            plural(self.watches.len(), "es"),
+            self.rules.len(),
+            plural(self.rules.len(), "s"),
+            self.actions.len(),
+            plural(self.actions.len(), "s"),
+        )
+    }
+}
+
+fn plural(n: usize, suffix: &'static str) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        suffix
+    }
+}
+
+/// The parsing context of one file: where errors go and what they point at.
+pub(crate) struct Ctx {
+    pub file: Arc<SourceFile>,
+    pub errors: Vec<ConfigError>,
+}
+
+impl Ctx {
+    pub fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.errors
+            .push(ConfigError::at(Location::new(&self.file, span), message));
+    }
+
+    pub fn loc(&self, span: Range<usize>) -> Location {
+        Location::new(&self.file, span)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+}

@@ -1,0 +1,382 @@
+//! Walks each TOML document by hand so every error keeps the span of its key or value,
+//! then resolves names across files.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use super::diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
+use super::files::check_permissions;
+use super::values::{self, check_name};
+use super::{action, rule, watch, Config, Ctx, DaemonConfig};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    state_dir: Option<String>,
+    host: Option<String>,
+    control_socket: Option<String>,
+    metrics: Option<Spanned<String>>,
+    max_concurrent_actions: Option<Spanned<i64>>,
+    stop_timeout: Option<Spanned<String>>,
+}
+
+/// A named item as first seen: the place of its name, kept for duplicate and reference errors.
+pub(crate) struct Named<T> {
+    pub name_loc: Location,
+    pub item: T,
+}
+
+#[derive(Default)]
+struct Collected {
+    daemon: Option<(Location, DaemonConfig)>,
+    watches: BTreeMap<String, Named<super::WatchConfig>>,
+    rules: BTreeMap<String, Named<rule::RawRuleChecked>>,
+    actions: BTreeMap<String, Named<super::ActionConfig>>,
+    errors: Vec<ConfigError>,
+}
+
+pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
+    let mut all = Collected::default();
+    let templates = action::template_env();
+    for path in paths {
+        if let Err(e) = check_permissions(path) {
+            all.errors.push(e);
+            continue;
+        }
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                all.errors
+                    .push(ConfigError::in_file(path, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let file = Arc::new(SourceFile {
+            path: path.clone(),
+            text,
+        });
+        let mut ctx = Ctx {
+            file: Arc::clone(&file),
+            errors: Vec::new(),
+        };
+        parse_document(&mut ctx, &mut all, &templates);
+        all.errors.append(&mut ctx.errors);
+    }
+    let errors_before = all.errors.len();
+    let config = resolve(paths, &mut all);
+    if all.errors.is_empty() && errors_before == 0 {
+        if let Some(config) = config {
+            return Ok(config);
+        }
+    }
+    sort_errors(&mut all.errors, paths);
+    Err(ConfigErrors(all.errors))
+}
+
+fn sort_errors(errors: &mut [ConfigError], paths: &[PathBuf]) {
+    let file_index = |p: &PathBuf| paths.iter().position(|q| q == p).unwrap_or(usize::MAX);
+    errors.sort_by_key(|e| {
+        (
+            file_index(&e.path),
+            e.location.as_ref().map_or(0, |l| l.span.start),
+        )
+    });
+}
+
+fn parse_document(ctx: &mut Ctx, all: &mut Collected, templates: &minijinja::Environment<'static>) {
+    let file = Arc::clone(&ctx.file);
+    let (doc, syntax_errors) = DeTable::parse_recoverable(&file.text);
+    if !syntax_errors.is_empty() {
+        for e in syntax_errors {
+            let span = e.span().unwrap_or(0..0);
+            ctx.error(span, format!("TOML syntax: {}", first_line(e.message())));
+        }
+        return;
+    }
+    for (key, value) in doc.get_ref().iter() {
+        let key_span = key.span();
+        match key.get_ref().as_ref() {
+            "daemon" => parse_daemon(ctx, all, key_span, value),
+            "watch" => for_each_named(ctx, "watch", value, |ctx, name, name_span, table, span| {
+                if let Some(w) = watch::parse(ctx, name, table, span) {
+                    insert_named(ctx, &mut all.watches, "watch", name, name_span, w);
+                }
+            }),
+            "rule" => for_each_named(ctx, "rule", value, |ctx, name, name_span, table, span| {
+                if let Some(r) = rule::parse(ctx, name, table, span, templates) {
+                    insert_named(ctx, &mut all.rules, "rule", name, name_span, r);
+                }
+            }),
+            "action" => {
+                for_each_named(ctx, "action", value, |ctx, name, name_span, table, span| {
+                    if let Some(a) = action::parse(ctx, name, table, span, templates) {
+                        insert_named(ctx, &mut all.actions, "action", name, name_span, a);
+                    }
+                })
+            }
+            other => ctx.error(
+                key_span,
+                format!(
+                    "unknown section `{other}`: expected `daemon`, `watch`, `rule` or `action`"
+                ),
+            ),
+        }
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.trim().lines().next().unwrap_or("")
+}
+
+/// `[watch.NAME]` and friends: each entry must be a table.
+fn for_each_named(
+    ctx: &mut Ctx,
+    section: &str,
+    value: &Spanned<DeValue<'_>>,
+    mut each: impl FnMut(&mut Ctx, &str, Range<usize>, DeTable<'_>, Range<usize>),
+) {
+    let DeValue::Table(table) = value.get_ref() else {
+        ctx.error(
+            value.span(),
+            format!("`{section}` must be a table of named {section}es: [{section}.NAME]"),
+        );
+        return;
+    };
+    for (name, item) in table.iter() {
+        let name_span = name.span();
+        if !check_name(ctx, section, name.get_ref(), name_span.clone()) {
+            continue;
+        }
+        match item.get_ref() {
+            DeValue::Table(t) => each(ctx, name.get_ref(), name_span, t.clone(), item.span()),
+            _ => ctx.error(
+                item.span(),
+                format!("`{section}.{}` must be a table", name.get_ref()),
+            ),
+        }
+    }
+}
+
+fn insert_named<T>(
+    ctx: &mut Ctx,
+    map: &mut BTreeMap<String, Named<T>>,
+    kind: &str,
+    name: &str,
+    name_span: Range<usize>,
+    item: T,
+) {
+    let here = ctx.loc(name_span);
+    if let Some(first) = map.get(name) {
+        let msg = format!(
+            "{kind} `{name}` is defined twice: first at {}, again here",
+            first.name_loc.display()
+        );
+        ctx.errors.push(ConfigError::at(here, msg));
+        return;
+    }
+    map.insert(
+        name.to_string(),
+        Named {
+            name_loc: here,
+            item,
+        },
+    );
+}
+
+/// Deserialises a table into `T`, reporting the error at the key or value serde blames.
+pub(crate) fn deserialize_table<T: for<'de> Deserialize<'de>>(
+    ctx: &mut Ctx,
+    table: DeTable<'_>,
+    span: Range<usize>,
+) -> Option<T> {
+    let value = Spanned::new(span.clone(), DeValue::Table(table));
+    match T::deserialize(ValueDeserializer::from(value)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            ctx.error(
+                e.span().unwrap_or(span),
+                first_line(e.message()).to_string(),
+            );
+            None
+        }
+    }
+}
+
+fn parse_daemon(
+    ctx: &mut Ctx,
+    all: &mut Collected,
+    key_span: Range<usize>,
+    value: &Spanned<DeValue<'_>>,
+) {
+    let DeValue::Table(table) = value.get_ref() else {
+        ctx.error(value.span(), "`daemon` must be a table");
+        return;
+    };
+    let here = ctx.loc(key_span);
+    if let Some((first, _)) = &all.daemon {
+        let msg = format!(
+            "[daemon] is defined twice: first at {}, again here",
+            first.display()
+        );
+        ctx.errors.push(ConfigError::at(here, msg));
+        return;
+    }
+    let Some(raw) = deserialize_table::<RawDaemon>(ctx, table.clone(), value.span()) else {
+        return;
+    };
+    let mut daemon = DaemonConfig::default();
+    if let Some(d) = raw.state_dir {
+        daemon.state_dir = d.into();
+    }
+    if let Some(h) = raw.host {
+        daemon.host = h;
+    }
+    if let Some(s) = raw.control_socket {
+        daemon.control_socket = s.into();
+    }
+    if let Some(m) = raw.metrics {
+        match m.get_ref().parse() {
+            Ok(addr) => daemon.metrics = Some(addr),
+            Err(e) => ctx.error(
+                m.span(),
+                format!(
+                    "invalid metrics address {:?}: {e} (write it like \"127.0.0.1:9797\")",
+                    m.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(n) = raw.max_concurrent_actions {
+        match usize::try_from(*n.get_ref()) {
+            Ok(v) if v >= 1 => daemon.max_concurrent_actions = v,
+            _ => ctx.error(n.span(), "max_concurrent_actions must be at least 1"),
+        }
+    }
+    if let Some(d) = values::optional_duration(ctx, &raw.stop_timeout) {
+        daemon.stop_timeout = d;
+    }
+    all.daemon = Some((here, daemon));
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            state_dir: PathBuf::from("/var/lib/hark"),
+            host: local_hostname(),
+            control_socket: PathBuf::from("/run/hark/control.sock"),
+            metrics: None,
+            max_concurrent_actions: 16,
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
+    // or truncates, and we read only up to the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Checks every reference between items once all files are read.
+fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
+    let mut errors = Vec::new();
+    for (name, rule) in &all.rules {
+        let r = &rule.item;
+        for (w, loc) in &r.watch_refs {
+            if !all.watches.contains_key(w) {
+                errors.push(ConfigError::at(
+                    loc.clone(),
+                    format!(
+                        "rule `{name}` names watch `{w}`, which is not defined{}",
+                        suggest(w, all.watches.keys())
+                    ),
+                ));
+            }
+        }
+        for (a, loc) in &r.action_refs {
+            if !all.actions.contains_key(a) {
+                errors.push(ConfigError::at(
+                    loc.clone(),
+                    format!(
+                        "rule `{name}` names action `{a}`, which is not defined{}",
+                        suggest(a, all.actions.keys())
+                    ),
+                ));
+            }
+        }
+        for (u, loc) in &r.unless_refs {
+            if !all.rules.contains_key(u) {
+                errors.push(ConfigError::at(
+                    loc.clone(),
+                    format!(
+                        "rule `{name}` names rule `{u}` in `unless`, which is not defined{}",
+                        suggest(u, all.rules.keys())
+                    ),
+                ));
+            } else if u == name {
+                errors.push(ConfigError::at(
+                    loc.clone(),
+                    format!("rule `{name}` cannot name itself in `unless`"),
+                ));
+            }
+        }
+    }
+    all.errors.append(&mut errors);
+    if !all.errors.is_empty() {
+        return None;
+    }
+    use std::mem::take;
+    Some(Config {
+        files: paths.to_vec(),
+        daemon: take(&mut all.daemon).map(|(_, d)| d).unwrap_or_default(),
+        watches: take(&mut all.watches)
+            .into_iter()
+            .map(|(k, v)| (k, v.item))
+            .collect(),
+        rules: take(&mut all.rules)
+            .into_iter()
+            .map(|(k, v)| (k, v.item.rule))
+            .collect(),
+        actions: take(&mut all.actions)
+            .into_iter()
+            .map(|(k, v)| (k, v.item))
+            .collect(),
+    })
+}
+
+/// ", did you mean `x`?" when a defined name is one or two edits away.
+fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> String {
+    known
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

@@ -1,0 +1,184 @@
+//! `[rule.NAME]`: which watches it hears, its CEL condition, what it runs.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::DeTable;
+use toml::Spanned;
+
+use super::diagnostic::Location;
+use super::parse::deserialize_table;
+use super::values::{self, Condition, NameList};
+use super::Ctx;
+
+#[derive(Debug, Clone)]
+pub struct RuleConfig {
+    pub name: String,
+    pub watches: Vec<String>,
+    /// `None`: every event of the named watches matches.
+    pub when: Option<Condition>,
+    pub then: Vec<String>,
+    pub cooldown: Option<Duration>,
+    /// A burst of matches inside this window is one firing.
+    pub debounce: Option<Duration>,
+    pub severity: String,
+    pub labels: BTreeMap<String, String>,
+    pub summary: Option<String>,
+    pub unless: Vec<String>,
+    /// `None` when switched off with `trigger_limit = "off"`.
+    pub trigger_limit: Option<TriggerLimit>,
+}
+
+/// At most `burst` firings in any `interval`, as systemd's `TriggerLimitBurst=` and
+/// `TriggerLimitIntervalSec=`: it stops an action that changes the files its own rule
+/// watches from looping forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerLimit {
+    pub burst: u32,
+    pub interval: Duration,
+}
+
+pub const DEFAULT_TRIGGER_LIMIT: TriggerLimit = TriggerLimit {
+    burst: 30,
+    interval: Duration::from_secs(10),
+};
+
+/// A rule as parsed from one file, with the places of the names it refers to, so a
+/// reference that does not resolve is reported where it is written.
+pub(crate) struct RawRuleChecked {
+    pub rule: RuleConfig,
+    pub watch_refs: Vec<(String, Location)>,
+    pub action_refs: Vec<(String, Location)>,
+    pub unless_refs: Vec<(String, Location)>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    watch: Spanned<NameList>,
+    when: Option<Spanned<String>>,
+    #[serde(default)]
+    then: Option<Spanned<NameList>>,
+    resolve: Option<Spanned<NameList>>,
+    cooldown: Option<Spanned<String>>,
+    debounce: Option<Spanned<String>>,
+    times: Option<Spanned<i64>>,
+    within: Option<Spanned<String>>,
+    #[serde(rename = "for")]
+    hold_for: Option<Spanned<String>>,
+    repeat: Option<Spanned<String>>,
+    severity: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    summary: Option<Spanned<String>>,
+    unless: Option<Spanned<NameList>>,
+    trigger_limit: Option<Spanned<String>>,
+}
+
+pub(crate) fn parse(
+    ctx: &mut Ctx,
+    name: &str,
+    table: DeTable<'_>,
+    span: Range<usize>,
+    templates: &minijinja::Environment<'static>,
+) -> Option<RawRuleChecked> {
+    let raw: RawRule = deserialize_table(ctx, table, span)?;
+    let before = ctx.errors.len();
+    // State machines (times, for, repeat, resolve) need state watches; every watch this
+    // version runs reports edges, so these keys would silently do nothing.
+    let state_only: [(&str, Option<Range<usize>>); 5] = [
+        ("times", raw.times.as_ref().map(|v| v.span())),
+        ("within", raw.within.as_ref().map(|v| v.span())),
+        ("for", raw.hold_for.as_ref().map(|v| v.span())),
+        ("repeat", raw.repeat.as_ref().map(|v| v.span())),
+        ("resolve", raw.resolve.as_ref().map(|v| v.span())),
+    ];
+    for (key, span) in state_only {
+        if let Some(span) = span {
+            ctx.error(
+                span,
+                format!(
+                    "`{key}` applies to state watches (http, tcp, system, command, process samples), \
+                     which this version of hark does not run yet; file events fire on each match \
+                     (limit them with `cooldown` or `debounce`)"
+                ),
+            );
+        }
+    }
+    let refs = |ctx: &Ctx, list: &Option<Spanned<NameList>>| -> Vec<(String, Location)> {
+        list.iter()
+            .flat_map(|l| {
+                NameList::spanned(l)
+                    .map(|(n, s)| (n.to_string(), ctx.loc(s)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let watch_refs = refs(ctx, &Some(raw.watch.clone()));
+    if watch_refs.is_empty() {
+        ctx.error(
+            raw.watch.span(),
+            "`watch` is empty: name at least one watch",
+        );
+    }
+    let action_refs = refs(ctx, &raw.then);
+    let unless_refs = refs(ctx, &raw.unless);
+    let when = raw.when.as_ref().and_then(|w| values::condition(ctx, w));
+    let cooldown = values::optional_duration(ctx, &raw.cooldown);
+    let debounce = values::optional_duration(ctx, &raw.debounce);
+    if let Some(s) = &raw.summary {
+        values::template(ctx, templates, s);
+    }
+    let trigger_limit = match &raw.trigger_limit {
+        None => Some(DEFAULT_TRIGGER_LIMIT),
+        Some(v) => parse_trigger_limit(ctx, v)?,
+    };
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(RawRuleChecked {
+        rule: RuleConfig {
+            name: name.to_string(),
+            watches: watch_refs.iter().map(|(n, _)| n.clone()).collect(),
+            when,
+            then: action_refs.iter().map(|(n, _)| n.clone()).collect(),
+            cooldown,
+            debounce,
+            severity: raw.severity.unwrap_or_else(|| "warning".to_string()),
+            labels: raw.labels,
+            summary: raw.summary.map(Spanned::into_inner),
+            unless: unless_refs.iter().map(|(n, _)| n.clone()).collect(),
+            trigger_limit,
+        },
+        watch_refs,
+        action_refs,
+        unless_refs,
+    })
+}
+
+/// `"30/10s"` (at most 30 firings in any 10 seconds) or `"off"`.
+fn parse_trigger_limit(ctx: &mut Ctx, v: &Spanned<String>) -> Option<Option<TriggerLimit>> {
+    let s = v.get_ref().trim();
+    if s == "off" {
+        return Some(None);
+    }
+    let parsed = s.split_once('/').and_then(|(n, d)| {
+        let burst: u32 = n.trim().parse().ok().filter(|b| *b > 0)?;
+        let interval = humantime::parse_duration(d.trim())
+            .ok()
+            .filter(|d| !d.is_zero())?;
+        Some(TriggerLimit { burst, interval })
+    });
+    match parsed {
+        Some(l) => Some(Some(l)),
+        None => {
+            ctx.error(
+                v.span(),
+                format!("invalid trigger_limit {s:?}: write it as \"COUNT/DURATION\" (\"30/10s\") or \"off\""),
+            );
+            None
+        }
+    }
+}

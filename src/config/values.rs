@@ -1,0 +1,154 @@
+//! Values checked after parsing: durations, name lists, CEL conditions, templates.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::diagnostic::{offset_in_string_value, offset_of_line_col, ConfigError, Location};
+use super::Ctx;
+
+/// A list of names that may also be written as one string: `then = "page"` or
+/// `then = ["page", "restart"]`. Each name keeps its span when written in a list.
+#[derive(Debug, Clone, Default)]
+pub struct NameList(pub Vec<(String, Option<Range<usize>>)>);
+
+impl<'de> Deserialize<'de> for NameList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NameList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NameList, E> {
+                Ok(NameList(vec![(v.to_string(), None)]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NameList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Spanned<String>>()? {
+                    let span = s.span();
+                    out.push((s.into_inner(), Some(span)));
+                }
+                Ok(NameList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl NameList {
+    /// Each name with the span to blame for it: its own, or the whole value's.
+    pub fn spanned(list: &Spanned<NameList>) -> impl Iterator<Item = (&str, Range<usize>)> {
+        let whole = list.span();
+        list.get_ref()
+            .0
+            .iter()
+            .map(move |(n, s)| (n.as_str(), s.clone().unwrap_or_else(|| whole.clone())))
+    }
+}
+
+/// `"250ms"`, `"10s"`, `"5m"`, `"1h"`, `"0ms"`.
+pub fn duration(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Duration> {
+    match humantime::parse_duration(value.get_ref().trim()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            ctx.error(
+                value.span(),
+                format!(
+                    "invalid duration {:?}: {e} (write it like \"250ms\", \"10s\", \"5m\", \"1h\")",
+                    value.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+pub fn optional_duration(ctx: &mut Ctx, value: &Option<Spanned<String>>) -> Option<Duration> {
+    value.as_ref().and_then(|v| duration(ctx, v))
+}
+
+/// Names of watches, rules and actions: what a user types on the command line and
+/// what appears in logs and metrics labels, so kept plain.
+pub fn check_name(ctx: &mut Ctx, kind: &str, name: &str, span: Range<usize>) -> bool {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if !ok {
+        ctx.error(
+            span,
+            format!(
+                "invalid {kind} name {name:?}: use letters, digits, '_', '-' and '.' (at most 128)"
+            ),
+        );
+    }
+    ok
+}
+
+/// A compiled CEL condition and its source text.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub source: String,
+    pub program: Arc<cel::Program>,
+}
+
+pub fn condition(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Condition> {
+    let source = value.get_ref();
+    if source.trim().is_empty() {
+        ctx.error(
+            value.span(),
+            "empty condition: remove `when` to match every event",
+        );
+        return None;
+    }
+    match cel::Program::compile(source) {
+        Ok(program) => Some(Condition {
+            source: source.clone(),
+            program: Arc::new(program),
+        }),
+        Err(errors) => {
+            for e in errors.errors {
+                // The parser's position is 1-based line, 0-based column within the expression.
+                let (line, col) = (e.pos.0.max(1) as usize, e.pos.1.max(0) as usize + 1);
+                let inner = offset_of_line_col(source, line, col);
+                ctx.error_inside_string(
+                    value.span(),
+                    inner,
+                    format!("invalid CEL condition: {}", e.msg),
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Compiles a template to find its errors now rather than when the rule fires.
+pub fn template(ctx: &mut Ctx, env: &minijinja::Environment<'static>, value: &Spanned<String>) {
+    if let Err(e) = env.template_from_str(value.get_ref()) {
+        let inner = e
+            .range()
+            .map(|r| r.start)
+            .or_else(|| e.line().map(|l| offset_of_line_col(value.get_ref(), l, 1)))
+            .unwrap_or(0);
+        let detail = e
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.kind().to_string());
+        ctx.error_inside_string(value.span(), inner, format!("invalid template: {detail}"));
+    }
+}
+
+impl Ctx {
+    pub fn error_inside_string(&mut self, value_span: Range<usize>, inner: usize, msg: String) {
+        let at = offset_in_string_value(&self.file, &value_span, inner);
+        self.errors
+            .push(ConfigError::at(Location::new(&self.file, at..at + 1), msg));
+    }
+}

@@ -1,0 +1,148 @@
+//! The types that cross between watches, rules and actions: the `Event` every watch emits
+//! and the `Firing` every rule hands to actions. They stand alone.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use serde_json::{Map, Value};
+
+/// Something a watch observed.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub watch: Arc<str>,
+    /// The watch's type: `file`, `process`, ...
+    pub source: &'static str,
+    pub time: SystemTime,
+    pub host: Arc<str>,
+    /// Edge events (a file changed, a process exited) fire on each match; state events
+    /// (a check's latest result) drive a rule's state machine.
+    pub edge: bool,
+    /// The type-specific fields (`kind`, `path`, ...).
+    pub fields: Map<String, Value>,
+}
+
+impl Event {
+    /// Every field a condition or template sees, the common ones included.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut all = self.fields.clone();
+        all.insert("watch".into(), Value::from(&*self.watch));
+        all.insert("type".into(), Value::from(self.source));
+        all.insert("time".into(), Value::from(rfc3339(self.time)));
+        all.insert("host".into(), Value::from(&*self.host));
+        all
+    }
+
+    pub fn kind(&self) -> Option<&str> {
+        self.fields.get("kind").and_then(Value::as_str)
+    }
+}
+
+/// `2026-11-26T12:00:00.123Z`
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Whether a firing starts or ends an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiringState {
+    Firing,
+    Resolved,
+}
+
+impl FiringState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FiringState::Firing => "firing",
+            FiringState::Resolved => "resolved",
+        }
+    }
+}
+
+/// What a rule hands to its actions: enough to render and deliver them without knowing
+/// anything of the rule engine.
+#[derive(Debug, Clone)]
+pub struct Firing {
+    pub rule: Arc<str>,
+    pub state: FiringState,
+    pub event: Arc<Event>,
+    /// The names of the actions to run.
+    pub actions: Vec<Arc<str>>,
+    pub severity: Arc<str>,
+    pub labels: Arc<BTreeMap<String, String>>,
+    /// The rule's `summary` template, rendered by the action side.
+    pub summary: Option<Arc<str>>,
+    /// How many matching events this firing stands for (a debounced burst counts each).
+    pub count: u64,
+    pub time: SystemTime,
+    /// How long the rule has been firing.
+    pub duration: Duration,
+}
+
+// Paths and names from the outside world are bytes, not always UTF-8. Each byte that is
+// not part of valid UTF-8 is carried in a string as one character of Unicode's private use
+// plane 16 (U+10FF80 to U+10FFFF, never used in real names), so CEL and templates can work
+// on the text and an argv element or environment variable gets the original bytes back.
+const ESCAPE_BASE: u32 = 0x10FF00;
+
+/// A name from the outside world as a string that keeps every byte.
+pub fn encode_os(s: &OsStr) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for &b in chunk.invalid() {
+            out.push(char::from_u32(ESCAPE_BASE + u32::from(b)).unwrap_or('\u{FFFD}'));
+        }
+    }
+    out
+}
+
+/// The bytes that `encode_os` stood for, after a template or CEL has worked on the text.
+pub fn decode_os(s: &str) -> OsString {
+    let mut out = Vec::with_capacity(s.len());
+    let mut buf = [0u8; 4];
+    for c in s.chars() {
+        let v = u32::from(c);
+        if (ESCAPE_BASE + 0x80..=ESCAPE_BASE + 0xFF).contains(&v) {
+            out.push((v - ESCAPE_BASE) as u8);
+        } else {
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// For logs and JSON: escaped bytes shown as U+FFFD.
+pub fn display_lossy(s: &str) -> String {
+    decode_os(s).to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn invalid_utf8_survives_a_round_trip() {
+        let raw = OsStr::from_bytes(b"caf\xe9 \xff$(x)");
+        let enc = encode_os(raw);
+        assert!(enc.starts_with("caf"));
+        assert_eq!(decode_os(&enc), raw);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let raw = OsStr::from_bytes(&bytes);
+            prop_assert_eq!(decode_os(&encode_os(raw)), raw.to_os_string());
+        }
+
+        #[test]
+        fn valid_utf8_is_unchanged(s in "\\PC*") {
+            prop_assert_eq!(encode_os(OsStr::new(&s)), s);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! hark: watches feed events to rules; rules fire actions.
+//!
+//! Data flows one way: config → watches → events → rules → firings → actions.
+
+pub mod action;
+pub mod config;
+pub mod daemon;
+pub mod event;
+pub mod rule;
+pub mod watch;

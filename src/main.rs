@@ -1,0 +1,99 @@
+//! The `hark` command line: flags, logging, exit codes. Everything else is the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hark::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "hark",
+    version,
+    about = "Watches files and runs commands the moment something happens"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        /// A TOML file, or a directory whose *.toml files are all loaded (sorted by name).
+        /// Default: /etc/hark/hark.toml and /etc/hark/rules.d/*.toml.
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
+        config: Vec<PathBuf>,
+    },
+    /// Check the configuration without starting anything.
+    Validate {
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
+        config: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!("{}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                print_errors(&errors);
+                ExitCode::from(1)
+            }
+        },
+        Command::Run { config } => {
+            init_logging();
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    print_errors(&errors);
+                    return ExitCode::from(1);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("hark: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(hark::daemon::run_until_signalled(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("hark: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn print_errors(errors: &hark::config::ConfigErrors) {
+    for e in &errors.0 {
+        eprintln!("{e}");
+    }
+    let n = errors.0.len();
+    eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,93 @@
+//! Watches: one file per watch type. Each emits `Event`s into the engine's channel and
+//! knows nothing of rules.
+
+pub mod file;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::{WatchConfig, WatchKind};
+use crate::event::Event;
+
+/// Why a watch could not start or keep going.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("watch `{watch}`: the inotify watch limit is reached (fs.inotify.max_user_watches = {limit}){at}; raise it, e.g. `sysctl fs.inotify.max_user_watches=1048576`")]
+    WatchLimit {
+        watch: String,
+        limit: String,
+        at: String,
+    },
+    #[error("watch `{watch}`: too many inotify instances (fs.inotify.max_user_instances = {limit}); raise it, e.g. `sysctl fs.inotify.max_user_instances=1024`")]
+    InstanceLimit { watch: String, limit: String },
+    #[error("watch `{watch}`: cannot watch {path}: {message}")]
+    Path {
+        watch: String,
+        path: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl WatchError {
+    pub fn from_notify(watch: &str, path: Option<&Path>, e: notify::Error) -> Self {
+        let at = path
+            .map(|p| format!(" while watching {p:?}"))
+            .unwrap_or_default();
+        match &e.kind {
+            notify::ErrorKind::MaxFilesWatch => WatchError::WatchLimit {
+                watch: watch.to_string(),
+                limit: read_sysctl("max_user_watches"),
+                at,
+            },
+            notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::EMFILE) => {
+                WatchError::InstanceLimit {
+                    watch: watch.to_string(),
+                    limit: read_sysctl("max_user_instances"),
+                }
+            }
+            _ => WatchError::Path {
+                watch: watch.to_string(),
+                path: path
+                    .map(|p| format!("{p:?}"))
+                    .unwrap_or_else(|| "its paths".into()),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+fn read_sysctl(name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A running watch of any type.
+pub enum WatchHandle {
+    File(file::FileWatchHandle),
+}
+
+impl WatchHandle {
+    /// Stops the watch and waits for it. Blocking: call it off the async runtime.
+    pub fn stop(self) {
+        match self {
+            WatchHandle::File(h) => h.stop(),
+        }
+    }
+}
+
+/// Arms a watch and starts it. Blocking: call it off the async runtime.
+pub fn start(
+    config: &WatchConfig,
+    host: Arc<str>,
+    events: mpsc::Sender<Event>,
+) -> Result<WatchHandle, WatchError> {
+    let name: Arc<str> = Arc::from(config.name.as_str());
+    match &config.kind {
+        WatchKind::File(f) => file::start(name, host, f.clone(), events).map(WatchHandle::File),
+    }
+}
