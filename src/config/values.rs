@@ -115,8 +115,8 @@ pub fn condition(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Condition> {
         }),
         Err(errors) => {
             for e in errors.errors {
-                // The parser's position is 1-based line, 0-based column within the expression.
-                let (line, col) = (e.pos.0.max(1) as usize, e.pos.1.max(0) as usize + 1);
+                // The parser's position is a 1-based line and column within the expression.
+                let (line, col) = (e.pos.0.max(1) as usize, e.pos.1.max(1) as usize);
                 let inner = offset_of_line_col(source, line, col);
                 ctx.error_inside_string(
                     value.span(),

@@ -1,0 +1,172 @@
+//! Starting `hark` with a config in a temp dir and waiting for what it does.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const HARK: &str = env!("CARGO_BIN_EXE_hark");
+
+/// A running daemon; killed when dropped.
+pub struct Hark {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hark-test")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Writes `config` (with `@DIR@` replaced by the temp dir) and starts `hark run` on it,
+/// returning once it has sent READY=1.
+pub fn start(config: &str) -> Hark {
+    start_in(tempdir(), config)
+}
+
+pub fn start_in(dir: tempfile::TempDir, config: &str) -> Hark {
+    let config = config.replace("@DIR@", &dir.path().to_string_lossy());
+    let file = dir.path().join("hark.toml");
+    std::fs::write(&file, config).expect("write config");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = Command::new(HARK)
+        .arg("run")
+        .arg("-c")
+        .arg(&file)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hark");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&line);
+            sink.lock().unwrap().push('\n');
+        }
+    });
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("READY=1") => break,
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = child.kill();
+                panic!(
+                    "hark never sent READY=1 ({e}); log:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        }
+    }
+    Hark { child, dir, log }
+}
+
+impl Hark {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        wait_for(Duration::from_secs(10), || self.log().contains(needle))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// SIGTERM, then the exit code (bounded wait).
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Hark {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// NUL-separated records an action appended to `file`.
+pub fn records(file: &Path) -> Vec<Vec<u8>> {
+    let Ok(bytes) = std::fs::read(file) else {
+        return Vec::new();
+    };
+    bytes
+        .split(|b| *b == 0)
+        .filter(|r| !r.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Waits until `file` holds at least `n` records, then a little longer to catch extras.
+pub fn wait_records(file: &Path, n: usize) -> Vec<Vec<u8>> {
+    wait_for(Duration::from_secs(10), || records(file).len() >= n);
+    std::thread::sleep(Duration::from_millis(300));
+    records(file)
+}
+
+pub fn bytes_of(p: &Path) -> Vec<u8> {
+    p.as_os_str().as_bytes().to_vec()
+}
+
+pub fn os(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
+/// A shell action that appends each argument after the first, NUL-terminated, to `out`.
+/// The values arrive as argv elements: nothing is interpolated into the script.
+pub fn recorder_argv(out: &str, args: &[&str]) -> String {
+    let mut argv = vec![
+        "\"/bin/sh\"".to_string(),
+        "\"-c\"".to_string(),
+        "'printf \"%s\\0\" \"$@\" >> \"$0\"'".to_string(),
+        format!("\"{out}\""),
+    ];
+    argv.extend(args.iter().map(|a| format!("\"{a}\"")));
+    format!("[{}]", argv.join(", "))
+}

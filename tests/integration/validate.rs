@@ -1,0 +1,181 @@
+//! `hark validate`: every error as FILE:LINE:COL, at the offending key or value.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/validate")
+        .join(name)
+}
+
+/// Runs `hark validate` on the given files; returns (exit code, stdout, stderr).
+fn validate(files: &[PathBuf]) -> (i32, String, String) {
+    let mut cmd = Command::new(HARK);
+    cmd.arg("validate");
+    for f in files {
+        // Fixtures are copied into a private temp dir: a checkout's permissions are not ours to trust.
+        cmd.arg("-c").arg(f);
+    }
+    let out = cmd.output().expect("run hark validate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Copies fixtures into a fresh directory with safe permissions.
+fn copied(dir: &tempfile::TempDir, names: &[&str]) -> Vec<PathBuf> {
+    names
+        .iter()
+        .map(|n| {
+            let to = dir.path().join(n);
+            std::fs::copy(fixture(n), &to).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
+            to
+        })
+        .collect()
+}
+
+/// Asserts that validating `name` fails with an error at `line:col` whose message contains `msg`.
+fn assert_error_at(name: &str, line: usize, col: usize, msg: &str) {
+    let dir = tempdir();
+    let files = copied(&dir, &[name]);
+    let (code, _, err) = validate(&files);
+    assert_eq!(code, 1, "{err}");
+    let want = format!("{}:{line}:{col}: error: ", files[0].display());
+    let hit = err.lines().any(|l| l.starts_with(&want) && l.contains(msg));
+    assert!(hit, "expected `{want}...{msg}` in:\n{err}");
+}
+
+#[test]
+fn a_good_config_validates_with_a_one_line_summary() {
+    let dir = tempdir();
+    let files = copied(&dir, &["good.toml"]);
+    let (code, out, err) = validate(&files);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "configuration ok: 1 file, 1 watch, 1 rule, 1 action"
+    );
+}
+
+#[test]
+fn toml_syntax_error_points_at_the_break() {
+    assert_error_at("toml_syntax.toml", 3, 18, "TOML syntax");
+}
+
+#[test]
+fn unknown_key_points_at_the_key() {
+    assert_error_at("unknown_key.toml", 4, 1, "unknown field `recursiv`");
+}
+
+#[test]
+fn unknown_references_point_at_each_name() {
+    assert_error_at(
+        "unknown_reference.toml",
+        6,
+        9,
+        "watch `log`, which is not defined (did you mean `logs`?)",
+    );
+    assert_error_at(
+        "unknown_reference.toml",
+        7,
+        9,
+        "action `nope`, which is not defined",
+    );
+}
+
+#[test]
+fn bad_cel_points_inside_the_condition() {
+    // `size > > 3`: the second `>` is the 8th character of the expression, column 16 of the line.
+    assert_error_at("bad_cel.toml", 7, 16, "invalid CEL condition");
+}
+
+#[test]
+fn bad_duration_points_at_the_value() {
+    assert_error_at(
+        "bad_duration.toml",
+        4,
+        12,
+        "invalid duration \"10 parsecs\"",
+    );
+}
+
+#[test]
+fn bad_template_points_inside_the_string() {
+    // `{{ event.path }`: the stray `}` is where the template breaks.
+    assert_error_at("bad_template.toml", 3, 40, "invalid template");
+}
+
+#[test]
+fn bad_glob_points_at_the_path() {
+    assert_error_at("bad_glob.toml", 3, 10, "invalid glob");
+}
+
+#[test]
+fn a_duplicate_name_across_files_names_both_places() {
+    let dir = tempdir();
+    let files = copied(&dir, &["dup_one.toml", "dup_two.toml"]);
+    let (code, _, err) = validate(&files);
+    assert_eq!(code, 1);
+    let want = format!(
+        "{}:2:8: error: watch `shared` is defined twice: first at {}:1:8, again here",
+        files[1].display(),
+        files[0].display()
+    );
+    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+}
+
+#[test]
+fn a_directory_of_files_is_loaded_in_name_order() {
+    let dir = tempdir();
+    copied(&dir, &["dup_two.toml", "dup_one.toml"]);
+    let (code, _, err) = validate(&[dir.path().to_path_buf()]);
+    assert_eq!(code, 1);
+    // dup_one sorts first, so the error is reported in dup_two.
+    assert!(
+        err.contains("dup_two.toml:2:8: error: watch `shared` is defined twice"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_others_can_write_is_refused() {
+    let dir = tempdir();
+    let files = copied(&dir, &["good.toml"]);
+    std::fs::set_permissions(&files[0], std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, _, err) = validate(&files);
+    assert_eq!(code, 1);
+    let want = format!(
+        "{}:1:1: error: refusing a config file that group or others can write (mode 0666)",
+        files[0].display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let dir = tempdir();
+    let files = copied(&dir, &["several.toml"]);
+    let (code, _, err) = validate(&files);
+    assert_eq!(code, 1);
+    let f = files[0].display().to_string();
+    for (line, col, msg) in [
+        (4, 12, "invalid duration \"soon\""),
+        (8, 17, "invalid CEL condition"),
+        (9, 12, "invalid duration \"forever\""),
+        (14, 15, "templates are not expanded in `shell`"),
+    ] {
+        let want = format!("{f}:{line}:{col}: error: ");
+        assert!(
+            err.lines().any(|l| l.starts_with(&want) && l.contains(msg)),
+            "expected `{want}{msg}` in:\n{err}"
+        );
+    }
+    assert!(err.contains("4 errors found"), "{err}");
+}
