@@ -1,7 +1,7 @@
 //! Walks each TOML document by hand so every error keeps the span of its key or value,
 //! then resolves names across files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +39,9 @@ struct Collected {
     watches: BTreeMap<String, Named<super::WatchConfig>>,
     rules: BTreeMap<String, Named<rule::RawRuleChecked>>,
     actions: BTreeMap<String, Named<super::ActionConfig>>,
+    /// Items defined but with errors of their own, keyed `kind.name`: a reference to one
+    /// is not reported again as undefined.
+    broken: HashSet<String>,
     errors: Vec<ConfigError>,
 }
 
@@ -105,19 +108,30 @@ fn parse_document(ctx: &mut Ctx, all: &mut Collected, templates: &minijinja::Env
         match key.get_ref().as_ref() {
             "daemon" => parse_daemon(ctx, all, key_span, value),
             "watch" => for_each_named(ctx, "watch", value, |ctx, name, name_span, table, span| {
-                if let Some(w) = watch::parse(ctx, name, table, span) {
-                    insert_named(ctx, &mut all.watches, "watch", name, name_span, w);
+                match watch::parse(ctx, name, table, span) {
+                    Some(w) => insert_named(ctx, &mut all.watches, "watch", name, name_span, w),
+                    None => {
+                        all.broken.insert(format!("watch.{name}"));
+                    }
                 }
             }),
             "rule" => for_each_named(ctx, "rule", value, |ctx, name, name_span, table, span| {
-                if let Some(r) = rule::parse(ctx, name, table, span, templates) {
-                    insert_named(ctx, &mut all.rules, "rule", name, name_span, r);
+                match rule::parse(ctx, name, table, span, templates) {
+                    Some(r) => insert_named(ctx, &mut all.rules, "rule", name, name_span, r),
+                    None => {
+                        all.broken.insert(format!("rule.{name}"));
+                    }
                 }
             }),
             "action" => {
                 for_each_named(ctx, "action", value, |ctx, name, name_span, table, span| {
-                    if let Some(a) = action::parse(ctx, name, table, span, templates) {
-                        insert_named(ctx, &mut all.actions, "action", name, name_span, a);
+                    match action::parse(ctx, name, table, span, templates) {
+                        Some(a) => {
+                            insert_named(ctx, &mut all.actions, "action", name, name_span, a)
+                        }
+                        None => {
+                            all.broken.insert(format!("action.{name}"));
+                        }
                     }
                 })
             }
@@ -296,7 +310,7 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
     for (name, rule) in &all.rules {
         let r = &rule.item;
         for (w, loc) in &r.watch_refs {
-            if !all.watches.contains_key(w) {
+            if !all.watches.contains_key(w) && !all.broken.contains(&format!("watch.{w}")) {
                 errors.push(ConfigError::at(
                     loc.clone(),
                     format!(
@@ -307,7 +321,7 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
             }
         }
         for (a, loc) in &r.action_refs {
-            if !all.actions.contains_key(a) {
+            if !all.actions.contains_key(a) && !all.broken.contains(&format!("action.{a}")) {
                 errors.push(ConfigError::at(
                     loc.clone(),
                     format!(
@@ -318,6 +332,9 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
             }
         }
         for (u, loc) in &r.unless_refs {
+            if all.broken.contains(&format!("rule.{u}")) {
+                continue;
+            }
             if !all.rules.contains_key(u) {
                 errors.push(ConfigError::at(
                     loc.clone(),

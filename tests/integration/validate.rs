@@ -179,3 +179,19 @@ fn every_error_is_reported_at_once() {
     }
     assert!(err.contains("4 errors found"), "{err}");
 }
+
+#[test]
+fn a_reference_to_an_item_with_its_own_error_is_not_reported_again() {
+    let dir = tempdir();
+    let f = dir.path().join("c.toml");
+    std::fs::write(
+        &f,
+        "[watch.w]\ntype = \"file\"\npaths = [\"/tmp/x\"]\ndebounce = \"nope\"\n\n[rule.r]\nwatch = \"w\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = validate(&[f]);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid duration"), "{err}");
+    assert!(!err.contains("not defined"), "a cascading error: {err}");
+    assert!(err.contains("1 error found"), "{err}");
+}
