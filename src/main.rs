@@ -56,7 +56,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            // One thread runs the engine and the actions' I/O; blocking work (file watches,
+            // stat, scans) has threads of its own. It keeps the idle footprint small.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {

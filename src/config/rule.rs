@@ -40,8 +40,10 @@ pub struct TriggerLimit {
     pub interval: Duration,
 }
 
+/// Loose enough for a burst of a hundred legitimate files, tight enough to stop a loop at
+/// the default debounce (about ten firings a second) within ten seconds.
 pub const DEFAULT_TRIGGER_LIMIT: TriggerLimit = TriggerLimit {
-    burst: 30,
+    burst: 100,
     interval: Duration::from_secs(10),
 };
 
@@ -158,7 +160,7 @@ pub(crate) fn parse(
     })
 }
 
-/// `"30/10s"` (at most 30 firings in any 10 seconds) or `"off"`.
+/// `"100/10s"` (at most 100 firings in any 10 seconds) or `"off"`.
 fn parse_trigger_limit(ctx: &mut Ctx, v: &Spanned<String>) -> Option<Option<TriggerLimit>> {
     let s = v.get_ref().trim();
     if s == "off" {

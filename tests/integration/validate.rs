@@ -195,3 +195,29 @@ fn a_reference_to_an_item_with_its_own_error_is_not_reported_again() {
     assert!(!err.contains("not defined"), "a cascading error: {err}");
     assert!(err.contains("1 error found"), "{err}");
 }
+
+/// Every complete TOML example in the README and docs/, and the example rules, validate:
+/// an example in the docs is a test.
+#[test]
+fn the_examples_in_the_docs_and_rules_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for doc in ["README.md", "docs/configuration.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for (i, block) in text.split("```toml\n").skip(1).enumerate() {
+            let body = block.split("```").next().unwrap();
+            let dir = tempdir();
+            let f = dir.path().join(format!("example{i}.toml"));
+            std::fs::write(&f, body).unwrap();
+            let (code, _, err) = validate(&[f]);
+            assert_eq!(
+                code, 0,
+                "example {i} of {doc} does not validate:\n{body}\n{err}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the docs lost their examples");
+    let (code, _, err) = validate(&[root.join("rules")]);
+    assert_eq!(code, 0, "rules/ does not validate:\n{err}");
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""File write -> exec'd action latency, idle RSS and idle CPU of hark.
+
+Usage: python3 bench/file_latency.py [--trials N] [--hark PATH]
+
+Starts `hark run` on a config that watches a temp directory with debounce = "0ms" and runs
+bench/stamp (compiled here) on each create. Each trial creates a new file, noting the time
+just before the write; the stamp program records when it ran. Reports the median and p95
+of the difference over N trials. Then measures, with the example rules in rules/, the
+resident memory and the CPU time used over an idle interval.
+Every process this starts is stopped by its pid, also on Ctrl-C.
+"""
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wait_ready(proc, log_path, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(log_path, "rb") as f:
+            if b"hark is running" in f.read():
+                return
+        if proc.poll() is not None:
+            raise SystemExit("hark exited early:\n" + open(log_path).read())
+        time.sleep(0.01)
+    raise SystemExit("hark did not start")
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def latency(hark, trials, tmp):
+    stamp = os.path.join(tmp, "stamp")
+    subprocess.run(["cc", "-O2", "-o", stamp, os.path.join(ROOT, "bench", "stamp.c")], check=True)
+    watched = os.path.join(tmp, "watched")
+    os.mkdir(watched)
+    stamps = os.path.join(tmp, "stamps")
+    cfg = os.path.join(tmp, "hark.toml")
+    with open(cfg, "w") as f:
+        f.write(f"""
+[watch.w]
+type = "file"
+paths = ["{watched}"]
+events = ["create"]
+debounce = "0ms"
+
+[rule.r]
+watch = "w"
+then = ["stamp"]
+trigger_limit = "off"
+
+[action.stamp]
+type = "shell"
+command = ["{stamp}", "{stamps}"]
+""")
+    log = os.path.join(tmp, "latency.log")
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([hark, "run", "-c", cfg], stderr=logf, env={"RUST_LOG": "warn", "PATH": os.environ["PATH"]})
+    try:
+        time.sleep(0.2)
+        deltas = []
+        for i in range(trials):
+            before = len(open(stamps).read().split()) if os.path.exists(stamps) else 0
+            t0 = time.time_ns()
+            with open(os.path.join(watched, f"f{i}"), "w") as f:
+                f.write("x")
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                if os.path.exists(stamps):
+                    lines = open(stamps).read().split()
+                    if len(lines) > before:
+                        deltas.append((int(lines[before]) - t0) / 1e6)
+                        break
+                time.sleep(0.0005)
+            else:
+                print(f"trial {i}: no stamp within 5 s", file=sys.stderr)
+            time.sleep(0.02)
+        return deltas
+    finally:
+        stop(proc)
+
+
+def idle(hark, seconds, tmp):
+    log = os.path.join(tmp, "idle.log")
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen([hark, "run", "-c", os.path.join(ROOT, "rules")], stderr=logf,
+                                env={"RUST_LOG": "info", "PATH": os.environ["PATH"]})
+    try:
+        wait_ready(proc, log)
+        time.sleep(1)
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def cpu():
+            fields = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        c0 = cpu()
+        time.sleep(seconds)
+        c1 = cpu()
+        rss = 0
+        for line in open(f"/proc/{proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+        return rss, c1 - c0
+    finally:
+        stop(proc)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=50)
+    ap.add_argument("--idle-seconds", type=float, default=10)
+    ap.add_argument("--hark", default=os.path.join(ROOT, "target", "release", "hark"))
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="hark-bench")
+    try:
+        deltas = latency(args.hark, args.trials, tmp)
+        deltas.sort()
+        p95 = deltas[min(len(deltas) - 1, int(len(deltas) * 0.95))]
+        rss_kib, cpu_s = idle(args.hark, args.idle_seconds, tmp)
+        print(f"| measurement | value |")
+        print(f"|---|---|")
+        print(f"| file write -> exec'd action, median ({len(deltas)} trials, debounce 0ms) | {statistics.median(deltas):.2f} ms |")
+        print(f"| file write -> exec'd action, p95 | {p95:.2f} ms |")
+        print(f"| idle RSS with rules/ | {rss_kib / 1024:.1f} MiB |")
+        print(f"| idle CPU over {args.idle_seconds:.0f} s | {cpu_s:.2f} s |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
