@@ -34,6 +34,8 @@ const RAW_QUEUE: usize = 16 * 1024;
 const RECENT: Duration = Duration::from_secs(5);
 /// A rename's first half waits this long for its second before it counts as a move out.
 const RENAME_PAIRING: Duration = Duration::from_millis(20);
+/// Bounds the look-watch-look loop of re-arming (a path is rarely this deep).
+const MAX_REARM_ROUNDS: usize = 64;
 
 enum Msg {
     Notify(notify::Result<notify::Event>),
@@ -214,6 +216,7 @@ impl FileState {
     }
 
     fn on_notify(&mut self, ev: notify::Event) {
+        tracing::trace!(watch = %self.name, kind = ?ev.kind, paths = ?ev.paths, "inotify");
         if ev.need_rescan() {
             self.overflow("the kernel's inotify queue overflowed");
             return;
@@ -365,16 +368,26 @@ impl FileState {
 
     fn rearm(&mut self, why: Arm) -> Result<(), WatchError> {
         let existed: Vec<bool> = self.targets.iter().map(|t| t.exists).collect();
-        let want = plan(&self.config, &mut self.targets);
-        for dir in self.armed.keys() {
-            if !want.contains_key(dir) || why == Arm::Rescan {
-                let _ = self.watcher.unwatch(dir);
-            }
-        }
         let mut newly = Vec::new();
-        for (dir, depth) in &want {
-            let changed = self.armed.get(dir) != Some(depth);
-            if changed || why == Arm::Rescan {
+        // A directory can appear between looking and watching, and then no event would
+        // ever tell us; so look again after watching, until what is watched is what
+        // exists. Each round goes at least one level deeper, so this ends.
+        for round in 0..MAX_REARM_ROUNDS {
+            let force = why == Arm::Rescan && round == 0;
+            let want = plan(&self.config, &mut self.targets);
+            if want == self.armed && !force {
+                break;
+            }
+            for dir in self.armed.keys() {
+                if !want.contains_key(dir) || force {
+                    let _ = self.watcher.unwatch(dir);
+                }
+            }
+            for (dir, depth) in &want {
+                let changed = self.armed.get(dir) != Some(depth);
+                if !changed && !force {
+                    continue;
+                }
                 if let Err(e) = self.watcher.watch(dir, mode_of(*depth)) {
                     let err = WatchError::from_notify(&self.name, Some(dir), e);
                     if why == Arm::Initial {
@@ -387,8 +400,9 @@ impl FileState {
                     newly.push((dir.clone(), *depth));
                 }
             }
+            tracing::debug!(watch = %self.name, dirs = ?want, "watching");
+            self.armed = want;
         }
-        self.armed = want;
         if why != Arm::Follow {
             return Ok(());
         }

@@ -183,7 +183,7 @@ fn a_watched_directory_that_does_not_exist_at_start_is_followed_once_created() {
     std::fs::write(h.path("not/yet/there/first.txt"), "x").unwrap();
     std::fs::write(h.path("not/yet/there/ignored.bin"), "x").unwrap();
     let got = kinds_and_paths(&h, 1);
-    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got.len(), 1, "{got:?}\nlog:\n{}", h.log());
     assert_eq!(
         got[0],
         (
@@ -205,7 +205,8 @@ fn a_watched_directory_that_does_not_exist_at_start_is_followed_once_created() {
 fn a_watched_file_survives_being_deleted_and_recreated() {
     let dir = tempdir();
     std::fs::write(dir.path().join("app.conf"), "1").unwrap();
-    let h = start_in(dir, &config(r#"["@DIR@/app.conf"]"#, "", "0ms"));
+    // A debounce window makes each step one event (a write is a create and a modify).
+    let h = start_in(dir, &config(r#"["@DIR@/app.conf"]"#, "", "50ms"));
     std::fs::remove_file(h.path("app.conf")).unwrap();
     wait_for(Duration::from_secs(5), || {
         records(&h.path("out")).len() >= 2
@@ -265,4 +266,51 @@ fn ignore_globs_and_the_events_filter_are_honoured() {
             h.path("d/keep.txt").to_string_lossy().into_owned()
         )]
     );
+}
+
+#[test]
+fn an_inotify_queue_overflow_is_reported_as_an_overflow_event() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("flood")).unwrap();
+    let cfg = format!(
+        r#"
+[watch.w]
+type = "file"
+paths = ["@DIR@/flood"]
+events = ["delete"]
+debounce = "0ms"
+
+[rule.overflowed]
+watch = "w"
+when = 'kind == "overflow"'
+then = ["rec"]
+
+[action.rec]
+type = "shell"
+command = {}
+"#,
+        recorder_argv("@DIR@/out", &["{{ event.kind }}"])
+    );
+    let h = start_in(dir, &cfg);
+    // Stopped, hark cannot read inotify's queue; more changes than the kernel keeps
+    // (fs.inotify.max_queued_events) overflow it.
+    let limit: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    h.signal(libc::SIGSTOP);
+    for i in 0..limit + 1000 {
+        std::fs::write(h.path(&format!("flood/{i}")), "").unwrap();
+    }
+    h.signal(libc::SIGCONT);
+    let got = wait_records(&h.path("out"), 1);
+    assert!(
+        got.iter().any(|r| r == b"overflow"),
+        "{got:?}\nlog:\n{}",
+        h.log()
+    );
+    assert!(h.log().contains("overflowed"), "{}", h.log());
+    // After the rescan the watch still works.
+    std::fs::remove_file(h.path("flood/0")).unwrap();
+    assert!(h.wait_log("rule fired"), "{}", h.log());
 }

@@ -263,3 +263,77 @@ env = { GREETING = "hello {{ rule }}" }
     );
     let _ = Path::new("");
 }
+
+#[test]
+fn a_slow_action_does_not_delay_the_evaluation_of_other_events() {
+    let cfg = r#"
+[daemon]
+max_concurrent_actions = 1
+
+[watch.w]
+type = "file"
+paths = ["@DIR@/in"]
+events = ["create"]
+debounce = "0ms"
+
+[rule.slow]
+watch = "w"
+when = 'path.endsWith("/slow")'
+then = ["sleep"]
+
+[rule.fast]
+watch = "w"
+when = 'path.endsWith("/fast")'
+then = ["sleep"]
+
+[action.sleep]
+type = "shell"
+command = ["/bin/sleep", "5"]
+"#;
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let h = start_in(dir, cfg);
+    std::fs::write(h.path("in/slow"), "").unwrap();
+    assert!(h.wait_log("rule fired rule=slow"), "{}", h.log());
+    let t = std::time::Instant::now();
+    std::fs::write(h.path("in/fast"), "").unwrap();
+    assert!(h.wait_log("rule fired rule=fast"), "{}", h.log());
+    // The only permit is held by the 5-second action; the engine still judged the event.
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "evaluation waited for the action"
+    );
+}
+
+#[test]
+fn an_action_runs_as_the_configured_user() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("this test needs root, as the daemon does");
+    }
+    let cfg = r#"
+[watch.w]
+type = "file"
+paths = ["@DIR@/f"]
+debounce = "0ms"
+
+[rule.r]
+watch = "w"
+when = 'kind == "create"'
+then = ["who"]
+
+[action.who]
+type = "shell"
+user = "nobody"
+command = ["/usr/bin/id"]
+"#;
+    let h = start(cfg);
+    std::fs::write(h.path("f"), "").unwrap();
+    assert!(h.wait_log("action finished"), "{}", h.log());
+    let log = h.log();
+    assert!(log.contains("uid=65534(nobody)"), "{log}");
+    assert!(
+        !log.contains("groups=0(root)"),
+        "root's groups were kept: {log}"
+    );
+}

@@ -44,7 +44,10 @@ pub fn start_in(dir: tempfile::TempDir, config: &str) -> Hark {
         .arg("-c")
         .arg(&file)
         .env("NOTIFY_SOCKET", &sock_path)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("HARK_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
