@@ -313,6 +313,12 @@ impl FileState {
         if let Err(e) = self.watcher.watch(dir, mode_of(depth)) {
             self.on_notify_error(e);
         }
+        self.report_scan(dir, depth, now);
+    }
+
+    /// Reports as created what a scan finds below `dir`, unless inotify already did, and
+    /// remembers it so the same create arriving from inotify later is not reported twice.
+    fn report_scan(&mut self, dir: &Path, depth: Depth, now: Instant) {
         let mut found = Vec::new();
         scan(dir, depth, &mut found);
         for p in found {
@@ -330,8 +336,9 @@ impl FileState {
     }
 
     fn on_rename(&mut self, from: PathBuf, to: PathBuf, now: Instant) {
-        let followed = self.follow_if_on_the_way(&from) | self.follow_if_on_the_way(&to);
-        let _ = followed;
+        // Both sides may lie on the way to a target; each must be followed.
+        self.follow_if_on_the_way(&from);
+        self.follow_if_on_the_way(&to);
         let to_matches = self.is_reported(&to);
         let from_matches = self.is_reported(&from);
         let from_was_fresh = self
@@ -424,20 +431,7 @@ impl FileState {
             }
         }
         for (dir, depth) in newly {
-            let mut found = Vec::new();
-            scan(&dir, depth, &mut found);
-            for p in found {
-                if self
-                    .recent_creates
-                    .get(&p)
-                    .is_some_and(|t| now - *t < RECENT)
-                {
-                    continue;
-                }
-                self.synthesized.insert(p.clone(), now);
-                self.recent_creates.insert(p.clone(), now);
-                self.record(p, Kind::Create, None, now);
-            }
+            self.report_scan(&dir, depth, now);
         }
         Ok(())
     }

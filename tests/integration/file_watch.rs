@@ -314,3 +314,46 @@ command = {}
     std::fs::remove_file(h.path("flood/0")).unwrap();
     assert!(h.wait_log("rule fired"), "{}", h.log());
 }
+
+#[test]
+fn checksum_adds_the_sha256_of_the_content() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    let cfg = format!(
+        r#"
+[watch.w]
+type = "file"
+paths = ["@DIR@/d/*.bin"]
+checksum = true
+debounce = "100ms"
+
+[rule.r]
+watch = "w"
+then = ["rec"]
+
+[action.rec]
+type = "shell"
+command = {}
+"#,
+        recorder_argv(
+            "@DIR@/out",
+            &["{{ event.sha256 }}", "{{ event.size }}", "{{ event.mode }}"]
+        )
+    );
+    let h = start_in(dir, &cfg);
+    std::fs::write(h.path("d/x.bin"), "abc").unwrap();
+    let got = wait_records(&h.path("out"), 3);
+    let got: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect();
+    // sha256("abc"), a well-known test vector.
+    assert_eq!(
+        got,
+        vec![
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_string(),
+            "3".to_string(),
+            "0644".to_string()
+        ]
+    );
+}
