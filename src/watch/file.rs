@@ -288,7 +288,9 @@ impl FileState {
             .remove(&path)
             .is_some_and(|t| now - t < RECENT)
         {
-            // Already reported from a scan of its new parent.
+            // Already reported from a scan of its new parent; but a scan does not re-arm,
+            // so a directory on the way to a target must still be followed from here.
+            self.follow_if_on_the_way(&path);
             return;
         }
         self.recent_creates.insert(path.clone(), now);
