@@ -2,7 +2,6 @@
 //! whole process group; concurrency is bounded without dropping anything.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::time::Duration;
 
 use crate::util::*;
@@ -139,7 +138,6 @@ sleep 300
         read_pid("grandchild.pid").unwrap(),
         read_pid("child.pid").unwrap(),
     );
-    assert!(alive(gc) || !alive(gc), "pid read");
     assert!(h.wait_log("action timed out"), "log:\n{}", h.log());
     assert!(
         wait_for(Duration::from_secs(10), || !alive(gc) && !alive(c)),
@@ -261,7 +259,6 @@ env = { GREETING = "hello {{ rule }}" }
         !log.contains("HARK_TEST_SECRET_FROM_PARENT"),
         "the parent's environment leaked: {log}"
     );
-    let _ = Path::new("");
 }
 
 #[test]
