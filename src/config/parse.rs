@@ -72,12 +72,9 @@ pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
         parse_document(&mut ctx, &mut all, &templates);
         all.errors.append(&mut ctx.errors);
     }
-    let errors_before = all.errors.len();
-    let config = resolve(paths, &mut all);
-    if all.errors.is_empty() && errors_before == 0 {
-        if let Some(config) = config {
-            return Ok(config);
-        }
+    // `resolve` builds a config only when no error was found, in any file.
+    if let Some(config) = resolve(paths, &mut all) {
+        return Ok(config);
     }
     sort_errors(&mut all.errors, paths);
     Err(ConfigErrors(all.errors))

@@ -115,7 +115,7 @@ pub(crate) fn parse(
     mut table: DeTable<'_>,
     span: Range<usize>,
 ) -> Option<WatchConfig> {
-    let Some((type_key, type_value)) = table.remove_entry("type") else {
+    let Some((_, type_value)) = table.remove_entry("type") else {
         ctx.error(span, format!("watch `{name}` has no `type` (one of: file)"));
         return None;
     };
@@ -123,7 +123,6 @@ pub(crate) fn parse(
         ctx.error(type_value.span(), "`type` must be a string");
         return None;
     };
-    let _ = type_key;
     let kind = match ty.as_ref() {
         "file" => WatchKind::File(parse_file(ctx, table, span)?),
         t if PLANNED_TYPES.contains(&t) => {
