@@ -2,7 +2,7 @@
 //! actions, handles signals and tells systemd what is going on.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
 use sd_notify::NotifyState;
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::action::Dispatcher;
 use crate::config::Config;
 use crate::event::Event;
-use crate::rule::Engine;
+use crate::rule::{Engine, Store, StoreError};
 use crate::watch::{self, WatchHandle};
 
 /// Events waiting for the engine. A watch that finds it full waits, and its own raw queue
@@ -46,12 +46,31 @@ pub async fn run_until_signalled(config: Config) -> anyhow::Result<()> {
 /// Runs the daemon until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let host: Arc<str> = Arc::from(config.daemon.host.as_str());
+    let state_dir = config.daemon.state_dir.clone();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || Store::open(&state_dir))
+            .await
+            .context("opening the state store panicked")??,
+    );
+    let mut engine = Engine::new(&config);
+    let saved = blocking(&store, |s| s.load()).await?;
+    let stale = engine.restore(saved, Instant::now(), SystemTime::now());
+    if !stale.is_empty() {
+        tracing::info!(
+            count = stale.len(),
+            "forgetting the saved states of rules no longer configured"
+        );
+        let removals: Vec<_> = stale.into_iter().map(|k| (k, None)).collect();
+        blocking(&store, move |s| s.save(&removals)).await?;
+    }
+
     let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+    let clients = watch::http::Clients::for_watches(config.watches.values())?;
     let watch_configs: Vec<_> = config.watches.values().cloned().collect();
     let watches = tokio::task::spawn_blocking(move || {
         let mut started = Vec::new();
         for w in &watch_configs {
-            match watch::start(w, Arc::clone(&host), tx.clone()) {
+            match watch::start(w, Arc::clone(&host), &clients, tx.clone()) {
                 Ok(h) => started.push(h),
                 Err(e) => {
                     stop_all(started);
@@ -64,40 +83,46 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await
     .context("watch start-up panicked")??;
 
-    let mut engine = Engine::new(&config);
     let dispatcher = Dispatcher::new(&config);
-    let status = format!(
-        "{} watches, {} rules, {} actions",
-        config.watches.len(),
-        config.rules.len(),
-        config.actions.len()
-    );
+    let status = |engine: &Engine| {
+        format!(
+            "{} watches, {} rules, {} firing",
+            config.watches.len(),
+            config.rules.len(),
+            engine.firing().len()
+        )
+    };
     tracing::info!(
         watches = config.watches.len(),
         rules = config.rules.len(),
         actions = config.actions.len(),
         "hark is running"
     );
-    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    notify(&[NotifyState::Ready, NotifyState::Status(&status(&engine))]);
 
     loop {
         let deadline = engine.next_deadline();
-        tokio::select! {
+        let firings = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             ev = rx.recv() => match ev {
-                Some(ev) => {
-                    for firing in engine.on_event(Arc::new(ev), Instant::now()) {
-                        dispatcher.dispatch(firing);
-                    }
-                }
+                Some(ev) => engine.on_event(Arc::new(ev), Instant::now()),
                 None => break,
             },
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                for firing in engine.on_tick(Instant::now()) {
-                    dispatcher.dispatch(firing);
-                }
+            _ = sleep_until(deadline), if deadline.is_some() => engine.on_tick(Instant::now()),
+        };
+        // A state change is on disk before its actions start: a restart never fires a
+        // rule twice for one outage.
+        let changes = engine.take_changes(Instant::now(), SystemTime::now());
+        if !changes.is_empty() {
+            if let Err(e) = blocking(&store, move |s| s.save(&changes)).await {
+                // The actions still run: losing an alert is worse than repeating one.
+                tracing::error!(error = %e, "cannot save rule state; a restart may repeat these firings");
             }
+            notify(&[NotifyState::Status(&status(&engine))]);
+        }
+        for firing in firings {
+            dispatcher.dispatch(firing);
         }
     }
 
@@ -110,6 +135,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     dispatcher.shutdown(config.daemon.stop_timeout).await;
     tracing::info!("hark stopped");
     Ok(())
+}
+
+/// Runs a store operation off the runtime.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> anyhow::Result<T> {
+    let store = Arc::clone(store);
+    Ok(tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .context("the state store panicked")??)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

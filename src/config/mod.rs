@@ -4,6 +4,7 @@
 mod action;
 pub mod diagnostic;
 mod files;
+mod http;
 mod parse;
 mod rule;
 mod values;
@@ -18,7 +19,8 @@ use std::time::Duration;
 pub use action::{template_env, Account, ActionConfig, ActionKind, ShellAction, ShellProgram};
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
-pub use rule::{RuleConfig, TriggerLimit};
+pub use http::HttpWatch;
+pub use rule::{RuleConfig, Threshold, TriggerLimit};
 pub use values::Condition;
 pub use watch::{FileEvents, FileWatch, PathPattern, WatchConfig, WatchKind};
 

@@ -244,7 +244,14 @@ fn parse_daemon(
     };
     let mut daemon = DaemonConfig::default();
     if let Some(d) = raw.state_dir {
-        daemon.state_dir = d.into();
+        // Relative to the file that names it, like every path in the config.
+        let dir = ctx
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        daemon.state_dir =
+            super::watch::normalize(&std::path::absolute(&dir).unwrap_or(dir).join(d));
     }
     if let Some(h) = raw.host {
         daemon.host = h;
@@ -324,6 +331,25 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
                     format!(
                         "rule `{name}` names action `{a}`, which is not defined{}",
                         suggest(a, all.actions.keys())
+                    ),
+                ));
+            }
+        }
+        let watches: Vec<_> = r
+            .watch_refs
+            .iter()
+            .filter_map(|(w, _)| all.watches.get(w))
+            .collect();
+        if watches.len() == r.watch_refs.len()
+            && !watches.iter().any(|w| w.item.kind.reports_states())
+        {
+            for (key, loc) in &r.state_keys {
+                errors.push(ConfigError::at(
+                    loc.clone(),
+                    format!(
+                        "`{key}` applies to state watches (http, and later tcp, system, command, \
+                         process samples); rule `{name}` hears only file watches, whose events fire \
+                         on each match (limit them with `cooldown` or `debounce`)"
                     ),
                 ));
             }

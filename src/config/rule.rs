@@ -20,6 +20,11 @@ pub struct RuleConfig {
     /// `None`: every event of the named watches matches.
     pub when: Option<Condition>,
     pub then: Vec<String>,
+    /// Actions run once when a firing rule recovers.
+    pub resolve: Vec<String>,
+    pub threshold: Threshold,
+    /// While firing, `then` runs again this often.
+    pub repeat: Option<Duration>,
     pub cooldown: Option<Duration>,
     /// A burst of matches inside this window is one firing.
     pub debounce: Option<Duration>,
@@ -29,6 +34,17 @@ pub struct RuleConfig {
     pub unless: Vec<String>,
     /// `None` when switched off with `trigger_limit = "off"`.
     pub trigger_limit: Option<TriggerLimit>,
+}
+
+/// What turns matching state events into a firing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threshold {
+    /// `times = N`: N consecutive matching samples (1 when nothing is set).
+    Consecutive(u32),
+    /// `times = N` and `within = D`: N matching samples in any window of D.
+    Window { times: u32, within: Duration },
+    /// `for = D`: every sample matched for at least D.
+    HeldFor(Duration),
 }
 
 /// At most `burst` firings in any `interval`, as systemd's `TriggerLimitBurst=` and
@@ -54,6 +70,9 @@ pub(crate) struct RawRuleChecked {
     pub watch_refs: Vec<(String, Location)>,
     pub action_refs: Vec<(String, Location)>,
     pub unless_refs: Vec<(String, Location)>,
+    /// Keys that only state watches use, with their places, so a rule over edge watches
+    /// alone is told they would do nothing.
+    pub state_keys: Vec<(&'static str, Location)>,
 }
 
 #[derive(Deserialize)]
@@ -88,25 +107,21 @@ pub(crate) fn parse(
 ) -> Option<RawRuleChecked> {
     let raw: RawRule = deserialize_table(ctx, table, span)?;
     let before = ctx.errors.len();
-    // State machines (times, for, repeat, resolve) need state watches; every watch this
-    // version runs reports edges, so these keys would silently do nothing.
-    let state_only: [(&str, Option<Range<usize>>); 5] = [
+    let state_keys: Vec<(&'static str, Location)> = [
         ("times", raw.times.as_ref().map(|v| v.span())),
         ("within", raw.within.as_ref().map(|v| v.span())),
         ("for", raw.hold_for.as_ref().map(|v| v.span())),
         ("repeat", raw.repeat.as_ref().map(|v| v.span())),
         ("resolve", raw.resolve.as_ref().map(|v| v.span())),
-    ];
-    for (key, span) in state_only {
-        if let Some(span) = span {
-            ctx.error(
-                span,
-                format!(
-                    "`{key}` applies to state watches (http, tcp, system, command, process samples), \
-                     which this version of hark does not run yet; file events fire on each match \
-                     (limit them with `cooldown` or `debounce`)"
-                ),
-            );
+    ]
+    .into_iter()
+    .filter_map(|(k, span)| Some((k, ctx.loc(span?))))
+    .collect();
+    let threshold = threshold(ctx, &raw);
+    let repeat = values::optional_duration(ctx, &raw.repeat);
+    if let (Some(d), Some(v)) = (repeat, &raw.repeat) {
+        if d.is_zero() {
+            ctx.error(v.span(), "`repeat` must be longer than zero");
         }
     }
     let refs = |ctx: &Ctx, list: &Option<Spanned<NameList>>| -> Vec<(String, Location)> {
@@ -126,6 +141,7 @@ pub(crate) fn parse(
         );
     }
     let action_refs = refs(ctx, &raw.then);
+    let resolve_refs = refs(ctx, &raw.resolve);
     let unless_refs = refs(ctx, &raw.unless);
     let when = raw.when.as_ref().and_then(|w| values::condition(ctx, w));
     let cooldown = values::optional_duration(ctx, &raw.cooldown);
@@ -146,6 +162,9 @@ pub(crate) fn parse(
             watches: watch_refs.iter().map(|(n, _)| n.clone()).collect(),
             when,
             then: action_refs.iter().map(|(n, _)| n.clone()).collect(),
+            resolve: resolve_refs.iter().map(|(n, _)| n.clone()).collect(),
+            threshold: threshold?,
+            repeat,
             cooldown,
             debounce,
             severity: raw.severity.unwrap_or_else(|| "warning".to_string()),
@@ -155,9 +174,64 @@ pub(crate) fn parse(
             trigger_limit,
         },
         watch_refs,
-        action_refs,
+        action_refs: action_refs.into_iter().chain(resolve_refs).collect(),
         unless_refs,
+        state_keys,
     })
+}
+
+/// A window of more matches than this would hold that many timestamps per rule.
+const MAX_TIMES: u32 = 100_000;
+
+/// `times`, `times` + `within`, or `for`.
+fn threshold(ctx: &mut Ctx, raw: &RawRule) -> Option<Threshold> {
+    let times = match &raw.times {
+        None => None,
+        Some(t) => match u32::try_from(*t.get_ref()) {
+            Ok(n) if (1..=MAX_TIMES).contains(&n) => Some(n),
+            _ => {
+                ctx.error(
+                    t.span(),
+                    format!("`times` must be a whole number from 1 to {MAX_TIMES}"),
+                );
+                return None;
+            }
+        },
+    };
+    let within = match &raw.within {
+        None => None,
+        Some(w) => {
+            let d = values::duration(ctx, w)?;
+            if d.is_zero() {
+                ctx.error(w.span(), "`within` must be longer than zero");
+                return None;
+            }
+            Some(d)
+        }
+    };
+    let hold_for = values::optional_duration(ctx, &raw.hold_for);
+    match (times, within, hold_for, &raw.hold_for) {
+        (Some(_), _, Some(_), Some(f)) => {
+            ctx.error(
+                f.span(),
+                "`for` and `times` cannot be combined: a rule fires after N matching samples \
+                 (`times`, optionally `within`) or after its condition held for a duration (`for`)",
+            );
+            None
+        }
+        (None, Some(_), _, _) => {
+            if let Some(w) = &raw.within {
+                ctx.error(
+                    w.span(),
+                    "`within` needs `times`: N matching samples within this window",
+                );
+            }
+            None
+        }
+        (_, _, Some(d), _) => Some(Threshold::HeldFor(d)),
+        (Some(times), Some(within), None, _) => Some(Threshold::Window { times, within }),
+        (times, None, None, _) => Some(Threshold::Consecutive(times.unwrap_or(1))),
+    }
 }
 
 /// `"100/10s"` (at most 100 firings in any 10 seconds) or `"off"`.

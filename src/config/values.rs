@@ -152,3 +152,20 @@ impl Ctx {
             .push(ConfigError::at(Location::new(&self.file, at..at + 1), msg));
     }
 }
+
+/// `"64KiB"`, `"1MiB"`, `"1000"` (bytes).
+pub fn size(ctx: &mut Ctx, value: &Spanned<String>) -> Option<u64> {
+    match value.get_ref().trim().parse::<bytesize::ByteSize>() {
+        Ok(b) => Some(b.as_u64()),
+        Err(e) => {
+            ctx.error(
+                value.span(),
+                format!(
+                    "invalid size {:?}: {e} (write it like \"64KiB\", \"1MiB\" or a number of bytes)",
+                    value.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::http::HttpWatch;
 use super::parse::deserialize_table;
 use super::values;
 use super::Ctx;
@@ -24,19 +25,31 @@ pub struct WatchConfig {
 #[derive(Debug, Clone)]
 pub enum WatchKind {
     File(FileWatch),
+    Http(HttpWatch),
 }
 
 impl WatchKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             WatchKind::File(_) => "file",
+            WatchKind::Http(_) => "http",
+        }
+    }
+
+    /// Whether its events are states (a check's latest result) that drive a rule's
+    /// state machine, rather than edges that fire on each match.
+    pub fn reports_states(&self) -> bool {
+        match self {
+            WatchKind::File(_) => false,
+            WatchKind::Http(_) => true,
         }
     }
 }
 
 /// Watch types of the contract that this build does not run yet, so their error says so
 /// rather than calling them unknown.
-const PLANNED_TYPES: &[&str] = &["process", "http", "system", "tcp", "command"];
+const PLANNED_TYPES: &[&str] = &["process", "system", "tcp", "command"];
+const AVAILABLE: &str = "file, http";
 
 #[derive(Debug, Clone)]
 pub struct FileWatch {
@@ -116,7 +129,10 @@ pub(crate) fn parse(
     span: Range<usize>,
 ) -> Option<WatchConfig> {
     let Some((_, type_value)) = table.remove_entry("type") else {
-        ctx.error(span, format!("watch `{name}` has no `type` (one of: file)"));
+        ctx.error(
+            span,
+            format!("watch `{name}` has no `type` (one of: {AVAILABLE})"),
+        );
         return None;
     };
     let DeValue::String(ty) = type_value.get_ref() else {
@@ -125,17 +141,18 @@ pub(crate) fn parse(
     };
     let kind = match ty.as_ref() {
         "file" => WatchKind::File(parse_file(ctx, table, span)?),
+        "http" => WatchKind::Http(super::http::parse(ctx, table, span)?),
         t if PLANNED_TYPES.contains(&t) => {
             ctx.error(
                 type_value.span(),
-                format!("watch type `{t}` is not available in this version of hark yet (available: file)"),
+                format!("watch type `{t}` is not available in this version of hark yet (available: {AVAILABLE})"),
             );
             return None;
         }
         t => {
             ctx.error(
                 type_value.span(),
-                format!("unknown watch type `{t}` (expected one of: file)"),
+                format!("unknown watch type `{t}` (expected one of: {AVAILABLE})"),
             );
             return None;
         }
@@ -276,7 +293,7 @@ fn glob_error(e: &globset::Error) -> String {
 
 /// Removes `.` and resolves `..` lexically: the path may not exist yet, so it cannot be
 /// canonicalised, and events are reported under the path as watched.
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for comp in path.components() {
         match comp {

@@ -1,15 +1,25 @@
 //! The rule engine: conditions over events, and what a match turns into. Rules read
 //! events and produce firings; how a firing's actions run is not their business.
+//!
+//! Edge events (a file changed) go through each rule's `EdgeGate`; state events (a
+//! check's latest result) through one `StateMachine` per rule and watch, so a rule over
+//! two endpoints alerts for each on its own.
 
 mod condition;
 mod edge;
+mod state;
+mod store;
+mod verdict;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use condition::{cel_fields, to_cel, Evaluator, Outcome};
 pub use edge::{EdgeGate, Verdict};
+pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
+pub use store::{Store, StoreError};
+pub use verdict::{Decision, RuleVerdict};
 
 use crate::config::{Config, RuleConfig};
 use crate::event::{display_lossy, Event, Firing, FiringState};
@@ -17,11 +27,16 @@ use crate::event::{display_lossy, Event, Firing, FiringState};
 struct Rule {
     config: RuleConfig,
     name: Arc<str>,
-    actions: Vec<Arc<str>>,
+    then: Vec<Arc<str>>,
+    resolve: Vec<Arc<str>>,
     severity: Arc<str>,
     labels: Arc<BTreeMap<String, String>>,
     summary: Option<Arc<str>>,
     gate: EdgeGate,
+    /// One state machine per watch whose state events this rule has seen.
+    states: HashMap<Arc<str>, StateMachine>,
+    /// Indices of the rules named in `unless`.
+    unless: Vec<usize>,
     /// Evaluation errors already logged, so a field missing from every event is said once.
     logged_errors: HashSet<String>,
 }
@@ -30,23 +45,39 @@ pub struct Engine {
     rules: Vec<Rule>,
     by_watch: HashMap<String, Vec<usize>>,
     evaluator: Evaluator,
+    /// (rule, watch) states changed since the last `take_changes`.
+    dirty: BTreeSet<(usize, Arc<str>)>,
 }
 
 impl Engine {
     pub fn new(config: &Config) -> Self {
         let mut rules = Vec::new();
         let mut by_watch: HashMap<String, Vec<usize>> = HashMap::new();
+        let index: HashMap<&str, usize> = config
+            .rules
+            .keys()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         for (i, r) in config.rules.values().enumerate() {
             for w in &r.watches {
                 by_watch.entry(w.clone()).or_default().push(i);
             }
+            let names = |list: &[String]| list.iter().map(|a| Arc::from(a.as_str())).collect();
             rules.push(Rule {
                 name: Arc::from(r.name.as_str()),
-                actions: r.then.iter().map(|a| Arc::from(a.as_str())).collect(),
+                then: names(&r.then),
+                resolve: names(&r.resolve),
                 severity: Arc::from(r.severity.as_str()),
                 labels: Arc::new(r.labels.clone()),
                 summary: r.summary.as_deref().map(Arc::from),
                 gate: EdgeGate::new(r.debounce, r.cooldown, r.trigger_limit),
+                states: HashMap::new(),
+                unless: r
+                    .unless
+                    .iter()
+                    .filter_map(|u| index.get(u.as_str()).copied())
+                    .collect(),
                 config: r.clone(),
                 logged_errors: HashSet::new(),
             });
@@ -55,41 +86,146 @@ impl Engine {
             rules,
             by_watch,
             evaluator: Evaluator::default(),
+            dirty: BTreeSet::new(),
         }
+    }
+
+    /// Takes up states saved by an earlier run. Returns the keys of saved states that no
+    /// longer belong to a rule and watch of this configuration, for removal.
+    pub fn restore(
+        &mut self,
+        saved: Vec<(String, Saved)>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<String> {
+        let mut stale = Vec::new();
+        for (key, s) in saved {
+            let found = key.split_once('/').and_then(|(rule, watch)| {
+                let r = self.rules.iter_mut().find(|r| &*r.name == rule)?;
+                r.config
+                    .watches
+                    .iter()
+                    .any(|w| w == watch)
+                    .then_some((r, watch))
+            });
+            match found {
+                Some((r, watch)) => {
+                    let mut m = new_machine(&r.config);
+                    m.restore(&s, now, wall);
+                    if m.is_firing() {
+                        tracing::info!(rule = %r.name, watch, "still firing from before the restart");
+                    }
+                    r.states.insert(Arc::from(watch), m);
+                }
+                None => stale.push(key),
+            }
+        }
+        stale
     }
 
     /// Evaluates every rule that hears the event's watch; returns what fires now.
     pub fn on_event(&mut self, event: Arc<Event>, now: Instant) -> Vec<Firing> {
-        let Some(indices) = self.by_watch.get(&*event.watch) else {
+        self.decide(event, now)
+            .into_iter()
+            .filter_map(|d| d.firing)
+            .collect()
+    }
+
+    /// Every rule's verdict on the event, with what fires.
+    pub fn decide(&mut self, event: Arc<Event>, now: Instant) -> Vec<Decision> {
+        let Some(indices) = self.by_watch.get(&*event.watch).cloned() else {
             return Vec::new();
         };
         let fields = cel_fields(&event.to_json());
         let mut out = Vec::new();
-        for &i in indices {
+        for i in indices {
+            let quiet = self.blocked_by(i);
             let rule = &mut self.rules[i];
             let outcome = match &rule.config.when {
                 None => Outcome::Match,
                 Some(c) => self.evaluator.eval(&c.program, &fields),
             };
-            match outcome {
-                Outcome::Match => {}
-                Outcome::NoMatch => {
-                    tracing::debug!(rule = %rule.name, watch = %event.watch, kind = event.kind().unwrap_or(""), "no match");
-                    continue;
-                }
+            let (verdict, firing) = match outcome {
                 Outcome::Error(e) => {
                     if rule.logged_errors.len() < 64 && rule.logged_errors.insert(e.clone()) {
-                        tracing::warn!(rule = %rule.name, watch = %event.watch, "condition not met: {e} (said once per rule)");
+                        tracing::warn!(rule = %rule.name, watch = %event.watch, "condition cannot be evaluated: {e} (said once per rule)");
                     }
-                    continue;
+                    (RuleVerdict::Error(e), None)
                 }
-            }
-            let verdict = rule.gate.on_match(&event, now);
-            if let Some(f) = rule.verdict(&event, verdict) {
-                out.push(f);
-            }
+                Outcome::NoMatch if event.edge => (RuleVerdict::NoMatch, None),
+                Outcome::Match if event.edge => match quiet {
+                    Some(blocker) => {
+                        tracing::debug!(rule = %rule.name, watch = %event.watch, blocker = %blocker, "matched; suppressed by `unless`");
+                        (RuleVerdict::Suppressed(blocker), None)
+                    }
+                    None => {
+                        let verdict = rule.gate.on_match(&event, now);
+                        let firing = rule.edge_verdict(&event, &verdict);
+                        (RuleVerdict::Edge(verdict), firing)
+                    }
+                },
+                matched => {
+                    let watch = Arc::clone(&event.watch);
+                    let machine = rule
+                        .states
+                        .entry(Arc::clone(&watch))
+                        .or_insert_with(|| new_machine(&rule.config));
+                    let step = machine.on_sample(matched == Outcome::Match, quiet.is_some(), now);
+                    if matches!(
+                        step,
+                        Step::Fire { .. } | Step::Repeat { .. } | Step::Resolve { .. }
+                    ) {
+                        self.dirty.insert((i, watch));
+                    }
+                    let firing = rule.state_step(&event, &step, quiet.as_deref());
+                    (RuleVerdict::State(step), firing)
+                }
+            };
+            out.push(Decision {
+                rule: Arc::clone(&self.rules[i].name),
+                verdict,
+                firing,
+            });
         }
         out
+    }
+
+    /// The first rule named in rule `i`'s `unless` that is firing.
+    fn blocked_by(&self, i: usize) -> Option<Arc<str>> {
+        self.rules[i]
+            .unless
+            .iter()
+            .map(|&j| &self.rules[j])
+            .find(|r| r.is_firing())
+            .map(|r| Arc::clone(&r.name))
+    }
+
+    /// The states changed since the last call, to persist: `None` removes a saved one.
+    pub fn take_changes(&mut self, now: Instant, wall: SystemTime) -> Vec<(String, Option<Saved>)> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|(i, watch)| {
+                let rule = &self.rules[i];
+                let m = rule.states.get(&watch)?;
+                let saved = m.worth_saving().then(|| m.save(now, wall));
+                Some((store::key(&rule.name, &watch), saved))
+            })
+            .collect()
+    }
+
+    /// Names of the rules firing now, with since when.
+    pub fn firing(&self) -> Vec<(Arc<str>, Instant)> {
+        self.rules
+            .iter()
+            .filter_map(|r| {
+                let since = r
+                    .states
+                    .values()
+                    .filter_map(StateMachine::firing_since)
+                    .min()?;
+                Some((Arc::clone(&r.name), since))
+            })
+            .collect()
     }
 
     /// The next moment `on_tick` has work: the end of a debounce window.
@@ -102,7 +238,7 @@ impl Engine {
         let mut out = Vec::new();
         for rule in &mut self.rules {
             if let Some((event, verdict)) = rule.gate.on_tick(now) {
-                if let Some(f) = rule.verdict(&event, verdict) {
+                if let Some(f) = rule.edge_verdict(&event, &verdict) {
                     out.push(f);
                 }
             }
@@ -111,8 +247,66 @@ impl Engine {
     }
 }
 
+fn new_machine(r: &RuleConfig) -> StateMachine {
+    StateMachine::new(r.threshold, r.repeat, r.cooldown)
+}
+
 impl Rule {
-    fn verdict(&mut self, event: &Arc<Event>, verdict: Verdict) -> Option<Firing> {
+    fn is_firing(&self) -> bool {
+        self.states.values().any(StateMachine::is_firing)
+    }
+
+    fn firing(
+        &self,
+        event: &Arc<Event>,
+        state: FiringState,
+        count: u64,
+        duration: Duration,
+    ) -> Firing {
+        Firing {
+            rule: Arc::clone(&self.name),
+            state,
+            event: Arc::clone(event),
+            actions: match state {
+                FiringState::Firing => self.then.clone(),
+                FiringState::Resolved => self.resolve.clone(),
+            },
+            severity: Arc::clone(&self.severity),
+            labels: Arc::clone(&self.labels),
+            summary: self.summary.clone(),
+            count,
+            time: SystemTime::now(),
+            duration,
+        }
+    }
+
+    fn state_step(&self, event: &Arc<Event>, step: &Step, blocker: Option<&str>) -> Option<Firing> {
+        let (name, watch) = (&self.name, &event.watch);
+        match step {
+            Step::Fire { count } => {
+                tracing::info!(rule = %name, watch = %watch, count, "rule firing");
+                Some(self.firing(event, FiringState::Firing, *count, Duration::ZERO))
+            }
+            Step::Repeat { count, duration } => {
+                tracing::info!(rule = %name, watch = %watch, count, firing_for = %humantime::format_duration(*duration), "rule still firing: repeating its actions");
+                Some(self.firing(event, FiringState::Firing, *count, *duration))
+            }
+            Step::Resolve { count, duration } => {
+                tracing::info!(rule = %name, watch = %watch, firing_for = %humantime::format_duration(*duration), "rule resolved");
+                Some(self.firing(event, FiringState::Resolved, *count, *duration))
+            }
+            Step::Held(Hold::Suppressed) => {
+                tracing::debug!(rule = %name, watch = %watch, blocker = blocker.unwrap_or(""), "threshold met; suppressed by `unless`");
+                None
+            }
+            other => {
+                tracing::debug!(rule = %name, watch = %watch, step = ?other, "sample");
+                None
+            }
+        }
+    }
+
+    fn edge_verdict(&mut self, event: &Arc<Event>, verdict: &Verdict) -> Option<Firing> {
         let path = event
             .fields
             .get("path")
@@ -122,18 +316,7 @@ impl Rule {
         match verdict {
             Verdict::Fire { count } => {
                 tracing::info!(rule = %self.name, watch = %event.watch, kind = event.kind().unwrap_or(""), path = ?path, count, "rule fired");
-                Some(Firing {
-                    rule: Arc::clone(&self.name),
-                    state: FiringState::Firing,
-                    event: Arc::clone(event),
-                    actions: self.actions.clone(),
-                    severity: Arc::clone(&self.severity),
-                    labels: Arc::clone(&self.labels),
-                    summary: self.summary.clone(),
-                    count,
-                    time: SystemTime::now(),
-                    duration: std::time::Duration::ZERO,
-                })
+                Some(self.firing(event, FiringState::Firing, *count, Duration::ZERO))
             }
             Verdict::Debounced => {
                 tracing::debug!(rule = %self.name, watch = %event.watch, path = ?path, "matched; folded into the debounce window");
@@ -144,7 +327,7 @@ impl Rule {
                 None
             }
             Verdict::TriggerLimited { first_hit } => {
-                if first_hit {
+                if *first_hit {
                     if let Some(l) = self.config.trigger_limit {
                         tracing::warn!(
                             rule = %self.name, watch = %event.watch,

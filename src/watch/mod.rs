@@ -2,6 +2,7 @@
 //! knows nothing of rules.
 
 pub mod file;
+pub mod http;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,6 +70,7 @@ fn read_sysctl(name: &str) -> String {
 /// A running watch of any type.
 pub enum WatchHandle {
     File(file::FileWatchHandle),
+    Http(http::HttpWatchHandle),
 }
 
 impl WatchHandle {
@@ -76,18 +78,29 @@ impl WatchHandle {
     pub fn stop(self) {
         match self {
             WatchHandle::File(h) => h.stop(),
+            WatchHandle::Http(h) => h.stop(),
         }
     }
 }
 
-/// Arms a watch and starts it. Blocking: call it off the async runtime.
+/// Arms a watch and starts it. Blocking (a file watch arms its inotify watches before it
+/// returns): call it off the async runtime, but inside its context, where periodic
+/// watches spawn their tasks.
 pub fn start(
     config: &WatchConfig,
     host: Arc<str>,
+    clients: &http::Clients,
     events: mpsc::Sender<Event>,
 ) -> Result<WatchHandle, WatchError> {
     let name: Arc<str> = Arc::from(config.name.as_str());
     match &config.kind {
         WatchKind::File(f) => file::start(name, host, f.clone(), events).map(WatchHandle::File),
+        WatchKind::Http(h) => Ok(WatchHandle::Http(http::start(
+            name,
+            host,
+            h.clone(),
+            clients.get(h)?,
+            events,
+        ))),
     }
 }

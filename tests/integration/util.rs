@@ -32,7 +32,7 @@ pub fn start(config: &str) -> Hark {
 }
 
 pub fn start_in(dir: tempfile::TempDir, config: &str) -> Hark {
-    let config = config.replace("@DIR@", &dir.path().to_string_lossy());
+    let config = with_state_dir(config).replace("@DIR@", &dir.path().to_string_lossy());
     let file = dir.path().join("hark.toml");
     std::fs::write(&file, config).expect("write config");
     let sock_path = dir.path().join("notify.sock");
@@ -78,6 +78,22 @@ pub fn start_in(dir: tempfile::TempDir, config: &str) -> Hark {
         }
     }
     Hark { child, dir, log }
+}
+
+/// Gives the config a state directory of its own in the temp dir, unless it names one:
+/// every daemon under test keeps its rule states apart.
+pub fn with_state_dir(config: &str) -> String {
+    if config.contains("state_dir") {
+        return config.to_string();
+    }
+    const LINE: &str = "state_dir = \"@DIR@/state\"\n";
+    match config.find("[daemon]\n") {
+        Some(i) => {
+            let at = i + "[daemon]\n".len();
+            format!("{}{LINE}{}", &config[..at], &config[at..])
+        }
+        None => format!("[daemon]\n{LINE}\n{config}"),
+    }
 }
 
 impl Hark {

@@ -1,0 +1,92 @@
+//! A rule's verdict on one event, in words: what `hark test` prints (and later `hark tail`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::edge::Verdict;
+use super::state::{Hold, Progress, Step};
+use crate::event::Firing;
+
+/// One rule's decision on one event.
+#[derive(Debug)]
+pub struct Decision {
+    pub rule: Arc<str>,
+    pub verdict: RuleVerdict,
+    /// What to run now, if anything.
+    pub firing: Option<Firing>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleVerdict {
+    NoMatch,
+    /// The condition could not be evaluated (a missing field, a type error).
+    Error(String),
+    /// An edge event matched but a rule named in `unless` is firing.
+    Suppressed(Arc<str>),
+    Edge(Verdict),
+    State(Step),
+}
+
+impl RuleVerdict {
+    pub fn matched(&self) -> bool {
+        match self {
+            RuleVerdict::NoMatch | RuleVerdict::Error(_) => false,
+            RuleVerdict::Suppressed(_) | RuleVerdict::Edge(_) => true,
+            RuleVerdict::State(s) => !matches!(s, Step::Ok | Step::Cleared | Step::Resolve { .. }),
+        }
+    }
+}
+
+fn d(d: std::time::Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+}
+
+impl fmt::Display for RuleVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleVerdict::NoMatch => f.write_str("does not match"),
+            RuleVerdict::Error(e) => write!(f, "cannot be evaluated: {e}"),
+            RuleVerdict::Suppressed(by) => {
+                write!(f, "matches; suppressed by `unless` (rule `{by}` is firing)")
+            }
+            RuleVerdict::Edge(v) => match v {
+                Verdict::Fire { .. } => f.write_str("matches; fires"),
+                Verdict::Debounced => f.write_str("matches; fires when its debounce window ends"),
+                Verdict::CoolingDown => f.write_str("matches; cooling down"),
+                Verdict::TriggerLimited { .. } => f.write_str("matches; trigger limit hit"),
+            },
+            RuleVerdict::State(s) => match s {
+                Step::Ok => f.write_str("does not match; ok"),
+                Step::Cleared => f.write_str("does not match; pending cleared"),
+                Step::Pending(Progress::Matches { n, times }) => {
+                    write!(
+                        f,
+                        "matches; pending {n}/{times} (fires after {times} matching samples)"
+                    )
+                }
+                Step::Pending(Progress::Held { held, needed }) => {
+                    write!(
+                        f,
+                        "matches; pending, held {} of {} (`for`)",
+                        d(*held),
+                        d(*needed)
+                    )
+                }
+                Step::Held(Hold::CoolingDown { left }) => {
+                    write!(
+                        f,
+                        "matches; threshold met, cooling down for {} more",
+                        d(*left)
+                    )
+                }
+                Step::Held(Hold::Suppressed) => {
+                    f.write_str("matches; threshold met, suppressed by `unless`")
+                }
+                Step::Fire { .. } => f.write_str("matches; fires"),
+                Step::StillFiring => f.write_str("matches; still firing"),
+                Step::Repeat { .. } => f.write_str("matches; still firing, repeats its actions"),
+                Step::Resolve { .. } => f.write_str("does not match; resolves"),
+            },
+        }
+    }
+}
