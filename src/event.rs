@@ -120,6 +120,16 @@ pub fn display_lossy(s: &str) -> String {
     decode_os(s).to_string_lossy().into_owned()
 }
 
+/// A duration for people: whole seconds from one second up (`4m 12s`), else milliseconds.
+pub fn human_duration(d: Duration) -> String {
+    let rounded = if d >= Duration::from_secs(1) {
+        Duration::from_secs(d.as_secs())
+    } else {
+        Duration::from_millis(d.as_millis() as u64)
+    };
+    humantime::format_duration(rounded).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 pub mod action;
 pub mod config;
 pub mod daemon;
+pub mod dry_run;
 pub mod event;
 pub mod rule;
 pub mod watch;

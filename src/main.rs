@@ -32,6 +32,16 @@ enum Command {
         #[arg(short = 'c', long = "config", value_name = "PATH")]
         config: Vec<PathBuf>,
     },
+    /// Dry run: sample every watch once (or take --event), show each rule's verdict and
+    /// the actions it would run, rendered. Executes nothing.
+    Test {
+        #[arg(short = 'c', long = "config", value_name = "PATH")]
+        config: Vec<PathBuf>,
+        /// A synthetic event instead of sampling: 'WATCH key=value ...' (values are read
+        /// as JSON when they parse, e.g. status=503 ok=true; json.status=up nests).
+        #[arg(long, value_name = "'WATCH key=value ...'")]
+        event: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +57,50 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Test { config, event } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    print_errors(&errors);
+                    return ExitCode::from(1);
+                }
+            };
+            let events = match event {
+                Some(spec) => match hark::dry_run::parse_event(&config, &spec) {
+                    Ok(e) => vec![e],
+                    Err(e) => {
+                        eprintln!("hark: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            eprintln!("hark: cannot start the async runtime: {e}");
+                            return ExitCode::from(1);
+                        }
+                    };
+                    match runtime.block_on(hark::dry_run::sample_all(&config)) {
+                        Ok((events, notes)) => {
+                            for n in notes {
+                                println!("{n}");
+                            }
+                            events
+                        }
+                        Err(e) => {
+                            eprintln!("hark: {e:#}");
+                            return ExitCode::from(1);
+                        }
+                    }
+                }
+            };
+            print!("{}", hark::dry_run::report(&config, events));
+            ExitCode::SUCCESS
+        }
         Command::Run { config } => {
             init_logging();
             let config = match Config::load(&config) {

@@ -75,6 +75,45 @@ impl Dispatcher {
         }
     }
 
+    /// What each action of a firing would run, rendered, one line each; runs nothing.
+    pub fn preview(&self, firing: &Firing) -> Vec<String> {
+        let ctx = template::context(firing, &self.templates);
+        let mut out = Vec::new();
+        for name in &firing.actions {
+            let Some(action) = self.actions.get(&**name) else {
+                out.push(format!("{name}: no such action"));
+                continue;
+            };
+            match &action.kind {
+                ActionKind::Shell(shell) => {
+                    match prepare_shell(shell, firing, &ctx, &self.templates) {
+                        Ok(p) => {
+                            let argv: Vec<String> = p
+                                .argv
+                                .iter()
+                                .map(|a| a.to_string_lossy().into_owned())
+                                .collect();
+                            out.push(format!("shell `{name}`: {argv:?}"));
+                            if let ShellProgram::Script(_) = shell.program {
+                                out.push(format!(
+                                    "    with HARK_* variables, e.g. HARK_SUMMARY={:?}",
+                                    ctx.json
+                                        .get("summary")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or("")
+                                ));
+                            }
+                        }
+                        Err(e) => {
+                            out.push(format!("shell `{name}`: a template fails to render: {e}"))
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Lets running and queued actions finish within `grace`, then kills what is left.
     pub async fn shutdown(self, grace: Duration) {
         self.tracker.close();

@@ -86,7 +86,7 @@ pub fn context(firing: &Firing, templates: &Templates) -> RenderContext {
         "host": &*firing.event.host,
         "time": crate::event::rfc3339(firing.time),
         "count": firing.count,
-        "duration": humantime::format_duration(firing.duration).to_string(),
+        "duration": crate::event::human_duration(firing.duration),
         "summary": "",
     });
     let summary = match &firing.summary {

@@ -347,9 +347,9 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
                 errors.push(ConfigError::at(
                     loc.clone(),
                     format!(
-                        "`{key}` applies to state watches (http, and later tcp, system, command, \
-                         process samples); rule `{name}` hears only file watches, whose events fire \
-                         on each match (limit them with `cooldown` or `debounce`)"
+                        "`{key}` applies to state watches (periodic checks such as http); rule \
+                         `{name}` hears only file watches, whose events fire on each match (limit \
+                         them with `cooldown` or `debounce`)"
                     ),
                 ));
             }

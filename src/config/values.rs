@@ -157,11 +157,11 @@ impl Ctx {
 pub fn size(ctx: &mut Ctx, value: &Spanned<String>) -> Option<u64> {
     match value.get_ref().trim().parse::<bytesize::ByteSize>() {
         Ok(b) => Some(b.as_u64()),
-        Err(e) => {
+        Err(_) => {
             ctx.error(
                 value.span(),
                 format!(
-                    "invalid size {:?}: {e} (write it like \"64KiB\", \"1MiB\" or a number of bytes)",
+                    "invalid size {:?}: write it like \"64KiB\", \"1MiB\" or a number of bytes",
                     value.get_ref()
                 ),
             );

@@ -190,6 +190,13 @@ impl Engine {
         out
     }
 
+    /// The firing (or resolve) rule `name` would hand its actions for this event; changes
+    /// nothing. For `hark test`.
+    pub fn preview(&self, name: &str, event: &Arc<Event>, state: FiringState) -> Option<Firing> {
+        let rule = self.rules.iter().find(|r| &*r.name == name)?;
+        Some(rule.firing(event, state, 1, Duration::ZERO))
+    }
+
     /// The first rule named in rule `i`'s `unless` that is firing.
     fn blocked_by(&self, i: usize) -> Option<Arc<str>> {
         self.rules[i]
@@ -288,11 +295,11 @@ impl Rule {
                 Some(self.firing(event, FiringState::Firing, *count, Duration::ZERO))
             }
             Step::Repeat { count, duration } => {
-                tracing::info!(rule = %name, watch = %watch, count, firing_for = %humantime::format_duration(*duration), "rule still firing: repeating its actions");
+                tracing::info!(rule = %name, watch = %watch, count, firing_for = %crate::event::human_duration(*duration), "rule still firing: repeating its actions");
                 Some(self.firing(event, FiringState::Firing, *count, *duration))
             }
             Step::Resolve { count, duration } => {
-                tracing::info!(rule = %name, watch = %watch, firing_for = %humantime::format_duration(*duration), "rule resolved");
+                tracing::info!(rule = %name, watch = %watch, firing_for = %crate::event::human_duration(*duration), "rule resolved");
                 Some(self.firing(event, FiringState::Resolved, *count, *duration))
             }
             Step::Held(Hold::Suppressed) => {

@@ -37,8 +37,8 @@ impl RuleVerdict {
     }
 }
 
-fn d(d: std::time::Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+fn d(d: std::time::Duration) -> String {
+    crate::event::human_duration(d)
 }
 
 impl fmt::Display for RuleVerdict {

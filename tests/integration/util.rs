@@ -35,14 +35,21 @@ pub fn start_in(dir: tempfile::TempDir, config: &str) -> Hark {
     let config = with_state_dir(config).replace("@DIR@", &dir.path().to_string_lossy());
     let file = dir.path().join("hark.toml");
     std::fs::write(&file, config).expect("write config");
-    let sock_path = dir.path().join("notify.sock");
+    let (child, log) = spawn_ready(dir.path(), &file);
+    Hark { child, dir, log }
+}
+
+/// Starts `hark run -c file` and waits for READY=1 on a notify socket in `dir`.
+fn spawn_ready(dir: &Path, file: &Path) -> (Child, Arc<Mutex<String>>) {
+    let sock_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut child = Command::new(HARK)
         .arg("run")
         .arg("-c")
-        .arg(&file)
+        .arg(file)
         .env("NOTIFY_SOCKET", &sock_path)
         .env(
             "RUST_LOG",
@@ -77,7 +84,20 @@ pub fn start_in(dir: tempfile::TempDir, config: &str) -> Hark {
             }
         }
     }
-    Hark { child, dir, log }
+    (child, log)
+}
+
+/// A config file under `tests/fixtures/`, with each `(placeholder, value)` replaced.
+pub fn fixture(name: &str, replace: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
+    for (k, v) in replace {
+        text = text.replace(k, v);
+    }
+    text
 }
 
 /// Gives the config a state directory of its own in the temp dir, unless it names one:
@@ -117,8 +137,25 @@ impl Hark {
         }
     }
 
+    /// Stops the daemon (SIGTERM) and starts it again on the same config and state.
+    pub fn restart(&mut self) {
+        assert_eq!(
+            self.stop(),
+            Some(0),
+            "hark did not stop cleanly:\n{}",
+            self.log()
+        );
+        let file = self.dir.path().join("hark.toml");
+        let (child, log) = spawn_ready(self.dir.path(), &file);
+        self.child = child;
+        self.log = log;
+    }
+
     /// SIGTERM, then the exit code (bounded wait).
     pub fn stop(&mut self) -> Option<i32> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status.code();
+        }
         self.signal(libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

@@ -221,3 +221,34 @@ fn the_examples_in_the_docs_and_rules_validate() {
     let (code, _, err) = validate(&[root.join("rules")]);
     assert_eq!(code, 0, "rules/ does not validate:\n{err}");
 }
+
+#[test]
+fn http_watch_errors_point_at_each_bad_value() {
+    assert_error_at("bad_http.toml", 3, 7, "unsupported URL scheme `ftp`");
+    assert_error_at("bad_http.toml", 4, 10, "invalid HTTP method");
+    assert_error_at("bad_http.toml", 5, 9, "`every` must be longer than zero");
+    assert_error_at("bad_http.toml", 6, 12, "invalid size \"lots\"");
+    assert_error_at("bad_http.toml", 7, 20, "follow_redirects must be");
+    assert_error_at("bad_http.toml", 8, 25, "invalid value for header `X-Token`");
+}
+
+#[test]
+fn state_keys_on_a_rule_over_file_watches_only_are_refused() {
+    assert_error_at(
+        "state_on_file.toml",
+        7,
+        9,
+        "`times` applies to state watches",
+    );
+}
+
+#[test]
+fn thresholds_that_contradict_each_other_are_refused() {
+    assert_error_at(
+        "threshold_conflicts.toml",
+        8,
+        7,
+        "`for` and `times` cannot be combined",
+    );
+    assert_error_at("threshold_conflicts.toml", 12, 10, "`within` needs `times`");
+}

@@ -1,0 +1,88 @@
+//! `hark test`: verdicts and rendered actions, with nothing executed.
+
+use std::process::Command;
+
+use crate::http_server::Server;
+use crate::util::*;
+
+fn hark_test(config: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempdir();
+    let file = dir.path().join("hark.toml");
+    std::fs::write(
+        &file,
+        config.replace("@DIR@", &dir.path().to_string_lossy()),
+    )
+    .unwrap();
+    let out = Command::new(HARK)
+        .arg("test")
+        .arg("-c")
+        .arg(&file)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        !dir.path().join("out").exists(),
+        "hark test executed an action"
+    );
+    assert!(
+        !dir.path().join("state").exists(),
+        "hark test wrote rule state"
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_synthetic_event_shows_the_verdict_and_the_rendered_actions() {
+    let cfg = with_state_dir(&fixture(
+        "http/api_down.toml",
+        &[("@URL@", "http://127.0.0.1:9/")],
+    ));
+    let (code, out, err) = hark_test(&cfg, &["--event", "api status=503 ok=true"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("rule `api_down`: matches; pending 1/3"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"["/bin/sh", "-c", "printf \"%s\\0\" \"$@\" >> \"$0\""#),
+        "{out}"
+    );
+    assert!(out.contains("api_down firing 1 503"), "{out}");
+    assert!(out.contains("api_down resolved 1 503"), "{out}");
+}
+
+#[test]
+fn without_an_event_every_http_watch_is_sampled_once() {
+    let server = Server::start();
+    server.set_status(502);
+    let cfg = with_state_dir(&fixture(
+        "http/api_down.toml",
+        &[("@URL@", &server.url("/"))],
+    ));
+    let (code, out, err) = hark_test(&cfg, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(server.hits(), 1);
+    assert!(out.contains(r#""status":502"#), "{out}");
+    assert!(
+        out.contains("rule `api_down`: matches; pending 1/3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_event_for_an_unknown_watch_is_a_usage_error() {
+    let cfg = with_state_dir(&fixture(
+        "http/api_down.toml",
+        &[("@URL@", "http://127.0.0.1:9/")],
+    ));
+    let (code, _, err) = hark_test(&cfg, &["--event", "nope status=1"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no watch named `nope` (defined: api)"),
+        "{err}"
+    );
+}

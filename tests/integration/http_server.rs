@@ -1,0 +1,201 @@
+//! A scriptable HTTP server on 127.0.0.1 for the http watch's tests, plain or TLS with a
+//! certificate made by the test. One thread per connection, `Connection: close`.
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the server answers.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    /// Waits this long before answering.
+    pub delay: Duration,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Reply {
+            status: 200,
+            body: b"ok".to_vec(),
+            content_type: "text/plain",
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    reply: Mutex<Reply>,
+    /// Statuses for the next requests, in order, before `reply.status` applies again.
+    script: Mutex<VecDeque<u16>>,
+    hits: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    stop: AtomicBool,
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    tls: bool,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(None)
+    }
+
+    /// An HTTPS server whose self-signed certificate for `localhost` expires in `days`.
+    pub fn start_tls(days: i64) -> Server {
+        Self::start_with(Some(tls_config(days)))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let s = Arc::clone(&shared);
+        let is_tls = tls.is_some();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let s = Arc::clone(&s);
+                let tls = tls.clone();
+                std::thread::spawn(move || serve(conn, &s, tls));
+            }
+        });
+        Server {
+            addr,
+            shared,
+            thread: Some(thread),
+            tls: is_tls,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        match self.tls {
+            true => format!("https://localhost:{}{path}", self.addr.port()),
+            false => format!("http://{}{path}", self.addr),
+        }
+    }
+
+    pub fn set(&self, f: impl FnOnce(&mut Reply)) {
+        f(&mut self.shared.reply.lock().unwrap());
+    }
+
+    pub fn set_status(&self, status: u16) {
+        self.set(|r| r.status = status);
+    }
+
+    /// The next requests get these statuses, in order.
+    pub fn script(&self, statuses: &[u16]) {
+        self.shared.script.lock().unwrap().extend(statuses);
+    }
+
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until the server has answered `n` more requests than `from`.
+    pub fn wait_hits(&self, from: usize, n: usize) -> bool {
+        crate::util::wait_for(Duration::from_secs(20), || self.hits() >= from + n)
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(conn: TcpStream, s: &Shared, tls: Option<Arc<rustls::ServerConfig>>) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
+    match tls {
+        None => {
+            let mut conn = conn;
+            answer(&mut conn, s);
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+        Some(cfg) => {
+            let Ok(session) = rustls::ServerConnection::new(cfg) else {
+                return;
+            };
+            let mut stream = rustls::StreamOwned::new(session, conn);
+            answer(&mut stream, s);
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+        }
+    }
+}
+
+fn answer(conn: &mut (impl Read + Write), s: &Shared) {
+    // Reads the request head (the checks send no body the server needs).
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 64 * 1024 {
+            return;
+        }
+    }
+    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let mut reply = s.reply.lock().unwrap().clone();
+    if let Some(st) = s.script.lock().unwrap().pop_front() {
+        reply.status = st;
+    }
+    std::thread::sleep(reply.delay);
+    let head = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Test: a\r\nX-Test: b\r\nConnection: close\r\n\r\n",
+        reply.status,
+        reply.content_type,
+        reply.body.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&reply.body);
+    let _ = conn.flush();
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
+    s.hits.fetch_add(1, Ordering::SeqCst);
+}
+
+fn tls_config(days: i64) -> Arc<rustls::ServerConfig> {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .expect("server config");
+    Arc::new(config)
+}
