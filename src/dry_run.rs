@@ -1,6 +1,7 @@
 //! `hark test`: sample every watch once (or take a synthetic event), show each rule's
-//! verdict and the actions it would run, fully rendered. Nothing is executed and no state
-//! is read or written: the verdicts are those of a freshly started daemon.
+//! verdict and the actions it would run, fully rendered. Nothing is executed unless asked
+//! (`--execute`), and no state is read or written: the verdicts are those of a freshly
+//! started daemon.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::action::Dispatcher;
 use crate::config::{Config, WatchKind};
-use crate::event::{display_lossy, Event, FiringState};
+use crate::event::{display_lossy, Event, Firing, FiringState};
 use crate::rule::Engine;
 use crate::watch::http::{self, Clients};
 
@@ -151,11 +152,13 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
     Ok((events, notes))
 }
 
-/// Every rule's verdict on each event, and the actions it would run, as text.
-pub fn report(config: &Config, events: Vec<Event>) -> String {
+/// Every rule's verdict on each event, and the actions it would run, as text; with the
+/// firings that a freshly started daemon would act on now.
+pub fn report(config: &Config, events: Vec<Event>) -> (String, Vec<Firing>) {
     let mut engine = Engine::new(config);
     let dispatcher = Dispatcher::new(config);
     let mut out = String::new();
+    let mut now = Vec::new();
     for event in events {
         let event = Arc::new(event);
         let _ = writeln!(
@@ -171,6 +174,7 @@ pub fn report(config: &Config, events: Vec<Event>) -> String {
         }
         for d in decisions {
             let _ = writeln!(out, "  rule `{}`: {}", d.rule, d.verdict);
+            now.extend(d.firing);
             if !d.verdict.matched() {
                 continue;
             }
@@ -191,7 +195,16 @@ pub fn report(config: &Config, events: Vec<Event>) -> String {
             }
         }
     }
-    out
+    (out, now)
+}
+
+/// Runs the actions of `firings` for real and waits for them (`hark test --execute`).
+pub async fn execute(config: &Config, firings: Vec<Firing>) {
+    let dispatcher = Dispatcher::new(config);
+    for f in firings {
+        dispatcher.dispatch(f);
+    }
+    dispatcher.shutdown(config.daemon.stop_timeout).await;
 }
 
 /// The event's fields for a person: escaped bytes shown as U+FFFD, long strings cut.

@@ -41,6 +41,9 @@ enum Command {
         /// as JSON when they parse, e.g. status=503 ok=true; json.status=up nests).
         #[arg(long, value_name = "'WATCH key=value ...'")]
         event: Option<String>,
+        /// Run the actions of the rules that fire on this event, for real.
+        #[arg(long)]
+        execute: bool,
     },
 }
 
@@ -57,13 +60,21 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Test { config, event } => {
+        Command::Test {
+            config,
+            event,
+            execute,
+        } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
                     print_errors(&errors);
                     return ExitCode::from(1);
                 }
+            };
+            let runtime = match runtime() {
+                Ok(r) => r,
+                Err(code) => return code,
             };
             let events = match event {
                 Some(spec) => match hark::dry_run::parse_event(&config, &spec) {
@@ -73,32 +84,26 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 },
-                None => {
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            eprintln!("hark: cannot start the async runtime: {e}");
-                            return ExitCode::from(1);
+                None => match runtime.block_on(hark::dry_run::sample_all(&config)) {
+                    Ok((events, notes)) => {
+                        for n in notes {
+                            println!("{n}");
                         }
-                    };
-                    match runtime.block_on(hark::dry_run::sample_all(&config)) {
-                        Ok((events, notes)) => {
-                            for n in notes {
-                                println!("{n}");
-                            }
-                            events
-                        }
-                        Err(e) => {
-                            eprintln!("hark: {e:#}");
-                            return ExitCode::from(1);
-                        }
+                        events
                     }
-                }
+                    Err(e) => {
+                        eprintln!("hark: {e:#}");
+                        return ExitCode::from(1);
+                    }
+                },
             };
-            print!("{}", hark::dry_run::report(&config, events));
+            let (text, firings) = hark::dry_run::report(&config, events);
+            print!("{text}");
+            if execute {
+                init_logging();
+                println!("executing the actions of {} firing(s)", firings.len());
+                runtime.block_on(hark::dry_run::execute(&config, firings));
+            }
             ExitCode::SUCCESS
         }
         Command::Run { config } => {
@@ -110,17 +115,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            // One thread runs the engine and the actions' I/O; blocking work (file watches,
-            // stat, scans) has threads of its own. It keeps the idle footprint small.
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime() {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("hark: cannot start the async runtime: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(hark::daemon::run_until_signalled(config)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +129,19 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// One thread runs the engine, the checks and the actions' I/O; blocking work (file
+/// watches, stat, scans, the state store) has threads of its own. It keeps the idle
+/// footprint small.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("hark: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
 }
 
 fn print_errors(errors: &hark::config::ConfigErrors) {

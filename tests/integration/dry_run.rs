@@ -6,6 +6,16 @@ use crate::http_server::Server;
 use crate::util::*;
 
 fn hark_test(config: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let (code, out, err, executed) = hark_test_in(config, args);
+    assert!(
+        executed.is_empty(),
+        "hark test executed an action: {executed:?}"
+    );
+    (code, out, err)
+}
+
+/// Runs `hark test`; returns its exit code, stdout, stderr and what actions recorded.
+fn hark_test_in(config: &str, args: &[&str]) -> (Option<i32>, String, String, Vec<String>) {
     let dir = tempdir();
     let file = dir.path().join("hark.toml");
     std::fs::write(
@@ -20,10 +30,10 @@ fn hark_test(config: &str, args: &[&str]) -> (Option<i32>, String, String) {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        !dir.path().join("out").exists(),
-        "hark test executed an action"
-    );
+    let executed = records(&dir.path().join("out"))
+        .into_iter()
+        .map(|r| String::from_utf8_lossy(&r).into_owned())
+        .collect();
     assert!(
         !dir.path().join("state").exists(),
         "hark test wrote rule state"
@@ -32,6 +42,7 @@ fn hark_test(config: &str, args: &[&str]) -> (Option<i32>, String, String) {
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+        executed,
     )
 }
 
@@ -85,4 +96,36 @@ fn an_event_for_an_unknown_watch_is_a_usage_error() {
         err.contains("no watch named `nope` (defined: api)"),
         "{err}"
     );
+}
+
+#[test]
+fn execute_runs_the_actions_of_the_rules_that_fire() {
+    let cfg = with_state_dir(&fixture(
+        "http/restart.toml",
+        &[("@URL@", "http://127.0.0.1:9/")],
+    ));
+    let (code, out, err, executed) =
+        hark_test_in(&cfg, &["--event", "api status=500 ok=true", "--execute"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("rule `api_down`: matches; fires"), "{out}");
+    assert_eq!(executed, vec!["api_down firing 1 500"]);
+}
+
+#[test]
+fn a_double_field_compares_with_an_int_literal() {
+    let cfg = with_state_dir(&fixture(
+        "http/fields.toml",
+        &[
+            ("@URL@", "http://127.0.0.1:9/"),
+            ("@WHEN@", "latency_ms > 500"),
+            ("@RECORD@", "{{ event.latency_ms }}"),
+            ("@TIMEOUT@", "1s"),
+            ("@MAX_BODY@", "1KiB"),
+            ("@TLS_VERIFY@", "true"),
+        ],
+    ));
+    let (_, slow, _) = hark_test(&cfg, &["--event", "api latency_ms=500.5"]);
+    assert!(slow.contains("rule `seen`: matches; fires"), "{slow}");
+    let (_, fast, _) = hark_test(&cfg, &["--event", "api latency_ms=499.9"]);
+    assert!(fast.contains("rule `seen`: does not match"), "{fast}");
 }
