@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from procstat import cpu_seconds, status_kib, stop
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -33,16 +35,6 @@ def wait_ready(proc, log_path, timeout=20.0):
             raise SystemExit("hark exited early:\n" + open(log_path).read())
         time.sleep(0.01)
     raise SystemExit("hark did not start")
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def latency(hark, trials, tmp):
@@ -104,20 +96,10 @@ def idle(hark, seconds, tmp):
     try:
         wait_ready(proc, log)
         time.sleep(1)
-        tick = os.sysconf("SC_CLK_TCK")
-
-        def cpu():
-            fields = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / tick
-
-        c0 = cpu()
+        c0 = cpu_seconds(proc.pid)
         time.sleep(seconds)
-        c1 = cpu()
-        rss = 0
-        for line in open(f"/proc/{proc.pid}/status"):
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1])
-        return rss, c1 - c0
+        c1 = cpu_seconds(proc.pid)
+        return status_kib(proc.pid, "VmRSS"), c1 - c0
     finally:
         stop(proc)
 
