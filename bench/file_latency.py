@@ -99,7 +99,7 @@ def idle(hark, seconds, tmp):
         c0 = cpu_seconds(proc.pid)
         time.sleep(seconds)
         c1 = cpu_seconds(proc.pid)
-        return status_kib(proc.pid, "VmRSS"), c1 - c0
+        return status_kib(proc.pid, "VmRSS"), status_kib(proc.pid, "RssAnon"), c1 - c0
     finally:
         stop(proc)
 
@@ -115,12 +115,13 @@ def main():
         deltas = latency(args.hark, args.trials, tmp)
         deltas.sort()
         p95 = deltas[min(len(deltas) - 1, int(len(deltas) * 0.95))]
-        rss_kib, cpu_s = idle(args.hark, args.idle_seconds, tmp)
+        rss_kib, anon_kib, cpu_s = idle(args.hark, args.idle_seconds, tmp)
         print(f"| measurement | value |")
         print(f"|---|---|")
         print(f"| file write -> exec'd action, median ({len(deltas)} trials, debounce 0ms) | {statistics.median(deltas):.2f} ms |")
         print(f"| file write -> exec'd action, p95 | {p95:.2f} ms |")
         print(f"| idle RSS with rules/ | {rss_kib / 1024:.1f} MiB |")
+        print(f"| of which anonymous (RssAnon) | {anon_kib / 1024:.1f} MiB |")
         print(f"| idle CPU over {args.idle_seconds:.0f} s | {cpu_s:.2f} s |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -82,6 +82,7 @@ def one_run(args, tmp, port, hits):
         time.sleep(args.seconds)
         cpu1, hits1, t1 = cpu_seconds(proc.pid), hits.value, time.monotonic()
         rss = status_kib(proc.pid, "VmRSS") / 1024
+        anon = status_kib(proc.pid, "RssAnon") / 1024
         hwm = status_kib(proc.pid, "VmHWM") / 1024
     finally:
         stop(proc)
@@ -93,6 +94,7 @@ def one_run(args, tmp, port, hits):
         "cpu_share": cpu / (t1 - t0),
         "cpu_ms_per_check": 1000 * cpu / checks if checks else float("nan"),
         "rss_mib": rss,
+        "anon_mib": anon,
         "peak_rss_mib": hwm,
     }
 
@@ -136,6 +138,7 @@ def main():
     print(f"| CPU, share of one core | {100 * med['cpu_share']:.1f} % | ≤ 25 % |")
     print(f"| CPU per check | {med['cpu_ms_per_check']:.3f} ms | ≤ 0.3 ms |")
     print(f"| RSS at the end | {med['rss_mib']:.1f} MiB | ≤ 40 MiB |")
+    print(f"| of which anonymous (RssAnon) | {med['anon_mib']:.1f} MiB | |")
     print(f"| peak RSS | {med['peak_rss_mib']:.1f} MiB | |")
 
 

@@ -106,9 +106,10 @@ impl StateMachine {
         matches!(self.phase, Phase::Firing { .. })
     }
 
-    /// Whether the phase is one that a restart must remember (firing, or a cooldown).
+    /// Whether a restart must remember anything of it: that it fires, or when it last
+    /// fired, if a cooldown depends on that.
     pub fn worth_saving(&self) -> bool {
-        self.is_firing() || self.last_fired.is_some()
+        self.is_firing() || (self.cooldown.is_some() && self.last_fired.is_some())
     }
 
     /// A sample arrived at `now`: `matched` is the condition's verdict, `quiet` whether a

@@ -8,12 +8,13 @@
 //! async runtime.
 
 mod paths;
+mod queue;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,13 +23,11 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use self::paths::{plan, scan, Depth, Target};
+use self::queue::{raw_queue, Msg, RawSender};
 use super::WatchError;
 use crate::config::FileWatch;
 use crate::event::{encode_os, Event, Map, Value};
 
-/// Raw notifications waiting for the watch's thread. Past this, the callback reports an
-/// overflow instead of blocking inotify's reader.
-const RAW_QUEUE: usize = 16 * 1024;
 /// How long a temp file counts as "just created" for the atomic-save rule, and how long a
 /// create reported from a scan suppresses the same create arriving from inotify.
 const RECENT: Duration = Duration::from_secs(5);
@@ -37,15 +36,10 @@ const RENAME_PAIRING: Duration = Duration::from_millis(20);
 /// Bounds the look-watch-look loop of re-arming (a path is rarely this deep).
 const MAX_REARM_ROUNDS: usize = 64;
 
-enum Msg {
-    Notify(notify::Result<notify::Event>),
-    Stop,
-}
-
 /// A running file watch; dropping it does not stop it, `stop` does.
 pub struct FileWatchHandle {
     stop: Arc<AtomicBool>,
-    wake: SyncSender<Msg>,
+    wake: RawSender,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -68,13 +62,13 @@ pub fn start(
     config: FileWatch,
     events: mpsc::Sender<Event>,
 ) -> Result<FileWatchHandle, WatchError> {
-    let (tx, rx) = sync_channel::<Msg>(RAW_QUEUE);
+    let (tx, rx, queued) = raw_queue();
     let overflowed = Arc::new(AtomicBool::new(false));
     let cb_tx = tx.clone();
     let cb_flag = Arc::clone(&overflowed);
     let watcher = RecommendedWatcher::new(
         move |res| {
-            if let Err(TrySendError::Full(_)) = cb_tx.try_send(Msg::Notify(res)) {
+            if !cb_tx.try_send(Msg::Notify(res)) {
                 cb_flag.store(true, Ordering::SeqCst);
             }
         },
@@ -103,7 +97,7 @@ pub fn start(
     let thread_stop = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
         .name(format!("hark-file-{}", state.name))
-        .spawn(move || state.run(rx, &thread_stop))
+        .spawn(move || state.run(rx, &queued, &thread_stop))
         .map_err(|e| WatchError::Other(format!("cannot start a thread: {e}")))?;
     Ok(FileWatchHandle {
         stop,
@@ -170,7 +164,7 @@ struct FileState {
 }
 
 impl FileState {
-    fn run(mut self, rx: Receiver<Msg>, stop: &AtomicBool) {
+    fn run(mut self, rx: Receiver<Msg>, queued: &AtomicUsize, stop: &AtomicBool) {
         loop {
             if stop.load(Ordering::SeqCst) || self.closed {
                 return;
@@ -183,6 +177,9 @@ impl FileState {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
             };
+            if msg.is_ok() {
+                queued.fetch_sub(1, Ordering::SeqCst);
+            }
             match msg {
                 Ok(Msg::Stop) => return,
                 Ok(Msg::Notify(Ok(ev))) => self.on_notify(ev),
