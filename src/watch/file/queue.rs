@@ -7,6 +7,7 @@ use std::sync::Arc;
 /// Raw notifications waiting for the watch's thread. Past this, the callback reports an
 /// overflow instead of blocking inotify's reader.
 pub const RAW_QUEUE: usize = 16 * 1024;
+
 pub enum Msg {
     Notify(notify::Result<notify::Event>),
     Stop,
