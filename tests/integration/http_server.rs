@@ -17,6 +17,8 @@ pub struct Reply {
     pub content_type: &'static str,
     /// Waits this long before answering.
     pub delay: Duration,
+    /// Answers every other path with a 302 to this one.
+    pub redirect_to: Option<&'static str>,
 }
 
 impl Default for Reply {
@@ -26,6 +28,7 @@ impl Default for Reply {
             body: b"ok".to_vec(),
             content_type: "text/plain",
             delay: Duration::ZERO,
+            redirect_to: None,
         }
     }
 }
@@ -39,6 +42,8 @@ struct Shared {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     stop: AtomicBool,
+    /// The last request as received: head and body.
+    last_request: Mutex<Vec<u8>>,
 }
 
 pub struct Server {
@@ -112,6 +117,11 @@ impl Server {
         crate::util::wait_for(Duration::from_secs(20), || self.hits() >= from + n)
     }
 
+    /// The last request received, head and body, as text.
+    pub fn last_request(&self) -> String {
+        String::from_utf8_lossy(&self.shared.last_request.lock().unwrap()).into_owned()
+    }
+
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
@@ -150,7 +160,7 @@ fn serve(conn: TcpStream, s: &Shared, tls: Option<Arc<rustls::ServerConfig>>) {
 }
 
 fn answer(conn: &mut (impl Read + Write), s: &Shared) {
-    // Reads the request head (the checks send no body the server needs).
+    // Reads the request head, then as much body as Content-Length says.
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -162,6 +172,21 @@ fn answer(conn: &mut (impl Read + Write), s: &Shared) {
             return;
         }
     }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let end = text.find("\r\n\r\n").map_or(head.len(), |i| i + 4);
+    let length: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while head.len() < end + length {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+    *s.last_request.lock().unwrap() = head;
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let mut reply = s.reply.lock().unwrap().clone();
@@ -169,8 +194,15 @@ fn answer(conn: &mut (impl Read + Write), s: &Shared) {
         reply.status = st;
     }
     std::thread::sleep(reply.delay);
+    let mut location = String::new();
+    if let Some(to) = reply.redirect_to {
+        if path != to {
+            reply.status = 302;
+            location = format!("Location: {to}\r\n");
+        }
+    }
     let head = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Test: a\r\nX-Test: b\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Test: a\r\nX-Test: b\r\n{location}Connection: close\r\n\r\n",
         reply.status,
         reply.content_type,
         reply.body.len()

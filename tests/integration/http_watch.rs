@@ -144,3 +144,46 @@ fn an_untrusted_certificate_fails_the_check_when_tls_verify_is_on() {
     assert!(got.starts_with("0 "), "{got}");
     assert!(got.to_lowercase().contains("certificate"), "{got}");
 }
+
+/// The first status `request.toml` records against `server` with `follow_redirects`.
+fn status_with_redirects(server: &Server, follow: &str) -> String {
+    let h = start(&fixture(
+        "http/request.toml",
+        &[("@URL@", &server.url("/start")), ("@FOLLOW@", follow)],
+    ));
+    assert!(
+        wait_for(Duration::from_secs(20), || !records(&h.path("out"))
+            .is_empty()),
+        "log:\n{}",
+        h.log()
+    );
+    String::from_utf8_lossy(&records(&h.path("out"))[0]).into_owned()
+}
+
+#[test]
+fn the_request_carries_its_method_headers_and_body() {
+    let server = Server::start();
+    assert_eq!(status_with_redirects(&server, "false"), "200");
+    let req = server.last_request();
+    assert!(req.starts_with("POST /start HTTP/1.1\r\n"), "{req}");
+    let lower = req.to_ascii_lowercase();
+    assert!(lower.contains("\r\nx-token: s3cret\r\n"), "{req}");
+    assert!(
+        lower.contains("\r\ncontent-type: application/json\r\n"),
+        "{req}"
+    );
+    assert!(req.ends_with("\r\n\r\n{\"probe\": true}"), "{req}");
+}
+
+#[test]
+fn redirects_are_reported_unless_followed() {
+    let server = Server::start();
+    server.set(|r| r.redirect_to = Some("/final"));
+    assert_eq!(status_with_redirects(&server, "false"), "302");
+    assert_eq!(status_with_redirects(&server, "true"), "200");
+    assert!(
+        server.last_request().contains(" /final "),
+        "{}",
+        server.last_request()
+    );
+}
