@@ -187,3 +187,17 @@ fn redirects_are_reported_unless_followed() {
         server.last_request()
     );
 }
+
+#[test]
+fn a_slow_target_delays_only_its_own_checks() {
+    let slow = Server::start();
+    let fast = Server::start();
+    slow.set(|r| r.delay = Duration::from_secs(10));
+    let h = start(&fixture(
+        "http/two_targets.toml",
+        &[("@SLOW@", &slow.url("/")), ("@FAST@", &fast.url("/"))],
+    ));
+    // Ten fast checks take about a second: all inside the slow one's first answer.
+    assert!(fast.wait_hits(0, 10), "log:\n{}", h.log());
+    assert_eq!(slow.hits(), 0, "the slow target answered already");
+}
