@@ -82,6 +82,12 @@ impl Engine {
                 logged_errors: HashSet::new(),
             });
         }
+        // A rule is evaluated after the rules it names in `unless`, so when a cause and
+        // its dependent hear the same event, the cause's firing already silences it.
+        let depth = unless_depths(&rules);
+        for list in by_watch.values_mut() {
+            list.sort_by_key(|&i| (depth[i], i));
+        }
         Engine {
             rules,
             by_watch,
@@ -252,6 +258,34 @@ impl Engine {
         }
         out
     }
+}
+
+/// For each rule, the length of the longest chain of `unless` below it (0 for none). A
+/// cycle (a rule that names, through others, itself) is cut where it closes.
+fn unless_depths(rules: &[Rule]) -> Vec<usize> {
+    fn depth(i: usize, rules: &[Rule], memo: &mut [Option<usize>], visiting: &mut [bool]) -> usize {
+        if let Some(d) = memo[i] {
+            return d;
+        }
+        if visiting[i] {
+            return 0;
+        }
+        visiting[i] = true;
+        let d = rules[i]
+            .unless
+            .iter()
+            .map(|&j| 1 + depth(j, rules, memo, visiting))
+            .max()
+            .unwrap_or(0);
+        visiting[i] = false;
+        memo[i] = Some(d);
+        d
+    }
+    let mut memo = vec![None; rules.len()];
+    let mut visiting = vec![false; rules.len()];
+    (0..rules.len())
+        .map(|i| depth(i, rules, &mut memo, &mut visiting))
+        .collect()
 }
 
 fn new_machine(r: &RuleConfig) -> StateMachine {

@@ -129,3 +129,15 @@ fn a_double_field_compares_with_an_int_literal() {
     let (_, fast, _) = hark_test(&cfg, &["--event", "api latency_ms=499.9"]);
     assert!(fast.contains("rule `seen`: does not match"), "{fast}");
 }
+
+#[test]
+fn a_cause_is_evaluated_before_the_rule_that_names_it_in_unless() {
+    let cfg = with_state_dir(&fixture("http/same_event_unless.toml", &[]));
+    let (code, out, err) = hark_test(&cfg, &["--event", "api status=503 ok=true"]);
+    assert_eq!(code, Some(0), "{err}");
+    let z = out.find("rule `z_cause`: matches; fires").expect(&out);
+    let a = out
+        .find("rule `a_dependent`: matches; threshold met, suppressed by `unless`")
+        .expect(&out);
+    assert!(z < a, "{out}");
+}
