@@ -65,12 +65,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
 
     let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let clients = watch::http::Clients::for_watches(config.watches.values())?;
+    let shared = watch::Shared::for_watches(config.watches.values())?;
     let watch_configs: Vec<_> = config.watches.values().cloned().collect();
     let watches = tokio::task::spawn_blocking(move || {
         let mut started = Vec::new();
         for w in &watch_configs {
-            match watch::start(w, Arc::clone(&host), &clients, tx.clone()) {
+            match watch::start(w, Arc::clone(&host), &shared, tx.clone()) {
                 Ok(h) => started.push(h),
                 Err(e) => {
                     stop_all(started);

@@ -14,6 +14,7 @@ use crate::config::{Config, WatchKind};
 use crate::event::{display_lossy, Event, Firing, FiringState};
 use crate::rule::Engine;
 use crate::watch::http::{self, Clients};
+use crate::watch::{command, process, system, tcp};
 
 /// A `--event` that cannot be used, said to the user as is.
 #[derive(Debug, thiserror::Error)]
@@ -127,15 +128,41 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                     Arc::clone(&host),
                 );
                 checks.spawn(async move {
-                    let fields = http::check(&client, &h).await;
-                    Event {
-                        watch: name,
-                        source: "http",
-                        time: SystemTime::now(),
-                        host,
-                        edge: false,
-                        fields,
-                    }
+                    state_event(name, "http", host, http::check(&client, &h).await)
+                });
+            }
+            WatchKind::Process(p) => {
+                let (p, name, host) = (p.clone(), Arc::from(name.as_str()), Arc::clone(&host));
+                checks.spawn(async move {
+                    let fields = tokio::task::spawn_blocking(move || process::sample_once(&p))
+                        .await
+                        .unwrap_or_default();
+                    state_event(name, "process", host, fields)
+                });
+            }
+            WatchKind::System(s) => {
+                let (s, name, host) = (s.clone(), Arc::from(name.as_str()), Arc::clone(&host));
+                checks.spawn(async move {
+                    let fields = tokio::task::spawn_blocking(move || {
+                        // CPU usage needs two readings; a short gap gives a rough figure.
+                        let mut sampler = system::Sampler::default();
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        sampler.sample(&s)
+                    })
+                    .await
+                    .unwrap_or_default();
+                    state_event(name, "system", host, fields)
+                });
+            }
+            WatchKind::Tcp(t) => {
+                let (t, name, host) = (t.clone(), Arc::from(name.as_str()), Arc::clone(&host));
+                checks.spawn(async move { state_event(name, "tcp", host, tcp::check(&t).await) });
+            }
+            WatchKind::Command(c) => {
+                let (c, name, host) = (c.clone(), Arc::from(name.as_str()), Arc::clone(&host));
+                checks.spawn(async move {
+                    let stop = tokio_util::sync::CancellationToken::new();
+                    state_event(name, "command", host, command::check(&c, &stop).await)
                 });
             }
             WatchKind::File(_) => notes.push(format!(
@@ -150,6 +177,22 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
     }
     events.sort_by(|a, b| a.watch.cmp(&b.watch));
     Ok((events, notes))
+}
+
+fn state_event(
+    watch: Arc<str>,
+    source: &'static str,
+    host: Arc<str>,
+    fields: Map<String, Value>,
+) -> Event {
+    Event {
+        watch,
+        source,
+        time: SystemTime::now(),
+        host,
+        edge: false,
+        fields,
+    }
 }
 
 /// Every rule's verdict on each event, and the actions it would run, as text; with the

@@ -7,5 +7,6 @@ pub mod config;
 pub mod daemon;
 pub mod dry_run;
 pub mod event;
+pub mod exec;
 pub mod rule;
 pub mod watch;

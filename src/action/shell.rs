@@ -3,47 +3,18 @@
 //! its own process group, so a timeout kills everything it started.
 
 use std::ffi::OsString;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ShellAction, ShellProgram};
-
-/// How much of each of stdout and stderr is kept for the log.
-pub const OUTPUT_CAP: usize = 16 * 1024;
-/// After SIGTERM, how long the process group gets before SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(2);
-/// After the program exits, how long to wait for its output pipes, which a background
-/// child it left may still hold open.
-const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
-
-const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::exec::{self, Spec};
+pub use crate::exec::{Finish, Report};
 
 /// A shell action with its templates rendered, ready to start.
 #[derive(Debug)]
 pub struct Prepared {
     pub argv: Vec<OsString>,
     pub env: Vec<(String, OsString)>,
-}
-
-#[derive(Debug)]
-pub enum Finish {
-    Exited(i32),
-    Signalled(i32),
-    TimedOut,
-    /// hark was stopping and the action ran past the grace period.
-    Killed,
-}
-
-#[derive(Debug)]
-pub struct Report {
-    pub finish: Finish,
-    pub duration: Duration,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
 }
 
 pub fn argv_for(action: &ShellAction, rendered_argv: Vec<OsString>) -> Vec<OsString> {
@@ -53,135 +24,22 @@ pub fn argv_for(action: &ShellAction, rendered_argv: Vec<OsString>) -> Vec<OsStr
     }
 }
 
+/// Runs the action in its own process group (see `exec::run`).
 pub async fn run(
     action: &ShellAction,
     prepared: Prepared,
     stop: &CancellationToken,
 ) -> std::io::Result<Report> {
-    let Some((program, args)) = prepared.argv.split_first() else {
-        return Err(std::io::Error::other("empty command"));
-    };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", SAFE_PATH)
-        .env("LANG", "C.UTF-8")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let home = action
-        .user
-        .as_ref()
-        .and_then(|u| u.home.clone())
-        .unwrap_or_else(|| "/".into());
-    cmd.env("HOME", home);
-    if let Some(user) = &action.user {
-        cmd.env("USER", &user.name).env("LOGNAME", &user.name);
-        cmd.uid(user.id);
-        if action.group.is_none() {
-            if let Some(gid) = user.primary_gid {
-                cmd.gid(gid);
-            }
-        }
-    }
-    if let Some(group) = &action.group {
-        cmd.gid(group.id);
-    }
-    if let Some(cwd) = &action.cwd {
-        cmd.current_dir(cwd);
-    } else {
-        cmd.current_dir("/");
-    }
-    for (k, v) in &prepared.env {
-        cmd.env(k, v);
-    }
-    let started = Instant::now();
-    let mut child = cmd.spawn()?;
-    let pgid = child.id().map(|p| p as i32);
-    let out = tokio::spawn(read_capped(child.stdout.take()));
-    let err = tokio::spawn(read_capped(child.stderr.take()));
-    let finish = tokio::select! {
-        status = child.wait() => exit_of(status?),
-        _ = tokio::time::sleep(action.timeout) => {
-            terminate(&mut child, pgid).await;
-            Finish::TimedOut
-        }
-        _ = stop.cancelled() => {
-            terminate(&mut child, pgid).await;
-            Finish::Killed
-        }
-    };
-    let duration = started.elapsed();
-    let stdout = collect(out).await;
-    let stderr = collect(err).await;
-    Ok(Report {
-        finish,
-        duration,
-        stdout,
-        stderr,
-    })
-}
-
-fn exit_of(status: std::process::ExitStatus) -> Finish {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => Finish::Exited(c),
-        (None, Some(s)) => Finish::Signalled(s),
-        (None, None) => Finish::Exited(-1),
-    }
-}
-
-/// SIGTERM to the whole group, SIGKILL after a grace period.
-async fn terminate(child: &mut tokio::process::Child, pgid: Option<i32>) {
-    let Some(pgid) = pgid else { return };
-    signal_group(pgid, libc::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        signal_group(pgid, libc::SIGKILL);
-        let _ = child.wait().await;
-    }
-    // The leader is gone; whatever else it started in its group goes too.
-    signal_group(pgid, libc::SIGKILL);
-}
-
-fn signal_group(pgid: i32, signal: i32) {
-    if pgid > 1 {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory involved.
-        unsafe {
-            libc::kill(-pgid, signal);
-        }
-    }
-}
-
-async fn collect(task: tokio::task::JoinHandle<Vec<u8>>) -> Vec<u8> {
-    let abort = task.abort_handle();
-    match tokio::time::timeout(OUTPUT_DRAIN, task).await {
-        Ok(Ok(v)) => v,
-        _ => {
-            abort.abort();
-            Vec::new()
-        }
-    }
-}
-
-/// Keeps the first `OUTPUT_CAP` bytes and reads on, so a chatty program never blocks on a
-/// full pipe.
-async fn read_capped<R: AsyncRead + Unpin>(stream: Option<R>) -> Vec<u8> {
-    let Some(mut stream) = stream else {
-        return Vec::new();
-    };
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return kept,
-            Ok(n) => {
-                let room = OUTPUT_CAP.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    }
+    exec::run(
+        Spec {
+            argv: prepared.argv,
+            env: prepared.env,
+            user: action.user.as_ref(),
+            group: action.group.as_ref(),
+            cwd: action.cwd.as_ref(),
+            timeout: action.timeout,
+        },
+        stop,
+    )
+    .await
 }

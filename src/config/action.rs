@@ -182,33 +182,12 @@ fn parse_shell(
     }
     let user = raw.user.as_ref().and_then(|u| lookup(ctx, u, Kind::User));
     let group = raw.group.as_ref().and_then(|g| lookup(ctx, g, Kind::Group));
-    let cwd = raw.cwd.as_ref().map(|c| {
-        if !c.get_ref().starts_with('/') {
-            ctx.error(c.span(), "`cwd` must be an absolute path");
-        }
-        PathBuf::from(c.get_ref())
-    });
+    let cwd = raw.cwd.as_ref().map(|c| absolute_cwd(ctx, c));
     let mut env = BTreeMap::new();
     for (k, v) in &raw.env {
-        let key = k.get_ref();
-        let valid = key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            ctx.error(
-                k.span(),
-                format!("invalid environment variable name {key:?}"),
-            );
-        } else if key.starts_with("HARK_") {
-            ctx.error(
-                k.span(),
-                format!("`{key}`: names starting with HARK_ are set by hark itself"),
-            );
-        }
+        check_env_name(ctx, k);
         values::template(ctx, templates, v);
-        env.insert(key.clone(), v.get_ref().clone());
+        env.insert(k.get_ref().clone(), v.get_ref().clone());
     }
     if ctx.errors.len() != before {
         return None;
@@ -223,13 +202,40 @@ fn parse_shell(
     })
 }
 
+pub(crate) fn absolute_cwd(ctx: &mut Ctx, c: &Spanned<String>) -> PathBuf {
+    if !c.get_ref().starts_with('/') {
+        ctx.error(c.span(), "`cwd` must be an absolute path");
+    }
+    PathBuf::from(c.get_ref())
+}
+
+pub(crate) fn check_env_name(ctx: &mut Ctx, k: &Spanned<String>) {
+    let key = k.get_ref();
+    let valid = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        ctx.error(
+            k.span(),
+            format!("invalid environment variable name {key:?}"),
+        );
+    } else if key.starts_with("HARK_") {
+        ctx.error(
+            k.span(),
+            format!("`{key}`: names starting with HARK_ are set by hark itself"),
+        );
+    }
+}
+
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     User,
     Group,
 }
 
-fn lookup(ctx: &mut Ctx, value: &Spanned<String>, kind: Kind) -> Option<Account> {
+pub(crate) fn lookup(ctx: &mut Ctx, value: &Spanned<String>, kind: Kind) -> Option<Account> {
     let name = value.get_ref();
     let found = match kind {
         Kind::User => lookup_user(name),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::checks::{self, CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
 use super::http::HttpWatch;
 use super::parse::deserialize_table;
 use super::values;
@@ -26,6 +27,10 @@ pub struct WatchConfig {
 pub enum WatchKind {
     File(FileWatch),
     Http(HttpWatch),
+    Process(ProcessWatch),
+    System(SystemWatch),
+    Tcp(TcpWatch),
+    Command(CommandWatch),
 }
 
 impl WatchKind {
@@ -33,23 +38,22 @@ impl WatchKind {
         match self {
             WatchKind::File(_) => "file",
             WatchKind::Http(_) => "http",
+            WatchKind::Process(_) => "process",
+            WatchKind::System(_) => "system",
+            WatchKind::Tcp(_) => "tcp",
+            WatchKind::Command(_) => "command",
         }
     }
 
-    /// Whether its events are states (a check's latest result) that drive a rule's
-    /// state machine, rather than edges that fire on each match.
+    /// Whether some of its events are states (a check's latest result) that drive a
+    /// rule's state machine, rather than edges that fire on each match. A process watch
+    /// reports both: `start` and `exit` are edges, `sample` a state.
     pub fn reports_states(&self) -> bool {
-        match self {
-            WatchKind::File(_) => false,
-            WatchKind::Http(_) => true,
-        }
+        !matches!(self, WatchKind::File(_))
     }
 }
 
-/// Watch types of the contract that this build does not run yet, so their error says so
-/// rather than calling them unknown.
-const PLANNED_TYPES: &[&str] = &["process", "system", "tcp", "command"];
-const AVAILABLE: &str = "file, http";
+const AVAILABLE: &str = "file, http, process, system, tcp, command";
 
 #[derive(Debug, Clone)]
 pub struct FileWatch {
@@ -142,13 +146,10 @@ pub(crate) fn parse(
     let kind = match ty.as_ref() {
         "file" => WatchKind::File(parse_file(ctx, table, span)?),
         "http" => WatchKind::Http(super::http::parse(ctx, table, span)?),
-        t if PLANNED_TYPES.contains(&t) => {
-            ctx.error(
-                type_value.span(),
-                format!("watch type `{t}` is not available in this version of hark yet (available: {AVAILABLE})"),
-            );
-            return None;
-        }
+        "process" => WatchKind::Process(checks::parse_process(ctx, table, span)?),
+        "system" => WatchKind::System(checks::parse_system(ctx, table, span)?),
+        "tcp" => WatchKind::Tcp(checks::parse_tcp(ctx, table, span)?),
+        "command" => WatchKind::Command(checks::parse_command(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),

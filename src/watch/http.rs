@@ -1,21 +1,19 @@
 //! `http` watches: one task per watch on the async runtime, checking on its own interval.
 //!
-//! A check is awaited before the next tick is taken, so checks of one watch never overlap
-//! and a slow target delays only its own next check (`MissedTickBehavior::Delay`). All
-//! watches with the same TLS and redirect settings share one `reqwest::Client`, hence one
-//! connection pool.
+//! Checks run in the periodic loop (`periodic.rs`): never overlapping, a slow target
+//! delaying only its own watch. All watches with the same TLS and redirect settings share
+//! one `reqwest::Client`, hence one connection pool.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use reqwest::redirect::Policy;
 use reqwest::Client;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::CancellationToken;
 
+use super::periodic::{self, millis, PeriodicHandle};
 use super::WatchError;
 use crate::config::{HttpWatch, WatchConfig, WatchKind};
 use crate::event::Event;
@@ -68,17 +66,6 @@ fn build_client(tls_verify: bool, redirects: u32) -> Result<Client, WatchError> 
         .map_err(|e| WatchError::Other(format!("cannot set up the HTTP client: {e}")))
 }
 
-/// A running http watch.
-pub struct HttpWatchHandle {
-    stop: CancellationToken,
-}
-
-impl HttpWatchHandle {
-    pub fn stop(self) {
-        self.stop.cancel();
-    }
-}
-
 /// Starts the watch's task on the current runtime.
 pub fn start(
     name: Arc<str>,
@@ -86,44 +73,20 @@ pub fn start(
     config: HttpWatch,
     client: Client,
     events: mpsc::Sender<Event>,
-) -> HttpWatchHandle {
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = token.cancelled() => {}
-            _ = run(&name, &host, &config, &client, &events) => {}
-        }
-    });
-    HttpWatchHandle { stop }
-}
-
-async fn run(
-    name: &Arc<str>,
-    host: &Arc<str>,
-    config: &HttpWatch,
-    client: &Client,
-    events: &mpsc::Sender<Event>,
-) {
-    // A random first offset inside the interval spreads a thousand checks over it.
-    let offset = config.every.mul_f64(fastrand::f64());
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, config.every);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let fields = check(client, config).await;
-        let event = Event {
-            watch: Arc::clone(name),
-            source: "http",
-            time: SystemTime::now(),
-            host: Arc::clone(host),
-            edge: false,
-            fields,
-        };
-        if events.send(event).await.is_err() {
-            return;
-        }
-    }
+) -> PeriodicHandle {
+    let config = Arc::new(config);
+    let every = config.every;
+    periodic::spawn(
+        name,
+        host,
+        "http",
+        every,
+        move |_| {
+            let (client, config) = (client.clone(), Arc::clone(&config));
+            async move { check(&client, &config).await }
+        },
+        events,
+    )
 }
 
 /// Runs one check and returns the event's fields. Never fails: a failure is a field.
@@ -160,10 +123,6 @@ pub async fn check(client: &Client, config: &HttpWatch) -> Map<String, Value> {
     f.entry("status").or_insert(Value::from(status));
     f.insert("latency_ms".into(), Value::from(millis(latency)));
     f
-}
-
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 struct Fetched {
@@ -298,11 +257,6 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn millis_keeps_microseconds() {
-        assert_eq!(millis(Duration::from_micros(1234)), 1.234);
-    }
 
     #[test]
     fn garbage_is_not_a_certificate() {

@@ -1,8 +1,13 @@
 //! Watches: one file per watch type. Each emits `Event`s into the engine's channel and
 //! knows nothing of rules.
 
+pub mod command;
 pub mod file;
 pub mod http;
+mod periodic;
+pub mod process;
+pub mod system;
+pub mod tcp;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -70,7 +75,8 @@ fn read_sysctl(name: &str) -> String {
 /// A running watch of any type.
 pub enum WatchHandle {
     File(file::FileWatchHandle),
-    Http(http::HttpWatchHandle),
+    Periodic(periodic::PeriodicHandle),
+    Process(process::ProcessWatchHandle),
 }
 
 impl WatchHandle {
@@ -78,8 +84,26 @@ impl WatchHandle {
     pub fn stop(self) {
         match self {
             WatchHandle::File(h) => h.stop(),
-            WatchHandle::Http(h) => h.stop(),
+            WatchHandle::Periodic(h) => h.stop(),
+            WatchHandle::Process(h) => h.stop(),
         }
+    }
+}
+
+/// What watches share: the HTTP connection pools and the process monitor.
+pub struct Shared {
+    pub clients: http::Clients,
+    pub processes: process::Monitor,
+}
+
+impl Shared {
+    pub fn for_watches<'a>(
+        watches: impl IntoIterator<Item = &'a WatchConfig>,
+    ) -> Result<Shared, WatchError> {
+        Ok(Shared {
+            clients: http::Clients::for_watches(watches)?,
+            processes: process::Monitor::default(),
+        })
     }
 }
 
@@ -89,18 +113,26 @@ impl WatchHandle {
 pub fn start(
     config: &WatchConfig,
     host: Arc<str>,
-    clients: &http::Clients,
+    shared: &Shared,
     events: mpsc::Sender<Event>,
 ) -> Result<WatchHandle, WatchError> {
     let name: Arc<str> = Arc::from(config.name.as_str());
-    match &config.kind {
-        WatchKind::File(f) => file::start(name, host, f.clone(), events).map(WatchHandle::File),
-        WatchKind::Http(h) => Ok(WatchHandle::Http(http::start(
+    Ok(match &config.kind {
+        WatchKind::File(f) => WatchHandle::File(file::start(name, host, f.clone(), events)?),
+        WatchKind::Http(h) => WatchHandle::Periodic(http::start(
             name,
             host,
             h.clone(),
-            clients.get(h)?,
+            shared.clients.get(h)?,
             events,
-        ))),
-    }
+        )),
+        WatchKind::Process(p) => {
+            WatchHandle::Process(shared.processes.add(name, host, p.clone(), events))
+        }
+        WatchKind::System(s) => WatchHandle::Periodic(system::start(name, host, s.clone(), events)),
+        WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(name, host, t.clone(), events)),
+        WatchKind::Command(c) => {
+            WatchHandle::Periodic(command::start(name, host, c.clone(), events))
+        }
+    })
 }

@@ -1,0 +1,302 @@
+//! `type = "process"`, `"system"`, `"tcp"` and `"command"`: the periodic watches other
+//! than http.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+use toml::de::DeTable;
+use toml::Spanned;
+
+use super::action::{absolute_cwd, check_env_name, lookup, Account, Kind};
+use super::parse::deserialize_table;
+use super::values;
+use super::Ctx;
+
+/// Which processes a `process` watch follows. With several of `name`, `cmdline` and
+/// `user`, a process must match all of them; `pidfile` stands alone.
+#[derive(Debug, Clone)]
+pub struct ProcessWatch {
+    pub name: Option<String>,
+    pub cmdline: Option<regex::Regex>,
+    pub user: Option<Account>,
+    pub pidfile: Option<PathBuf>,
+    /// How often `sample` events are reported (and new processes looked for).
+    pub every: Duration,
+}
+
+impl PartialEq for ProcessWatch {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+            && self.cmdline.as_ref().map(regex::Regex::as_str)
+                == o.cmdline.as_ref().map(regex::Regex::as_str)
+            && self.user.as_ref().map(|u| u.id) == o.user.as_ref().map(|u| u.id)
+            && self.pidfile == o.pidfile
+            && self.every == o.every
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SystemWatch {
+    pub every: Duration,
+    /// Mount points to report under `disks`; all real file systems when `None`.
+    pub mounts: Option<GlobSet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpWatch {
+    /// `host:port`, `[v6]:port`.
+    pub address: String,
+    pub every: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommandWatch {
+    pub argv: Vec<String>,
+    pub every: Duration,
+    pub timeout: Duration,
+    pub user: Option<Account>,
+    pub group: Option<Account>,
+    pub cwd: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+}
+
+pub const DEFAULT_PROCESS_EVERY: Duration = Duration::from_secs(10);
+pub const DEFAULT_SYSTEM_EVERY: Duration = Duration::from_secs(10);
+pub const DEFAULT_TCP_EVERY: Duration = Duration::from_secs(30);
+pub const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_COMMAND_EVERY: Duration = Duration::from_secs(60);
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `every`, which must be longer than zero.
+pub(crate) fn interval(
+    ctx: &mut Ctx,
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+) -> Duration {
+    let Some(v) = value else { return default };
+    match values::duration(ctx, v) {
+        Some(d) if d.is_zero() => {
+            ctx.error(v.span(), format!("`{key}` must be longer than zero"));
+            default
+        }
+        Some(d) => d,
+        None => default,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProcess {
+    name: Option<Spanned<String>>,
+    cmdline: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    pidfile: Option<Spanned<String>>,
+    every: Option<Spanned<String>>,
+}
+
+pub(crate) fn parse_process(
+    ctx: &mut Ctx,
+    table: DeTable<'_>,
+    span: Range<usize>,
+) -> Option<ProcessWatch> {
+    let raw: RawProcess = deserialize_table(ctx, table, span.clone())?;
+    let before = ctx.errors.len();
+    if raw.name.is_none() && raw.cmdline.is_none() && raw.user.is_none() && raw.pidfile.is_none() {
+        ctx.error(
+            span,
+            "a process watch needs one of `name`, `cmdline` (a regex), `pidfile` or `user`",
+        );
+        return None;
+    }
+    if let Some(p) = &raw.pidfile {
+        if raw.name.is_some() || raw.cmdline.is_some() || raw.user.is_some() {
+            ctx.error(
+                p.span(),
+                "`pidfile` names one process: it cannot be combined with `name`, `cmdline` or `user`",
+            );
+        }
+    }
+    if let Some(n) = &raw.name {
+        if n.get_ref().is_empty() || n.get_ref().contains('/') {
+            ctx.error(
+                n.span(),
+                "`name` is a process name or an executable's file name, without `/`",
+            );
+        }
+    }
+    let cmdline = raw
+        .cmdline
+        .as_ref()
+        .and_then(|c| match regex::Regex::new(c.get_ref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                ctx.error(
+                    c.span(),
+                    format!("invalid regex: {}", first_line(&e.to_string())),
+                );
+                None
+            }
+        });
+    let user = raw.user.as_ref().and_then(|u| lookup(ctx, u, Kind::User));
+    let config_dir = ctx
+        .path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let pidfile = raw.pidfile.as_ref().map(|p| {
+        let joined = std::path::absolute(&config_dir)
+            .unwrap_or_else(|_| config_dir.clone())
+            .join(p.get_ref());
+        super::watch::normalize(&joined)
+    });
+    let every = interval(ctx, &raw.every, "every", DEFAULT_PROCESS_EVERY);
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(ProcessWatch {
+        name: raw.name.map(Spanned::into_inner),
+        cmdline,
+        user,
+        pidfile,
+        every,
+    })
+}
+
+/// regex's errors are several lines with an ASCII-art caret; the last line says what.
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim_start_matches("error: ")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    every: Option<Spanned<String>>,
+    mounts: Option<Vec<Spanned<String>>>,
+}
+
+pub(crate) fn parse_system(
+    ctx: &mut Ctx,
+    table: DeTable<'_>,
+    span: Range<usize>,
+) -> Option<SystemWatch> {
+    let raw: RawSystem = deserialize_table(ctx, table, span)?;
+    let before = ctx.errors.len();
+    let every = interval(ctx, &raw.every, "every", DEFAULT_SYSTEM_EVERY);
+    let mounts = raw.mounts.as_ref().map(|list| {
+        let mut b = GlobSetBuilder::new();
+        for m in list {
+            match GlobBuilder::new(m.get_ref())
+                .literal_separator(true)
+                .build()
+            {
+                Ok(g) => {
+                    b.add(g);
+                }
+                Err(e) => ctx.error(
+                    m.span(),
+                    format!("invalid glob {:?}: {}", m.get_ref(), e.kind()),
+                ),
+            }
+        }
+        b.build().unwrap_or_else(|_| GlobSet::empty())
+    });
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(SystemWatch { every, mounts })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTcp {
+    address: Spanned<String>,
+    every: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+}
+
+pub(crate) fn parse_tcp(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Option<TcpWatch> {
+    let raw: RawTcp = deserialize_table(ctx, table, span)?;
+    let before = ctx.errors.len();
+    let address = raw.address.get_ref().trim().to_string();
+    let port_ok = address
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty() && host != &"[]")
+        .and_then(|(_, port)| port.parse::<u16>().ok())
+        .is_some_and(|p| p != 0);
+    if !port_ok {
+        ctx.error(
+            raw.address.span(),
+            format!("invalid address {address:?}: write it as \"host:port\" (\"127.0.0.1:5432\", \"[::1]:22\", \"db.internal:5432\")"),
+        );
+    }
+    let every = interval(ctx, &raw.every, "every", DEFAULT_TCP_EVERY);
+    let timeout = interval(ctx, &raw.timeout, "timeout", DEFAULT_TCP_TIMEOUT);
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(TcpWatch {
+        address,
+        every,
+        timeout,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    command: Spanned<Vec<String>>,
+    every: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    cwd: Option<Spanned<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+}
+
+pub(crate) fn parse_command(
+    ctx: &mut Ctx,
+    table: DeTable<'_>,
+    span: Range<usize>,
+) -> Option<CommandWatch> {
+    let raw: RawCommand = deserialize_table(ctx, table, span)?;
+    let before = ctx.errors.len();
+    if raw.command.get_ref().is_empty() {
+        ctx.error(
+            raw.command.span(),
+            "`command` is empty: give the program and its arguments",
+        );
+    }
+    let every = interval(ctx, &raw.every, "every", DEFAULT_COMMAND_EVERY);
+    let timeout = interval(ctx, &raw.timeout, "timeout", DEFAULT_COMMAND_TIMEOUT);
+    let user = raw.user.as_ref().and_then(|u| lookup(ctx, u, Kind::User));
+    let group = raw.group.as_ref().and_then(|g| lookup(ctx, g, Kind::Group));
+    let cwd = raw.cwd.as_ref().map(|c| absolute_cwd(ctx, c));
+    let mut env = BTreeMap::new();
+    for (k, v) in &raw.env {
+        check_env_name(ctx, k);
+        env.insert(k.get_ref().clone(), v.clone());
+    }
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(CommandWatch {
+        argv: raw.command.into_inner(),
+        every,
+        timeout,
+        user,
+        group,
+        cwd,
+        env,
+    })
+}

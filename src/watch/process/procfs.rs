@@ -1,0 +1,184 @@
+//! Reading /proc: only the files a process watch needs, one read each. Every function
+//! takes a process that may vanish at any moment; vanishing is an `Err`/`None`, never a
+//! panic.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+/// What /proc/PID/stat says, the fields a process watch uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: i32,
+    /// The kernel's process name (at most 15 bytes).
+    pub comm: String,
+    /// `R`, `S`, `Z`, ...
+    pub state: char,
+    /// User + system time, in clock ticks.
+    pub cpu_ticks: u64,
+    pub threads: u64,
+    /// Clock ticks after boot: with the pid, it names one process (pids are reused).
+    pub start_ticks: u64,
+    pub rss_pages: u64,
+    /// For a zombie: its wait status (exit code << 8, or the signal), since Linux 3.5.
+    pub exit_status: Option<i32>,
+}
+
+impl Stat {
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parses the text of /proc/PID/stat. The name is in parentheses and may itself contain
+/// spaces and parentheses, so the fields after it are found from the last `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // `rest[0]` is field 3 (state); field N is rest[N - 3].
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    Some(Stat {
+        pid,
+        comm,
+        state: rest.first()?.chars().next()?,
+        cpu_ticks: field(14)? + field(15)?,
+        threads: field(20)?,
+        start_ticks: field(22)?,
+        rss_pages: field(24)?,
+        exit_status: rest.get(52 - 3).and_then(|v| v.parse().ok()),
+    })
+}
+
+pub fn read_stat(pid: i32) -> io::Result<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text).ok_or_else(|| io::Error::other("unreadable /proc/PID/stat"))
+}
+
+/// Every pid in /proc (processes, not threads).
+pub fn list_pids() -> io::Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(entry) = entry else { continue };
+        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            out.push(pid);
+        }
+    }
+    Ok(out)
+}
+
+/// The command line, arguments joined by spaces (empty for kernel threads).
+pub fn read_cmdline(pid: i32) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = bytes
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(args.join(" "))
+}
+
+/// The file name of the executable (readable for every process by root).
+pub fn exe_name(pid: i32) -> Option<String> {
+    let target = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let name = target.file_name()?.to_string_lossy().into_owned();
+    Some(name.trim_end_matches(" (deleted)").to_string())
+}
+
+/// The owner of /proc/PID: the process's effective user.
+pub fn uid(pid: i32) -> Option<u32> {
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
+}
+
+pub fn clock_ticks() -> u64 {
+    static T: OnceLock<u64> = OnceLock::new();
+    // SAFETY: sysconf has no memory effects.
+    *T.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100))
+}
+
+pub fn page_size() -> u64 {
+    static P: OnceLock<u64> = OnceLock::new();
+    // SAFETY: as above.
+    *P.get_or_init(|| u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+}
+
+/// Seconds the system has been up.
+pub fn uptime() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// How long ago a process started, from its start time in ticks after boot.
+pub fn age(start_ticks: u64, uptime: Duration) -> Duration {
+    uptime.saturating_sub(Duration::from_secs_f64(
+        start_ticks as f64 / clock_ticks() as f64,
+    ))
+}
+
+/// When a process started, on the wall clock.
+pub fn started_at(start_ticks: u64, uptime: Duration) -> SystemTime {
+    SystemTime::now() - age(start_ticks, uptime)
+}
+
+/// A pid file's pid, and when the file was last written.
+pub fn read_pidfile(path: &Path) -> Option<(i32, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
+    (pid > 0).then_some((pid, meta.modified().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_with_spaces_and_parentheses_parses() {
+        let mut text = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 2 0 123456 1000000 250".to_string();
+        // Fields 25..=51, then the exit status as field 52.
+        for _ in 25..=51 {
+            text.push_str(" 0");
+        }
+        text.push_str(" 9\n");
+        let s = parse_stat(&text).unwrap();
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.comm, "my (odd) name");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.cpu_ticks, 10);
+        assert_eq!(s.threads, 2);
+        assert_eq!(s.start_ticks, 123456);
+        assert_eq!(s.rss_pages, 250);
+        assert_eq!(s.exit_status, Some(9));
+    }
+
+    #[test]
+    fn garbage_is_not_a_stat() {
+        assert_eq!(parse_stat(""), None);
+        assert_eq!(parse_stat("12 (x"), None);
+        assert_eq!(parse_stat("12 (x) S"), None);
+    }
+
+    #[test]
+    fn this_process_reads_as_alive() {
+        let s = read_stat(std::process::id() as i32).unwrap();
+        assert!(!s.is_dead());
+        assert!(s.threads >= 1);
+        assert!(list_pids().unwrap().contains(&(std::process::id() as i32)));
+    }
+
+    #[test]
+    fn a_vanished_process_is_an_error_not_a_panic() {
+        // Pids above pid_max (at most 2^22) never exist.
+        assert!(read_stat(i32::MAX).is_err());
+        assert_eq!(read_cmdline(i32::MAX), None);
+        assert_eq!(exe_name(i32::MAX), None);
+        assert_eq!(uid(i32::MAX), None);
+    }
+}

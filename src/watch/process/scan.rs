@@ -1,0 +1,210 @@
+//! One pass over /proc for every process watch at once: which processes each watch
+//! selects, and the counters of those it samples. Blocking; run it off the async thread.
+//!
+//! Cheap by design: a pass lists /proc (one getdents), reads /proc/PID/stat once for each
+//! process it has not seen before, and reads the other files a selector needs (exe,
+//! cmdline, owner) once per process, lazily. Only the processes a watch already follows
+//! are read again on later passes. A pid is taken to name the same process from one pass
+//! to the next while it stays listed: Linux hands out pids in increasing order up to
+//! `kernel.pid_max` before reusing one, so a reuse inside one interval would take millions
+//! of process starts; a followed process is checked by its start time on every pass.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::procfs::{self, Stat};
+use crate::config::ProcessWatch;
+
+/// What is known of one process, filled in as selectors need it.
+struct Known {
+    start_ticks: u64,
+    comm: String,
+    dead: bool,
+    exe: Option<Option<String>>,
+    cmdline: Option<Option<String>>,
+    uid: Option<Option<u32>>,
+}
+
+impl Known {
+    fn exe(&mut self, pid: i32) -> Option<&str> {
+        self.exe
+            .get_or_insert_with(|| procfs::exe_name(pid))
+            .as_deref()
+    }
+
+    fn cmdline(&mut self, pid: i32) -> &str {
+        self.cmdline
+            .get_or_insert_with(|| procfs::read_cmdline(pid))
+            .as_deref()
+            .unwrap_or("")
+    }
+
+    fn uid(&mut self, pid: i32) -> Option<u32> {
+        *self.uid.get_or_insert_with(|| procfs::uid(pid))
+    }
+
+    /// The process's name: its kernel name, or the executable's file name when the
+    /// kernel's is that name cut to 15 bytes.
+    fn name(&mut self, pid: i32) -> String {
+        let comm = self.comm.clone();
+        if comm.len() >= 15 {
+            if let Some(exe) = self.exe(pid) {
+                if exe.starts_with(&comm) {
+                    return exe.to_string();
+                }
+            }
+        }
+        comm
+    }
+}
+
+/// The process table as the last pass left it.
+#[derive(Default)]
+pub struct Cache {
+    procs: HashMap<i32, Known>,
+}
+
+/// One process a watch selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub pid: i32,
+    pub start_ticks: u64,
+    pub name: String,
+    pub cmdline: String,
+}
+
+pub struct Pass {
+    /// For each watch (by its index in the request), what it selects.
+    pub found: Vec<Vec<Found>>,
+    /// Fresh counters of the processes asked for; a pid missing here is gone.
+    pub stats: HashMap<i32, Stat>,
+    pub uptime: Duration,
+}
+
+impl Cache {
+    /// Lists /proc, selects for each watch, and reads the counters of `followed` and of
+    /// what the watches whose sample is `due` select.
+    pub fn pass(
+        &mut self,
+        watches: &[Arc<ProcessWatch>],
+        due: &[bool],
+        followed: &HashSet<i32>,
+    ) -> Pass {
+        let pids = procfs::list_pids().unwrap_or_default();
+        let listed: HashSet<i32> = pids.iter().copied().collect();
+        self.procs.retain(|pid, _| listed.contains(pid));
+        for &pid in &pids {
+            if self.procs.contains_key(&pid) {
+                continue;
+            }
+            // A process that exits between the listing and this read is simply not seen.
+            if let Ok(s) = procfs::read_stat(pid) {
+                self.procs.insert(pid, known(&s));
+            }
+        }
+        let mut stats = HashMap::new();
+        for &pid in followed {
+            let Ok(s) = procfs::read_stat(pid) else {
+                continue;
+            };
+            match self.procs.get_mut(&pid) {
+                // Same process: refresh whether it died.
+                Some(k) if k.start_ticks == s.start_ticks => k.dead = s.is_dead(),
+                // A new process under a reused pid: forget what was known of the old one.
+                _ => {
+                    self.procs.insert(pid, known(&s));
+                }
+            }
+            stats.insert(pid, s);
+        }
+        let uptime = procfs::uptime().unwrap_or_default();
+        let found: Vec<Vec<Found>> = watches.iter().map(|w| self.select(w, uptime)).collect();
+        for (i, list) in found.iter().enumerate() {
+            if !due.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            for f in list {
+                if stats.contains_key(&f.pid) {
+                    continue;
+                }
+                if let Ok(s) = procfs::read_stat(f.pid) {
+                    stats.insert(f.pid, s);
+                }
+            }
+        }
+        Pass {
+            found,
+            stats,
+            uptime,
+        }
+    }
+
+    fn select(&mut self, w: &ProcessWatch, uptime: Duration) -> Vec<Found> {
+        if let Some(path) = &w.pidfile {
+            return self.pidfile_process(path, uptime).into_iter().collect();
+        }
+        let mut out = Vec::new();
+        for (&pid, k) in self.procs.iter_mut() {
+            if k.dead {
+                continue;
+            }
+            if let Some(name) = &w.name {
+                if k.comm != *name && k.exe(pid) != Some(name.as_str()) {
+                    continue;
+                }
+            }
+            if let Some(re) = &w.cmdline {
+                if !re.is_match(k.cmdline(pid)) {
+                    continue;
+                }
+            }
+            if let Some(user) = &w.user {
+                if k.uid(pid) != Some(user.id) {
+                    continue;
+                }
+            }
+            out.push(found(pid, k));
+        }
+        out.sort_by_key(|f| (f.start_ticks, f.pid));
+        out
+    }
+
+    /// The pid file's process, if the file names a live process that started before the
+    /// file was written. A pid file left behind by a dead daemon can name a pid that
+    /// another process has since taken: that one started after the file, and is not
+    /// trusted.
+    fn pidfile_process(&mut self, path: &std::path::Path, uptime: Duration) -> Option<Found> {
+        let (pid, written) = procfs::read_pidfile(path)?;
+        let k = self.procs.get_mut(&pid)?;
+        if k.dead {
+            return None;
+        }
+        let started = procfs::started_at(k.start_ticks, uptime);
+        // Start times are known to a clock tick, and the two clocks drift a little.
+        if started > written + Duration::from_secs(1) {
+            return None;
+        }
+        Some(found(pid, k))
+    }
+}
+
+fn known(s: &Stat) -> Known {
+    Known {
+        start_ticks: s.start_ticks,
+        comm: s.comm.clone(),
+        dead: s.is_dead(),
+        exe: None,
+        cmdline: None,
+        uid: None,
+    }
+}
+
+fn found(pid: i32, k: &mut Known) -> Found {
+    Found {
+        pid,
+        start_ticks: k.start_ticks,
+        name: k.name(pid),
+        cmdline: k.cmdline(pid).to_string(),
+    }
+}
