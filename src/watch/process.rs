@@ -34,10 +34,24 @@ pub struct Monitor {
     inner: Arc<Shared>,
 }
 
-#[derive(Default)]
 struct Shared {
     registry: Mutex<Registry>,
     changed: Notify,
+    exits: mpsc::UnboundedSender<Exit>,
+    /// Taken by the monitor task when it starts.
+    exit_rx: Mutex<Option<mpsc::UnboundedReceiver<Exit>>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        let (exits, rx) = mpsc::unbounded_channel();
+        Shared {
+            registry: Mutex::default(),
+            changed: Notify::new(),
+            exits,
+            exit_rx: Mutex::new(Some(rx)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -54,8 +68,6 @@ struct Watched {
     events: mpsc::Sender<Event>,
     members: HashMap<i32, Member>,
     next_sample: Instant,
-    /// Until the first pass, processes found were already running: no `start` for them.
-    first_pass: bool,
 }
 
 struct Member {
@@ -103,7 +115,9 @@ impl Monitor {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a watch; starts the monitor task (on the current runtime) if needed.
+    /// Registers a watch and follows the exits of the processes it selects now (those
+    /// were running before: no `start` for them); starts the monitor task if needed.
+    /// Blocking (one pass over /proc): call it off the async runtime, inside its context.
     pub fn add(
         &self,
         name: Arc<str>,
@@ -111,21 +125,39 @@ impl Monitor {
         config: ProcessWatch,
         events: mpsc::Sender<Event>,
     ) -> ProcessWatchHandle {
+        let config = Arc::new(config);
+        let found = Cache::default()
+            .pass(std::slice::from_ref(&config), &[false], &HashSet::new())
+            .found
+            .swap_remove(0);
         let mut reg = self.lock();
         let id = reg.next_id;
         reg.next_id += 1;
         // The first sample comes at a random offset inside the interval.
         let offset = config.every.mul_f64(fastrand::f64());
+        let members = found
+            .into_iter()
+            .map(|f| {
+                let pidfd = follow_exit(id, f.pid, f.start_ticks, self.inner.exits.clone());
+                (
+                    f.pid,
+                    Member {
+                        found: f,
+                        last_cpu: None,
+                        pidfd,
+                    },
+                )
+            })
+            .collect();
         reg.watches.insert(
             id,
             Watched {
                 name,
                 host,
-                config: Arc::new(config),
+                config,
                 events,
-                members: HashMap::new(),
+                members,
                 next_sample: Instant::now() + offset,
-                first_pass: true,
             },
         );
         if !reg.running {
@@ -142,7 +174,16 @@ impl Monitor {
     }
 
     async fn run(self) {
-        let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<Exit>();
+        let taken = self
+            .inner
+            .exit_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut exit_rx) = taken else {
+            return;
+        };
+        let exit_tx = self.inner.exits.clone();
         let mut cache = Cache::default();
         let mut next_pass = Instant::now();
         loop {
@@ -150,6 +191,9 @@ impl Monitor {
                 let mut reg = self.lock();
                 if reg.watches.is_empty() {
                     reg.running = false;
+                    drop(reg);
+                    // The next monitor task takes the receiver up again.
+                    *self.inner.exit_rx.lock().unwrap_or_else(|p| p.into_inner()) = Some(exit_rx);
                     return;
                 }
                 reg.watches.values().map(|w| w.config.every).min()
@@ -158,6 +202,8 @@ impl Monitor {
             tokio::select! {
                 biased;
                 Some(exit) = exit_rx.recv() => {
+                    // Until it is reaped it stays listed, as a zombie: not to be selected again.
+                    cache.mark_dead(exit.pid, exit.start_ticks);
                     self.on_exit(exit).await;
                     continue;
                 }
@@ -305,13 +351,10 @@ impl Watched {
                     pidfd,
                 },
             );
-            if !self.first_pass {
-                let mut fields = self.process_fields(f);
-                fields.insert("kind".into(), Value::from("start"));
-                out.push((self.events.clone(), self.event(fields, true)));
-            }
+            let mut fields = self.process_fields(f);
+            fields.insert("kind".into(), Value::from("start"));
+            out.push((self.events.clone(), self.event(fields, true)));
         }
-        self.first_pass = false;
     }
 
     fn process_fields(&self, f: &Found) -> Map<String, Value> {
@@ -456,7 +499,6 @@ pub fn sample_once(config: &ProcessWatch) -> Map<String, Value> {
             })
             .collect(),
         next_sample: Instant::now(),
-        first_pass: false,
     };
     w.sample(&first.stats, first.uptime, Instant::now()).fields
 }

@@ -1,10 +1,12 @@
 //! Drives the real `hark` binary: configs in temp dirs, real files, real processes.
 
+mod checks_watch;
 mod daemon;
 mod dry_run;
 mod file_watch;
 mod http_server;
 mod http_watch;
+mod process_watch;
 mod shell_action;
 mod state_rules;
 mod util;

@@ -140,6 +140,15 @@ impl Cache {
         }
     }
 
+    /// A process reported as exited: a zombie until its parent reaps it, never selected.
+    pub fn mark_dead(&mut self, pid: i32, start_ticks: u64) {
+        if let Some(k) = self.procs.get_mut(&pid) {
+            if k.start_ticks == start_ticks {
+                k.dead = true;
+            }
+        }
+    }
+
     fn select(&mut self, w: &ProcessWatch, uptime: Duration) -> Vec<Found> {
         if let Some(path) = &w.pidfile {
             return self.pidfile_process(path, uptime).into_iter().collect();

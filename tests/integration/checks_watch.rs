@@ -1,0 +1,152 @@
+//! tcp, command and system watches against real ports, programs and the host.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+fn lines(h: &Hark) -> Vec<String> {
+    records(&h.path("out"))
+        .into_iter()
+        .map(|r| String::from_utf8_lossy(&r).into_owned())
+        .collect()
+}
+
+fn wait_lines(h: &Hark, n: usize) -> Vec<String> {
+    wait_for(Duration::from_secs(20), || lines(h).len() >= n);
+    lines(h)
+}
+
+#[test]
+fn a_closed_port_fires_and_resolves_once_it_is_opened() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let h = start(&fixture(
+        "checks/tcp.toml",
+        &[("@PORT@", &port.to_string())],
+    ));
+    let got = wait_lines(&h, 1);
+    assert!(got[0].starts_with("firing False connect: "), "{got:?}");
+    assert!(got[0].to_lowercase().contains("refused"), "{got:?}");
+    let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let got = wait_lines(&h, 2);
+    assert_eq!(got[1], "resolved True ", "log:\n{}", h.log());
+}
+
+fn command_config(command: &str, timeout: &str, when: &str, record: &str) -> String {
+    fixture(
+        "checks/command.toml",
+        &[
+            ("@COMMAND@", command),
+            ("@TIMEOUT@", timeout),
+            ("@WHEN@", when),
+            ("@RECORD@", record),
+        ],
+    )
+}
+
+/// The pids of live (not zombie) processes whose kernel name is `name`.
+fn processes_named(name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let comm = stat.split(['(', ')']).nth(1).unwrap_or("");
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if comm == name && state != Some("Z") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_command_that_times_out_leaves_no_process_behind() {
+    let dir = tempdir();
+    let name = format!("hc{:08x}", std::process::id());
+    let sleep = dir.path().join(&name);
+    std::fs::copy("/bin/sleep", &sleep).unwrap();
+    let sleep = sleep.to_string_lossy().into_owned();
+    // A child in the background and one in the foreground, both past the timeout.
+    let command = format!(r#"["/bin/sh", "-c", "{sleep} 60 & {sleep} 60"]"#);
+    let h = start_in(
+        dir,
+        &command_config(
+            &command,
+            "300ms",
+            r#"status == "critical""#,
+            "{{ event.exit_code }} {{ event.error }}",
+        ),
+    );
+    let got = wait_lines(&h, 1);
+    assert_eq!(
+        got[0],
+        "-1 timed out after 300ms; its process group was killed",
+        "log:\n{}",
+        h.log()
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || processes_named(&name).is_empty()),
+        "left behind: {:?}",
+        processes_named(&name)
+    );
+}
+
+#[test]
+fn a_monitoring_plugin_drives_a_rule_through_its_nagios_state() {
+    // Critical below 100 % free: always critical; the plugin from Debian's
+    // monitoring-plugins-basic, as installed by .ci/run.
+    let command =
+        r#"["/usr/lib/nagios/plugins/check_disk", "-w", "100%", "-c", "100%", "-p", "/"]"#;
+    let h = start(&command_config(
+        command,
+        "10s",
+        r#"status == "critical""#,
+        "{{ event.status }} {{ event.exit_code }} {{ event.output }}",
+    ));
+    let got = wait_lines(&h, 1);
+    assert!(
+        got[0].starts_with("critical 2 DISK CRITICAL - free space: / "),
+        "{got:?}\nlog:\n{}",
+        h.log()
+    );
+    assert!(
+        !got[0].contains('|'),
+        "performance data leaked into output: {got:?}"
+    );
+}
+
+#[test]
+fn a_command_sees_a_cleared_environment() {
+    let h = start(&command_config(
+        r#"["/usr/bin/env"]"#,
+        "5s",
+        "exit_code == 0",
+        "{{ event.stdout }}",
+    ));
+    let got = wait_lines(&h, 1);
+    let mut vars: Vec<&str> = got[0]
+        .lines()
+        .map(|l| l.split('=').next().unwrap_or(""))
+        .collect();
+    vars.sort();
+    assert_eq!(vars, ["HOME", "LANG", "PATH"], "{got:?}");
+}
+
+#[test]
+fn a_system_sample_carries_cpu_memory_load_and_the_filtered_disks() {
+    let h = start(&fixture("checks/system.toml", &[]));
+    let got = wait_lines(&h, 1);
+    assert_eq!(got, vec!["1 True"], "log:\n{}", h.log());
+}

@@ -1,0 +1,165 @@
+//! Process watches against real processes: copies of `sleep` under names no other
+//! process has, started, killed and named in pid files by the test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, SystemTime};
+
+use crate::util::*;
+
+/// A copy of `sleep` under a unique name (short enough to be the kernel's process name).
+fn sleep_copy(dir: &Path) -> (String, PathBuf) {
+    let name = format!("hs{:08x}", std::process::id() ^ fastrand_u32());
+    let path = dir.join(&name);
+    std::fs::copy("/bin/sleep", &path).unwrap();
+    (name, path)
+}
+
+fn fastrand_u32() -> u32 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+fn spawn(path: &Path) -> Child {
+    Command::new(path).arg("60").spawn().unwrap()
+}
+
+fn lines(h: &Hark) -> Vec<String> {
+    records(&h.path("out"))
+        .into_iter()
+        .map(|r| String::from_utf8_lossy(&r).into_owned())
+        .collect()
+}
+
+fn wait_lines(h: &Hark, n: usize) -> Vec<String> {
+    wait_for(Duration::from_secs(20), || lines(h).len() >= n);
+    lines(h)
+}
+
+#[test]
+fn start_and_exit_are_seen_with_the_pid_and_the_signal() {
+    let dir = tempdir();
+    let (name, path) = sleep_copy(dir.path());
+    let h = start_in(dir, &fixture("process/edges.toml", &[("@NAME@", &name)]));
+    let mut child = spawn(&path);
+    let pid = child.id();
+    let got = wait_lines(&h, 1);
+    assert_eq!(got, vec![format!("start {pid}  1")], "log:\n{}", h.log());
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let got = wait_lines(&h, 2);
+    let _ = child.wait();
+    assert_eq!(got[1], format!("exit {pid} 15 0"), "log:\n{}", h.log());
+}
+
+#[test]
+fn an_exit_code_is_reported_when_the_process_ends_by_itself() {
+    let dir = tempdir();
+    let (name, path) = sleep_copy(dir.path());
+    let h = start_in(dir, &fixture("process/edges.toml", &[("@NAME@", &name)]));
+    let mut child = Command::new(&path).arg("1.5").spawn().unwrap();
+    let pid = child.id();
+    let got = wait_lines(&h, 2);
+    let _ = child.wait();
+    assert_eq!(
+        got,
+        vec![format!("start {pid}  1"), format!("exit {pid} 0 0")],
+        "log:\n{}",
+        h.log()
+    );
+}
+
+#[test]
+fn a_process_that_is_not_running_is_count_0_from_the_first_sample() {
+    let dir = tempdir();
+    let (name, path) = sleep_copy(dir.path());
+    let h = start_in(
+        dir,
+        &fixture("process/not_running.toml", &[("@NAME@", &name)]),
+    );
+    assert_eq!(wait_lines(&h, 1), vec!["firing 0 0 0"], "log:\n{}", h.log());
+    let mut child = spawn(&path);
+    let got = wait_lines(&h, 2);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        got[1],
+        format!("resolved 1 {} 1", child.id()),
+        "log:\n{}",
+        h.log()
+    );
+}
+
+#[test]
+fn a_rewritten_pid_file_is_followed_to_the_new_process() {
+    let dir = tempdir();
+    let (_, path) = sleep_copy(dir.path());
+    let pidfile = dir.path().join("app.pid");
+    let h = start_in(dir, &fixture("process/pidfile.toml", &[]));
+    // No pid file yet: not running.
+    assert_eq!(wait_lines(&h, 1), vec!["app_down firing sample 0"]);
+
+    let mut first = spawn(&path);
+    std::fs::write(&pidfile, format!("{}\n", first.id())).unwrap();
+    let got = wait_lines(&h, 3);
+    assert!(
+        got.contains(&format!("app_changed firing start {}", first.id())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&format!("app_down resolved sample {}", first.id())),
+        "{got:?}"
+    );
+
+    // A restart: the new process writes its pid, then the old one goes.
+    let mut second = spawn(&path);
+    std::fs::write(&pidfile, format!("{}\n", second.id())).unwrap();
+    let got = wait_lines(&h, 4);
+    assert_eq!(
+        got[3],
+        format!("app_changed firing start {}", second.id()),
+        "{got:?}"
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    let _ = second.kill();
+    let got = wait_lines(&h, 6);
+    let _ = second.wait();
+    // The old process was no longer the one named, so its end says nothing; the new
+    // one's exit is reported, and the watch is down again.
+    assert_eq!(got[4..].len(), 2, "{got:?}");
+    assert!(
+        got[4..].contains(&format!("app_changed firing exit {}", second.id())),
+        "{got:?}"
+    );
+    assert!(
+        got[4..]
+            .iter()
+            .any(|l| l.starts_with("app_down firing sample ")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_stale_pid_file_naming_a_younger_process_is_not_trusted() {
+    let dir = tempdir();
+    let (_, path) = sleep_copy(dir.path());
+    let pidfile = dir.path().join("app.pid");
+    let mut child = spawn(&path);
+    // The file claims to predate the process it names: that pid was reused.
+    std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&pidfile)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+    let h = start_in(dir, &fixture("process/pidfile.toml", &[]));
+    let got = wait_lines(&h, 1);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got, vec!["app_down firing sample 0"], "log:\n{}", h.log());
+}
