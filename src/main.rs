@@ -108,6 +108,7 @@ fn main() -> ExitCode {
         }
         Command::Run { config } => {
             init_logging();
+            raise_fd_limit();
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(errors) => {
@@ -142,6 +143,25 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("hark: cannot start the async runtime: {e}");
             ExitCode::from(1)
         })
+}
+
+/// Every followed process holds a pidfd and every watched file an inotify watch: lift
+/// the soft limit on open files to the hard one, as a daemon that follows thousands of
+/// processes needs (systemd's default hard limit is 524288; the soft one 1024).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass; nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("cannot raise the open-files limit");
+            }
+        }
+    }
 }
 
 fn print_errors(errors: &hark::config::ConfigErrors) {

@@ -252,3 +252,13 @@ fn thresholds_that_contradict_each_other_are_refused() {
     );
     assert_error_at("threshold_conflicts.toml", 12, 10, "`within` needs `times`");
 }
+
+#[test]
+fn process_tcp_and_command_errors_point_at_each_bad_value() {
+    assert_error_at("bad_checks.toml", 1, 1, "a process watch needs one of `name`");
+    assert_error_at("bad_checks.toml", 8, 11, "`pidfile` names one process");
+    assert_error_at("bad_checks.toml", 12, 11, "invalid regex: unclosed group");
+    assert_error_at("bad_checks.toml", 16, 11, "invalid address \"localhost\"");
+    assert_error_at("bad_checks.toml", 20, 11, "`command` is empty");
+    assert_error_at("bad_checks.toml", 21, 9, "`every` must be longer than zero");
+}
