@@ -8,6 +8,7 @@
 //! dead), and the runtime wakes on it at once. Where pidfds are missing (Linux < 5.3),
 //! an exit is seen at the next pass instead.
 
+mod connector;
 mod procfs;
 mod scan;
 
@@ -162,8 +163,17 @@ impl Monitor {
         );
         if !reg.running {
             reg.running = true;
+            // Opened here, before the daemon says it is ready, so the log says at start
+            // whether starts are seen at once or at each pass.
+            let connector = match connector::open() {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    tracing::info!(error = %e, "the kernel's process connector is not available; process starts are found at each pass over /proc");
+                    None
+                }
+            };
             let monitor = self.clone();
-            tokio::spawn(async move { monitor.run().await });
+            tokio::spawn(async move { monitor.run(connector).await });
         }
         drop(reg);
         self.inner.changed.notify_one();
@@ -173,7 +183,7 @@ impl Monitor {
         }
     }
 
-    async fn run(self) {
+    async fn run(self, connector: Option<OwnedFd>) {
         let taken = self
             .inner
             .exit_rx
@@ -186,6 +196,10 @@ impl Monitor {
         let exit_tx = self.inner.exits.clone();
         let mut cache = Cache::default();
         let mut next_pass = Instant::now();
+        // SAFETY: the OwnedFd moves into the AsyncFd and stays open, unchanged, for as
+        // long as the AsyncFd lives.
+        let mut connector = connector
+            .and_then(|fd| unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok());
         loop {
             let tick = {
                 let mut reg = self.lock();
@@ -207,13 +221,67 @@ impl Monitor {
                     self.on_exit(exit).await;
                     continue;
                 }
-                // A new watch: its first pass now, so its processes' exits are followed.
+                execs = exec_ready(&connector) => {
+                    match execs {
+                        Ok(pids) if !pids.is_empty() => {
+                            cache = self.check_execs(cache, pids, &exit_tx).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the process connector failed; process starts are found at each pass over /proc");
+                            connector = None;
+                        }
+                    }
+                    continue;
+                }
+                // A watch came or went: a pass now.
                 _ = self.inner.changed.notified() => {}
                 _ = tokio::time::sleep_until(next_pass.into()) => {}
             }
             cache = self.pass(cache, &exit_tx).await;
             next_pass = Instant::now() + every;
         }
+    }
+
+    /// Processes that just exec'd: a `start` for each one a watch selects.
+    async fn check_execs(
+        &self,
+        mut cache: Cache,
+        pids: Vec<i32>,
+        exit_tx: &mpsc::UnboundedSender<Exit>,
+    ) -> Cache {
+        let (ids, configs) = self.configs();
+        let Ok((back, found)) = tokio::task::spawn_blocking(move || {
+            let found = cache.check(&pids, &configs);
+            (cache, found)
+        })
+        .await
+        else {
+            return Cache::default();
+        };
+        let mut out = Vec::new();
+        {
+            let mut reg = self.lock();
+            for (i, id) in ids.iter().enumerate() {
+                if let Some(w) = reg.watches.get_mut(id) {
+                    w.add_found(*id, &found[i], exit_tx, &mut out);
+                }
+            }
+        }
+        for (tx, ev) in out {
+            let _ = tx.send(ev).await;
+        }
+        back
+    }
+
+    fn configs(&self) -> (Vec<u64>, Vec<Arc<ProcessWatch>>) {
+        let reg = self.lock();
+        let ids: Vec<u64> = reg.watches.keys().copied().collect();
+        let configs = ids
+            .iter()
+            .map(|id| Arc::clone(&reg.watches[id].config))
+            .collect();
+        (ids, configs)
     }
 
     /// One pass: new and gone processes of every watch, and the samples that are due.
@@ -309,6 +377,17 @@ impl Watched {
         exit_tx: &mpsc::UnboundedSender<Exit>,
         out: &mut Vec<(mpsc::Sender<Event>, Event)>,
     ) {
+        self.drop_gone(found, stats, out);
+        self.add_found(id, found, exit_tx, out);
+    }
+
+    /// Members no longer found: an `exit` for those that died.
+    fn drop_gone(
+        &mut self,
+        found: &[Found],
+        stats: &HashMap<i32, Stat>,
+        out: &mut Vec<(mpsc::Sender<Event>, Event)>,
+    ) {
         let now_found: HashMap<i32, &Found> = found.iter().map(|f| (f.pid, f)).collect();
         let gone: Vec<i32> = self
             .members
@@ -338,6 +417,16 @@ impl Watched {
                 out.push((self.events.clone(), self.exit_event(&m.found, status)));
             }
         }
+    }
+
+    /// New members: a `start` for each, and their exits followed.
+    fn add_found(
+        &mut self,
+        id: u64,
+        found: &[Found],
+        exit_tx: &mpsc::UnboundedSender<Exit>,
+        out: &mut Vec<(mpsc::Sender<Event>, Event)>,
+    ) {
         for f in found {
             if self.members.contains_key(&f.pid) {
                 continue;
@@ -432,6 +521,19 @@ impl Watched {
         f.insert("uptime_s".into(), Value::from(up));
         self.event(f, false)
     }
+}
+
+/// The pids of processes that exec'd, once the connector has some; never, without it.
+async fn exec_ready(connector: &Option<AsyncFd<OwnedFd>>) -> std::io::Result<Vec<i32>> {
+    let Some(afd) = connector else {
+        return std::future::pending().await;
+    };
+    let mut guard = afd.readable().await?;
+    let mut pids = Vec::new();
+    connector::drain(guard.get_inner(), &mut pids)?;
+    // Read until it would block: wait for the next readiness.
+    guard.clear_ready();
+    Ok(pids)
 }
 
 /// Opens a pidfd for the process and waits, on the runtime, for it to become readable

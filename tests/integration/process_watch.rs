@@ -42,7 +42,13 @@ fn wait_lines(h: &Hark, n: usize) -> Vec<String> {
 fn start_and_exit_are_seen_with_the_pid_and_the_signal() {
     let dir = tempdir();
     let (name, path) = sleep_copy(dir.path());
-    let h = start_in(dir, &fixture("process/edges.toml", &[("@NAME@", &name)]));
+    let h = start_in(
+        dir,
+        &fixture(
+            "process/edges.toml",
+            &[("@NAME@", &name), ("@EVERY@", "200ms")],
+        ),
+    );
     let mut child = spawn(&path);
     let pid = child.id();
     let got = wait_lines(&h, 1);
@@ -58,7 +64,13 @@ fn start_and_exit_are_seen_with_the_pid_and_the_signal() {
 fn an_exit_code_is_reported_when_the_process_ends_by_itself() {
     let dir = tempdir();
     let (name, path) = sleep_copy(dir.path());
-    let h = start_in(dir, &fixture("process/edges.toml", &[("@NAME@", &name)]));
+    let h = start_in(
+        dir,
+        &fixture(
+            "process/edges.toml",
+            &[("@NAME@", &name), ("@EVERY@", "200ms")],
+        ),
+    );
     let mut child = Command::new(&path).arg("1.5").spawn().unwrap();
     let pid = child.id();
     let got = wait_lines(&h, 2);
@@ -162,4 +174,36 @@ fn a_stale_pid_file_naming_a_younger_process_is_not_trusted() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(got, vec!["app_down firing sample 0"], "log:\n{}", h.log());
+}
+
+#[test]
+fn a_short_lived_program_is_seen_through_the_process_connector() {
+    let dir = tempdir();
+    let (name, path) = sleep_copy(dir.path());
+    // Far longer than the program lives: only the kernel's exec notification can see it.
+    let h = start_in(
+        dir,
+        &fixture(
+            "process/edges.toml",
+            &[("@NAME@", &name), ("@EVERY@", "1h")],
+        ),
+    );
+    let mut child = Command::new(&path).arg("0.3").spawn().unwrap();
+    let pid = child.id();
+    if h.log().contains("process connector is not available") {
+        // Without it (not root, or outside the initial network namespace), starts wait
+        // for the next pass: nothing within the hour.
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = child.wait();
+        assert_eq!(lines(&h), Vec::<String>::new());
+        return;
+    }
+    let got = wait_lines(&h, 2);
+    let _ = child.wait();
+    assert_eq!(
+        got,
+        vec![format!("start {pid}  1"), format!("exit {pid} 0 0")],
+        "log:\n{}",
+        h.log()
+    );
 }

@@ -255,7 +255,12 @@ fn thresholds_that_contradict_each_other_are_refused() {
 
 #[test]
 fn process_tcp_and_command_errors_point_at_each_bad_value() {
-    assert_error_at("bad_checks.toml", 1, 1, "a process watch needs one of `name`");
+    assert_error_at(
+        "bad_checks.toml",
+        1,
+        1,
+        "a process watch needs one of `name`",
+    );
     assert_error_at("bad_checks.toml", 8, 11, "`pidfile` names one process");
     assert_error_at("bad_checks.toml", 12, 11, "invalid regex: unclosed group");
     assert_error_at("bad_checks.toml", 16, 11, "invalid address \"localhost\"");

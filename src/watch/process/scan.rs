@@ -153,30 +153,43 @@ impl Cache {
         if let Some(path) = &w.pidfile {
             return self.pidfile_process(path, uptime).into_iter().collect();
         }
-        let mut out = Vec::new();
-        for (&pid, k) in self.procs.iter_mut() {
-            if k.dead {
-                continue;
-            }
-            if let Some(name) = &w.name {
-                if k.comm != *name && k.exe(pid) != Some(name.as_str()) {
-                    continue;
-                }
-            }
-            if let Some(re) = &w.cmdline {
-                if !re.is_match(k.cmdline(pid)) {
-                    continue;
-                }
-            }
-            if let Some(user) = &w.user {
-                if k.uid(pid) != Some(user.id) {
-                    continue;
-                }
-            }
-            out.push(found(pid, k));
-        }
+        let mut out: Vec<Found> = self
+            .procs
+            .iter_mut()
+            .filter_map(|(&pid, k)| selects(w, pid, k).then(|| found(pid, k)))
+            .collect();
         out.sort_by_key(|f| (f.start_ticks, f.pid));
         out
+    }
+
+    /// What the watches select among `pids`, processes that just exec'd: read afresh,
+    /// since an exec changes a process's name, executable and command line.
+    pub fn check(&mut self, pids: &[i32], watches: &[Arc<ProcessWatch>]) -> Vec<Vec<Found>> {
+        for &pid in pids {
+            match procfs::read_stat(pid) {
+                Ok(s) => {
+                    self.procs.insert(pid, known(&s));
+                }
+                Err(_) => {
+                    self.procs.remove(&pid);
+                }
+            }
+        }
+        watches
+            .iter()
+            .map(|w| {
+                if w.pidfile.is_some() {
+                    // A pid file is written after the exec; the pass reads it.
+                    return Vec::new();
+                }
+                pids.iter()
+                    .filter_map(|pid| {
+                        let k = self.procs.get_mut(pid)?;
+                        selects(w, *pid, k).then(|| found(*pid, k))
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// The pid file's process, if the file names a live process that started before the
@@ -196,6 +209,29 @@ impl Cache {
         }
         Some(found(pid, k))
     }
+}
+
+/// Whether a (non-pid-file) watch selects this process.
+fn selects(w: &ProcessWatch, pid: i32, k: &mut Known) -> bool {
+    if k.dead {
+        return false;
+    }
+    if let Some(name) = &w.name {
+        if k.comm != *name && k.exe(pid) != Some(name.as_str()) {
+            return false;
+        }
+    }
+    if let Some(re) = &w.cmdline {
+        if !re.is_match(k.cmdline(pid)) {
+            return false;
+        }
+    }
+    if let Some(user) = &w.user {
+        if k.uid(pid) != Some(user.id) {
+            return false;
+        }
+    }
+    true
 }
 
 fn known(s: &Stat) -> Known {

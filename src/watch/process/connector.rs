@@ -1,0 +1,154 @@
+//! The netlink process connector: the kernel tells its listeners (root only, in the
+//! initial network namespace) of every exec as it happens, so a process watch sees a
+//! program start at once instead of at its next pass over /proc. Forks are left to the
+//! passes: a shell forks for every command it runs, and the fork carries the shell's name
+//! until it execs, so taking forks would report a start of the shell for each command.
+//! Where the connector cannot be opened, the passes alone find starts; they also catch
+//! whatever a full socket buffer made the connector miss.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const NETLINK_CONNECTOR: i32 = 11;
+const CN_IDX_PROC: u32 = 1;
+const CN_VAL_PROC: u32 = 1;
+const PROC_CN_MCAST_LISTEN: u32 = 1;
+const PROC_EVENT_EXEC: u32 = 0x2;
+const NLMSG_HDRLEN: usize = 16;
+/// `struct cn_msg`: id (idx, val), seq, ack, len, flags.
+const CN_MSG_LEN: usize = 20;
+/// `struct proc_event` up to its data: what, cpu, timestamp_ns.
+const PROC_EVENT_HDR: usize = 16;
+
+/// Opens a non-blocking socket subscribed to process events.
+pub fn open() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            NETLINK_CONNECTOR,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // A burst of process starts must not overflow the queue: what it drops, the next
+    // pass finds later.
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: setsockopt reads `size` for its length.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    // SAFETY: a zeroed sockaddr_nl is valid; we set its family and group.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr.nl_groups = CN_IDX_PROC;
+    // SAFETY: bind reads `addr` for its length.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut msg = Vec::with_capacity(NLMSG_HDRLEN + CN_MSG_LEN + 4);
+    let total = (NLMSG_HDRLEN + CN_MSG_LEN + 4) as u32;
+    msg.extend_from_slice(&total.to_ne_bytes());
+    msg.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel fills it in
+    msg.extend_from_slice(&CN_IDX_PROC.to_ne_bytes());
+    msg.extend_from_slice(&CN_VAL_PROC.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // ack
+    msg.extend_from_slice(&4u16.to_ne_bytes()); // len
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // flags
+    msg.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    // SAFETY: send reads `msg` for its length.
+    let sent = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Reads every message waiting on the socket; collects the pids of processes that
+/// exec'd. `WouldBlock` ends it.
+pub fn drain(fd: &OwnedFd, out: &mut Vec<i32>) -> io::Result<()> {
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock => Ok(()),
+                // ENOBUFS: events were dropped; the next pass finds those starts.
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                io::ErrorKind::Interrupted => continue,
+                _ => Err(e),
+            };
+        }
+        parse(&buf[..n as usize], out);
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn i32_at(b: &[u8], at: usize) -> Option<i32> {
+    Some(i32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Parses one datagram (one netlink message carrying one process event).
+pub fn parse(b: &[u8], out: &mut Vec<i32>) {
+    let ev = NLMSG_HDRLEN + CN_MSG_LEN;
+    let data = ev + PROC_EVENT_HDR;
+    // exec: pid, tgid (the process).
+    if u32_at(b, ev) == Some(PROC_EVENT_EXEC) {
+        if let Some(tgid) = i32_at(b, data + 4) {
+            out.push(tgid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(what: u32, data: &[i32]) -> Vec<u8> {
+        let mut b = vec![0u8; NLMSG_HDRLEN + CN_MSG_LEN];
+        b.extend_from_slice(&what.to_ne_bytes());
+        b.extend_from_slice(&[0u8; 12]);
+        for d in data {
+            b.extend_from_slice(&d.to_ne_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn execs_are_taken_forks_and_others_not() {
+        let mut out = Vec::new();
+        // fork (0x1): parent pid, parent tgid, child pid, child tgid.
+        parse(&event(0x1, &[1, 1, 200, 200]), &mut out);
+        parse(&event(PROC_EVENT_EXEC, &[301, 300]), &mut out);
+        parse(&event(0x8000_0000, &[400, 400]), &mut out);
+        parse(&[1, 2, 3], &mut out);
+        assert_eq!(out, vec![300]);
+    }
+}
