@@ -150,12 +150,14 @@ def idle_cpu(hark, seconds, tmp):
     try:
         # Past the first passes, the threads hark keeps are all started.
         time.sleep(6)
-        c0, t0 = cpu_seconds_fine(proc.pid), time.monotonic()
+        (c0, tids0), t0 = cpu_seconds_fine(proc.pid), time.monotonic()
         time.sleep(seconds)
-        c1, t1 = cpu_seconds_fine(proc.pid), time.monotonic()
+        (c1, tids1), t1 = cpu_seconds_fine(proc.pid), time.monotonic()
     finally:
         stop(proc)
         log.close()
+    if tids0 != tids1:
+        raise SystemExit("hark's threads changed during the idle measurement: it is not valid")
     return 100 * (c1 - c0) / (t1 - t0)
 
 

@@ -35,15 +35,17 @@ def stop(proc):
 
 
 def cpu_seconds_fine(pid):
-    """CPU time of `pid`'s live threads so far, in seconds, to the nanosecond (schedstat).
-    /proc/PID/stat counts in clock ticks (10 ms), too coarse for an idle daemon; but
-    schedstat forgets threads that have exited, so use it over intervals in which the
-    process keeps its threads."""
+    """CPU time of `pid`'s live threads so far, in seconds, to the nanosecond (schedstat),
+    and the set of those threads. /proc/PID/stat counts in clock ticks (10 ms), too coarse
+    for an idle daemon; but schedstat forgets threads that have exited, so a difference is
+    only valid between two readings with the same threads."""
     total = 0
+    tids = set()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
                 total += int(f.read().split()[0])
+            tids.add(tid)
         except (FileNotFoundError, ProcessLookupError):
             pass
-    return total / 1e9
+    return total / 1e9, tids

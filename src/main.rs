@@ -138,6 +138,9 @@ fn main() -> ExitCode {
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Periodic blocking work (a /proc pass, a system sample) reuses its thread
+        // instead of starting a new one each time.
+        .thread_keep_alive(std::time::Duration::from_secs(120))
         .build()
         .map_err(|e| {
             eprintln!("hark: cannot start the async runtime: {e}");
