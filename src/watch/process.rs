@@ -661,6 +661,57 @@ mod tests {
     }
 
     #[test]
+    fn cpu_percent_is_the_cpu_used_since_the_previous_sample() {
+        let (tx, _rx) = mpsc::channel(1);
+        let found = Found {
+            pid: 4242,
+            start_ticks: 1000,
+            name: "x".into(),
+            cmdline: "x".into(),
+        };
+        let t0 = Instant::now();
+        let hz = procfs::clock_ticks();
+        let mut w = Watched {
+            name: Arc::from("w"),
+            host: Arc::from("h"),
+            config: Arc::new(watch_named("x")),
+            events: tx,
+            members: [(
+                4242,
+                Member {
+                    found,
+                    // A long-lived process that had used 10 s of CPU at the last sample.
+                    last_cpu: Some((10 * hz, t0)),
+                    pidfd: None,
+                },
+            )]
+            .into(),
+            next_sample: t0,
+        };
+        let stat = |cpu_ticks| Stat {
+            pid: 4242,
+            comm: "x".into(),
+            state: 'R',
+            cpu_ticks,
+            threads: 3,
+            start_ticks: 1000,
+            rss_pages: 10,
+            exit_status: None,
+        };
+        // Half a second of CPU in the two seconds since: 25 %, whatever its lifetime average.
+        let stats: HashMap<i32, Stat> = [(4242, stat(10 * hz + hz / 2))].into();
+        let uptime = Duration::from_secs(3600);
+        let ev = w.sample(&stats, uptime, t0 + Duration::from_secs(2));
+        assert_eq!(ev.fields["cpu_percent"], 25.0);
+        assert_eq!(ev.fields["threads"], 3);
+        assert_eq!(ev.fields["memory_bytes"], 10 * procfs::page_size());
+        assert!(!ev.edge);
+        // The next interval starts where this one ended: idle now.
+        let ev = w.sample(&stats, uptime, t0 + Duration::from_secs(3));
+        assert_eq!(ev.fields["cpu_percent"], 0.0);
+    }
+
+    #[test]
     fn a_zombie_is_dead() {
         let dir = tempfile::tempdir().unwrap();
         let (name, path) = unique_sleep(dir.path());

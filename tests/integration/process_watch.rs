@@ -207,3 +207,23 @@ fn a_short_lived_program_is_seen_through_the_process_connector() {
         h.log()
     );
 }
+
+#[test]
+fn cpu_percent_is_measured_over_the_interval() {
+    let dir = tempdir();
+    let name = format!("hb{:08x}", fastrand_u32());
+    let shell = dir.path().join(&name);
+    std::fs::copy("/bin/sh", &shell).unwrap();
+    let h = start_in(dir, &fixture("process/busy.toml", &[("@NAME@", &name)]));
+    // Busy for the whole test; killed below.
+    let mut busy = Command::new(&shell)
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    let got = wait_lines(&h, 1);
+    let _ = busy.kill();
+    let _ = busy.wait();
+    let cpu: f64 = got.first().and_then(|l| l.parse().ok()).unwrap_or(0.0);
+    // One core at most, and clearly busy.
+    assert!((30.0..=105.0).contains(&cpu), "{got:?}\nlog:\n{}", h.log());
+}
