@@ -11,9 +11,10 @@
 mod connector;
 mod procfs;
 mod scan;
+mod wake;
 
 use std::collections::{HashMap, HashSet};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 
 use self::scan::{Cache, Found};
+use self::wake::{exec_ready, follow_exit, Exit};
 use crate::config::ProcessWatch;
 use crate::event::Event;
 
@@ -76,15 +78,6 @@ struct Member {
     /// Counters at the last sample, for CPU usage over the interval.
     last_cpu: Option<(u64, Instant)>,
     pidfd: Option<AbortHandle>,
-}
-
-/// A followed process ended.
-struct Exit {
-    watch: u64,
-    pid: i32,
-    start_ticks: u64,
-    /// Its wait status, when it could still be read from the zombie.
-    status: Option<i32>,
 }
 
 /// A running process watch.
@@ -523,59 +516,6 @@ impl Watched {
     }
 }
 
-/// The pids of processes that exec'd, once the connector has some; never, without it.
-async fn exec_ready(connector: &Option<AsyncFd<OwnedFd>>) -> std::io::Result<Vec<i32>> {
-    let Some(afd) = connector else {
-        return std::future::pending().await;
-    };
-    let mut guard = afd.readable().await?;
-    let mut pids = Vec::new();
-    connector::drain(guard.get_inner(), &mut pids)?;
-    // Read until it would block: wait for the next readiness.
-    guard.clear_ready();
-    Ok(pids)
-}
-
-/// Opens a pidfd for the process and waits, on the runtime, for it to become readable
-/// (the process exited). `None` when pidfds are not available: the pass sees the exit.
-fn follow_exit(
-    watch: u64,
-    pid: i32,
-    start_ticks: u64,
-    tx: mpsc::UnboundedSender<Exit>,
-) -> Option<AbortHandle> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just gave us this fd; nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // SAFETY: the OwnedFd moves into the AsyncFd and stays open, unchanged, for as long
-    // as the AsyncFd lives; its raw fd is always the same.
-    let afd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok()?;
-    let task = tokio::spawn(async move {
-        // The pid may have been reused between the pass and pidfd_open: the fd is only
-        // ours if the process still has the start time the pass saw.
-        let same =
-            procfs::read_stat(pid).is_ok_and(|s| s.start_ticks == start_ticks && !s.is_dead());
-        if same {
-            let _ = afd.readable().await;
-        }
-        let status = procfs::read_stat(pid)
-            .ok()
-            .filter(|s| s.start_ticks == start_ticks)
-            .and_then(|s| s.exit_status);
-        let _ = tx.send(Exit {
-            watch,
-            pid,
-            start_ticks,
-            status,
-        });
-    });
-    Some(task.abort_handle())
-}
-
 /// One sample of a process watch, now, for `hark test`: what the selectors find.
 pub fn sample_once(config: &ProcessWatch) -> Map<String, Value> {
     let mut cache = Cache::default();
@@ -606,134 +546,4 @@ pub fn sample_once(config: &ProcessWatch) -> Map<String, Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn watch_named(name: &str) -> ProcessWatch {
-        ProcessWatch {
-            name: Some(name.to_string()),
-            cmdline: None,
-            user: None,
-            pidfile: None,
-            every: Duration::from_secs(1),
-        }
-    }
-
-    /// A copy of `sleep` under a name no other process has.
-    fn unique_sleep(dir: &std::path::Path) -> (String, std::path::PathBuf) {
-        let name = format!("hs{:08x}", fastrand::u32(..));
-        let path = dir.join(&name);
-        std::fs::copy("/bin/sleep", &path).unwrap();
-        (name, path)
-    }
-
-    #[test]
-    fn a_sample_counts_the_processes_the_pass_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let (name, path) = unique_sleep(dir.path());
-        let mut child = std::process::Command::new(&path).arg("30").spawn().unwrap();
-        let fields = sample_once(&watch_named(&name));
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(fields["count"], 1, "{fields:?}");
-        assert_eq!(fields["pid"], child.id(), "{fields:?}");
-        assert_eq!(fields["name"], name.as_str());
-        assert!(fields["memory_bytes"].as_u64().unwrap() > 0, "{fields:?}");
-        assert_eq!(fields["threads"], 1);
-    }
-
-    #[test]
-    fn a_process_that_is_gone_before_its_sample_is_not_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let (name, path) = unique_sleep(dir.path());
-        let mut child = std::process::Command::new(&path).arg("30").spawn().unwrap();
-        let config = Arc::new(watch_named(&name));
-        let mut cache = Cache::default();
-        let pass = cache.pass(std::slice::from_ref(&config), &[false], &HashSet::new());
-        assert_eq!(pass.found[0].len(), 1);
-        // Exits between the listing and the sampling.
-        let _ = child.kill();
-        let _ = child.wait();
-        let followed: HashSet<i32> = [child.id() as i32].into();
-        let pass = cache.pass(std::slice::from_ref(&config), &[true], &followed);
-        assert!(pass.found[0].is_empty());
-        assert!(!pass.stats.contains_key(&(child.id() as i32)));
-    }
-
-    #[test]
-    fn cpu_percent_is_the_cpu_used_since_the_previous_sample() {
-        let (tx, _rx) = mpsc::channel(1);
-        let found = Found {
-            pid: 4242,
-            start_ticks: 1000,
-            name: "x".into(),
-            cmdline: "x".into(),
-        };
-        let t0 = Instant::now();
-        let hz = procfs::clock_ticks();
-        let mut w = Watched {
-            name: Arc::from("w"),
-            host: Arc::from("h"),
-            config: Arc::new(watch_named("x")),
-            events: tx,
-            members: [(
-                4242,
-                Member {
-                    found,
-                    // A long-lived process that had used 10 s of CPU at the last sample.
-                    last_cpu: Some((10 * hz, t0)),
-                    pidfd: None,
-                },
-            )]
-            .into(),
-            next_sample: t0,
-        };
-        let stat = |cpu_ticks| Stat {
-            pid: 4242,
-            comm: "x".into(),
-            state: 'R',
-            cpu_ticks,
-            threads: 3,
-            start_ticks: 1000,
-            rss_pages: 10,
-            exit_status: None,
-        };
-        // Half a second of CPU in the two seconds since: 25 %, whatever its lifetime average.
-        let stats: HashMap<i32, Stat> = [(4242, stat(10 * hz + hz / 2))].into();
-        let uptime = Duration::from_secs(3600);
-        let ev = w.sample(&stats, uptime, t0 + Duration::from_secs(2));
-        assert_eq!(ev.fields["cpu_percent"], 25.0);
-        assert_eq!(ev.fields["threads"], 3);
-        assert_eq!(ev.fields["memory_bytes"], 10 * procfs::page_size());
-        assert!(!ev.edge);
-        // The next interval starts where this one ended: idle now.
-        let ev = w.sample(&stats, uptime, t0 + Duration::from_secs(3));
-        assert_eq!(ev.fields["cpu_percent"], 0.0);
-    }
-
-    #[test]
-    fn a_zombie_is_dead() {
-        let dir = tempfile::tempdir().unwrap();
-        let (name, path) = unique_sleep(dir.path());
-        let mut child = std::process::Command::new(&path).arg("30").spawn().unwrap();
-        let config = Arc::new(watch_named(&name));
-        let mut cache = Cache::default();
-        let followed: HashSet<i32> = [child.id() as i32].into();
-        assert_eq!(
-            cache
-                .pass(std::slice::from_ref(&config), &[true], &followed)
-                .found[0]
-                .len(),
-            1
-        );
-        let _ = child.kill();
-        // Not reaped yet: a zombie until `wait`.
-        std::thread::sleep(Duration::from_millis(100));
-        let pass = cache.pass(std::slice::from_ref(&config), &[true], &followed);
-        let _ = child.wait();
-        assert!(pass.found[0].is_empty(), "a zombie was selected");
-        let st = pass.stats[&(child.id() as i32)].clone();
-        assert!(st.is_dead());
-        assert_eq!(st.exit_status.map(|s| s & 0x7f), Some(libc::SIGKILL));
-    }
-}
+mod tests;
