@@ -180,9 +180,7 @@ fn parse_shell(
             ctx.error(t.span(), "timeout must be more than zero");
         }
     }
-    let user = raw.user.as_ref().and_then(|u| lookup(ctx, u, Kind::User));
-    let group = raw.group.as_ref().and_then(|g| lookup(ctx, g, Kind::Group));
-    let cwd = raw.cwd.as_ref().map(|c| absolute_cwd(ctx, c));
+    let (user, group, cwd) = run_as(ctx, &raw.user, &raw.group, &raw.cwd);
     let mut env = BTreeMap::new();
     for (k, v) in &raw.env {
         check_env_name(ctx, k);
@@ -202,7 +200,21 @@ fn parse_shell(
     })
 }
 
-pub(crate) fn absolute_cwd(ctx: &mut Ctx, c: &Spanned<String>) -> PathBuf {
+/// `user`, `group` and `cwd` of something hark runs: resolved and checked at load.
+pub(crate) fn run_as(
+    ctx: &mut Ctx,
+    user: &Option<Spanned<String>>,
+    group: &Option<Spanned<String>>,
+    cwd: &Option<Spanned<String>>,
+) -> (Option<Account>, Option<Account>, Option<PathBuf>) {
+    (
+        user.as_ref().and_then(|u| lookup(ctx, u, Kind::User)),
+        group.as_ref().and_then(|g| lookup(ctx, g, Kind::Group)),
+        cwd.as_ref().map(|c| absolute_cwd(ctx, c)),
+    )
+}
+
+fn absolute_cwd(ctx: &mut Ctx, c: &Spanned<String>) -> PathBuf {
     if !c.get_ref().starts_with('/') {
         ctx.error(c.span(), "`cwd` must be an absolute path");
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::action::{absolute_cwd, check_env_name, lookup, Account, Kind};
+use super::action::{check_env_name, lookup, run_as, Account, Kind};
 use super::parse::deserialize_table;
 use super::values;
 use super::Ctx;
@@ -279,9 +279,7 @@ pub(crate) fn parse_command(
     }
     let every = interval(ctx, &raw.every, "every", DEFAULT_COMMAND_EVERY);
     let timeout = interval(ctx, &raw.timeout, "timeout", DEFAULT_COMMAND_TIMEOUT);
-    let user = raw.user.as_ref().and_then(|u| lookup(ctx, u, Kind::User));
-    let group = raw.group.as_ref().and_then(|g| lookup(ctx, g, Kind::Group));
-    let cwd = raw.cwd.as_ref().map(|c| absolute_cwd(ctx, c));
+    let (user, group, cwd) = run_as(ctx, &raw.user, &raw.group, &raw.cwd);
     let mut env = BTreeMap::new();
     for (k, v) in &raw.env {
         check_env_name(ctx, k);

@@ -21,17 +21,14 @@ pub fn start(
     config: CommandWatch,
     events: mpsc::Sender<Event>,
 ) -> PeriodicHandle {
-    let config = Arc::new(config);
     let every = config.every;
-    periodic::spawn(
+    periodic::spawn_checks(
         name,
         host,
         "command",
         every,
-        move |stop| {
-            let config = Arc::clone(&config);
-            async move { check(&config, &stop).await }
-        },
+        config,
+        |c, stop| async move { check(&c, &stop).await },
         events,
     )
 }

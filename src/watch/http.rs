@@ -74,17 +74,14 @@ pub fn start(
     client: Client,
     events: mpsc::Sender<Event>,
 ) -> PeriodicHandle {
-    let config = Arc::new(config);
     let every = config.every;
-    periodic::spawn(
+    periodic::spawn_checks(
         name,
         host,
         "http",
         every,
-        move |_| {
-            let (client, config) = (client.clone(), Arc::clone(&config));
-            async move { check(&client, &config).await }
-        },
+        (client, config),
+        |c, _| async move { check(&c.0, &c.1).await },
         events,
     )
 }

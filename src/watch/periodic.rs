@@ -73,6 +73,32 @@ where
     PeriodicHandle { stop }
 }
 
+/// `spawn` for a check that reads only its watch's config, shared between the checks.
+pub fn spawn_checks<C, F, Fut>(
+    name: Arc<str>,
+    host: Arc<str>,
+    source: &'static str,
+    every: Duration,
+    config: C,
+    check: F,
+    events: mpsc::Sender<Event>,
+) -> PeriodicHandle
+where
+    C: Send + Sync + 'static,
+    F: Fn(Arc<C>, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = Map<String, Value>> + Send,
+{
+    let config = Arc::new(config);
+    spawn(
+        name,
+        host,
+        source,
+        every,
+        move |stop| check(Arc::clone(&config), stop),
+        events,
+    )
+}
+
 /// Milliseconds with microsecond precision, as event fields carry them.
 pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0

@@ -36,24 +36,23 @@ pub fn start(
     config: SystemWatch,
     events: mpsc::Sender<Event>,
 ) -> PeriodicHandle {
-    let config = Arc::new(config);
     let every = config.every;
-    let sampler = Arc::new(Mutex::new(Sampler::default()));
-    periodic::spawn(
+    periodic::spawn_checks(
         name,
         host,
         "system",
         every,
-        move |_| {
-            let (config, sampler) = (Arc::clone(&config), Arc::clone(&sampler));
-            async move {
-                tokio::task::spawn_blocking(move || match sampler.lock() {
-                    Ok(mut s) => s.sample(&config),
-                    Err(p) => p.into_inner().sample(&config),
-                })
-                .await
-                .unwrap_or_default()
-            }
+        (config, Mutex::new(Sampler::default())),
+        |c, _| async move {
+            tokio::task::spawn_blocking(move || {
+                let (config, sampler) = &*c;
+                match sampler.lock() {
+                    Ok(mut s) => s.sample(config),
+                    Err(p) => p.into_inner().sample(config),
+                }
+            })
+            .await
+            .unwrap_or_default()
         },
         events,
     )

@@ -17,17 +17,14 @@ pub fn start(
     config: TcpWatch,
     events: mpsc::Sender<Event>,
 ) -> PeriodicHandle {
-    let config = Arc::new(config);
     let every = config.every;
-    periodic::spawn(
+    periodic::spawn_checks(
         name,
         host,
         "tcp",
         every,
-        move |_| {
-            let config = Arc::clone(&config);
-            async move { check(&config).await }
-        },
+        config,
+        |c, _| async move { check(&c).await },
         events,
     )
 }

@@ -4,18 +4,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn lines(h: &Hark) -> Vec<String> {
-    records(&h.path("out"))
-        .into_iter()
-        .map(|r| String::from_utf8_lossy(&r).into_owned())
-        .collect()
-}
-
-fn wait_lines(h: &Hark, n: usize) -> Vec<String> {
-    wait_for(Duration::from_secs(20), || lines(h).len() >= n);
-    lines(h)
-}
-
 #[test]
 fn a_closed_port_fires_and_resolves_once_it_is_opened() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -27,11 +15,11 @@ fn a_closed_port_fires_and_resolves_once_it_is_opened() {
         "checks/tcp.toml",
         &[("@PORT@", &port.to_string())],
     ));
-    let got = wait_lines(&h, 1);
+    let got = h.wait_lines(1);
     assert!(got[0].starts_with("firing False connect: "), "{got:?}");
     assert!(got[0].to_lowercase().contains("refused"), "{got:?}");
     let _listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let got = wait_lines(&h, 2);
+    let got = h.wait_lines(2);
     assert_eq!(got[1], "resolved True ", "log:\n{}", h.log());
 }
 
@@ -89,7 +77,7 @@ fn a_command_that_times_out_leaves_no_process_behind() {
             "{{ event.exit_code }} {{ event.error }}",
         ),
     );
-    let got = wait_lines(&h, 1);
+    let got = h.wait_lines(1);
     assert_eq!(
         got[0],
         "-1 timed out after 300ms; its process group was killed",
@@ -115,7 +103,7 @@ fn a_monitoring_plugin_drives_a_rule_through_its_nagios_state() {
         r#"status == "critical""#,
         "{{ event.status }} {{ event.exit_code }} {{ event.output }}",
     ));
-    let got = wait_lines(&h, 1);
+    let got = h.wait_lines(1);
     assert!(
         got[0].starts_with("critical 2 DISK CRITICAL - free space: / "),
         "{got:?}\nlog:\n{}",
@@ -135,7 +123,7 @@ fn a_command_sees_a_cleared_environment() {
         "exit_code == 0",
         "{{ event.stdout }}",
     ));
-    let got = wait_lines(&h, 1);
+    let got = h.wait_lines(1);
     let mut vars: Vec<&str> = got[0]
         .lines()
         .map(|l| l.split('=').next().unwrap_or(""))
@@ -147,6 +135,6 @@ fn a_command_sees_a_cleared_environment() {
 #[test]
 fn a_system_sample_carries_cpu_memory_load_and_the_filtered_disks() {
     let h = start(&fixture("checks/system.toml", &[]));
-    let got = wait_lines(&h, 1);
+    let got = h.wait_lines(1);
     assert_eq!(got, vec!["1 True"], "log:\n{}", h.log());
 }

@@ -26,18 +26,6 @@ fn spawn(path: &Path) -> Child {
     Command::new(path).arg("60").spawn().unwrap()
 }
 
-fn lines(h: &Hark) -> Vec<String> {
-    records(&h.path("out"))
-        .into_iter()
-        .map(|r| String::from_utf8_lossy(&r).into_owned())
-        .collect()
-}
-
-fn wait_lines(h: &Hark, n: usize) -> Vec<String> {
-    wait_for(Duration::from_secs(20), || lines(h).len() >= n);
-    lines(h)
-}
-
 #[test]
 fn start_and_exit_are_seen_with_the_pid_and_the_signal() {
     let dir = tempdir();
@@ -51,11 +39,11 @@ fn start_and_exit_are_seen_with_the_pid_and_the_signal() {
     );
     let mut child = spawn(&path);
     let pid = child.id();
-    let got = wait_lines(&h, 1);
+    let got = h.wait_lines(1);
     assert_eq!(got, vec![format!("start {pid}  1")], "log:\n{}", h.log());
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let got = wait_lines(&h, 2);
+    let got = h.wait_lines(2);
     let _ = child.wait();
     assert_eq!(got[1], format!("exit {pid} 15 0"), "log:\n{}", h.log());
 }
@@ -73,7 +61,7 @@ fn an_exit_code_is_reported_when_the_process_ends_by_itself() {
     );
     let mut child = Command::new(&path).arg("1.5").spawn().unwrap();
     let pid = child.id();
-    let got = wait_lines(&h, 2);
+    let got = h.wait_lines(2);
     let _ = child.wait();
     assert_eq!(
         got,
@@ -91,9 +79,9 @@ fn a_process_that_is_not_running_is_count_0_from_the_first_sample() {
         dir,
         &fixture("process/not_running.toml", &[("@NAME@", &name)]),
     );
-    assert_eq!(wait_lines(&h, 1), vec!["firing 0 0 0"], "log:\n{}", h.log());
+    assert_eq!(h.wait_lines(1), vec!["firing 0 0 0"], "log:\n{}", h.log());
     let mut child = spawn(&path);
-    let got = wait_lines(&h, 2);
+    let got = h.wait_lines(2);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
@@ -111,11 +99,11 @@ fn a_rewritten_pid_file_is_followed_to_the_new_process() {
     let pidfile = dir.path().join("app.pid");
     let h = start_in(dir, &fixture("process/pidfile.toml", &[]));
     // No pid file yet: not running.
-    assert_eq!(wait_lines(&h, 1), vec!["app_down firing sample 0"]);
+    assert_eq!(h.wait_lines(1), vec!["app_down firing sample 0"]);
 
     let mut first = spawn(&path);
     std::fs::write(&pidfile, format!("{}\n", first.id())).unwrap();
-    let got = wait_lines(&h, 3);
+    let got = h.wait_lines(3);
     assert!(
         got.contains(&format!("app_changed firing start {}", first.id())),
         "{got:?}"
@@ -128,7 +116,7 @@ fn a_rewritten_pid_file_is_followed_to_the_new_process() {
     // A restart: the new process writes its pid, then the old one goes.
     let mut second = spawn(&path);
     std::fs::write(&pidfile, format!("{}\n", second.id())).unwrap();
-    let got = wait_lines(&h, 4);
+    let got = h.wait_lines(4);
     assert_eq!(
         got[3],
         format!("app_changed firing start {}", second.id()),
@@ -137,7 +125,7 @@ fn a_rewritten_pid_file_is_followed_to_the_new_process() {
     let _ = first.kill();
     let _ = first.wait();
     let _ = second.kill();
-    let got = wait_lines(&h, 6);
+    let got = h.wait_lines(6);
     let _ = second.wait();
     // The old process was no longer the one named, so its end says nothing; the new
     // one's exit is reported, and the watch is down again.
@@ -170,7 +158,7 @@ fn a_stale_pid_file_naming_a_younger_process_is_not_trusted() {
         .set_modified(past)
         .unwrap();
     let h = start_in(dir, &fixture("process/pidfile.toml", &[]));
-    let got = wait_lines(&h, 1);
+    let got = h.wait_lines(1);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(got, vec!["app_down firing sample 0"], "log:\n{}", h.log());
@@ -195,10 +183,10 @@ fn a_short_lived_program_is_seen_through_the_process_connector() {
         // for the next pass: nothing within the hour.
         std::thread::sleep(Duration::from_secs(1));
         let _ = child.wait();
-        assert_eq!(lines(&h), Vec::<String>::new());
+        assert_eq!(h.lines(), Vec::<String>::new());
         return;
     }
-    let got = wait_lines(&h, 2);
+    let got = h.wait_lines(2);
     let _ = child.wait();
     assert_eq!(
         got,
@@ -220,7 +208,7 @@ fn cpu_percent_is_measured_over_the_interval() {
         .args(["-c", "while :; do :; done"])
         .spawn()
         .unwrap();
-    let got = wait_lines(&h, 1);
+    let got = h.wait_lines(1);
     let _ = busy.kill();
     let _ = busy.wait();
     let cpu: f64 = got.first().and_then(|l| l.parse().ok()).unwrap_or(0.0);

@@ -6,16 +6,9 @@ use std::time::{Duration, Instant};
 use crate::http_server::Server;
 use crate::util::*;
 
-/// The records an action wrote, as text: "RULE STATE COUNT STATUS".
-fn lines(h: &Hark) -> Vec<String> {
-    records(&h.path("out"))
-        .into_iter()
-        .map(|r| String::from_utf8_lossy(&r).into_owned())
-        .collect()
-}
-
+/// The first two words of each record ("RULE STATE COUNT STATUS"): rule and state.
 fn states(h: &Hark) -> Vec<String> {
-    lines(h)
+    h.lines()
         .iter()
         .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
         .collect()
@@ -23,11 +16,6 @@ fn states(h: &Hark) -> Vec<String> {
 
 fn start_on(fixture_name: &str, server: &Server) -> Hark {
     start(&fixture(fixture_name, &[("@URL@", &server.url("/health"))]))
-}
-
-/// Waits until the action has written `n` records.
-fn wait_lines(h: &Hark, n: usize) -> bool {
-    wait_for(Duration::from_secs(20), || lines(h).len() >= n)
 }
 
 #[test]
@@ -39,7 +27,7 @@ fn a_single_failed_check_is_ignored_under_times_3() {
     let at = server.hits();
     server.script(&[200, 500, 500]);
     assert!(server.wait_hits(at, 10), "the checks stopped");
-    assert_eq!(lines(&h), Vec::<String>::new(), "log:\n{}", h.log());
+    assert_eq!(h.lines(), Vec::<String>::new(), "log:\n{}", h.log());
 }
 
 #[test]
@@ -47,16 +35,24 @@ fn a_sustained_failure_fires_once_and_recovery_resolves_once() {
     let server = Server::start();
     let h = start_on("http/api_down.toml", &server);
     server.set_status(500);
-    assert!(wait_lines(&h, 1), "never fired; log:\n{}", h.log());
+    assert!(
+        !h.wait_lines(1).is_empty(),
+        "never fired; log:\n{}",
+        h.log()
+    );
     let at = server.hits();
     assert!(server.wait_hits(at, 8));
-    assert_eq!(lines(&h), vec!["api_down firing 3 500"]);
+    assert_eq!(h.lines(), vec!["api_down firing 3 500"]);
 
     server.set_status(200);
-    assert!(wait_lines(&h, 2), "never resolved; log:\n{}", h.log());
+    assert!(
+        h.wait_lines(2).len() >= 2,
+        "never resolved; log:\n{}",
+        h.log()
+    );
     let at = server.hits();
     assert!(server.wait_hits(at, 8));
-    let got = lines(&h);
+    let got = h.lines();
     assert_eq!(got.len(), 2, "{got:?}");
     assert!(
         got[1].starts_with("api_down resolved ") && got[1].ends_with(" 200"),
@@ -70,10 +66,14 @@ fn times_within_fires_on_n_failures_in_the_window_but_times_alone_needs_them_in_
     let h = start_on("http/window.toml", &server);
     assert!(server.wait_hits(0, 2));
     server.script(&[500, 200, 500, 200, 500]);
-    assert!(wait_lines(&h, 1), "never fired; log:\n{}", h.log());
+    assert!(
+        !h.wait_lines(1).is_empty(),
+        "never fired; log:\n{}",
+        h.log()
+    );
     let at = server.hits();
     assert!(server.wait_hits(at, 5));
-    assert_eq!(lines(&h), vec!["three_in_window firing 3 500"]);
+    assert_eq!(h.lines(), vec!["three_in_window firing 3 500"]);
 }
 
 #[test]
@@ -83,7 +83,11 @@ fn for_fires_only_after_the_failure_held_that_long() {
     assert!(server.wait_hits(0, 2));
     let failing_since = Instant::now();
     server.set_status(500);
-    assert!(wait_lines(&h, 1), "never fired; log:\n{}", h.log());
+    assert!(
+        !h.wait_lines(1).is_empty(),
+        "never fired; log:\n{}",
+        h.log()
+    );
     let waited = failing_since.elapsed();
     assert!(
         waited >= Duration::from_millis(700),
@@ -97,10 +101,14 @@ fn repeat_reruns_then_while_firing_and_resolve_runs_once() {
     let server = Server::start();
     let h = start_on("http/repeat.toml", &server);
     server.set_status(503);
-    assert!(wait_lines(&h, 3), "no reminders; log:\n{}", h.log());
+    assert!(
+        h.wait_lines(3).len() >= 3,
+        "no reminders; log:\n{}",
+        h.log()
+    );
     server.set_status(200);
-    let n = lines(&h).len();
-    assert!(wait_lines(&h, n + 1));
+    let n = h.lines().len();
+    assert!(h.wait_lines(n + 1).len() > n);
     let at = server.hits();
     assert!(server.wait_hits(at, 5));
     let got = states(&h);
@@ -108,7 +116,7 @@ fn repeat_reruns_then_while_firing_and_resolve_runs_once() {
     assert_eq!(last, "api_down resolved", "{got:?}");
     assert!(firings.iter().all(|s| s == "api_down firing"), "{got:?}");
     // Counts grow: each reminder stands for every failed check so far.
-    let counts: Vec<u64> = lines(&h)[..firings.len()]
+    let counts: Vec<u64> = h.lines()[..firings.len()]
         .iter()
         .map(|l| l.split(' ').nth(2).unwrap().parse().unwrap())
         .collect();
@@ -125,7 +133,7 @@ fn unless_keeps_a_dependent_rule_quiet_while_its_cause_fires() {
         "http/unless.toml",
         &[("@URL@", &api.url("/")), ("@UPSTREAM@", &upstream.url("/"))],
     ));
-    assert!(wait_lines(&h, 1));
+    assert!(!h.wait_lines(1).is_empty());
     let at = api.hits();
     assert!(api.wait_hits(at, 8));
     assert_eq!(
@@ -137,7 +145,7 @@ fn unless_keeps_a_dependent_rule_quiet_while_its_cause_fires() {
 
     // The cause recovers; the dependent one is still down and now speaks.
     upstream.set_status(200);
-    assert!(wait_lines(&h, 3), "log:\n{}", h.log());
+    assert!(h.wait_lines(3).len() >= 3, "log:\n{}", h.log());
     assert_eq!(
         states(&h),
         vec![
@@ -153,7 +161,7 @@ fn a_restart_while_firing_does_not_fire_again_and_resolves_later() {
     let server = Server::start();
     server.set_status(500);
     let mut h = start_on("http/restart.toml", &server);
-    assert!(wait_lines(&h, 1));
+    assert!(!h.wait_lines(1).is_empty());
     h.restart();
     assert!(
         h.wait_log("still firing from before the restart"),
@@ -165,7 +173,7 @@ fn a_restart_while_firing_does_not_fire_again_and_resolves_later() {
     assert_eq!(states(&h), vec!["api_down firing"]);
 
     server.set_status(200);
-    assert!(wait_lines(&h, 2));
+    assert!(h.wait_lines(2).len() >= 2);
     let at = server.hits();
     assert!(server.wait_hits(at, 5));
     assert_eq!(states(&h), vec!["api_down firing", "api_down resolved"]);
@@ -176,11 +184,11 @@ fn a_recovery_while_the_daemon_was_down_is_resolved_when_it_comes_back() {
     let server = Server::start();
     server.set_status(500);
     let mut h = start_on("http/restart.toml", &server);
-    assert!(wait_lines(&h, 1));
+    assert!(!h.wait_lines(1).is_empty());
     assert_eq!(h.stop(), Some(0));
     server.set_status(200);
     h.restart();
-    assert!(wait_lines(&h, 2), "log:\n{}", h.log());
+    assert!(h.wait_lines(2).len() >= 2, "log:\n{}", h.log());
     let at = server.hits();
     assert!(server.wait_hits(at, 5));
     assert_eq!(states(&h), vec!["api_down firing", "api_down resolved"]);

@@ -125,6 +125,20 @@ impl Hark {
         self.log.lock().unwrap().clone()
     }
 
+    /// The NUL-separated records the test's action appended to `out`, as text.
+    pub fn lines(&self) -> Vec<String> {
+        records(&self.path("out"))
+            .into_iter()
+            .map(|r| String::from_utf8_lossy(&r).into_owned())
+            .collect()
+    }
+
+    /// Waits (bounded) until `out` holds `n` records; returns what it holds then.
+    pub fn wait_lines(&self, n: usize) -> Vec<String> {
+        wait_for(Duration::from_secs(20), || self.lines().len() >= n);
+        self.lines()
+    }
+
     /// Waits (bounded) until the log contains `needle`.
     pub fn wait_log(&self, needle: &str) -> bool {
         wait_for(Duration::from_secs(10), || self.log().contains(needle))
