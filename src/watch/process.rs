@@ -127,8 +127,9 @@ impl Monitor {
         let mut reg = self.lock();
         let id = reg.next_id;
         reg.next_id += 1;
-        // The first sample comes at a random offset inside the interval.
-        let offset = config.every.mul_f64(fastrand::f64());
+        // Samples come with the shared passes, not at an offset of their own: a pass per
+        // watch would multiply the cost of many watches. The first is at the next pass,
+        // so `count == 0` reports a process that is not running at start.
         let members = found
             .into_iter()
             .map(|f| {
@@ -151,7 +152,7 @@ impl Monitor {
                 config,
                 events,
                 members,
-                next_sample: Instant::now() + offset,
+                next_sample: Instant::now(),
             },
         );
         if !reg.running {
