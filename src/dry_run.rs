@@ -51,7 +51,7 @@ pub fn parse_event(config: &Config, spec: &str) -> Result<Event, EventError> {
         source: w.kind.type_name(),
         time: SystemTime::now(),
         host: Arc::from(config.daemon.host.as_str()),
-        edge: !w.kind.reports_states(),
+        edge: w.kind.is_edge(fields.get("kind").and_then(Value::as_str)),
         fields,
     })
 }

@@ -51,6 +51,16 @@ impl WatchKind {
     pub fn reports_states(&self) -> bool {
         !matches!(self, WatchKind::File(_))
     }
+
+    /// Whether an event of this watch with this `kind` is an edge (fires on each match)
+    /// rather than a state.
+    pub fn is_edge(&self, kind: Option<&str>) -> bool {
+        match self {
+            WatchKind::File(_) => true,
+            WatchKind::Process(_) => kind != Some("sample"),
+            _ => false,
+        }
+    }
 }
 
 const AVAILABLE: &str = "file, http, process, system, tcp, command";

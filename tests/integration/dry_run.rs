@@ -141,3 +141,17 @@ fn a_cause_is_evaluated_before_the_rule_that_names_it_in_unless() {
         .expect(&out);
     assert!(z < a, "{out}");
 }
+
+#[test]
+fn a_synthetic_process_exit_is_an_edge_and_a_sample_a_state() {
+    let cfg = with_state_dir(&fixture("process/pidfile.toml", &[]));
+    let (code, out, err) = hark_test(&cfg, &["--event", "app kind=exit pid=42 count=0"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("rule `app_changed`: matches; fires"), "{out}");
+    let (_, out, _) = hark_test(&cfg, &["--event", "app kind=sample count=0"]);
+    assert!(out.contains("rule `app_down`: matches; fires"), "{out}");
+    assert!(
+        out.contains("rule `app_changed`: does not match; ok"),
+        "{out}"
+    );
+}
