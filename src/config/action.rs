@@ -24,9 +24,11 @@ pub struct ActionConfig {
 #[derive(Debug, Clone)]
 pub enum ActionKind {
     Shell(ShellAction),
+    Webhook(super::webhook::WebhookAction),
 }
 
-const PLANNED_TYPES: &[&str] = &["webhook", "alertmanager", "amqp", "mqtt", "nats"];
+const PLANNED_TYPES: &[&str] = &["alertmanager", "amqp", "mqtt", "nats"];
+const AVAILABLE: &str = "shell, webhook";
 
 #[derive(Debug, Clone)]
 pub struct ShellAction {
@@ -90,7 +92,7 @@ pub(crate) fn parse(
     let Some((_, type_value)) = table.remove_entry("type") else {
         ctx.error(
             span,
-            format!("action `{name}` has no `type` (one of: shell)"),
+            format!("action `{name}` has no `type` (one of: {AVAILABLE})"),
         );
         return None;
     };
@@ -100,17 +102,18 @@ pub(crate) fn parse(
     };
     let kind = match ty.as_ref() {
         "shell" => ActionKind::Shell(parse_shell(ctx, table, span, templates)?),
+        "webhook" => ActionKind::Webhook(super::webhook::parse(ctx, table, span, templates)?),
         t if PLANNED_TYPES.contains(&t) => {
             ctx.error(
                 type_value.span(),
-                format!("action type `{t}` is not available in this version of hark yet (available: shell)"),
+                format!("action type `{t}` is not available in this version of hark yet (available: {AVAILABLE})"),
             );
             return None;
         }
         t => {
             ctx.error(
                 type_value.span(),
-                format!("unknown action type `{t}` (expected one of: shell)"),
+                format!("unknown action type `{t}` (expected one of: {AVAILABLE})"),
             );
             return None;
         }

@@ -8,8 +8,10 @@ mod files;
 mod http;
 mod parse;
 mod rule;
+mod secret;
 mod values;
 mod watch;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -23,7 +25,9 @@ pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
 pub use rule::{RuleConfig, Threshold, TriggerLimit};
+pub use secret::Secret;
 pub use values::Condition;
+pub use webhook::{Payload, WebhookAction};
 pub use watch::{FileEvents, FileWatch, PathPattern, WatchConfig, WatchKind};
 
 /// A whole, validated configuration.
