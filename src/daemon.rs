@@ -9,10 +9,12 @@ use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::action::outbox::{Delivery, Outbox};
 use crate::action::Dispatcher;
 use crate::config::Config;
 use crate::event::Event;
-use crate::rule::{Engine, Store, StoreError};
+use crate::rule::{Engine, Saved};
+use crate::store::{Store, StoreError};
 use crate::watch::{self, WatchHandle};
 
 /// Events waiting for the engine. A watch that finds it full waits, and its own raw queue
@@ -53,7 +55,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .context("opening the state store panicked")??,
     );
     let mut engine = Engine::new(&config);
-    let saved = blocking(&store, |s| s.load()).await?;
+    let saved: Vec<(String, Saved)> = blocking(&store, |s| s.rule_states())
+        .await?
+        .into_iter()
+        .filter_map(|(k, v)| match serde_json::from_slice(&v) {
+            Ok(saved) => Some((k, saved)),
+            Err(e) => {
+                tracing::warn!(key = %k, error = %e, "ignoring a saved rule state that does not decode");
+                None
+            }
+        })
+        .collect();
     let stale = engine.restore(saved, Instant::now(), SystemTime::now());
     if !stale.is_empty() {
         tracing::info!(
@@ -61,8 +73,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "forgetting the saved states of rules no longer configured"
         );
         let removals: Vec<_> = stale.into_iter().map(|k| (k, None)).collect();
-        blocking(&store, move |s| s.save(&removals)).await?;
+        blocking(&store, move |s| s.commit(&removals, &[])).await?;
     }
+    let pending = blocking(&store, |s| s.outbox()).await?;
 
     let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let shared = watch::Shared::for_watches(config.watches.values())?;
@@ -84,6 +97,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .context("watch start-up panicked")??;
 
     let dispatcher = Dispatcher::new(&config);
+    let outbox_stop = CancellationToken::new();
+    let mut outbox = Outbox::new(
+        dispatcher.actions(),
+        Arc::clone(&store),
+        outbox_stop.clone(),
+    );
+    let mut next_seq = resume(&mut outbox, pending);
     let status = |engine: &Engine| {
         format!(
             "{} watches, {} rules, {} firing",
@@ -111,18 +131,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             },
             _ = sleep_until(deadline), if deadline.is_some() => engine.on_tick(Instant::now()),
         };
-        // A state change is on disk before its actions start: a restart never fires a
-        // rule twice for one outage.
-        let changes = engine.take_changes(Instant::now(), SystemTime::now());
-        if !changes.is_empty() {
-            if let Err(e) = blocking(&store, move |s| s.save(&changes)).await {
-                // The actions still run: losing an alert is worse than repeating one.
-                tracing::error!(error = %e, "cannot save rule state; a restart may repeat these firings");
-            }
-            notify(&[NotifyState::Status(&status(&engine))]);
-        }
+        let mut jobs = Vec::new();
+        let mut deliveries: Vec<(u64, Delivery)> = Vec::new();
         for firing in firings {
-            dispatcher.dispatch(firing);
+            let prepared = dispatcher.prepare(firing);
+            jobs.extend(prepared.jobs);
+            for d in prepared.deliveries {
+                deliveries.push((next_seq, d));
+                next_seq += 1;
+            }
+        }
+        // A state change and its deliveries are on disk, in one transaction, before any
+        // action starts: a restart never fires a rule twice for one outage, and loses no
+        // delivery.
+        let changes: Vec<(String, Option<Vec<u8>>)> = engine
+            .take_changes(Instant::now(), SystemTime::now())
+            .into_iter()
+            .map(|(k, v)| (k, v.and_then(|s| serde_json::to_vec(&s).ok())))
+            .collect();
+        if !changes.is_empty() || !deliveries.is_empty() {
+            let rows: Vec<(u64, Vec<u8>)> =
+                deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
+            let state_changed = !changes.is_empty();
+            if let Err(e) = blocking(&store, move |s| s.commit(&changes, &rows)).await {
+                // Deliveries are still attempted: losing an alert is worse than repeating
+                // one; but they will not survive a restart.
+                tracing::error!(error = %e, deliveries = deliveries.len(), "cannot write to the state store: these firings are not saved, and their deliveries would not survive a restart");
+            }
+            if state_changed {
+                notify(&[NotifyState::Status(&status(&engine))]);
+            }
+        }
+        dispatcher.start(jobs);
+        for (seq, d) in deliveries {
+            outbox.enqueue(seq, d);
         }
     }
 
@@ -133,8 +175,39 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .context("stopping watches panicked")?;
     dispatcher.shutdown(config.daemon.stop_timeout).await;
+    // Deliveries still pending stay in the outbox for the next start.
+    outbox_stop.cancel();
     tracing::info!("hark stopped");
     Ok(())
+}
+
+/// Hands the deliveries a previous run left to the outbox; returns the next sequence
+/// number. Failed deliveries stay where they are, visible, and are not retried.
+fn resume(outbox: &mut Outbox, pending: Vec<(u64, Vec<u8>)>) -> u64 {
+    let next = pending.iter().map(|(k, _)| k + 1).max().unwrap_or(1);
+    let (mut resumed, mut failed) = (0, 0);
+    for (seq, bytes) in pending {
+        match serde_json::from_slice::<Delivery>(&bytes) {
+            Ok(d) if d.failed.is_some() => failed += 1,
+            Ok(d) => {
+                resumed += 1;
+                outbox.enqueue(seq, d);
+            }
+            Err(e) => {
+                tracing::error!(seq, error = %e, "an outbox entry does not decode; left in place")
+            }
+        }
+    }
+    if resumed > 0 {
+        tracing::info!(
+            count = resumed,
+            "resuming deliveries from before the restart"
+        );
+    }
+    if failed > 0 {
+        tracing::warn!(count = failed, "failed deliveries are kept in the outbox");
+    }
+    next
 }
 
 /// Runs a store operation off the runtime.

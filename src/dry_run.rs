@@ -245,7 +245,13 @@ pub fn report(config: &Config, events: Vec<Event>) -> (String, Vec<Firing>) {
 pub async fn execute(config: &Config, firings: Vec<Firing>) {
     let dispatcher = Dispatcher::new(config);
     for f in firings {
-        dispatcher.dispatch(f);
+        let webhooks = dispatcher.dispatch(f);
+        if !webhooks.is_empty() {
+            println!(
+                "webhooks are not sent by `hark test --execute` ({} skipped)",
+                webhooks.len()
+            );
+        }
     }
     dispatcher.shutdown(config.daemon.stop_timeout).await;
 }

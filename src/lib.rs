@@ -9,4 +9,5 @@ pub mod dry_run;
 pub mod event;
 pub mod exec;
 pub mod rule;
+pub mod store;
 pub mod watch;

@@ -5,6 +5,8 @@
 //! `max_concurrent_actions` permits. The rule engine never waits for an action, and no
 //! firing is dropped; what bounds the queue is each rule's trigger limit.
 
+pub mod outbox;
+mod payload;
 mod shell;
 mod template;
 
@@ -45,9 +47,32 @@ impl Dispatcher {
         }
     }
 
-    /// Starts (or queues) every action of a firing. Never blocks.
-    pub fn dispatch(&self, firing: Firing) {
+    /// The actions by name, for the outbox.
+    pub fn actions(&self) -> HashMap<String, Arc<ActionConfig>> {
+        self.actions.clone()
+    }
+
+    /// Starts (or queues) every shell action of a firing, and returns its webhook
+    /// deliveries, rendered, for the caller to store and hand to the outbox. Never blocks.
+    pub fn dispatch(&self, firing: Firing) -> Vec<outbox::Delivery> {
+        let prepared = self.prepare(firing);
+        self.start(prepared.jobs);
+        prepared.deliveries
+    }
+
+    /// Starts (or queues) prepared shell actions.
+    pub fn start(&self, jobs: Vec<ShellJob>) {
+        for job in jobs {
+            self.tracker.spawn(job.run());
+        }
+    }
+
+    /// Renders every action of a firing: shell actions ready to start, webhook deliveries
+    /// ready to store. Starts nothing.
+    pub fn prepare(&self, firing: Firing) -> Prepared {
         let ctx = template::context(&firing, &self.templates);
+        let mut deliveries = Vec::new();
+        let mut jobs = Vec::new();
         for name in &firing.actions {
             let Some(action) = self.actions.get(&**name) else {
                 tracing::error!(rule = %firing.rule, action = %name, "no such action");
@@ -69,10 +94,29 @@ impl Dispatcher {
                         permits: Arc::clone(&self.permits),
                         kill: self.kill.clone(),
                     };
-                    self.tracker.spawn(job.run());
+                    jobs.push(job);
+                }
+                ActionKind::Webhook(w) => {
+                    match payload::render(w, &firing, &ctx, &self.templates) {
+                        Ok((body, content_type)) => deliveries.push(outbox::Delivery {
+                            key: outbox::new_key(),
+                            rule: firing.rule.to_string(),
+                            action: name.to_string(),
+                            state: firing.state.as_str().to_string(),
+                            body,
+                            content_type,
+                            accepted: std::time::SystemTime::now(),
+                            attempts: 0,
+                            failed: None,
+                        }),
+                        Err(e) => {
+                            tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its payload failed to render");
+                        }
+                    }
                 }
             }
         }
+        Prepared { jobs, deliveries }
     }
 
     /// What each action of a firing would run, rendered, one line each; runs nothing.
@@ -109,6 +153,15 @@ impl Dispatcher {
                         }
                     }
                 }
+                ActionKind::Webhook(w) => match payload::render(w, firing, &ctx, &self.templates) {
+                    Ok((body, content_type)) => out.push(format!(
+                        "webhook `{name}`: {} {} ({content_type}) {body}",
+                        w.method, w.url
+                    )),
+                    Err(e) => out.push(format!(
+                        "webhook `{name}`: the payload fails to render: {e}"
+                    )),
+                },
             }
         }
         out
@@ -132,7 +185,14 @@ impl Dispatcher {
     }
 }
 
-struct ShellJob {
+/// A firing's actions, rendered.
+pub struct Prepared {
+    pub jobs: Vec<ShellJob>,
+    pub deliveries: Vec<outbox::Delivery>,
+}
+
+/// A shell action ready to start.
+pub struct ShellJob {
     rule: Arc<str>,
     action: Arc<ActionConfig>,
     prepared: shell::Prepared,
@@ -142,7 +202,9 @@ struct ShellJob {
 
 impl ShellJob {
     async fn run(self) {
-        let ActionKind::Shell(shell) = &self.action.kind;
+        let ActionKind::Shell(shell) = &self.action.kind else {
+            return;
+        };
         let name = &self.action.name;
         let _permit = tokio::select! {
             p = Arc::clone(&self.permits).acquire_owned() => match p {

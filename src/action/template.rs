@@ -41,9 +41,23 @@ impl Templates {
                     }
                     s.env.values().for_each(|v| t.add(v));
                 }
+                ActionKind::Webhook(w) => match &w.payload {
+                    crate::config::Payload::Json(v) => t.add_json(v),
+                    crate::config::Payload::Body { template, .. } => t.add(template),
+                    crate::config::Payload::Default => {}
+                },
             }
         }
         t
+    }
+
+    fn add_json(&mut self, v: &Value) {
+        match v {
+            Value::String(s) => self.add(s),
+            Value::Array(a) => a.iter().for_each(|x| self.add_json(x)),
+            Value::Object(o) => o.values().for_each(|x| self.add_json(x)),
+            _ => {}
+        }
     }
 
     fn add(&mut self, source: &str) {
@@ -69,6 +83,15 @@ impl Templates {
             Some(name) => self.env.get_template(name)?.render(ctx),
             None => self.env.render_str(source, ctx),
         }
+    }
+
+    /// Evaluates one expression (the inside of a `{{ }}`), keeping its value's type.
+    pub fn eval(
+        &self,
+        expr: &str,
+        ctx: &RenderContext,
+    ) -> Result<minijinja::Value, minijinja::Error> {
+        self.env.compile_expression(expr)?.eval(ctx.value.clone())
     }
 }
 

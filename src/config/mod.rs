@@ -27,8 +27,8 @@ pub use http::HttpWatch;
 pub use rule::{RuleConfig, Threshold, TriggerLimit};
 pub use secret::Secret;
 pub use values::Condition;
-pub use webhook::{Payload, WebhookAction};
 pub use watch::{FileEvents, FileWatch, PathPattern, WatchConfig, WatchKind};
+pub use webhook::{Payload, WebhookAction};
 
 /// A whole, validated configuration.
 #[derive(Debug)]

@@ -61,7 +61,10 @@ pub(crate) fn resolve(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Secret> 
         match lookup(reference) {
             Ok(v) => out.push_str(&v),
             Err(why) => {
-                ctx.error(value.span(), format!("`${{{reference}}}` does not resolve: {why}"));
+                ctx.error(
+                    value.span(),
+                    format!("`${{{reference}}}` does not resolve: {why}"),
+                );
                 ok = false;
             }
         }
@@ -79,7 +82,9 @@ fn lookup(reference: &str) -> Result<String, String> {
         .split_once(':')
         .ok_or("write it as ${env:NAME}, ${file:/path} or ${credential:NAME}")?;
     match kind {
-        "env" => std::env::var(name).map_err(|_| format!("the environment variable {name} is not set")),
+        "env" => {
+            std::env::var(name).map_err(|_| format!("the environment variable {name} is not set"))
+        }
         "file" => read_trimmed(Path::new(name)),
         "credential" => {
             let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
@@ -118,7 +123,10 @@ mod tests {
             value: "hunter2".into(),
             written: "Bearer ${env:TOKEN}".into(),
         };
-        assert_eq!(format!("{s} {s:?}"), "Bearer ${env:TOKEN} \"Bearer ${env:TOKEN}\"");
+        assert_eq!(
+            format!("{s} {s:?}"),
+            "Bearer ${env:TOKEN} \"Bearer ${env:TOKEN}\""
+        );
         assert_eq!(s.expose(), "hunter2");
     }
 }

@@ -74,10 +74,12 @@ pub(crate) fn parse(
     }
     let method = match &raw.method {
         None => Method::POST,
-        Some(m) => Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).unwrap_or_else(|_| {
-            ctx.error(m.span(), format!("invalid HTTP method {:?}", m.get_ref()));
-            Method::POST
-        }),
+        Some(m) => {
+            Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()).unwrap_or_else(|_| {
+                ctx.error(m.span(), format!("invalid HTTP method {:?}", m.get_ref()));
+                Method::POST
+            })
+        }
     };
     let headers = headers_value.map(|h| headers(ctx, h)).unwrap_or_default();
     let timeout = match values::optional_duration(ctx, &raw.timeout) {
@@ -142,7 +144,10 @@ fn headers(ctx: &mut Ctx, value: Spanned<DeValue<'_>>) -> Vec<(HeaderName, Secre
     let mut out = Vec::new();
     for (k, v) in t.iter() {
         let DeValue::String(s) = v.get_ref() else {
-            ctx.error(v.span(), format!("header `{}` must be a string", k.get_ref()));
+            ctx.error(
+                v.span(),
+                format!("header `{}` must be a string", k.get_ref()),
+            );
             continue;
         };
         let Ok(name) = HeaderName::from_bytes(k.get_ref().as_bytes()) else {
@@ -156,7 +161,10 @@ fn headers(ctx: &mut Ctx, value: Spanned<DeValue<'_>>) -> Vec<(HeaderName, Secre
         if reqwest::header::HeaderValue::from_str(secret.expose()).is_err() {
             ctx.error(
                 v.span(),
-                format!("the value of header `{}` has control characters or newlines", k.get_ref()),
+                format!(
+                    "the value of header `{}` has control characters or newlines",
+                    k.get_ref()
+                ),
             );
             continue;
         }
@@ -174,7 +182,13 @@ fn check_json_templates(
     match v {
         serde_json::Value::String(s) => {
             if let Err(e) = templates.template_from_str(s) {
-                ctx.error(span, format!("invalid template {s:?} in `json`: {}", e.detail().unwrap_or("syntax error")));
+                ctx.error(
+                    span,
+                    format!(
+                        "invalid template {s:?} in `json`: {}",
+                        e.detail().unwrap_or("syntax error")
+                    ),
+                );
             }
         }
         serde_json::Value::Array(a) => a

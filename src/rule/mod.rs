@@ -8,7 +8,6 @@
 mod condition;
 mod edge;
 mod state;
-mod store;
 mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -18,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime};
 pub use condition::{cel_fields, to_cel, Evaluator, Outcome};
 pub use edge::{EdgeGate, Verdict};
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
-pub use store::{Store, StoreError};
 pub use verdict::{Decision, RuleVerdict};
 
 use crate::config::{Config, RuleConfig};
@@ -221,7 +219,7 @@ impl Engine {
                 let rule = &self.rules[i];
                 let m = rule.states.get(&watch)?;
                 let saved = m.worth_saving().then(|| m.save(now, wall));
-                Some((store::key(&rule.name, &watch), saved))
+                Some((crate::store::key(&rule.name, &watch), saved))
             })
             .collect()
     }

@@ -1,4 +1,5 @@
-//! Rule state on disk, in `state_dir/state.redb`.
+//! What survives a restart, in `state_dir/state.redb`: rule states and the action
+//! outbox. The store keeps bytes; rules and actions own their formats.
 //!
 //! Why redb rather than an append-only file: what is kept is a small map (one entry per
 //! firing rule and watch) that changes in place, and the action outbox that comes next
@@ -13,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
-use super::state::Saved;
-
 const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rule_state");
+/// Deliveries not yet confirmed, by sequence number (the order they were accepted in).
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 
 #[derive(Debug, thiserror::Error)]
 #[error("state store {path}: {message}")]
@@ -67,8 +68,8 @@ impl Store {
         }
     }
 
-    /// Every saved state. An entry that does not decode is skipped and named.
-    pub fn load(&self) -> Result<Vec<(String, Saved)>, StoreError> {
+    /// Every saved rule state.
+    pub fn rule_states(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = match txn.open_table(RULES) {
             Ok(t) => t,
@@ -78,32 +79,75 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.error(e))? {
             let (k, v) = entry.map_err(|e| self.error(e))?;
-            match serde_json::from_slice::<Saved>(v.value()) {
-                Ok(saved) => out.push((k.value().to_string(), saved)),
-                Err(e) => {
-                    tracing::warn!(key = k.value(), error = %e, "ignoring a rule state that does not decode")
-                }
-            }
+            out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
     }
 
-    /// Writes every change in one durable transaction: `None` removes the entry.
-    pub fn save(&self, changes: &[(String, Option<Saved>)]) -> Result<(), StoreError> {
+    /// Every delivery in the outbox, in the order they were accepted.
+    pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = match txn.open_table(OUTBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.error(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.error(e))? {
+            let (k, v) = entry.map_err(|e| self.error(e))?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes rule state changes (`None` removes) and new deliveries in one transaction,
+    /// on disk (fsync'd) when it returns.
+    pub fn commit(
+        &self,
+        rules: &[(String, Option<Vec<u8>>)],
+        deliveries: &[(u64, Vec<u8>)],
+    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
         txn.set_durability(Durability::Immediate);
         {
             let mut table = txn.open_table(RULES).map_err(|e| self.error(e))?;
-            for (k, v) in changes {
+            for (k, v) in rules {
                 match v {
-                    Some(saved) => {
-                        let bytes = serde_json::to_vec(saved).map_err(|e| self.error(e))?;
+                    Some(bytes) => {
                         table
                             .insert(k.as_str(), bytes.as_slice())
                             .map_err(|e| self.error(e))?;
                     }
                     None => {
                         table.remove(k.as_str()).map_err(|e| self.error(e))?;
+                    }
+                }
+            }
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
+            for (k, v) in deliveries {
+                outbox.insert(*k, v.as_slice()).map_err(|e| self.error(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.error(e))
+    }
+
+    /// Updates deliveries in place (`None` removes one: it was delivered). Not fsync'd on
+    /// its own: a removal lost in a crash means one more delivery, which the receiver can
+    /// recognise by its idempotency key; the next `commit` makes it durable.
+    pub fn settle(&self, changes: &[(u64, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        txn.set_durability(Durability::Eventual);
+        {
+            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
+            for (k, v) in changes {
+                match v {
+                    Some(bytes) => {
+                        outbox
+                            .insert(*k, bytes.as_slice())
+                            .map_err(|e| self.error(e))?;
+                    }
+                    None => {
+                        outbox.remove(*k).map_err(|e| self.error(e))?;
                     }
                 }
             }
@@ -115,33 +159,32 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::state::SavedFiring;
-    use std::time::{Duration, SystemTime};
 
     #[test]
     fn what_is_saved_is_loaded_by_the_next_process_and_removals_stick() {
         let dir = tempfile::tempdir().unwrap();
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let saved = Saved {
-            firing: Some(SavedFiring {
-                since: t,
-                last_sent: t,
-                count: 3,
-            }),
-            last_fired: Some(t),
-        };
         {
             let store = Store::open(&dir.path().join("state")).unwrap();
             store
-                .save(&[
-                    (key("a", "w"), Some(saved.clone())),
-                    (key("b", "w"), Some(saved.clone())),
-                ])
+                .commit(
+                    &[
+                        (key("a", "w"), Some(b"A".to_vec())),
+                        (key("b", "w"), Some(b"B".to_vec())),
+                    ],
+                    &[(1, b"one".to_vec()), (2, b"two".to_vec())],
+                )
                 .unwrap();
-            store.save(&[(key("b", "w"), None)]).unwrap();
+            store.commit(&[(key("b", "w"), None)], &[]).unwrap();
+            store
+                .settle(&[(1, None), (2, Some(b"TWO".to_vec()))])
+                .unwrap();
         }
         let store = Store::open(&dir.path().join("state")).unwrap();
-        assert_eq!(store.load().unwrap(), vec![(key("a", "w"), saved)]);
+        assert_eq!(
+            store.rule_states().unwrap(),
+            vec![(key("a", "w"), b"A".to_vec())]
+        );
+        assert_eq!(store.outbox().unwrap(), vec![(2, b"TWO".to_vec())]);
     }
 
     #[test]
