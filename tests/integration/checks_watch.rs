@@ -28,6 +28,7 @@ fn command_config(command: &str, timeout: &str, when: &str, record: &str) -> Str
         "checks/command.toml",
         &[
             ("@COMMAND@", command),
+            ("@EVERY@", "200ms"),
             ("@TIMEOUT@", timeout),
             ("@WHEN@", when),
             ("@RECORD@", record),
@@ -68,15 +69,18 @@ fn a_command_that_times_out_leaves_no_process_behind() {
     let sleep = sleep.to_string_lossy().into_owned();
     // A child in the background and one in the foreground, both past the timeout.
     let command = format!(r#"["/bin/sh", "-c", "{sleep} 60 & {sleep} 60"]"#);
-    let h = start_in(
-        dir,
-        &command_config(
-            &command,
-            "300ms",
-            r#"status == "critical""#,
-            "{{ event.exit_code }} {{ event.error }}",
-        ),
+    // Runs 2 s apart: between them, nothing of the command may be left.
+    let config = fixture(
+        "checks/command.toml",
+        &[
+            ("@COMMAND@", &command),
+            ("@EVERY@", "2s"),
+            ("@TIMEOUT@", "300ms"),
+            ("@WHEN@", r#"status == "critical""#),
+            ("@RECORD@", "{{ event.exit_code }} {{ event.error }}"),
+        ],
     );
+    let h = start_in(dir, &config);
     let got = h.wait_lines(1);
     assert_eq!(
         got[0],

@@ -44,6 +44,8 @@ struct Shared {
     stop: AtomicBool,
     /// The last request as received: head and body.
     last_request: Mutex<Vec<u8>>,
+    /// Every request, in the order they came, with the status each got.
+    requests: Mutex<Vec<(u16, Vec<u8>)>>,
 }
 
 pub struct Server {
@@ -122,6 +124,17 @@ impl Server {
         String::from_utf8_lossy(&self.shared.last_request.lock().unwrap()).into_owned()
     }
 
+    /// Every request so far: the status it got, and the request (head and body) as text.
+    pub fn requests(&self) -> Vec<(u16, String)> {
+        self.shared
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(st, r)| (*st, String::from_utf8_lossy(r).into_owned()))
+            .collect()
+    }
+
     pub fn max_in_flight(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
@@ -186,7 +199,7 @@ fn answer(conn: &mut (impl Read + Write), s: &Shared) {
         }
     }
     let path = text.split(' ').nth(1).unwrap_or("/").to_string();
-    *s.last_request.lock().unwrap() = head;
+    *s.last_request.lock().unwrap() = head.clone();
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let mut reply = s.reply.lock().unwrap().clone();
@@ -194,7 +207,11 @@ fn answer(conn: &mut (impl Read + Write), s: &Shared) {
         reply.status = st;
     }
     std::thread::sleep(reply.delay);
+    s.requests.lock().unwrap().push((reply.status, head));
     let mut location = String::new();
+    if reply.status == 429 {
+        location.push_str("Retry-After: 1\r\n");
+    }
     if let Some(to) = reply.redirect_to {
         if path != to {
             reply.status = 302;

@@ -11,3 +11,4 @@ mod shell_action;
 mod state_rules;
 mod util;
 mod validate;
+mod webhook;

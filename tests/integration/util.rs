@@ -165,6 +165,17 @@ impl Hark {
         self.log = log;
     }
 
+    /// SIGKILL (nothing is flushed or finished), then starts it again on the same config
+    /// and state.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let file = self.dir.path().join("hark.toml");
+        let (child, log) = spawn_ready(self.dir.path(), &file);
+        self.child = child;
+        self.log = log;
+    }
+
     /// SIGTERM, then the exit code (bounded wait).
     pub fn stop(&mut self) -> Option<i32> {
         if let Ok(Some(status)) = self.child.try_wait() {
