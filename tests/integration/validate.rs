@@ -267,3 +267,26 @@ fn process_tcp_and_command_errors_point_at_each_bad_value() {
     assert_error_at("bad_checks.toml", 20, 11, "`command` is empty");
     assert_error_at("bad_checks.toml", 21, 9, "`every` must be longer than zero");
 }
+
+#[test]
+fn webhook_errors_name_the_secret_reference_never_a_value() {
+    assert_error_at(
+        "bad_webhook.toml",
+        3,
+        7,
+        "`${env:HARK_TEST_SURELY_UNSET_VARIABLE}` does not resolve",
+    );
+    assert_error_at(
+        "bad_webhook.toml",
+        4,
+        29,
+        "`${file:/nonexistent/hark/token}` does not resolve",
+    );
+    assert_error_at(
+        "bad_webhook.toml",
+        6,
+        8,
+        "give either `json` or `body`, not both",
+    );
+    assert_error_at("bad_webhook.toml", 7, 9, "`retry` is the most attempts");
+}
