@@ -99,7 +99,7 @@ def start_hark(hark, tmp, port, webhook):
 def subprocess_popen(hark, cfg, log):
     import subprocess
     return subprocess.Popen([hark, "run", "-c", cfg], stdout=log, stderr=log,
-                            env={**os.environ, "RUST_LOG": "warn", "NO_COLOR": "1"})
+                            env={**os.environ, "RUST_LOG": "warn,hark::daemon=info", "NO_COLOR": "1"})
 
 
 def create_files(watched, n, prefix):
