@@ -25,12 +25,13 @@ import sys
 import tempfile
 import time
 
+from loopback import serve
 from procstat import cpu_seconds, status_kib, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def serve(port_queue, hits):
+def receiver(port_queue, hits):
     """A minimal HTTP/1.1 keep-alive server answering 200 "ok" to every request."""
 
     async def handle(reader, writer):
@@ -48,13 +49,7 @@ def serve(port_queue, hits):
         finally:
             writer.close()
 
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
-        port_queue.put(server.sockets[0].getsockname()[1])
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
+    serve(handle, port_queue)
 
 
 def one_run(args, tmp, port, hits):
@@ -112,7 +107,7 @@ def main():
 
     ports = multiprocessing.Queue()
     hits = multiprocessing.Value("q", 0)
-    server = multiprocessing.Process(target=serve, args=(ports, hits), daemon=True)
+    server = multiprocessing.Process(target=receiver, args=(ports, hits), daemon=True)
     server.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:

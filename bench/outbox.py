@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 
+from loopback import serve
 from procstat import cpu_seconds, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,13 +61,7 @@ def receiver(port_queue, up, delivered):
         finally:
             writer.close()
 
-    async def main():
-        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
-        port_queue.put(server.sockets[0].getsockname()[1])
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(main())
+    serve(handle, port_queue)
 
 
 def start_hark(hark, tmp, port, webhook):
