@@ -20,21 +20,9 @@ import sys
 import tempfile
 import time
 
-from procstat import cpu_seconds, status_kib, stop
+from procstat import cpu_seconds, start_hark, status_kib, stop, wait_running
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def wait_ready(proc, log_path, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        with open(log_path, "rb") as f:
-            if b"hark is running" in f.read():
-                return
-        if proc.poll() is not None:
-            raise SystemExit("hark exited early:\n" + open(log_path).read())
-        time.sleep(0.01)
-    raise SystemExit("hark did not start")
 
 
 def latency(hark, trials, tmp):
@@ -43,9 +31,7 @@ def latency(hark, trials, tmp):
     watched = os.path.join(tmp, "watched")
     os.mkdir(watched)
     stamps = os.path.join(tmp, "stamps")
-    cfg = os.path.join(tmp, "hark.toml")
-    with open(cfg, "w") as f:
-        f.write(f"""
+    cfg = f"""
 [watch.w]
 type = "file"
 paths = ["{watched}"]
@@ -60,12 +46,10 @@ trigger_limit = "off"
 [action.stamp]
 type = "shell"
 command = ["{stamp}", "{stamps}"]
-""")
-    log = os.path.join(tmp, "latency.log")
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen([hark, "run", "-c", cfg], stderr=logf, env={"RUST_LOG": "warn", "PATH": os.environ["PATH"]})
+"""
+    # A state directory of its own in tmp, and the first trial only once the watch is armed.
+    proc, log = start_hark(hark, cfg, tmp, rust_log="warn,hark::daemon=info")
     try:
-        time.sleep(0.2)
         deltas = []
         for i in range(trials):
             before = len(open(stamps).read().split()) if os.path.exists(stamps) else 0
@@ -86,6 +70,7 @@ command = ["{stamp}", "{stamps}"]
         return deltas
     finally:
         stop(proc)
+        log.close()
 
 
 def idle(hark, seconds, tmp):
@@ -94,7 +79,7 @@ def idle(hark, seconds, tmp):
         proc = subprocess.Popen([hark, "run", "-c", os.path.join(ROOT, "rules")], stderr=logf,
                                 env={"RUST_LOG": "info", "PATH": os.environ["PATH"]})
     try:
-        wait_ready(proc, log)
+        wait_running(proc, log)
         time.sleep(1)
         c0 = cpu_seconds(proc.pid)
         time.sleep(seconds)

@@ -1,10 +1,27 @@
-"""The benchmark scripts' receivers: an asyncio server on 127.0.0.1 whose port is put on
-a queue, run in a child process until it is stopped."""
+"""The benchmark scripts' receivers: a keep-alive HTTP/1.1 server on 127.0.0.1, on a free
+port put on a queue, run in a child process until it is stopped."""
 import asyncio
 
 
-def serve(handle, port_queue):
-    """Serves connections with `handle(reader, writer)` on 127.0.0.1, on a free port."""
+def serve_http(respond, port_queue):
+    """Answers each request with `respond(head, body)`, the whole response as bytes."""
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        length = int(v)
+                body = await reader.readexactly(length) if length else b""
+                writer.write(respond(head, body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
     async def main():
         server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
@@ -13,3 +30,12 @@ def serve(handle, port_queue):
             await server.serve_forever()
 
     asyncio.run(main())
+
+
+def header(head, name):
+    """A request header's value, or b"" (`name` in lower case, as bytes)."""
+    for line in head.split(b"\r\n"):
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == name:
+            return v.strip()
+    return b""

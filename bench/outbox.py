@@ -17,7 +17,6 @@ Every process it starts is stopped by its pid when it ends, also on Ctrl-C; all 
 goes to 127.0.0.1.
 """
 import argparse
-import asyncio
 import multiprocessing
 import os
 import signal
@@ -25,76 +24,41 @@ import sys
 import tempfile
 import time
 
-from loopback import serve
-from procstat import cpu_seconds, stop
+from loopback import header, serve_http
+from procstat import cpu_seconds, start_hark, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def receiver(port_queue, up, delivered):
+    """503 while down; once up, 200, counting distinct idempotency keys."""
     keys = set()
 
-    async def handle(reader, writer):
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length, key = 0, b""
-                for line in head.split(b"\r\n"):
-                    k, _, v = line.partition(b":")
-                    if k.lower() == b"content-length":
-                        length = int(v)
-                    elif k.lower() == b"idempotency-key":
-                        key = v.strip()
-                if length:
-                    await reader.readexactly(length)
-                if up.value:
-                    if key not in keys:
-                        keys.add(key)
-                        with delivered.get_lock():
-                            delivered.value += 1
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-                else:
-                    writer.write(b"HTTP/1.1 503 Down\r\nContent-Length: 0\r\n\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    def respond(head, body):
+        if not up.value:
+            return b"HTTP/1.1 503 Down\r\nContent-Length: 0\r\n\r\n"
+        key = header(head, b"idempotency-key")
+        if key not in keys:
+            keys.add(key)
+            with delivered.get_lock():
+                delivered.value += 1
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
-    serve(handle, port_queue)
+    serve_http(respond, port_queue)
 
 
-def start_hark(hark, tmp, port, webhook):
+def start_with(hark, tmp, port, webhook):
+    """hark with a file watch whose creates fire a rule: with a webhook to the receiver,
+    or with no action at all."""
     watched = os.path.join(tmp, "in")
     os.makedirs(watched, exist_ok=True)
-    cfg = os.path.join(tmp, "hark.toml")
     action = (f'[action.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:{port}/hook"\n'
-              'json = { path = "{{ event.path }}" }\n') if webhook else \
-             '[action.hook]\ntype = "shell"\ncommand = ["true"]\n'
+              'json = { path = "{{ event.path }}" }\n') if webhook else ""
     then = '["hook"]' if webhook else "[]"
-    with open(cfg, "w") as f:
-        f.write(f'[daemon]\nstate_dir = "{tmp}/state"\n\n'
-                f'[watch.w]\ntype = "file"\npaths = ["{watched}"]\nevents = ["create"]\ndebounce = "0ms"\n\n'
-                f'[rule.r]\nwatch = "w"\nthen = {then}\ntrigger_limit = "off"\n\n{action}')
-    os.chmod(cfg, 0o644)
-    log_path = os.path.join(tmp, "hark.log")
-    log = open(log_path, "wb")
-    proc = subprocess_popen(hark, cfg, log)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        with open(log_path, "rb") as f:
-            if b"hark is running" in f.read():
-                return proc, log, watched
-        if proc.poll() is not None:
-            raise SystemExit("hark exited:\n" + open(log_path).read())
-        time.sleep(0.02)
-    raise SystemExit("hark did not start")
-
-
-def subprocess_popen(hark, cfg, log):
-    import subprocess
-    return subprocess.Popen([hark, "run", "-c", cfg], stdout=log, stderr=log,
-                            env={**os.environ, "RUST_LOG": "warn,hark::daemon=info", "NO_COLOR": "1"})
+    cfg = (f'[watch.w]\ntype = "file"\npaths = ["{watched}"]\nevents = ["create"]\ndebounce = "0ms"\n\n'
+           f'[rule.r]\nwatch = "w"\nthen = {then}\ntrigger_limit = "off"\n\n{action}')
+    proc, log = start_hark(hark, cfg, tmp, rust_log="warn,hark::daemon=info")
+    return proc, log, watched
 
 
 def create_files(watched, n, prefix):
@@ -122,7 +86,7 @@ def main():
     try:
         port = ports.get(timeout=10)
         with tempfile.TemporaryDirectory(prefix="hark-bench-") as tmp:
-            proc, log, watched = start_hark(args.hark, tmp, port, True)
+            proc, log, watched = start_with(args.hark, tmp, port, True)
             try:
                 t_start = time.monotonic()
                 create_files(watched, args.firings, "f")
@@ -141,7 +105,7 @@ def main():
         for webhook in (False, True):
             with tempfile.TemporaryDirectory(prefix="hark-bench-") as tmp:
                 before = delivered.value
-                proc, log, watched = start_hark(args.hark, tmp, port, webhook)
+                proc, log, watched = start_with(args.hark, tmp, port, webhook)
                 try:
                     c0 = cpu_seconds(proc.pid)
                     create_files(watched, args.firings, "g")

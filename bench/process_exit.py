@@ -28,29 +28,9 @@ import sys
 import tempfile
 import time
 
-from procstat import cpu_seconds, cpu_seconds_fine, stop
+from procstat import cpu_seconds, cpu_seconds_fine, start_hark, stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def start_hark(hark, cfg_text, tmp):
-    cfg = os.path.join(tmp, "hark.toml")
-    with open(cfg, "w") as f:
-        f.write(f'[daemon]\nstate_dir = "{tmp}/state"\n\n' + cfg_text)
-    os.chmod(cfg, 0o644)
-    log_path = os.path.join(tmp, "hark.log")
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([hark, "run", "-c", cfg], stdout=log, stderr=log,
-                            env={**os.environ, "RUST_LOG": "info", "NO_COLOR": "1"})
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("hark exited:\n" + open(log_path).read())
-        with open(log_path, "rb") as f:
-            if b"hark is running" in f.read():
-                return proc, log
-        time.sleep(0.02)
-    raise SystemExit("hark did not start")
 
 
 def read_stamps(path):

@@ -1,8 +1,10 @@
-"""What the benchmark scripts share: reading a process's CPU time and memory from /proc,
-and stopping a process they started, by its pid."""
+"""What the benchmark scripts share: starting hark on a config in a temp dir and waiting
+until it runs, reading a process's CPU time and memory from /proc, and stopping a process
+they started, by its pid."""
 import os
 import signal
 import subprocess
+import time
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -49,3 +51,31 @@ def cpu_seconds_fine(pid):
         except (FileNotFoundError, ProcessLookupError):
             pass
     return total / 1e9, tids
+
+
+def wait_running(proc, log_path, timeout=20.0):
+    """Waits until hark logged `hark is running` (its watches are armed)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(log_path, "rb") as f:
+            if b"hark is running" in f.read():
+                return
+        if proc.poll() is not None:
+            raise SystemExit("hark exited early:\n" + open(log_path).read())
+        time.sleep(0.01)
+    raise SystemExit("hark did not start")
+
+
+def start_hark(hark, cfg_text, tmp, rust_log="info"):
+    """Writes `cfg_text` (with a state directory in `tmp`) and runs hark on it; returns the
+    process and its open log once it runs. `rust_log` must let `hark is running` through."""
+    cfg = os.path.join(tmp, "hark.toml")
+    with open(cfg, "w") as f:
+        f.write(f'[daemon]\nstate_dir = "{tmp}/state"\n\n' + cfg_text)
+    os.chmod(cfg, 0o644)
+    log_path = os.path.join(tmp, "hark.log")
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([hark, "run", "-c", cfg], stdout=log, stderr=log,
+                            env={**os.environ, "RUST_LOG": rust_log, "NO_COLOR": "1"})
+    wait_running(proc, log_path)
+    return proc, log

@@ -70,24 +70,22 @@ impl Store {
 
     /// Every saved rule state.
     pub fn rule_states(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = match txn.open_table(RULES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.error(e)),
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| self.error(e))? {
-            let (k, v) = entry.map_err(|e| self.error(e))?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.read_all(RULES, str::to_string)
     }
 
     /// Every delivery in the outbox, in the order they were accepted.
     pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.read_all(OUTBOX, |k| k)
+    }
+
+    /// Every entry of a table, in key order (none when the table was never written).
+    fn read_all<K: redb::Key + 'static, T>(
+        &self,
+        def: TableDefinition<K, &'static [u8]>,
+        key: impl for<'a> Fn(K::SelfType<'a>) -> T,
+    ) -> Result<Vec<(T, Vec<u8>)>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = match txn.open_table(OUTBOX) {
+        let table = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(self.error(e)),
@@ -95,7 +93,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.error(e))? {
             let (k, v) = entry.map_err(|e| self.error(e))?;
-            out.push((k.value(), v.value().to_vec()));
+            out.push((key(k.value()), v.value().to_vec()));
         }
         Ok(out)
     }

@@ -174,15 +174,7 @@ fn parse_shell(
             return None;
         }
     };
-    let timeout = match &raw.timeout {
-        Some(t) => values::duration(ctx, t).unwrap_or(DEFAULT_SHELL_TIMEOUT),
-        None => DEFAULT_SHELL_TIMEOUT,
-    };
-    if timeout.is_zero() {
-        if let Some(t) = &raw.timeout {
-            ctx.error(t.span(), "timeout must be more than zero");
-        }
-    }
+    let timeout = values::positive_duration(ctx, &raw.timeout, "timeout", DEFAULT_SHELL_TIMEOUT);
     let (user, group, cwd) = run_as(ctx, &raw.user, &raw.group, &raw.cwd);
     let mut env = BTreeMap::new();
     for (k, v) in &raw.env {

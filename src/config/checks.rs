@@ -72,24 +72,6 @@ pub const DEFAULT_TCP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_COMMAND_EVERY: Duration = Duration::from_secs(60);
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `every`, which must be longer than zero.
-pub(crate) fn interval(
-    ctx: &mut Ctx,
-    value: &Option<Spanned<String>>,
-    key: &str,
-    default: Duration,
-) -> Duration {
-    let Some(v) = value else { return default };
-    match values::duration(ctx, v) {
-        Some(d) if d.is_zero() => {
-            ctx.error(v.span(), format!("`{key}` must be longer than zero"));
-            default
-        }
-        Some(d) => d,
-        None => default,
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProcess {
@@ -155,7 +137,7 @@ pub(crate) fn parse_process(
             .join(p.get_ref());
         super::watch::normalize(&joined)
     });
-    let every = interval(ctx, &raw.every, "every", DEFAULT_PROCESS_EVERY);
+    let every = values::positive_duration(ctx, &raw.every, "every", DEFAULT_PROCESS_EVERY);
     if ctx.errors.len() != before {
         return None;
     }
@@ -191,7 +173,7 @@ pub(crate) fn parse_system(
 ) -> Option<SystemWatch> {
     let raw: RawSystem = deserialize_table(ctx, table, span)?;
     let before = ctx.errors.len();
-    let every = interval(ctx, &raw.every, "every", DEFAULT_SYSTEM_EVERY);
+    let every = values::positive_duration(ctx, &raw.every, "every", DEFAULT_SYSTEM_EVERY);
     let mounts = raw.mounts.as_ref().map(|list| {
         let mut b = GlobSetBuilder::new();
         for m in list {
@@ -239,8 +221,8 @@ pub(crate) fn parse_tcp(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -
             format!("invalid address {address:?}: write it as \"host:port\" (\"127.0.0.1:5432\", \"[::1]:22\", \"db.internal:5432\")"),
         );
     }
-    let every = interval(ctx, &raw.every, "every", DEFAULT_TCP_EVERY);
-    let timeout = interval(ctx, &raw.timeout, "timeout", DEFAULT_TCP_TIMEOUT);
+    let every = values::positive_duration(ctx, &raw.every, "every", DEFAULT_TCP_EVERY);
+    let timeout = values::positive_duration(ctx, &raw.timeout, "timeout", DEFAULT_TCP_TIMEOUT);
     if ctx.errors.len() != before {
         return None;
     }
@@ -277,8 +259,8 @@ pub(crate) fn parse_command(
             "`command` is empty: give the program and its arguments",
         );
     }
-    let every = interval(ctx, &raw.every, "every", DEFAULT_COMMAND_EVERY);
-    let timeout = interval(ctx, &raw.timeout, "timeout", DEFAULT_COMMAND_TIMEOUT);
+    let every = values::positive_duration(ctx, &raw.every, "every", DEFAULT_COMMAND_EVERY);
+    let timeout = values::positive_duration(ctx, &raw.timeout, "timeout", DEFAULT_COMMAND_TIMEOUT);
     let (user, group, cwd) = run_as(ctx, &raw.user, &raw.group, &raw.cwd);
     let mut env = BTreeMap::new();
     for (k, v) in &raw.env {

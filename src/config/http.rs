@@ -78,8 +78,8 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
         None => Vec::new(),
         Some(t) => parse_headers(ctx, t),
     };
-    let every = positive_duration(ctx, &raw.every, "every").unwrap_or(DEFAULT_EVERY);
-    let timeout = positive_duration(ctx, &raw.timeout, "timeout").unwrap_or(DEFAULT_TIMEOUT);
+    let every = values::positive_duration(ctx, &raw.every, "every", DEFAULT_EVERY);
+    let timeout = values::positive_duration(ctx, &raw.timeout, "timeout", DEFAULT_TIMEOUT);
     let follow_redirects = match raw.follow_redirects.as_ref() {
         None => 0,
         Some(r) => match r.get_ref() {
@@ -178,18 +178,4 @@ fn parse_headers(
         }
     }
     out
-}
-
-fn positive_duration(
-    ctx: &mut Ctx,
-    value: &Option<Spanned<String>>,
-    key: &str,
-) -> Option<Duration> {
-    let v = value.as_ref()?;
-    let d = values::duration(ctx, v)?;
-    if d.is_zero() {
-        ctx.error(v.span(), format!("`{key}` must be longer than zero"));
-        return None;
-    }
-    Some(d)
 }

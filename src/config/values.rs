@@ -69,6 +69,25 @@ pub fn duration(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Duration> {
     }
 }
 
+/// A duration that must be longer than zero (an interval, a timeout); `default` when it
+/// is not given or not valid (its error is reported).
+pub fn positive_duration(
+    ctx: &mut Ctx,
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+) -> Duration {
+    let Some(v) = value else { return default };
+    match duration(ctx, v) {
+        Some(d) if d.is_zero() => {
+            ctx.error(v.span(), format!("`{key}` must be longer than zero"));
+            default
+        }
+        Some(d) => d,
+        None => default,
+    }
+}
+
 pub fn optional_duration(ctx: &mut Ctx, value: &Option<Spanned<String>>) -> Option<Duration> {
     value.as_ref().and_then(|v| duration(ctx, v))
 }

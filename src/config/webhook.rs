@@ -82,16 +82,7 @@ pub(crate) fn parse(
         }
     };
     let headers = headers_value.map(|h| headers(ctx, h)).unwrap_or_default();
-    let timeout = match values::optional_duration(ctx, &raw.timeout) {
-        Some(d) if d.is_zero() => {
-            if let Some(t) = &raw.timeout {
-                ctx.error(t.span(), "`timeout` must be longer than zero");
-            }
-            DEFAULT_WEBHOOK_TIMEOUT
-        }
-        Some(d) => d,
-        None => DEFAULT_WEBHOOK_TIMEOUT,
-    };
+    let timeout = values::positive_duration(ctx, &raw.timeout, "timeout", DEFAULT_WEBHOOK_TIMEOUT);
     let retry = match &raw.retry {
         None => None,
         Some(r) => match u32::try_from(*r.get_ref()) {

@@ -29,7 +29,7 @@ impl PeriodicHandle {
 /// Spawns the watch's loop on the current runtime. `check` gets a token that is
 /// cancelled when the watch stops, for checks that must clean up (a command's process
 /// group).
-pub fn spawn<F, Fut>(
+fn spawn<F, Fut>(
     name: Arc<str>,
     host: Arc<str>,
     source: &'static str,

@@ -281,23 +281,20 @@ impl Monitor {
     /// One pass: new and gone processes of every watch, and the samples that are due.
     async fn pass(&self, mut cache: Cache, exit_tx: &mpsc::UnboundedSender<Exit>) -> Cache {
         let now = Instant::now();
-        let (ids, configs, due, followed) = {
+        let (ids, configs) = self.configs();
+        let (due, followed) = {
             let reg = self.lock();
-            let ids: Vec<u64> = reg.watches.keys().copied().collect();
-            let configs: Vec<_> = ids
-                .iter()
-                .map(|id| Arc::clone(&reg.watches[id].config))
-                .collect();
+            // A watch stopped since `configs` is not due; `apply` skips it below.
             let due: Vec<bool> = ids
                 .iter()
-                .map(|id| now >= reg.watches[id].next_sample)
+                .map(|id| reg.watches.get(id).is_some_and(|w| now >= w.next_sample))
                 .collect();
             let followed: HashSet<i32> = reg
                 .watches
                 .values()
                 .flat_map(|w| w.members.keys().copied())
                 .collect();
-            (ids, configs, due, followed)
+            (due, followed)
         };
         let due_now = due.clone();
         let Ok((back, pass)) = tokio::task::spawn_blocking(move || {
