@@ -62,7 +62,9 @@ pub struct Outbox {
 
 struct Shared {
     actions: HashMap<String, Arc<ActionConfig>>,
-    client: Client,
+    /// Built at the first delivery: loading the TLS roots costs memory a daemon without
+    /// webhooks should not pay.
+    client: std::sync::OnceLock<Client>,
     store: Arc<Store>,
     stop: CancellationToken,
 }
@@ -73,16 +75,11 @@ impl Outbox {
         store: Arc<Store>,
         stop: CancellationToken,
     ) -> Outbox {
-        let client = Client::builder()
-            .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .build()
-            .unwrap_or_default();
         Outbox {
             lanes: HashMap::new(),
             shared: Arc::new(Shared {
                 actions,
-                client,
+                client: std::sync::OnceLock::new(),
                 store,
                 stop,
             }),
@@ -133,7 +130,14 @@ async fn deliver(shared: &Shared, seq: u64, mut d: Delivery) {
     };
     loop {
         d.attempts += 1;
-        let outcome = attempt(&shared.client, &webhook, &d).await;
+        let client = shared.client.get_or_init(|| {
+            Client::builder()
+                .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")))
+                .no_proxy()
+                .build()
+                .unwrap_or_default()
+        });
+        let outcome = attempt(client, &webhook, &d).await;
         match outcome {
             Outcome::Delivered => {
                 tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
