@@ -9,7 +9,7 @@ use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::action::outbox::{Delivery, Outbox};
+use crate::action::outbox::{self, Delivery, Outbox};
 use crate::action::Dispatcher;
 use crate::config::Config;
 use crate::event::Event;
@@ -73,9 +73,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             "forgetting the saved states of rules no longer configured"
         );
         let removals: Vec<_> = stale.into_iter().map(|k| (k, None)).collect();
-        blocking(&store, move |s| s.commit(&removals, &[])).await?;
+        blocking(&store, move |s| s.commit(&removals, &[], &[])).await?;
     }
     let pending = blocking(&store, |s| s.outbox()).await?;
+    let stored_alerts = blocking(&store, |s| s.alerts()).await?;
 
     let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let shared = watch::Shared::for_watches(config.watches.values())?;
@@ -98,12 +99,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let dispatcher = Dispatcher::new(&config);
     let outbox_stop = CancellationToken::new();
-    let mut outbox = Outbox::new(
+    let outbox = Outbox::new(
         dispatcher.actions(),
         Arc::clone(&store),
         outbox_stop.clone(),
     );
-    let mut next_seq = resume(&mut outbox, pending);
+    let stale = outbox.restore_alerts(stored_alerts, &engine.firing_keys());
+    if !stale.is_empty() {
+        tracing::info!(
+            count = stale.len(),
+            "no longer posting alerts whose rule stopped firing or whose action changed while hark was stopped; Alertmanager resolves them at their endsAt"
+        );
+        let removals: Vec<_> = stale.into_iter().map(|k| (k, None)).collect();
+        blocking(&store, move |s| s.commit(&[], &[], &removals)).await?;
+    }
+    let mut next_seq = resume(&outbox, pending);
+    outbox.start_resending();
     let status = |engine: &Engine| {
         format!(
             "{} watches, {} rules, {} firing",
@@ -152,8 +163,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         if !changes.is_empty() || !deliveries.is_empty() {
             let rows: Vec<(u64, Vec<u8>)> =
                 deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
+            let alerts = outbox::alert_changes(&deliveries);
             let state_changed = !changes.is_empty();
-            if let Err(e) = blocking(&store, move |s| s.commit(&changes, &rows)).await {
+            if let Err(e) = blocking(&store, move |s| s.commit(&changes, &rows, &alerts)).await {
                 // Deliveries are still attempted: losing an alert is worse than repeating
                 // one; but they will not survive a restart.
                 tracing::error!(error = %e, deliveries = deliveries.len(), "cannot write to the state store: these firings are not saved, and their deliveries would not survive a restart");
@@ -183,7 +195,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// Hands the deliveries a previous run left to the outbox; returns the next sequence
 /// number. Failed deliveries stay where they are, visible, and are not retried.
-fn resume(outbox: &mut Outbox, pending: Vec<(u64, Vec<u8>)>) -> u64 {
+fn resume(outbox: &Outbox, pending: Vec<(u64, Vec<u8>)>) -> u64 {
     let next = pending.iter().map(|(k, _)| k + 1).max().unwrap_or(1);
     let (mut resumed, mut failed) = (0, 0);
     for (seq, bytes) in pending {

@@ -248,7 +248,7 @@ pub async fn execute(config: &Config, firings: Vec<Firing>) {
         let webhooks = dispatcher.dispatch(f);
         if !webhooks.is_empty() {
             println!(
-                "webhooks are not sent by `hark test --execute` ({} skipped)",
+                "webhook and Alertmanager deliveries are not sent by `hark test --execute` ({} skipped)",
                 webhooks.len()
             );
         }

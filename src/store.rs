@@ -17,6 +17,9 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rule_state");
 /// Deliveries not yet confirmed, by sequence number (the order they were accepted in).
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Alerts posted to Alertmanager as firing and not yet resolved, re-posted while they
+/// fire, by `action/rule/watch`.
+const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 
 #[derive(Debug, thiserror::Error)]
 #[error("state store {path}: {message}")]
@@ -78,6 +81,11 @@ impl Store {
         self.read_all(OUTBOX, |k| k)
     }
 
+    /// Every firing Alertmanager alert.
+    pub fn alerts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read_all(ALERTS, str::to_string)
+    }
+
     /// Every entry of a table, in key order (none when the table was never written).
     fn read_all<K: redb::Key + 'static, T>(
         &self,
@@ -98,35 +106,51 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes rule state changes (`None` removes) and new deliveries in one transaction,
-    /// on disk (fsync'd) when it returns.
+    /// Writes rule state changes and firing-alert changes (`None` removes) and new
+    /// deliveries in one transaction, on disk (fsync'd) when it returns.
     pub fn commit(
         &self,
         rules: &[(String, Option<Vec<u8>>)],
         deliveries: &[(u64, Vec<u8>)],
+        alerts: &[(String, Option<Vec<u8>>)],
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
         txn.set_durability(Durability::Immediate);
+        self.apply(&txn, RULES, rules)?;
+        self.apply(&txn, ALERTS, alerts)?;
         {
-            let mut table = txn.open_table(RULES).map_err(|e| self.error(e))?;
-            for (k, v) in rules {
-                match v {
-                    Some(bytes) => {
-                        table
-                            .insert(k.as_str(), bytes.as_slice())
-                            .map_err(|e| self.error(e))?;
-                    }
-                    None => {
-                        table.remove(k.as_str()).map_err(|e| self.error(e))?;
-                    }
-                }
-            }
             let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
             for (k, v) in deliveries {
                 outbox.insert(*k, v.as_slice()).map_err(|e| self.error(e))?;
             }
         }
         txn.commit().map_err(|e| self.error(e))
+    }
+
+    /// Inserts or (for `None`) removes entries of a table keyed by name.
+    fn apply(
+        &self,
+        txn: &redb::WriteTransaction,
+        def: TableDefinition<&str, &[u8]>,
+        changes: &[(String, Option<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut table = txn.open_table(def).map_err(|e| self.error(e))?;
+        for (k, v) in changes {
+            match v {
+                Some(bytes) => {
+                    table
+                        .insert(k.as_str(), bytes.as_slice())
+                        .map_err(|e| self.error(e))?;
+                }
+                None => {
+                    table.remove(k.as_str()).map_err(|e| self.error(e))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Updates deliveries in place (`None` removes one: it was delivered). Not fsync'd on
@@ -170,9 +194,10 @@ mod tests {
                         (key("b", "w"), Some(b"B".to_vec())),
                     ],
                     &[(1, b"one".to_vec()), (2, b"two".to_vec())],
+                    &[("am/a/w".into(), Some(b"alert".to_vec()))],
                 )
                 .unwrap();
-            store.commit(&[(key("b", "w"), None)], &[]).unwrap();
+            store.commit(&[(key("b", "w"), None)], &[], &[]).unwrap();
             store
                 .settle(&[(1, None), (2, Some(b"TWO".to_vec()))])
                 .unwrap();
@@ -183,6 +208,10 @@ mod tests {
             vec![(key("a", "w"), b"A".to_vec())]
         );
         assert_eq!(store.outbox().unwrap(), vec![(2, b"TWO".to_vec())]);
+        assert_eq!(
+            store.alerts().unwrap(),
+            vec![("am/a/w".to_string(), b"alert".to_vec())]
+        );
     }
 
     #[test]

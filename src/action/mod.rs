@@ -108,9 +108,41 @@ impl Dispatcher {
                             accepted: std::time::SystemTime::now(),
                             attempts: 0,
                             failed: None,
+                            target: 0,
+                            alert: None,
                         }),
                         Err(e) => {
                             tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its payload failed to render");
+                        }
+                    }
+                }
+                ActionKind::Alertmanager(am) => {
+                    match payload::alert(am, &firing, &ctx, &self.templates) {
+                        Ok(body) => {
+                            let key = outbox::new_key();
+                            // An edge rule's alert ends by itself; only a rule that
+                            // fires until it resolves is posted again.
+                            let alert = (!firing.event.edge).then(|| {
+                                outbox::alert_key(name, &firing.rule, &firing.event.watch)
+                            });
+                            for target in 0..am.endpoints.len() as u32 {
+                                deliveries.push(outbox::Delivery {
+                                    key: key.clone(),
+                                    rule: firing.rule.to_string(),
+                                    action: name.to_string(),
+                                    state: firing.state.as_str().to_string(),
+                                    body: body.clone(),
+                                    content_type: "application/json".into(),
+                                    accepted: std::time::SystemTime::now(),
+                                    attempts: 0,
+                                    failed: None,
+                                    target,
+                                    alert: alert.clone(),
+                                });
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: an annotation failed to render");
                         }
                     }
                 }
@@ -162,6 +194,21 @@ impl Dispatcher {
                         "webhook `{name}`: the payload fails to render: {e}"
                     )),
                 },
+                ActionKind::Alertmanager(am) => {
+                    match payload::alert(am, firing, &ctx, &self.templates) {
+                        Ok(body) => {
+                            let urls: Vec<String> =
+                                am.endpoints.iter().map(ToString::to_string).collect();
+                            out.push(format!(
+                                "alertmanager `{name}`: POST /api/v2/alerts of {} {body}",
+                                urls.join(", ")
+                            ))
+                        }
+                        Err(e) => out.push(format!(
+                            "alertmanager `{name}`: an annotation fails to render: {e}"
+                        )),
+                    }
+                }
             }
         }
         out

@@ -1,24 +1,33 @@
-//! The outbox: webhook deliveries that survive target outages, crashes and restarts.
+//! The outbox: webhook and Alertmanager deliveries that survive target outages, crashes
+//! and restarts.
 //!
 //! A delivery is written to the store (fsync'd, in the same transaction as the rule state
 //! change that caused it) before its first attempt, and removed only after a 2xx.
-//! Deliveries of one rule go in order, one at a time (a resolve never overtakes its
-//! firing); different rules' deliveries go in parallel. Connection errors, timeouts, 5xx
-//! and 429 are retried with exponential backoff and jitter (or after `Retry-After`);
+//! Deliveries to one receiver of one rule go in order, one at a time (a resolve never
+//! overtakes its firing); everything else goes in parallel. Connection errors, timeouts,
+//! 5xx and 429 are retried with exponential backoff and jitter (or after `Retry-After`);
 //! other answers are failed deliveries, logged and kept in the store, not retried. Every
 //! attempt of one delivery carries the same `Idempotency-Key`.
+//!
+//! Alertmanager alerts that fire are also kept (in the store, beside the rule state) and
+//! posted again every `resend`, each post saying the alert ends after four of those: an
+//! Alertmanager that restarted (it keeps alerts in memory) learns them again, and one
+//! that stops hearing from this host resolves them by itself. A re-post is not stored and
+//! not retried (the next one follows), and is skipped while its receiver's lane still
+//! has a delivery of the rule to make.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Client, StatusCode};
+use reqwest::header::{HeaderMap, HeaderName, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Client, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ActionConfig, ActionKind, WebhookAction};
+use crate::config::{ActionConfig, ActionKind, Secret};
 use crate::store::Store;
 
 /// One accepted delivery, as stored.
@@ -36,6 +45,13 @@ pub struct Delivery {
     pub attempts: u32,
     /// Why it was given up, for a failed delivery kept visible.
     pub failed: Option<String>,
+    /// Which of the action's receivers: every member of an Alertmanager cluster gets
+    /// every alert.
+    #[serde(default)]
+    pub target: u32,
+    /// For an Alertmanager alert, the alert (`action/rule/watch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<String>,
 }
 
 impl Delivery {
@@ -44,9 +60,50 @@ impl Delivery {
     }
 }
 
+/// An Alertmanager alert that fires, as stored to be posted again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveAlert {
+    pub action: String,
+    pub rule: String,
+    pub watch: String,
+    /// The alerts array to post, without `endsAt`.
+    pub body: String,
+}
+
+/// The key of an Alertmanager alert. Names cannot contain `/`.
+pub fn alert_key(action: &str, rule: &str, watch: &str) -> String {
+    format!("{action}/{rule}/{watch}")
+}
+
 /// A new idempotency key: 128 random bits, in hex.
 pub fn new_key() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// The changes to the stored firing alerts that deliveries make: a firing alert is kept
+/// (to be posted again), a resolved one removed. The caller commits them with the
+/// deliveries.
+pub fn alert_changes(deliveries: &[(u64, Delivery)]) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut out: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+    for (_, d) in deliveries {
+        let Some(key) = &d.alert else { continue };
+        if d.target != 0 {
+            continue;
+        }
+        let value = (d.state == "firing").then(|| {
+            let watch = key.rsplit('/').next().unwrap_or_default().to_string();
+            serde_json::to_vec(&ActiveAlert {
+                action: d.action.clone(),
+                rule: d.rule.clone(),
+                watch,
+                body: d.body.clone(),
+            })
+            .unwrap_or_default()
+        });
+        out.retain(|(k, _)| k != key);
+        out.push((key.clone(), value));
+    }
+    out
 }
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -54,9 +111,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A `Retry-After` longer than this is taken as this.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
-/// Hands deliveries to per-rule lanes.
+/// Hands deliveries to the lane of their rule and receiver.
 pub struct Outbox {
-    lanes: HashMap<String, mpsc::UnboundedSender<(u64, Delivery)>>,
     shared: Arc<Shared>,
 }
 
@@ -67,6 +123,29 @@ struct Shared {
     client: std::sync::OnceLock<Client>,
     store: Arc<Store>,
     stop: CancellationToken,
+    lanes: Mutex<HashMap<LaneKey, Lane>>,
+    /// Alertmanager alerts firing now, by `action/rule/watch`.
+    active: Mutex<HashMap<String, ActiveAlert>>,
+}
+
+/// Rule, action, receiver.
+type LaneKey = (String, String, u32);
+
+struct Lane {
+    tx: mpsc::UnboundedSender<Job>,
+    /// Jobs sent and not yet finished.
+    queued: Arc<AtomicUsize>,
+}
+
+/// A stored delivery (with its sequence number) or a re-post of a firing alert (none).
+struct Job {
+    seq: Option<u64>,
+    delivery: Delivery,
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Outbox {
@@ -76,35 +155,174 @@ impl Outbox {
         stop: CancellationToken,
     ) -> Outbox {
         Outbox {
-            lanes: HashMap::new(),
             shared: Arc::new(Shared {
                 actions,
                 client: std::sync::OnceLock::new(),
                 store,
                 stop,
+                lanes: Mutex::new(HashMap::new()),
+                active: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Queues a stored delivery behind the earlier ones of its rule.
-    pub fn enqueue(&mut self, seq: u64, d: Delivery) {
-        let lane = self.lanes.entry(d.rule.clone()).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(lane(Arc::clone(&self.shared), rx));
-            tx
-        });
-        let _ = lane.send((seq, d));
+    /// Takes back the firing alerts a previous run stored, those whose rule still fires
+    /// (`firing` holds `rule/watch` keys) with the same Alertmanager action; returns the
+    /// keys of the others, for the caller to remove. Alertmanager resolves those by itself
+    /// when their last `endsAt` passes.
+    pub fn restore_alerts(
+        &self,
+        stored: Vec<(String, Vec<u8>)>,
+        firing: &HashSet<String>,
+    ) -> Vec<String> {
+        let mut stale = Vec::new();
+        let mut active = lock(&self.shared.active);
+        for (key, bytes) in stored {
+            let alert = serde_json::from_slice::<ActiveAlert>(&bytes)
+                .ok()
+                .filter(|a| {
+                    firing.contains(&crate::store::key(&a.rule, &a.watch))
+                        && matches!(
+                            self.shared.actions.get(&a.action).map(|c| &c.kind),
+                            Some(ActionKind::Alertmanager(_))
+                        )
+                });
+            match alert {
+                Some(a) => {
+                    active.insert(key, a);
+                }
+                None => stale.push(key),
+            }
+        }
+        stale
+    }
+
+    /// Queues a stored delivery behind the earlier ones of its rule and receiver.
+    pub fn enqueue(&self, seq: u64, d: Delivery) {
+        if let Some(key) = &d.alert {
+            let mut active = lock(&self.shared.active);
+            if d.state == "firing" {
+                let watch = key.rsplit('/').next().unwrap_or_default().to_string();
+                active.insert(
+                    key.clone(),
+                    ActiveAlert {
+                        action: d.action.clone(),
+                        rule: d.rule.clone(),
+                        watch,
+                        body: d.body.clone(),
+                    },
+                );
+            } else {
+                active.remove(key);
+            }
+        }
+        self.shared.send(
+            Job {
+                seq: Some(seq),
+                delivery: d,
+            },
+            false,
+        );
+    }
+
+    /// Posts every firing alert now (those restored at start), then again every `resend`
+    /// of its action.
+    pub fn start_resending(&self) {
+        self.shared.resend(None);
+        for (name, action) in &self.shared.actions {
+            if let ActionKind::Alertmanager(am) = &action.kind {
+                tokio::spawn(resender(Arc::clone(&self.shared), name.clone(), am.resend));
+            }
+        }
     }
 }
 
-async fn lane(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<(u64, Delivery)>) {
+impl Shared {
+    /// Sends a job to its lane, starting the lane if needed; with `only_if_idle`, only
+    /// when the lane has nothing to do. Whether it was sent.
+    fn send(self: &Arc<Self>, job: Job, only_if_idle: bool) -> bool {
+        let d = &job.delivery;
+        let key = (d.rule.clone(), d.action.clone(), d.target);
+        let mut lanes = lock(&self.lanes);
+        let lane = lanes.entry(key).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let queued = Arc::new(AtomicUsize::new(0));
+            tokio::spawn(lane(Arc::clone(self), rx, Arc::clone(&queued)));
+            Lane { tx, queued }
+        });
+        if only_if_idle && lane.queued.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        lane.queued.fetch_add(1, Ordering::AcqRel);
+        if lane.tx.send(job).is_err() {
+            lane.queued.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Posts the firing alerts (of one action, or all) again, to every receiver whose
+    /// lane is idle.
+    fn resend(self: &Arc<Self>, only: Option<&str>) {
+        let alerts: Vec<ActiveAlert> = lock(&self.active)
+            .values()
+            .filter(|a| only.is_none_or(|o| a.action == o))
+            .cloned()
+            .collect();
+        for a in alerts {
+            let Some(ActionKind::Alertmanager(am)) = self.actions.get(&a.action).map(|c| &c.kind)
+            else {
+                continue;
+            };
+            for target in 0..am.endpoints.len() as u32 {
+                let delivery = Delivery {
+                    key: new_key(),
+                    rule: a.rule.clone(),
+                    action: a.action.clone(),
+                    state: "firing".into(),
+                    body: a.body.clone(),
+                    content_type: "application/json".into(),
+                    accepted: SystemTime::now(),
+                    attempts: 0,
+                    failed: None,
+                    target,
+                    alert: Some(alert_key(&a.action, &a.rule, &a.watch)),
+                };
+                self.send(
+                    Job {
+                        seq: None,
+                        delivery,
+                    },
+                    true,
+                );
+            }
+        }
+    }
+}
+
+async fn resender(shared: Arc<Shared>, action: String, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = tick.tick() => shared.resend(Some(&action)),
+        }
+    }
+}
+
+async fn lane(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>, queued: Arc<AtomicUsize>) {
     loop {
         let next = tokio::select! {
             _ = shared.stop.cancelled() => return,
             n = rx.recv() => n,
         };
-        let Some((seq, d)) = next else { return };
-        deliver(&shared, seq, d).await;
+        let Some(job) = next else { return };
+        match job.seq {
+            Some(seq) => deliver(&shared, seq, job.delivery).await,
+            None => repost(&shared, job.delivery).await,
+        }
+        queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -114,30 +332,65 @@ enum Outcome {
     Failed(String),
 }
 
-async fn deliver(shared: &Shared, seq: u64, mut d: Delivery) {
-    let webhook = match shared.actions.get(&d.action).map(|a| &a.kind) {
-        Some(ActionKind::Webhook(w)) => w.clone(),
-        _ => {
-            give_up(
-                shared,
-                seq,
-                d,
-                "its action is no longer a webhook in the configuration".into(),
-            )
-            .await;
-            return;
-        }
-    };
-    loop {
-        d.attempts += 1;
-        let client = shared.client.get_or_init(|| {
+/// Where and how one action's deliveries to one receiver are sent.
+struct Receiver<'a> {
+    url: &'a Secret,
+    method: Method,
+    headers: &'a [(HeaderName, Secret)],
+    timeout: Duration,
+    retry: Option<u32>,
+    /// For Alertmanager: firing alerts end after this unless posted again.
+    ends_after: Option<Duration>,
+}
+
+fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> {
+    match &action?.kind {
+        ActionKind::Webhook(w) => (target == 0).then_some(Receiver {
+            url: &w.url,
+            method: w.method.clone(),
+            headers: &w.headers,
+            timeout: w.timeout,
+            retry: w.retry,
+            ends_after: None,
+        }),
+        ActionKind::Alertmanager(am) => Some(Receiver {
+            url: am.endpoints.get(target as usize)?,
+            method: Method::POST,
+            headers: &am.headers,
+            timeout: am.timeout,
+            retry: am.retry,
+            ends_after: Some(am.lifetime()),
+        }),
+        ActionKind::Shell(_) => None,
+    }
+}
+
+impl Shared {
+    fn client(&self) -> &Client {
+        self.client.get_or_init(|| {
             Client::builder()
                 .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")))
                 .no_proxy()
                 .build()
                 .unwrap_or_default()
-        });
-        let outcome = attempt(client, &webhook, &d).await;
+        })
+    }
+}
+
+async fn deliver(shared: &Shared, seq: u64, mut d: Delivery) {
+    let Some(to) = receiver(shared.actions.get(&d.action).map(|a| &**a), d.target) else {
+        give_up(
+            shared,
+            seq,
+            d,
+            "its action, or this receiver of it, is no longer in the configuration".into(),
+        )
+        .await;
+        return;
+    };
+    loop {
+        d.attempts += 1;
+        let outcome = attempt(shared.client(), &to, &d).await;
         match outcome {
             Outcome::Delivered => {
                 tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
@@ -149,7 +402,7 @@ async fn deliver(shared: &Shared, seq: u64, mut d: Delivery) {
                 return;
             }
             Outcome::Retry(after, why) => {
-                if webhook.retry.is_some_and(|max| d.attempts >= max) {
+                if to.retry.is_some_and(|max| d.attempts >= max) {
                     let why = format!("{why}; no attempts left (retry = {})", d.attempts);
                     give_up(shared, seq, d, why).await;
                     return;
@@ -165,6 +418,21 @@ async fn deliver(shared: &Shared, seq: u64, mut d: Delivery) {
     }
 }
 
+/// One attempt to post a firing alert again; a failure waits for the next re-post.
+async fn repost(shared: &Shared, d: Delivery) {
+    let Some(to) = receiver(shared.actions.get(&d.action).map(|a| &**a), d.target) else {
+        return;
+    };
+    match attempt(shared.client(), &to, &d).await {
+        Outcome::Delivered => {
+            tracing::debug!(rule = %d.rule, action = %d.action, target = d.target, "firing alert posted again")
+        }
+        Outcome::Retry(_, why) | Outcome::Failed(why) => {
+            tracing::warn!(rule = %d.rule, action = %d.action, target = d.target, error = %why, "posting a firing alert again failed; the next re-post follows")
+        }
+    }
+}
+
 /// Exponential from one second, capped at five minutes, with "equal jitter": half of it
 /// fixed, half random, so many hosts retrying one receiver spread out.
 pub fn backoff(attempts: u32) -> Duration {
@@ -173,14 +441,21 @@ pub fn backoff(attempts: u32) -> Duration {
     capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
 }
 
-async fn attempt(client: &Client, w: &WebhookAction, d: &Delivery) -> Outcome {
+async fn attempt(client: &Client, to: &Receiver<'_>, d: &Delivery) -> Outcome {
+    let body = match to.ends_after {
+        Some(after) if d.state == "firing" => {
+            super::payload::with_ends_at(&d.body, SystemTime::now() + after)
+                .unwrap_or_else(|| d.body.clone())
+        }
+        _ => d.body.clone(),
+    };
     let mut req = client
-        .request(w.method.clone(), w.url.expose())
-        .timeout(w.timeout)
+        .request(to.method.clone(), to.url.expose())
+        .timeout(to.timeout)
         .header("Idempotency-Key", &d.key)
         .header(CONTENT_TYPE, &d.content_type)
-        .body(d.body.clone());
-    for (k, v) in &w.headers {
+        .body(body);
+    for (k, v) in to.headers {
         req = req.header(k, v.expose());
     }
     match req.send().await {
@@ -195,7 +470,7 @@ async fn attempt(client: &Client, w: &WebhookAction, d: &Delivery) -> Outcome {
             None,
             format!(
                 "timed out after {}",
-                crate::event::human_duration(w.timeout)
+                crate::event::human_duration(to.timeout)
             ),
         ),
         Err(e) => Outcome::Retry(None, error_text(&e)),
@@ -306,6 +581,50 @@ mod tests {
             classify(StatusCode::NOT_FOUND, None),
             Outcome::Failed(_)
         ));
+    }
+
+    fn delivery(state: &str, target: u32, alert: Option<&str>) -> Delivery {
+        Delivery {
+            key: new_key(),
+            rule: "r".into(),
+            action: "am".into(),
+            state: state.into(),
+            body: "[{}]".into(),
+            content_type: "application/json".into(),
+            accepted: SystemTime::now(),
+            attempts: 0,
+            failed: None,
+            target,
+            alert: alert.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn firing_alerts_are_kept_once_and_a_resolve_removes_them() {
+        let key = alert_key("am", "r", "w");
+        let firing = vec![
+            (1, delivery("firing", 0, Some(&key))),
+            (2, delivery("firing", 1, Some(&key))),
+            (3, delivery("firing", 0, None)),
+        ];
+        let changes = alert_changes(&firing);
+        assert_eq!(changes.len(), 1, "one per alert, not per receiver");
+        let kept: ActiveAlert = serde_json::from_slice(changes[0].1.as_ref().unwrap()).unwrap();
+        assert_eq!((kept.rule.as_str(), kept.watch.as_str()), ("r", "w"));
+        let mut both = firing;
+        both.push((4, delivery("resolved", 0, Some(&key))));
+        assert_eq!(alert_changes(&both), vec![(key, None)], "the last one wins");
+    }
+
+    #[test]
+    fn ends_at_is_set_only_where_it_is_missing() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(60);
+        let body = r#"[{"labels":{"a":"b"}},{"endsAt":"2026-01-01T00:00:00Z"}]"#;
+        let v: serde_json::Value =
+            serde_json::from_str(&super::super::payload::with_ends_at(body, t).unwrap()).unwrap();
+        assert_eq!(v[0]["endsAt"], "1970-01-01T00:01:00.000Z");
+        assert_eq!(v[1]["endsAt"], "2026-01-01T00:00:00Z");
+        assert_eq!(super::super::payload::with_ends_at("not json", t), None);
     }
 
     #[test]

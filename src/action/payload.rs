@@ -6,7 +6,7 @@
 use serde_json::{json, Map, Value};
 
 use super::template::{RenderContext, Templates};
-use crate::config::{Payload, WebhookAction};
+use crate::config::{AlertmanagerAction, Payload, WebhookAction};
 use crate::event::{display_lossy, rfc3339, Firing, FiringState};
 
 /// The body to send and its content type.
@@ -79,14 +79,7 @@ fn lossy(v: Value) -> Value {
 
 /// Alertmanager's webhook format where it fits, with the event that caused the firing.
 fn default_payload(firing: &Firing, ctx: &RenderContext) -> Value {
-    let mut labels = Map::new();
-    labels.insert("alertname".into(), Value::from(&*firing.rule));
-    labels.insert("severity".into(), Value::from(&*firing.severity));
-    labels.insert("host".into(), Value::from(&*firing.event.host));
-    labels.insert("watch".into(), Value::from(&*firing.event.watch));
-    for (k, v) in firing.labels.iter() {
-        labels.insert(k.clone(), Value::from(v.as_str()));
-    }
+    let labels = alert_labels(firing);
     let summary = ctx.json.get("summary").cloned().unwrap_or(Value::from(""));
     let starts = firing.time - firing.duration;
     let ends = match firing.state {
@@ -113,6 +106,73 @@ fn default_payload(firing: &Firing, ctx: &RenderContext) -> Value {
         "externalURL": "",
         "event": lossy(Value::Object(firing.event.to_json())),
     })
+}
+
+/// One alert for Alertmanager's `POST /api/v2/alerts`, as a one-element array. The alert
+/// of a rule that fires has no `endsAt` here: the outbox sets it when it sends, each time.
+pub fn alert(
+    am: &AlertmanagerAction,
+    firing: &Firing,
+    ctx: &RenderContext,
+    templates: &Templates,
+) -> Result<String, minijinja::Error> {
+    let mut annotations = Map::new();
+    let summary = ctx.json.get("summary").cloned().unwrap_or_default();
+    annotations.insert("summary".into(), lossy(summary));
+    for (k, t) in &am.annotations {
+        annotations.insert(
+            k.clone(),
+            Value::from(display_lossy(&templates.render(t, ctx)?)),
+        );
+    }
+    let generator = match &am.generator_url {
+        Some(t) => display_lossy(&templates.render(t, ctx)?),
+        None => format!("hark://{}/{}", firing.event.host, firing.rule),
+    };
+    let mut alert = json!({
+        "labels": alert_labels(firing),
+        "annotations": annotations,
+        "startsAt": rfc3339(firing.time - firing.duration),
+        "generatorURL": generator,
+    });
+    match firing.state {
+        FiringState::Resolved => alert["endsAt"] = Value::from(rfc3339(firing.time)),
+        // An edge rule (a file changed, a process exited) never resolves: its alert is
+        // posted once and ends by itself.
+        FiringState::Firing if firing.event.edge => {
+            alert["endsAt"] = Value::from(rfc3339(firing.time + am.lifetime()))
+        }
+        FiringState::Firing => {}
+    }
+    Ok(Value::Array(vec![alert]).to_string())
+}
+
+/// `alertname`, `severity`, `host`, `watch` (one rule over several watches is one alert
+/// per watch) and the rule's labels. Empty values are left out: Alertmanager reads an
+/// empty label as no label.
+fn alert_labels(firing: &Firing) -> Map<String, Value> {
+    let mut labels = Map::new();
+    labels.insert("alertname".into(), Value::from(&*firing.rule));
+    labels.insert("severity".into(), Value::from(&*firing.severity));
+    labels.insert("host".into(), Value::from(&*firing.event.host));
+    labels.insert("watch".into(), Value::from(&*firing.event.watch));
+    for (k, v) in firing.labels.iter() {
+        labels.insert(k.clone(), Value::from(v.as_str()));
+    }
+    labels.retain(|_, v| v.as_str().is_some_and(|s| !s.is_empty()));
+    labels
+}
+
+/// Sets `endsAt` on every alert of a firing post that has none: Alertmanager resolves an
+/// alert by itself at `endsAt` unless it is posted again before.
+pub fn with_ends_at(body: &str, ends: std::time::SystemTime) -> Option<String> {
+    let mut alerts: Value = serde_json::from_str(body).ok()?;
+    for a in alerts.as_array_mut()? {
+        let a = a.as_object_mut()?;
+        a.entry("endsAt")
+            .or_insert_with(|| Value::from(rfc3339(ends)));
+    }
+    Some(alerts.to_string())
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ impl Templates {
                     crate::config::Payload::Body { template, .. } => t.add(template),
                     crate::config::Payload::Default => {}
                 },
+                ActionKind::Alertmanager(am) => {
+                    am.annotations.values().for_each(|v| t.add(v));
+                    am.generator_url.iter().for_each(|g| t.add(g));
+                }
             }
         }
         t

@@ -25,10 +25,11 @@ pub struct ActionConfig {
 pub enum ActionKind {
     Shell(ShellAction),
     Webhook(super::webhook::WebhookAction),
+    Alertmanager(super::alertmanager::AlertmanagerAction),
 }
 
-const PLANNED_TYPES: &[&str] = &["alertmanager", "amqp", "mqtt", "nats"];
-const AVAILABLE: &str = "shell, webhook";
+const PLANNED_TYPES: &[&str] = &["amqp", "mqtt", "nats"];
+const AVAILABLE: &str = "shell, webhook, alertmanager";
 
 #[derive(Debug, Clone)]
 pub struct ShellAction {
@@ -103,6 +104,9 @@ pub(crate) fn parse(
     let kind = match ty.as_ref() {
         "shell" => ActionKind::Shell(parse_shell(ctx, table, span, templates)?),
         "webhook" => ActionKind::Webhook(super::webhook::parse(ctx, table, span, templates)?),
+        "alertmanager" => {
+            ActionKind::Alertmanager(super::alertmanager::parse(ctx, table, span, templates)?)
+        }
         t if PLANNED_TYPES.contains(&t) => {
             ctx.error(
                 type_value.span(),
@@ -218,12 +222,7 @@ fn absolute_cwd(ctx: &mut Ctx, c: &Spanned<String>) -> PathBuf {
 
 pub(crate) fn check_env_name(ctx: &mut Ctx, k: &Spanned<String>) {
     let key = k.get_ref();
-    let valid = key
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
+    if !values::is_identifier(key) {
         ctx.error(
             k.span(),
             format!("invalid environment variable name {key:?}"),

@@ -2,6 +2,7 @@
 //! error as `FILE:LINE:COL: error: MESSAGE`. Config is data; it starts nothing.
 
 mod action;
+mod alertmanager;
 mod checks;
 pub mod diagnostic;
 mod files;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use action::{template_env, Account, ActionConfig, ActionKind, ShellAction, ShellProgram};
+pub use alertmanager::AlertmanagerAction;
 pub use checks::{CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};

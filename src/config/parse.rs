@@ -379,6 +379,20 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
         return None;
     }
     use std::mem::take;
+    // An Alertmanager alert that fired is resolved when its rule resolves, listed in
+    // `resolve` or not: an alert left firing there would be a lie.
+    for rule in all.rules.values_mut() {
+        let rule = &mut rule.item.rule;
+        for a in &rule.then {
+            let alerting = all
+                .actions
+                .get(a)
+                .is_some_and(|c| matches!(c.item.kind, super::ActionKind::Alertmanager(_)));
+            if alerting && !rule.resolve.contains(a) {
+                rule.resolve.push(a.clone());
+            }
+        }
+    }
     Some(Config {
         files: paths.to_vec(),
         daemon: take(&mut all.daemon).map(|(_, d)| d).unwrap_or_default(),

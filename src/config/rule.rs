@@ -92,10 +92,34 @@ struct RawRule {
     repeat: Option<Spanned<String>>,
     severity: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<String, String>,
+    labels: BTreeMap<Spanned<String>, String>,
     summary: Option<Spanned<String>>,
     unless: Option<Spanned<NameList>>,
     trigger_limit: Option<Spanned<String>>,
+}
+
+/// Label names as Prometheus and Alertmanager accept them; the names hark sets itself are
+/// reserved.
+fn check_label_name(ctx: &mut Ctx, k: &Spanned<String>) {
+    let name = k.get_ref();
+    if !values::is_identifier(name) {
+        ctx.error(
+            k.span(),
+            format!(
+                "invalid label name {name:?}: letters, digits and `_`, not starting with a digit"
+            ),
+        );
+    } else if name == "alertname" {
+        ctx.error(
+            k.span(),
+            "the `alertname` label is set by hark: it is the rule's name",
+        );
+    } else if name == "severity" {
+        ctx.error(
+            k.span(),
+            "the `severity` label is set by hark: use the rule's `severity` key",
+        );
+    }
 }
 
 pub(crate) fn parse(
@@ -149,6 +173,9 @@ pub(crate) fn parse(
     if let Some(s) = &raw.summary {
         values::template(ctx, templates, s);
     }
+    for k in raw.labels.keys() {
+        check_label_name(ctx, k);
+    }
     let trigger_limit = match &raw.trigger_limit {
         None => Some(DEFAULT_TRIGGER_LIMIT),
         Some(v) => parse_trigger_limit(ctx, v)?,
@@ -168,7 +195,11 @@ pub(crate) fn parse(
             cooldown,
             debounce,
             severity: raw.severity.unwrap_or_else(|| "warning".to_string()),
-            labels: raw.labels,
+            labels: raw
+                .labels
+                .into_iter()
+                .map(|(k, v)| (k.into_inner(), v))
+                .collect(),
             summary: raw.summary.map(Spanned::into_inner),
             unless: unless_refs.iter().map(|(n, _)| n.clone()).collect(),
             trigger_limit,

@@ -26,6 +26,14 @@ impl Secret {
         }
     }
 
+    /// The same string as written, sent as `value` (e.g. a URL completed with a path).
+    pub fn with_value(&self, value: String) -> Secret {
+        Secret {
+            value,
+            written: self.written.clone(),
+        }
+    }
+
     /// The resolved value, for sending; never for a log or an error.
     pub fn expose(&self) -> &str {
         &self.value

@@ -94,6 +94,15 @@ pub fn optional_duration(ctx: &mut Ctx, value: &Option<Spanned<String>>) -> Opti
 
 /// Names of watches, rules and actions: what a user types on the command line and
 /// what appears in logs and metrics labels, so kept plain.
+/// Letters, digits and `_`, not starting with a digit: environment variable and label
+/// names.
+pub fn is_identifier(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 pub fn check_name(ctx: &mut Ctx, kind: &str, name: &str, span: Range<usize>) -> bool {
     let ok = !name.is_empty()
         && name.len() <= 128

@@ -83,16 +83,7 @@ pub(crate) fn parse(
     };
     let headers = headers_value.map(|h| headers(ctx, h)).unwrap_or_default();
     let timeout = values::positive_duration(ctx, &raw.timeout, "timeout", DEFAULT_WEBHOOK_TIMEOUT);
-    let retry = match &raw.retry {
-        None => None,
-        Some(r) => match u32::try_from(*r.get_ref()) {
-            Ok(n) if n >= 1 => Some(n),
-            _ => {
-                ctx.error(r.span(), "`retry` is the most attempts, from 1 up (leave it out to retry until delivered)");
-                None
-            }
-        },
-    };
+    let retry = retry(ctx, &raw.retry);
     let payload = match (&raw.json, &raw.body) {
         (Some(_), Some(b)) => {
             ctx.error(b.span(), "give either `json` or `body`, not both");
@@ -127,7 +118,7 @@ pub(crate) fn parse(
     })
 }
 
-fn headers(ctx: &mut Ctx, value: Spanned<DeValue<'_>>) -> Vec<(HeaderName, Secret)> {
+pub(super) fn headers(ctx: &mut Ctx, value: Spanned<DeValue<'_>>) -> Vec<(HeaderName, Secret)> {
     let DeValue::Table(t) = value.get_ref() else {
         ctx.error(value.span(), "`headers` must be a table of strings");
         return Vec::new();
@@ -162,6 +153,21 @@ fn headers(ctx: &mut Ctx, value: Spanned<DeValue<'_>>) -> Vec<(HeaderName, Secre
         out.push((name, secret));
     }
     out
+}
+
+/// `retry`: the most attempts of one delivery; absent, until delivered.
+pub(super) fn retry(ctx: &mut Ctx, raw: &Option<Spanned<i64>>) -> Option<u32> {
+    let r = raw.as_ref()?;
+    match u32::try_from(*r.get_ref()) {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            ctx.error(
+                r.span(),
+                "`retry` is the most attempts, from 1 up (leave it out to retry until delivered)",
+            );
+            None
+        }
+    }
 }
 
 fn check_json_templates(

@@ -239,6 +239,19 @@ impl Engine {
             .collect()
     }
 
+    /// The store keys (`rule/watch`) of every rule and watch firing now.
+    pub fn firing_keys(&self) -> std::collections::HashSet<String> {
+        self.rules
+            .iter()
+            .flat_map(|r| {
+                r.states
+                    .iter()
+                    .filter(|(_, m)| m.firing_since().is_some())
+                    .map(|(w, _)| crate::store::key(&r.name, w))
+            })
+            .collect()
+    }
+
     /// The next moment `on_tick` has work: the end of a debounce window.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.rules.iter().filter_map(|r| r.gate.deadline()).min()

@@ -1,5 +1,6 @@
 //! Drives the real `hark` binary: configs in temp dirs, real files, real processes.
 
+mod alertmanager;
 mod checks_watch;
 mod daemon;
 mod dry_run;

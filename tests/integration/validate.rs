@@ -290,3 +290,21 @@ fn webhook_errors_name_the_secret_reference_never_a_value() {
     );
     assert_error_at("bad_webhook.toml", 7, 9, "`retry` is the most attempts");
 }
+
+#[test]
+fn alertmanager_and_label_errors_point_at_each_bad_value() {
+    let f = "bad_alertmanager.toml";
+    assert_error_at(
+        f,
+        3,
+        7,
+        "an Alertmanager `url` must be an http:// or https:// URL",
+    );
+    assert_error_at(f, 4, 17, "the `summary` annotation is the rule's `summary`");
+    assert_error_at(f, 4, 46, "invalid template");
+    assert_error_at(f, 8, 7, "give either `url`");
+    assert_error_at(f, 11, 1, "needs `url`");
+    assert_error_at(f, 13, 10, "`resend` must be longer than zero");
+    assert_error_at(f, 22, 12, "invalid label name \"team-name\"");
+    assert_error_at(f, 22, 33, "the `alertname` label is set by hark");
+}
