@@ -131,6 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&status(&engine))]);
 
+    let mut unsaved = Unsaved::default();
     loop {
         let deadline = engine.next_deadline();
         let firings = tokio::select! {
@@ -155,20 +156,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         // A state change and its deliveries are on disk, in one transaction, before any
         // action starts: a restart never fires a rule twice for one outage, and loses no
         // delivery.
-        let changes: Vec<(String, Option<Vec<u8>>)> = engine
-            .take_changes(Instant::now(), SystemTime::now())
-            .into_iter()
-            .map(|(k, v)| (k, v.and_then(|s| serde_json::to_vec(&s).ok())))
-            .collect();
-        if !changes.is_empty() || !deliveries.is_empty() {
+        let mut changes = std::mem::take(&mut unsaved.rules);
+        changes.extend(
+            engine
+                .take_changes(Instant::now(), SystemTime::now())
+                .into_iter()
+                .map(|(k, v)| (k, v.and_then(|s| serde_json::to_vec(&s).ok()))),
+        );
+        let mut alerts = std::mem::take(&mut unsaved.alerts);
+        alerts.extend(outbox::alert_changes(&deliveries));
+        if !changes.is_empty() || !deliveries.is_empty() || !alerts.is_empty() {
             let rows: Vec<(u64, Vec<u8>)> =
                 deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
-            let alerts = outbox::alert_changes(&deliveries);
             let state_changed = !changes.is_empty();
-            if let Err(e) = blocking(&store, move |s| s.commit(&changes, &rows, &alerts)).await {
+            let (c, a) = (changes.clone(), alerts.clone());
+            if let Err(e) = blocking(&store, move |s| s.commit(&c, &rows, &a)).await {
                 // Deliveries are still attempted: losing an alert is worse than repeating
-                // one; but they will not survive a restart.
+                // one; but they will not survive a restart. Rule states go with the next
+                // write (later changes of a key after earlier ones).
                 tracing::error!(error = %e, deliveries = deliveries.len(), "cannot write to the state store: these firings are not saved, and their deliveries would not survive a restart");
+                unsaved = Unsaved {
+                    rules: latest_per_key(changes),
+                    alerts: latest_per_key(alerts),
+                };
             }
             if state_changed {
                 notify(&[NotifyState::Status(&status(&engine))]);
@@ -191,6 +201,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     outbox_stop.cancel();
     tracing::info!("hark stopped");
     Ok(())
+}
+
+/// Rule state and firing-alert changes a failed write could not store, kept for the next.
+#[derive(Default)]
+struct Unsaved {
+    rules: Vec<(String, Option<Vec<u8>>)>,
+    alerts: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The last change of each key, in the order of those last changes.
+fn latest_per_key(changes: Vec<(String, Option<Vec<u8>>)>) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<_> = changes
+        .into_iter()
+        .rev()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Hands the deliveries a previous run left to the outbox; returns the next sequence
@@ -249,7 +278,32 @@ fn notify(state: &[NotifyState]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if let Err(e) = sd_notify::notify(state) {
-        tracing::warn!(error = %e, "cannot notify systemd");
+        // Once: a socket that is gone stays gone, and every state change would say so.
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(error = %e, "cannot notify systemd (said once)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsaved_changes_keep_the_last_of_each_key_in_order() {
+        let c = |k: &str, v: Option<&[u8]>| (k.to_string(), v.map(<[u8]>::to_vec));
+        let merged = latest_per_key(vec![
+            c("a", Some(b"1")),
+            c("b", Some(b"1")),
+            c("a", None),
+            c("c", Some(b"1")),
+            c("b", Some(b"2")),
+        ]);
+        assert_eq!(
+            merged,
+            vec![c("a", None), c("c", Some(b"1")), c("b", Some(b"2"))]
+        );
     }
 }

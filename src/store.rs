@@ -11,6 +11,7 @@
 //! redb also holds a lock on the file, so two daemons cannot share one `state_dir`.
 
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
@@ -26,10 +27,15 @@ const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
 pub struct StoreError {
     pub path: PathBuf,
     pub message: String,
+    /// An I/O error (a full or failing disk): redb refuses every later transaction of
+    /// the handle that saw it, so the file must be opened again.
+    io: bool,
 }
 
+/// The store. After an I/O error it opens its file again, so a disk that was full and has
+/// room again is written to again without a restart.
 pub struct Store {
-    db: Database,
+    db: RwLock<Option<Database>>,
     path: PathBuf,
 }
 
@@ -38,37 +44,81 @@ pub fn key(rule: &str, watch: &str) -> String {
     format!("{rule}/{watch}")
 }
 
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::create(path).map_err(|e| {
+        let io = matches!(e, redb::DatabaseError::Storage(_));
+        let message = match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                "already in use by another process (is another hark running with this state_dir?)"
+                    .to_string()
+            }
+            e => e.to_string(),
+        };
+        StoreError {
+            path: path.to_path_buf(),
+            message,
+            io,
+        }
+    })
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`, creating `dir` readable by its owner only.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.join("state.redb");
-        let err = |message: String| StoreError {
-            path: path.clone(),
-            message,
-        };
         if !dir.exists() {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError {
+                    path: path.clone(),
+                    message: format!("cannot create {}: {e}", dir.display()),
+                    io: false,
+                })?;
         }
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => err(
-                "already in use by another process (is another hark running with this state_dir?)"
-                    .into(),
-            ),
-            e => err(e.to_string()),
-        })?;
-        Ok(Store { db, path })
+        let db = open_db(&path)?;
+        Ok(Store {
+            db: RwLock::new(Some(db)),
+            path,
+        })
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> StoreError {
+    fn error(&self, e: impl Into<redb::Error>) -> StoreError {
+        let e = e.into();
         StoreError {
             path: self.path.clone(),
+            io: matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo),
             message: e.to_string(),
         }
+    }
+
+    /// Runs `f` on the database; after an I/O error (now or before), opens the file again
+    /// and runs `f` once more. What that returns is the result, an error included.
+    fn with_db<T>(&self, f: impl Fn(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let first = match &*self.db.read().unwrap_or_else(|p| p.into_inner()) {
+            Some(db) => f(db),
+            None => Err(StoreError {
+                path: self.path.clone(),
+                message: "not open after an earlier I/O error".into(),
+                io: true,
+            }),
+        };
+        match first {
+            Err(e) if e.io => {}
+            other => return other,
+        }
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // The old handle holds the file's lock: it goes first.
+        *slot = None;
+        let db = open_db(&self.path)?;
+        let result = f(&db);
+        *slot = Some(db);
+        if result.is_ok() {
+            tracing::info!(path = %self.path.display(), "the state store is written to again");
+        }
+        result
     }
 
     /// Every saved rule state.
@@ -92,18 +142,20 @@ impl Store {
         def: TableDefinition<K, &'static [u8]>,
         key: impl for<'a> Fn(K::SelfType<'a>) -> T,
     ) -> Result<Vec<(T, Vec<u8>)>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = match txn.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.error(e)),
-        };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| self.error(e))? {
-            let (k, v) = entry.map_err(|e| self.error(e))?;
-            out.push((key(k.value()), v.value().to_vec()));
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| self.error(e))?;
+            let table = match txn.open_table(def) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(self.error(e)),
+            };
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(|e| self.error(e))? {
+                let (k, v) = entry.map_err(|e| self.error(e))?;
+                out.push((key(k.value()), v.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     /// Writes rule state changes and firing-alert changes (`None` removes) and new
@@ -114,17 +166,19 @@ impl Store {
         deliveries: &[(u64, Vec<u8>)],
         alerts: &[(String, Option<Vec<u8>>)],
     ) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        txn.set_durability(Durability::Immediate);
-        self.apply(&txn, RULES, rules)?;
-        self.apply(&txn, ALERTS, alerts)?;
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
-            for (k, v) in deliveries {
-                outbox.insert(*k, v.as_slice()).map_err(|e| self.error(e))?;
+        self.with_db(|db| {
+            let mut txn = db.begin_write().map_err(|e| self.error(e))?;
+            txn.set_durability(Durability::Immediate);
+            self.apply(&txn, RULES, rules)?;
+            self.apply(&txn, ALERTS, alerts)?;
+            {
+                let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
+                for (k, v) in deliveries {
+                    outbox.insert(*k, v.as_slice()).map_err(|e| self.error(e))?;
+                }
             }
-        }
-        txn.commit().map_err(|e| self.error(e))
+            txn.commit().map_err(|e| self.error(e))
+        })
     }
 
     /// Inserts or (for `None`) removes entries of a table keyed by name.
@@ -157,24 +211,26 @@ impl Store {
     /// its own: a removal lost in a crash means one more delivery, which the receiver can
     /// recognise by its idempotency key; the next `commit` makes it durable.
     pub fn settle(&self, changes: &[(u64, Option<Vec<u8>>)]) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        txn.set_durability(Durability::Eventual);
-        {
-            let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
-            for (k, v) in changes {
-                match v {
-                    Some(bytes) => {
-                        outbox
-                            .insert(*k, bytes.as_slice())
-                            .map_err(|e| self.error(e))?;
-                    }
-                    None => {
-                        outbox.remove(*k).map_err(|e| self.error(e))?;
+        self.with_db(|db| {
+            let mut txn = db.begin_write().map_err(|e| self.error(e))?;
+            txn.set_durability(Durability::Eventual);
+            {
+                let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
+                for (k, v) in changes {
+                    match v {
+                        Some(bytes) => {
+                            outbox
+                                .insert(*k, bytes.as_slice())
+                                .map_err(|e| self.error(e))?;
+                        }
+                        None => {
+                            outbox.remove(*k).map_err(|e| self.error(e))?;
+                        }
                     }
                 }
             }
-        }
-        txn.commit().map_err(|e| self.error(e))
+            txn.commit().map_err(|e| self.error(e))
+        })
     }
 }
 

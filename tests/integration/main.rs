@@ -9,6 +9,7 @@ mod http_server;
 mod http_watch;
 mod process_watch;
 mod shell_action;
+mod state_dir;
 mod state_rules;
 mod util;
 mod validate;
