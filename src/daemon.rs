@@ -196,8 +196,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tokio::task::spawn_blocking(move || stop_all(watches))
         .await
         .context("stopping watches panicked")?;
-    dispatcher.shutdown(config.daemon.stop_timeout).await;
-    // Deliveries still pending stay in the outbox for the next start.
+    // Running actions and deliveries in flight get the grace period; deliveries still
+    // pending after it stay in the outbox for the next start.
+    tokio::join!(
+        dispatcher.shutdown(config.daemon.stop_timeout),
+        outbox.drain(config.daemon.stop_timeout)
+    );
     outbox_stop.cancel();
     tracing::info!("hark stopped");
     Ok(())

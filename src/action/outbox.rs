@@ -133,8 +133,22 @@ type LaneKey = (String, String, u32);
 
 struct Lane {
     tx: mpsc::UnboundedSender<Job>,
+    state: Arc<LaneState>,
+}
+
+#[derive(Default)]
+struct LaneState {
     /// Jobs sent and not yet finished.
-    queued: Arc<AtomicUsize>,
+    queued: AtomicUsize,
+    /// Waiting to retry: its receiver failed.
+    backing_off: std::sync::atomic::AtomicBool,
+}
+
+impl LaneState {
+    /// Nothing to do now: idle, or waiting for a receiver that failed.
+    fn settled(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0 || self.backing_off.load(Ordering::Acquire)
+    }
 }
 
 /// A stored delivery (with its sequence number) or a re-post of a firing alert (none).
@@ -225,6 +239,27 @@ impl Outbox {
         );
     }
 
+    /// At a stop: waits, at most `grace`, for the deliveries being made and queued to be
+    /// made, except those waiting to retry a receiver that failed. What is left stays in
+    /// the store for the next start.
+    pub async fn drain(&self, grace: Duration) {
+        let settled = || lock(&self.shared.lanes).values().all(|l| l.state.settled());
+        let deadline = tokio::time::Instant::now() + grace;
+        while !settled() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left: usize = lock(&self.shared.lanes)
+            .values()
+            .map(|l| l.state.queued.load(Ordering::Acquire))
+            .sum();
+        if left > 0 {
+            tracing::info!(
+                count = left,
+                "deliveries not made yet stay in the outbox for the next start"
+            );
+        }
+    }
+
     /// Posts every firing alert now (those restored at start), then again every `resend`
     /// of its action.
     pub fn start_resending(&self) {
@@ -246,16 +281,16 @@ impl Shared {
         let mut lanes = lock(&self.lanes);
         let lane = lanes.entry(key).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let queued = Arc::new(AtomicUsize::new(0));
-            tokio::spawn(lane(Arc::clone(self), rx, Arc::clone(&queued)));
-            Lane { tx, queued }
+            let state = Arc::new(LaneState::default());
+            tokio::spawn(lane(Arc::clone(self), rx, Arc::clone(&state)));
+            Lane { tx, state }
         });
-        if only_if_idle && lane.queued.load(Ordering::Acquire) > 0 {
+        if only_if_idle && lane.state.queued.load(Ordering::Acquire) > 0 {
             return false;
         }
-        lane.queued.fetch_add(1, Ordering::AcqRel);
+        lane.state.queued.fetch_add(1, Ordering::AcqRel);
         if lane.tx.send(job).is_err() {
-            lane.queued.fetch_sub(1, Ordering::AcqRel);
+            lane.state.queued.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
         true
@@ -311,7 +346,7 @@ async fn resender(shared: Arc<Shared>, action: String, every: Duration) {
     }
 }
 
-async fn lane(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>, queued: Arc<AtomicUsize>) {
+async fn lane(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>, state: Arc<LaneState>) {
     loop {
         let next = tokio::select! {
             _ = shared.stop.cancelled() => return,
@@ -319,10 +354,10 @@ async fn lane(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>, queued:
         };
         let Some(job) = next else { return };
         match job.seq {
-            Some(seq) => deliver(&shared, seq, job.delivery).await,
+            Some(seq) => deliver(&shared, &state, seq, job.delivery).await,
             None => repost(&shared, job.delivery).await,
         }
-        queued.fetch_sub(1, Ordering::AcqRel);
+        state.queued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -377,7 +412,7 @@ impl Shared {
     }
 }
 
-async fn deliver(shared: &Shared, seq: u64, mut d: Delivery) {
+async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
     let Some(to) = receiver(shared.actions.get(&d.action).map(|a| &**a), d.target) else {
         give_up(
             shared,
@@ -409,10 +444,12 @@ async fn deliver(shared: &Shared, seq: u64, mut d: Delivery) {
                 }
                 let wait = after.unwrap_or_else(|| backoff(d.attempts));
                 tracing::warn!(rule = %d.rule, action = %d.action, attempts = d.attempts, error = %why, "delivery failed; retrying in {}", crate::event::human_duration(wait));
+                lane.backing_off.store(true, Ordering::Release);
                 tokio::select! {
                     _ = shared.stop.cancelled() => return,
                     _ = tokio::time::sleep(wait) => {}
                 }
+                lane.backing_off.store(false, Ordering::Release);
             }
         }
     }

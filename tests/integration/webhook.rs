@@ -237,3 +237,31 @@ fn a_resolve_is_never_delivered_before_its_firing() {
         h.log()
     );
 }
+
+#[test]
+fn sigterm_lets_a_delivery_in_flight_finish_and_it_is_not_made_again() {
+    let server = Server::start();
+    server.set(|r| r.delay = Duration::from_millis(1500));
+    let mut h = start_posting("webhook/default_payload.toml", &server);
+    std::fs::write(h.path("in").join("f"), "x").unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !server
+        .last_request()
+        .is_empty()));
+    // The receiver has the request and takes its time to answer; hark is asked to stop.
+    assert_eq!(h.stop(), Some(0), "log:\n{}", h.log());
+    let log = h.log();
+    let delivered = log.find("delivered rule=dropped");
+    let stopped = log.find("hark stopped");
+    assert!(
+        delivered.is_some() && delivered < stopped,
+        "the delivery in flight was cut off by the stop:\n{log}"
+    );
+    server.set(|r| r.delay = Duration::ZERO);
+    h.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "delivered again after the restart"
+    );
+}
