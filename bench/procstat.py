@@ -67,11 +67,13 @@ def wait_running(proc, log_path, timeout=20.0):
 
 
 def start_hark(hark, cfg_text, tmp, rust_log="info"):
-    """Writes `cfg_text` (with a state directory in `tmp`) and runs hark on it; returns the
-    process and its open log once it runs. `rust_log` must let `hark is running` through."""
+    """Writes `cfg_text` (with a state directory and control socket in `tmp`) and runs hark
+    on it; returns the process and its open log once it runs. `rust_log` must let
+    `hark is running` through."""
     cfg = os.path.join(tmp, "hark.toml")
     with open(cfg, "w") as f:
-        f.write(f'[daemon]\nstate_dir = "{tmp}/state"\n\n' + cfg_text)
+        f.write(f'[daemon]\nstate_dir = "{tmp}/state"\ncontrol_socket = "{tmp}/control.sock"\n\n'
+                + cfg_text)
     os.chmod(cfg, 0o644)
     log_path = os.path.join(tmp, "hark.log")
     log = open(log_path, "wb")

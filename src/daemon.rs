@@ -1,8 +1,14 @@
-//! Start, run and stop: wires the watches to the rule engine and the engine to the
-//! actions, handles signals and tells systemd what is going on.
+//! Start, run, reload and stop: wires the watches to the rule engine and the engine to
+//! the actions, handles signals, answers the control socket and tells systemd what is
+//! going on.
 
+mod reload;
+mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use sd_notify::NotifyState;
@@ -11,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::action::outbox::{self, Delivery, Outbox};
 use crate::action::Dispatcher;
-use crate::config::Config;
-use crate::event::Event;
-use crate::rule::{Engine, Saved};
+use crate::config::{Config, WatchConfig};
+use crate::control::{self, Call, Request, Response};
+use crate::event::{Event, Firing, FiringState};
+use crate::rule::{Engine, Saved, Silences};
 use crate::store::{Store, StoreError};
 use crate::watch::{self, WatchHandle};
 
@@ -21,32 +28,73 @@ use crate::watch::{self, WatchHandle};
 /// then reports an overflow: backpressure that is always visible, never a silent drop.
 const EVENT_QUEUE: usize = 4096;
 
-/// Runs until a SIGTERM or SIGINT, then stops gracefully.
-pub async fn run_until_signalled(config: Config) -> anyhow::Result<()> {
+/// What the signal handler asks of the main loop.
+enum Signal {
+    Reload,
+}
+
+/// Runs until a SIGTERM or SIGINT, then stops gracefully; SIGHUP reloads the
+/// configuration from `paths` (as given on the command line).
+pub async fn run_until_signalled(config: Config, paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     let shutdown = CancellationToken::new();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot handle SIGTERM")?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot handle SIGINT")?;
-    // SIGHUP would otherwise kill the daemon; until reload exists it changes nothing.
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("cannot handle SIGHUP")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let (signals_tx, signals) = mpsc::unbounded_channel();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-                _ = hup.recv() => tracing::warn!("SIGHUP: reloading is not supported by this version; the configuration is unchanged"),
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = signals_tx.send(Signal::Reload);
+                }
             }
         }
         trigger.cancel();
     });
-    run(config, shutdown).await
+    run_with(config, paths, shutdown, signals).await
 }
 
-/// Runs the daemon until `shutdown` is cancelled.
+/// Runs the daemon until `shutdown` is cancelled (no reloads).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (_keep, signals) = mpsc::unbounded_channel();
+    let paths = config.files.clone();
+    run_with(config, paths, shutdown, signals).await
+}
+
+/// The running daemon's parts.
+struct Daemon {
+    paths: Vec<PathBuf>,
+    config: Config,
+    host: Arc<str>,
+    store: Arc<Store>,
+    engine: Engine,
+    dispatcher: Dispatcher,
+    /// Dispatchers of earlier configurations, whose actions may still run.
+    retired: Vec<Dispatcher>,
+    outbox: Outbox,
+    watches: BTreeMap<String, WatchHandle>,
+    shared: Arc<watch::Shared>,
+    events: mpsc::Sender<Event>,
+    silences: Silences,
+    /// Per watch: events seen and the last one.
+    seen: HashMap<Arc<str>, (u64, Arc<Event>)>,
+    last_reload: Option<control::ReloadStatus>,
+    started: SystemTime,
+    next_seq: u64,
+    unsaved: Unsaved,
+}
+
+async fn run_with(
+    config: Config,
+    paths: Vec<PathBuf>,
+    shutdown: CancellationToken,
+    mut signals: mpsc::UnboundedReceiver<Signal>,
+) -> anyhow::Result<()> {
     let host: Arc<str> = Arc::from(config.daemon.host.as_str());
     let state_dir = config.daemon.state_dir.clone();
     let store = Arc::new(
@@ -77,25 +125,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let pending = blocking(&store, |s| s.outbox()).await?;
     let stored_alerts = blocking(&store, |s| s.alerts()).await?;
+    let (silences, over) =
+        Silences::load(blocking(&store, |s| s.silences()).await?, SystemTime::now());
+    if !over.is_empty() {
+        let removals: Vec<_> = over.into_iter().map(|k| (k, None)).collect();
+        blocking(&store, move |s| s.set_silences(&removals)).await?;
+    }
 
     let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
-    let shared = watch::Shared::for_watches(config.watches.values())?;
-    let watch_configs: Vec<_> = config.watches.values().cloned().collect();
-    let watches = tokio::task::spawn_blocking(move || {
-        let mut started = Vec::new();
-        for w in &watch_configs {
-            match watch::start(w, Arc::clone(&host), &shared, tx.clone()) {
-                Ok(h) => started.push(h),
-                Err(e) => {
-                    stop_all(started);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(started)
-    })
-    .await
-    .context("watch start-up panicked")??;
+    let shared = Arc::new(watch::Shared::for_watches(config.watches.values())?);
+    let watches = start_watches(
+        config.watches.values().cloned().collect(),
+        Arc::clone(&host),
+        Arc::clone(&shared),
+        tx.clone(),
+    )
+    .await?
+    .map_err(|(_, e)| e)?;
 
     let dispatcher = Dispatcher::new(&config);
     let outbox_stop = CancellationToken::new();
@@ -113,98 +159,252 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let removals: Vec<_> = stale.into_iter().map(|k| (k, None)).collect();
         blocking(&store, move |s| s.commit(&[], &[], &removals)).await?;
     }
-    let mut next_seq = resume(&outbox, pending);
+    let next_seq = resume(&outbox, pending);
     outbox.start_resending();
-    let status = |engine: &Engine| {
-        format!(
-            "{} watches, {} rules, {} firing",
-            config.watches.len(),
-            config.rules.len(),
-            engine.firing().len()
-        )
+
+    // The control socket; without it hark still runs (a person can still read the log).
+    let (calls_tx, mut calls) = mpsc::channel::<Call>(16);
+    let control_stop = CancellationToken::new();
+    let group = config.daemon.control_group.as_ref().map(|g| g.id);
+    match control::bind(&config.daemon.control_socket, group) {
+        Ok(listener) => {
+            tokio::spawn(control::serve(listener, calls_tx, control_stop.clone()));
+        }
+        Err(e) => {
+            tracing::error!("{e:#}; `hark status`, `silence` and `unsilence` are unavailable")
+        }
+    }
+
+    let mut d = Daemon {
+        paths,
+        config,
+        host,
+        store,
+        engine,
+        dispatcher,
+        retired: Vec::new(),
+        outbox,
+        watches,
+        shared,
+        events: tx,
+        silences,
+        seen: HashMap::new(),
+        last_reload: None,
+        started: SystemTime::now(),
+        next_seq,
+        unsaved: Unsaved::default(),
     };
     tracing::info!(
-        watches = config.watches.len(),
-        rules = config.rules.len(),
-        actions = config.actions.len(),
+        watches = d.config.watches.len(),
+        rules = d.config.rules.len(),
+        actions = d.config.actions.len(),
         "hark is running"
     );
-    notify(&[NotifyState::Ready, NotifyState::Status(&status(&engine))]);
+    notify(&[NotifyState::Ready, NotifyState::Status(&d.status_line())]);
 
-    let mut unsaved = Unsaved::default();
+    // WATCHDOG=1 comes from this loop itself: a wedged engine stops sending it, and
+    // systemd restarts the daemon.
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     loop {
-        let deadline = engine.next_deadline();
+        let deadline = d.engine.next_deadline();
         let firings = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                notify(&[NotifyState::Watchdog]);
+                continue;
+            }
+            Some(signal) = signals.recv() => {
+                match signal {
+                    Signal::Reload => d.reload().await,
+                }
+                continue;
+            }
+            Some(call) = calls.recv() => {
+                d.answer(call).await;
+                continue;
+            }
             ev = rx.recv() => match ev {
-                Some(ev) => engine.on_event(Arc::new(ev), Instant::now()),
+                Some(ev) => d.on_event(Arc::new(ev)),
                 None => break,
             },
-            _ = sleep_until(deadline), if deadline.is_some() => engine.on_tick(Instant::now()),
+            _ = sleep_until(deadline), if deadline.is_some() => d.engine.on_tick(Instant::now()),
         };
+        d.act(firings).await;
+    }
+
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    control_stop.cancel();
+    let _ = std::fs::remove_file(&d.config.daemon.control_socket);
+    // Watch threads may be blocked sending to the engine; closing the queue frees them.
+    rx.close();
+    let watches = std::mem::take(&mut d.watches);
+    tokio::task::spawn_blocking(move || stop_all(watches.into_values()))
+        .await
+        .context("stopping watches panicked")?;
+    // Running actions and deliveries in flight get the grace period; deliveries still
+    // pending after it stay in the outbox for the next start.
+    let grace = d.config.daemon.stop_timeout;
+    let mut dispatchers = tokio::task::JoinSet::new();
+    for x in std::iter::once(d.dispatcher).chain(d.retired) {
+        dispatchers.spawn(x.shutdown(grace));
+    }
+    tokio::join!(dispatchers.join_all(), d.outbox.drain(grace));
+    outbox_stop.cancel();
+    tracing::info!("hark stopped");
+    Ok(())
+}
+
+impl Daemon {
+    fn status_line(&self) -> String {
+        format!(
+            "{} watches, {} rules, {} firing",
+            self.config.watches.len(),
+            self.config.rules.len(),
+            self.engine.firing().len()
+        )
+    }
+
+    fn on_event(&mut self, ev: Arc<Event>) -> Vec<Firing> {
+        let seen = self
+            .seen
+            .entry(Arc::clone(&ev.watch))
+            .or_insert_with(|| (0, Arc::clone(&ev)));
+        seen.0 += 1;
+        seen.1 = Arc::clone(&ev);
+        self.engine.on_event(ev, Instant::now())
+    }
+
+    /// Stores what the engine decided and starts its actions: a state change and its
+    /// deliveries are on disk, in one transaction, before any action starts, so a restart
+    /// never fires a rule twice for one outage, and loses no delivery.
+    async fn act(&mut self, firings: Vec<Firing>) {
+        let now = SystemTime::now();
         let mut jobs = Vec::new();
         let mut deliveries: Vec<(u64, Delivery)> = Vec::new();
-        for firing in firings {
-            let prepared = dispatcher.prepare(firing);
+        for mut firing in firings {
+            if firing.state == FiringState::Firing {
+                if let Some(until) = self.silences.active(&firing.rule, now) {
+                    let until = until.map_or("unsilenced".into(), crate::event::rfc3339);
+                    tracing::info!(rule = %firing.rule, until = %until, "silenced: its actions do not run");
+                    firing.actions.clear();
+                }
+            }
+            let prepared = self.dispatcher.prepare(firing);
             jobs.extend(prepared.jobs);
             for d in prepared.deliveries {
-                deliveries.push((next_seq, d));
-                next_seq += 1;
+                deliveries.push((self.next_seq, d));
+                self.next_seq += 1;
             }
         }
-        // A state change and its deliveries are on disk, in one transaction, before any
-        // action starts: a restart never fires a rule twice for one outage, and loses no
-        // delivery.
-        let mut changes = std::mem::take(&mut unsaved.rules);
+        let mut changes = std::mem::take(&mut self.unsaved.rules);
         changes.extend(
-            engine
+            self.engine
                 .take_changes(Instant::now(), SystemTime::now())
                 .into_iter()
                 .map(|(k, v)| (k, v.and_then(|s| serde_json::to_vec(&s).ok()))),
         );
-        let mut alerts = std::mem::take(&mut unsaved.alerts);
+        let mut alerts = std::mem::take(&mut self.unsaved.alerts);
         alerts.extend(outbox::alert_changes(&deliveries));
         if !changes.is_empty() || !deliveries.is_empty() || !alerts.is_empty() {
             let rows: Vec<(u64, Vec<u8>)> =
                 deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
             let state_changed = !changes.is_empty();
             let (c, a) = (changes.clone(), alerts.clone());
-            if let Err(e) = blocking(&store, move |s| s.commit(&c, &rows, &a)).await {
+            if let Err(e) = blocking(&self.store, move |s| s.commit(&c, &rows, &a)).await {
                 // Deliveries are still attempted: losing an alert is worse than repeating
                 // one; but they will not survive a restart. Rule states go with the next
                 // write (later changes of a key after earlier ones).
                 tracing::error!(error = %e, deliveries = deliveries.len(), "cannot write to the state store: these firings are not saved, and their deliveries would not survive a restart");
-                unsaved = Unsaved {
+                self.unsaved = Unsaved {
                     rules: latest_per_key(changes),
                     alerts: latest_per_key(alerts),
                 };
             }
             if state_changed {
-                notify(&[NotifyState::Status(&status(&engine))]);
+                notify(&[NotifyState::Status(&self.status_line())]);
             }
         }
-        dispatcher.start(jobs);
+        self.dispatcher.start(jobs);
         for (seq, d) in deliveries {
-            outbox.enqueue(seq, d);
+            self.outbox.enqueue(seq, d);
         }
     }
 
-    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
-    // Watch threads may be blocked sending to the engine; closing the queue frees them.
-    rx.close();
-    tokio::task::spawn_blocking(move || stop_all(watches))
-        .await
-        .context("stopping watches panicked")?;
-    // Running actions and deliveries in flight get the grace period; deliveries still
-    // pending after it stay in the outbox for the next start.
-    tokio::join!(
-        dispatcher.shutdown(config.daemon.stop_timeout),
-        outbox.drain(config.daemon.stop_timeout)
-    );
-    outbox_stop.cancel();
-    tracing::info!("hark stopped");
-    Ok(())
+    async fn answer(&mut self, call: Call) {
+        let response = match call.request {
+            Request::Status => {
+                let status = self.status().await;
+                Response {
+                    status: Some(status),
+                    ..Response::default()
+                }
+            }
+            Request::Silence { rule, for_secs } => {
+                self.silence(&rule, for_secs.map(Duration::from_secs)).await
+            }
+            Request::Unsilence { rule } => self.unsilence(&rule).await,
+        };
+        let _ = call.reply.send(response);
+    }
+
+    async fn silence(&mut self, rule: &str, duration: Option<Duration>) -> Response {
+        if !self.config.rules.contains_key(rule) {
+            return Response::error(format!("no rule `{rule}` in the running configuration"));
+        }
+        let now = SystemTime::now();
+        let bytes = self.silences.set(rule, duration, now);
+        let change = vec![(rule.to_string(), Some(bytes))];
+        if let Err(e) = blocking(&self.store, move |s| s.set_silences(&change)).await {
+            return Response::error(format!("silenced until hark stops, but not saved: {e:#}"));
+        }
+        let until = match duration {
+            Some(d) => format!("until {}", crate::event::rfc3339(now + d)),
+            None => "until `hark unsilence`".to_string(),
+        };
+        tracing::info!(rule, until = %until, "rule silenced");
+        Response::message(format!("rule `{rule}` silenced {until}"))
+    }
+
+    async fn unsilence(&mut self, rule: &str) -> Response {
+        if !self.silences.remove(rule) {
+            return Response::error(format!("rule `{rule}` is not silenced"));
+        }
+        let change = vec![(rule.to_string(), None)];
+        if let Err(e) = blocking(&self.store, move |s| s.set_silences(&change)).await {
+            return Response::error(format!("unsilenced until hark stops, but not saved: {e:#}"));
+        }
+        tracing::info!(rule, "rule unsilenced");
+        Response::message(format!("rule `{rule}` unsilenced"))
+    }
+}
+
+/// Starts watches off the runtime. On a failure, the ones started are stopped and the
+/// name of the one that failed is returned with the error.
+async fn start_watches(
+    configs: Vec<WatchConfig>,
+    host: Arc<str>,
+    shared: Arc<watch::Shared>,
+    events: mpsc::Sender<Event>,
+) -> anyhow::Result<Result<BTreeMap<String, WatchHandle>, (String, watch::WatchError)>> {
+    tokio::task::spawn_blocking(move || {
+        let mut started = BTreeMap::new();
+        for w in &configs {
+            match watch::start(w, Arc::clone(&host), &shared, events.clone()) {
+                Ok(h) => {
+                    started.insert(w.name.clone(), h);
+                }
+                Err(e) => {
+                    stop_all(started.into_values());
+                    return Err((w.name.clone(), e));
+                }
+            }
+        }
+        Ok(started)
+    })
+    .await
+    .context("watch start-up panicked")
 }
 
 /// Rule state and firing-alert changes a failed write could not store, kept for the next.
@@ -250,7 +450,10 @@ fn resume(outbox: &Outbox, pending: Vec<(u64, Vec<u8>)>) -> u64 {
         );
     }
     if failed > 0 {
-        tracing::warn!(count = failed, "failed deliveries are kept in the outbox");
+        tracing::warn!(
+            count = failed,
+            "failed deliveries are kept in the outbox (see `hark status`)"
+        );
     }
     next
 }
@@ -272,7 +475,7 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn stop_all(watches: Vec<WatchHandle>) {
+fn stop_all(watches: impl IntoIterator<Item = WatchHandle>) {
     for w in watches {
         w.stop();
     }

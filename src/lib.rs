@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dry_run;
 pub mod event;

@@ -45,6 +45,91 @@ enum Command {
         #[arg(long)]
         execute: bool,
     },
+    /// Ask the running daemon what it is doing: watches, rules, actions, outbox, last
+    /// reload. Exit 3 when the daemon cannot be reached.
+    Status {
+        /// The whole status as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Mute a rule's actions (maintenance); kept across restarts. A resolve is still sent.
+    Silence {
+        rule: String,
+        /// How long, e.g. 2h (default: until `hark unsilence`).
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// End a silence.
+    Unsilence {
+        rule: String,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+}
+
+/// Where the daemon's control socket is.
+#[derive(clap::Args)]
+struct SocketArgs {
+    /// The control socket (default: [daemon] control_socket of the configuration, else
+    /// /run/hark/control.sock).
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// The configuration whose [daemon] control_socket to use.
+    #[arg(short = 'c', long = "config", value_name = "PATH")]
+    config: Vec<PathBuf>,
+}
+
+impl SocketArgs {
+    fn path(&self) -> PathBuf {
+        if let Some(s) = &self.socket {
+            return s.clone();
+        }
+        // A configuration that does not load (a bad edit awaiting its reload) still
+        // leaves the daemon reachable at the default place.
+        match Config::load(&self.config) {
+            Ok(c) => c.daemon.control_socket,
+            Err(_) => PathBuf::from(hark::config::DEFAULT_CONTROL_SOCKET),
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Exit code when the daemon cannot be reached.
+const UNREACHABLE: u8 = 3;
+
+fn ask(
+    socket: &SocketArgs,
+    request: hark::control::Request,
+) -> Result<hark::control::Response, ExitCode> {
+    hark::control::call(&socket.path(), &request).map_err(|e| {
+        eprintln!("hark: {e}");
+        ExitCode::from(UNREACHABLE)
+    })
+}
+
+/// Prints a silence/unsilence answer: its message, or its error (exit 1).
+fn print_answer(r: hark::control::Response) -> ExitCode {
+    match (r.error, r.message) {
+        (Some(e), _) => {
+            eprintln!("hark: {e}");
+            ExitCode::from(1)
+        }
+        (None, m) => {
+            println!("{}", m.unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -106,10 +191,53 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { config } => {
+        Command::Status { json, socket } => {
+            let r = match ask(&socket, hark::control::Request::Status) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            match (r.status, r.error) {
+                (Some(st), _) if json => {
+                    println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                (Some(st), _) => {
+                    print!("{}", hark::control::render(&st));
+                    ExitCode::SUCCESS
+                }
+                (None, e) => {
+                    eprintln!(
+                        "hark: {}",
+                        e.unwrap_or_else(|| "no status in the answer".into())
+                    );
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Silence {
+            rule,
+            duration,
+            socket,
+        } => match ask(
+            &socket,
+            hark::control::Request::Silence {
+                rule,
+                for_secs: duration.map(|d| d.as_secs().max(1)),
+            },
+        ) {
+            Ok(r) => print_answer(r),
+            Err(code) => code,
+        },
+        Command::Unsilence { rule, socket } => {
+            match ask(&socket, hark::control::Request::Unsilence { rule }) {
+                Ok(r) => print_answer(r),
+                Err(code) => code,
+            }
+        }
+        Command::Run { config: paths } => {
             init_logging();
             raise_fd_limit();
-            let config = match Config::load(&config) {
+            let config = match Config::load(&paths) {
                 Ok(c) => c,
                 Err(errors) => {
                     print_errors(&errors);
@@ -120,7 +248,7 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            match runtime.block_on(hark::daemon::run_until_signalled(config)) {
+            match runtime.block_on(hark::daemon::run_until_signalled(config, paths)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

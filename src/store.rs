@@ -18,6 +18,8 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 const RULES: TableDefinition<&str, &[u8]> = TableDefinition::new("rule_state");
 /// Deliveries not yet confirmed, by sequence number (the order they were accepted in).
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Rules muted by `hark silence`, until when.
+const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
 /// Alerts posted to Alertmanager as firing and not yet resolved, re-posted while they
 /// fire, by `action/rule/watch`.
 const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
@@ -134,6 +136,21 @@ impl Store {
     /// Every firing Alertmanager alert.
     pub fn alerts(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.read_all(ALERTS, str::to_string)
+    }
+
+    /// Every silence.
+    pub fn silences(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read_all(SILENCES, str::to_string)
+    }
+
+    /// Sets (or with `None` removes) silences, on disk when it returns.
+    pub fn set_silences(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        self.with_db(|db| {
+            let mut txn = db.begin_write().map_err(|e| self.error(e))?;
+            txn.set_durability(Durability::Immediate);
+            self.apply(&txn, SILENCES, changes)?;
+            txn.commit().map_err(|e| self.error(e))
+        })
     }
 
     /// Every entry of a table, in key order (none when the table was never written).

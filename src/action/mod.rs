@@ -22,17 +22,29 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ActionConfig, ActionKind, Config, ShellAction, ShellProgram};
 use crate::event::{decode_os, Firing};
-pub use template::Templates;
+pub use template::{event_json_lossy, Templates};
 
 pub struct Dispatcher {
     actions: HashMap<String, Arc<ActionConfig>>,
     templates: Arc<Templates>,
     permits: Arc<Semaphore>,
+    max_concurrent: usize,
     tracker: TaskTracker,
     kill: CancellationToken,
 }
 
 impl Dispatcher {
+    /// No action of this dispatcher is running or waiting.
+    pub fn is_idle(&self) -> bool {
+        self.tracker.is_empty()
+    }
+
+    /// Shell actions running, and waiting for a permit.
+    pub fn load(&self) -> (usize, usize) {
+        let running = self.max_concurrent - self.permits.available_permits();
+        (running, self.tracker.len().saturating_sub(running))
+    }
+
     pub fn new(config: &Config) -> Self {
         Dispatcher {
             actions: config
@@ -42,6 +54,7 @@ impl Dispatcher {
                 .collect(),
             templates: Arc::new(Templates::new(config)),
             permits: Arc::new(Semaphore::new(config.daemon.max_concurrent_actions)),
+            max_concurrent: config.daemon.max_concurrent_actions,
             tracker: TaskTracker::new(),
             kill: CancellationToken::new(),
         }

@@ -117,7 +117,10 @@ pub struct Outbox {
 }
 
 struct Shared {
-    actions: HashMap<String, Arc<ActionConfig>>,
+    /// Replaced by a reload: each attempt reads the action as configured then.
+    actions: std::sync::RwLock<HashMap<String, Arc<ActionConfig>>>,
+    /// Stops the re-posting tasks of the current configuration.
+    resending: Mutex<CancellationToken>,
     /// Built at the first delivery: loading the TLS roots costs memory a daemon without
     /// webhooks should not pay.
     client: std::sync::OnceLock<Client>,
@@ -170,7 +173,8 @@ impl Outbox {
     ) -> Outbox {
         Outbox {
             shared: Arc::new(Shared {
-                actions,
+                resending: Mutex::new(stop.child_token()),
+                actions: std::sync::RwLock::new(actions),
                 client: std::sync::OnceLock::new(),
                 store,
                 stop,
@@ -196,10 +200,7 @@ impl Outbox {
                 .ok()
                 .filter(|a| {
                     firing.contains(&crate::store::key(&a.rule, &a.watch))
-                        && matches!(
-                            self.shared.actions.get(&a.action).map(|c| &c.kind),
-                            Some(ActionKind::Alertmanager(_))
-                        )
+                        && self.shared.is_alertmanager(&a.action)
                 });
             match alert {
                 Some(a) => {
@@ -264,15 +265,77 @@ impl Outbox {
     /// of its action.
     pub fn start_resending(&self) {
         self.shared.resend(None);
-        for (name, action) in &self.shared.actions {
+        self.spawn_resenders();
+    }
+
+    fn spawn_resenders(&self) {
+        let stop = {
+            let mut slot = lock(&self.shared.resending);
+            slot.cancel();
+            *slot = self.shared.stop.child_token();
+            slot.clone()
+        };
+        let actions = self
+            .shared
+            .actions
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        for (name, action) in actions.iter() {
             if let ActionKind::Alertmanager(am) = &action.kind {
-                tokio::spawn(resender(Arc::clone(&self.shared), name.clone(), am.resend));
+                tokio::spawn(resender(
+                    Arc::clone(&self.shared),
+                    name.clone(),
+                    am.resend,
+                    stop.clone(),
+                ));
             }
         }
+    }
+
+    /// Takes a reloaded configuration's actions: pending deliveries and retries use them
+    /// from their next attempt. Returns the keys of firing alerts whose action is gone or
+    /// no longer an alertmanager action, no longer posted, for the caller to remove.
+    pub fn reconfigure(&self, actions: HashMap<String, Arc<ActionConfig>>) -> Vec<String> {
+        *self
+            .shared
+            .actions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = actions;
+        let mut stale = Vec::new();
+        lock(&self.shared.active).retain(|key, a| {
+            let keep = self.shared.is_alertmanager(&a.action);
+            if !keep {
+                stale.push(key.clone());
+            }
+            keep
+        });
+        self.spawn_resenders();
+        stale
+    }
+
+    /// Deliveries waiting in lanes and being made now.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.shared.lanes)
+            .values()
+            .map(|l| l.state.queued.load(Ordering::Acquire))
+            .sum()
     }
 }
 
 impl Shared {
+    fn action(&self, name: &str) -> Option<Arc<ActionConfig>> {
+        self.actions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn is_alertmanager(&self, name: &str) -> bool {
+        self.action(name)
+            .is_some_and(|a| matches!(a.kind, ActionKind::Alertmanager(_)))
+    }
+
     /// Sends a job to its lane, starting the lane if needed; with `only_if_idle`, only
     /// when the lane has nothing to do. Whether it was sent.
     fn send(self: &Arc<Self>, job: Job, only_if_idle: bool) -> bool {
@@ -305,8 +368,8 @@ impl Shared {
             .cloned()
             .collect();
         for a in alerts {
-            let Some(ActionKind::Alertmanager(am)) = self.actions.get(&a.action).map(|c| &c.kind)
-            else {
+            let action = self.action(&a.action);
+            let Some(ActionKind::Alertmanager(am)) = action.as_deref().map(|c| &c.kind) else {
                 continue;
             };
             for target in 0..am.endpoints.len() as u32 {
@@ -335,12 +398,12 @@ impl Shared {
     }
 }
 
-async fn resender(shared: Arc<Shared>, action: String, every: Duration) {
+async fn resender(shared: Arc<Shared>, action: String, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shared.stop.cancelled() => return,
+            _ = stop.cancelled() => return,
             _ = tick.tick() => shared.resend(Some(&action)),
         }
     }
@@ -413,17 +476,18 @@ impl Shared {
 }
 
 async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
-    let Some(to) = receiver(shared.actions.get(&d.action).map(|a| &**a), d.target) else {
-        give_up(
-            shared,
-            seq,
-            d,
-            "its action, or this receiver of it, is no longer in the configuration".into(),
-        )
-        .await;
-        return;
-    };
     loop {
+        let action = shared.action(&d.action);
+        let Some(to) = receiver(action.as_deref(), d.target) else {
+            give_up(
+                shared,
+                seq,
+                d,
+                "its action, or this receiver of it, is no longer in the configuration".into(),
+            )
+            .await;
+            return;
+        };
         d.attempts += 1;
         let outcome = attempt(shared.client(), &to, &d).await;
         match outcome {
@@ -457,7 +521,8 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
 
 /// One attempt to post a firing alert again; a failure waits for the next re-post.
 async fn repost(shared: &Shared, d: Delivery) {
-    let Some(to) = receiver(shared.actions.get(&d.action).map(|a| &**a), d.target) else {
+    let action = shared.action(&d.action);
+    let Some(to) = receiver(action.as_deref(), d.target) else {
         return;
     };
     match attempt(shared.client(), &to, &d).await {

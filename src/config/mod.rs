@@ -26,6 +26,7 @@ pub use checks::{CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
+pub use parse::DEFAULT_CONTROL_SOCKET;
 pub use rule::{RuleConfig, Threshold, TriggerLimit};
 pub use secret::Secret;
 pub use values::Condition;
@@ -47,6 +48,8 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub host: String,
     pub control_socket: PathBuf,
+    /// Members may use the control socket too (root always can).
+    pub control_group: Option<Account>,
     pub metrics: Option<std::net::SocketAddr>,
     pub max_concurrent_actions: usize,
     /// How long running actions may go on after SIGTERM before they are killed.

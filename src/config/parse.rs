@@ -22,6 +22,7 @@ struct RawDaemon {
     state_dir: Option<String>,
     host: Option<String>,
     control_socket: Option<String>,
+    control_group: Option<Spanned<String>>,
     metrics: Option<Spanned<String>>,
     max_concurrent_actions: Option<Spanned<i64>>,
     stop_timeout: Option<Spanned<String>>,
@@ -104,34 +105,50 @@ fn parse_document(ctx: &mut Ctx, all: &mut Collected, templates: &minijinja::Env
         let key_span = key.span();
         match key.get_ref().as_ref() {
             "daemon" => parse_daemon(ctx, all, key_span, value),
-            "watch" => for_each_named(ctx, "watch", value, |ctx, name, name_span, table, span| {
-                match watch::parse(ctx, name, table, span) {
-                    Some(w) => insert_named(ctx, &mut all.watches, "watch", name, name_span, w),
+            "watch" => for_each_named(
+                ctx,
+                "watch",
+                value,
+                |ctx, name, name_span, table, span, def| match watch::parse(ctx, name, table, span)
+                {
+                    Some(mut w) => {
+                        w.definition = def;
+                        insert_named(ctx, &mut all.watches, "watch", name, name_span, w)
+                    }
                     None => {
                         all.broken.insert(format!("watch.{name}"));
                     }
-                }
-            }),
-            "rule" => for_each_named(ctx, "rule", value, |ctx, name, name_span, table, span| {
-                match rule::parse(ctx, name, table, span, templates) {
-                    Some(r) => insert_named(ctx, &mut all.rules, "rule", name, name_span, r),
+                },
+            ),
+            "rule" => for_each_named(
+                ctx,
+                "rule",
+                value,
+                |ctx, name, name_span, table, span, def| match rule::parse(
+                    ctx, name, table, span, templates,
+                ) {
+                    Some(mut r) => {
+                        r.rule.definition = def;
+                        insert_named(ctx, &mut all.rules, "rule", name, name_span, r)
+                    }
                     None => {
                         all.broken.insert(format!("rule.{name}"));
                     }
-                }
-            }),
-            "action" => {
-                for_each_named(ctx, "action", value, |ctx, name, name_span, table, span| {
-                    match action::parse(ctx, name, table, span, templates) {
-                        Some(a) => {
-                            insert_named(ctx, &mut all.actions, "action", name, name_span, a)
-                        }
-                        None => {
-                            all.broken.insert(format!("action.{name}"));
-                        }
+                },
+            ),
+            "action" => for_each_named(
+                ctx,
+                "action",
+                value,
+                |ctx, name, name_span, table, span, _| match action::parse(
+                    ctx, name, table, span, templates,
+                ) {
+                    Some(a) => insert_named(ctx, &mut all.actions, "action", name, name_span, a),
+                    None => {
+                        all.broken.insert(format!("action.{name}"));
                     }
-                })
-            }
+                },
+            ),
             other => ctx.error(
                 key_span,
                 format!(
@@ -151,7 +168,7 @@ fn for_each_named(
     ctx: &mut Ctx,
     section: &str,
     value: &Spanned<DeValue<'_>>,
-    mut each: impl FnMut(&mut Ctx, &str, Range<usize>, DeTable<'_>, Range<usize>),
+    mut each: impl FnMut(&mut Ctx, &str, Range<usize>, DeTable<'_>, Range<usize>, String),
 ) {
     let DeValue::Table(table) = value.get_ref() else {
         ctx.error(
@@ -166,13 +183,55 @@ fn for_each_named(
             continue;
         }
         match item.get_ref() {
-            DeValue::Table(t) => each(ctx, name.get_ref(), name_span, t.clone(), item.span()),
+            DeValue::Table(t) => each(
+                ctx,
+                name.get_ref(),
+                name_span,
+                t.clone(),
+                item.span(),
+                definition(t),
+            ),
             _ => ctx.error(
                 item.span(),
                 format!("`{section}.{}` must be a table", name.get_ref()),
             ),
         }
     }
+}
+
+/// An item's TOML without places or layout: equal when the definition is the same, so a
+/// reload restarts only what changed.
+fn definition(t: &DeTable<'_>) -> String {
+    fn value(out: &mut String, v: &DeValue<'_>) {
+        match v {
+            DeValue::Array(a) => {
+                out.push('[');
+                for x in a.iter() {
+                    value(out, x.get_ref());
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            DeValue::Table(t) => table(out, t),
+            scalar => out.push_str(&format!("{scalar:?}")),
+        }
+    }
+    fn table(out: &mut String, t: &DeTable<'_>) {
+        let sorted: BTreeMap<&str, &DeValue<'_>> = t
+            .iter()
+            .map(|(k, v)| (k.get_ref().as_ref(), v.get_ref()))
+            .collect();
+        out.push('{');
+        for (k, v) in sorted {
+            out.push_str(&format!("{k:?}="));
+            value(out, v);
+            out.push(',');
+        }
+        out.push('}');
+    }
+    let mut out = String::new();
+    table(&mut out, t);
+    out
 }
 
 fn insert_named<T>(
@@ -243,21 +302,24 @@ fn parse_daemon(
         return;
     };
     let mut daemon = DaemonConfig::default();
+    // Paths are relative to the file that names them, like every path in the config.
+    let dir = ctx
+        .path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let base = std::path::absolute(&dir).unwrap_or(dir);
     if let Some(d) = raw.state_dir {
-        // Relative to the file that names it, like every path in the config.
-        let dir = ctx
-            .path()
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        daemon.state_dir =
-            super::watch::normalize(&std::path::absolute(&dir).unwrap_or(dir).join(d));
+        daemon.state_dir = super::watch::normalize(&base.join(d));
+    }
+    if let Some(s) = raw.control_socket {
+        daemon.control_socket = super::watch::normalize(&base.join(s));
+    }
+    if let Some(g) = &raw.control_group {
+        daemon.control_group = action::lookup(ctx, g, action::Kind::Group);
     }
     if let Some(h) = raw.host {
         daemon.host = h;
-    }
-    if let Some(s) = raw.control_socket {
-        daemon.control_socket = s.into();
     }
     if let Some(m) = raw.metrics {
         match m.get_ref().parse() {
@@ -283,12 +345,17 @@ fn parse_daemon(
     all.daemon = Some((here, daemon));
 }
 
+/// Where `hark status` looks when no configuration says otherwise (systemd's
+/// `RuntimeDirectory=hark`).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/hark/control.sock";
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             state_dir: PathBuf::from("/var/lib/hark"),
             host: local_hostname(),
-            control_socket: PathBuf::from("/run/hark/control.sock"),
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            control_group: None,
             metrics: None,
             max_concurrent_actions: 16,
             stop_timeout: Duration::from_secs(10),

@@ -16,6 +16,9 @@ use super::Ctx;
 #[derive(Debug, Clone)]
 pub struct RuleConfig {
     pub name: String,
+    /// The rule's TOML, normalised: a reload keeps all the state of a rule that did not
+    /// change.
+    pub definition: String,
     pub watches: Vec<String>,
     /// `None`: every event of the named watches matches.
     pub when: Option<Condition>,
@@ -186,6 +189,7 @@ pub(crate) fn parse(
     Some(RawRuleChecked {
         rule: RuleConfig {
             name: name.to_string(),
+            definition: String::new(),
             watches: watch_refs.iter().map(|(n, _)| n.clone()).collect(),
             when,
             then: action_refs.iter().map(|(n, _)| n.clone()).collect(),

@@ -20,6 +20,8 @@ use super::Ctx;
 pub struct WatchConfig {
     pub name: String,
     pub kind: WatchKind,
+    /// The watch's TOML, normalised: a reload restarts the watch only when it changed.
+    pub definition: String,
 }
 
 /// The closed set of watch types; one struct per type.
@@ -169,6 +171,7 @@ pub(crate) fn parse(
         }
     };
     Some(WatchConfig {
+        definition: String::new(),
         name: name.to_string(),
         kind,
     })

@@ -7,6 +7,7 @@
 
 mod condition;
 mod edge;
+mod silence;
 mod state;
 mod verdict;
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use condition::{cel_fields, to_cel, Evaluator, Outcome};
 pub use edge::{EdgeGate, Verdict};
+pub use silence::Silences;
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
 pub use verdict::{Decision, RuleVerdict};
 
@@ -37,6 +39,16 @@ struct Rule {
     unless: Vec<usize>,
     /// Evaluation errors already logged, so a field missing from every event is said once.
     logged_errors: HashSet<String>,
+}
+
+/// One row of `hark status`: a rule's state for one watch.
+#[derive(Debug, Clone)]
+pub struct RuleStatus {
+    pub rule: Arc<str>,
+    pub watch: Option<Arc<str>>,
+    /// `ok`, `pending` or `firing`.
+    pub state: &'static str,
+    pub since: Option<Instant>,
 }
 
 pub struct Engine {
@@ -239,6 +251,67 @@ impl Engine {
             .collect()
     }
 
+    /// Each rule's state for each watch it has seen a state event of (a rule that has
+    /// seen none, or hears only edge events, is one `ok` row without a watch).
+    pub fn status(&self) -> Vec<RuleStatus> {
+        let mut out = Vec::new();
+        for r in &self.rules {
+            if r.states.is_empty() {
+                out.push(RuleStatus {
+                    rule: Arc::clone(&r.name),
+                    watch: None,
+                    state: "ok",
+                    since: None,
+                });
+            }
+            let mut states: Vec<_> = r.states.iter().collect();
+            states.sort_by(|a, b| a.0.cmp(b.0));
+            for (w, m) in states {
+                let (state, since) = m.phase();
+                out.push(RuleStatus {
+                    rule: Arc::clone(&r.name),
+                    watch: Some(Arc::clone(w)),
+                    state,
+                    since,
+                });
+            }
+        }
+        out
+    }
+
+    /// The engine for a reloaded configuration: rules whose definition did not change
+    /// (named in `unchanged`) keep everything they had, pending progress, debounce and
+    /// cooldown included. Others start afresh, but keep their saved state (firing, last
+    /// fired) for the watches they still hear, as across a restart.
+    pub fn reload(
+        &mut self,
+        config: &Config,
+        unchanged: &HashSet<String>,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        let mut next = Engine::new(config);
+        for r in &mut next.rules {
+            let Some(old) = self.rules.iter_mut().find(|o| o.name == r.name) else {
+                continue;
+            };
+            if unchanged.contains(&*r.name) {
+                r.gate = std::mem::replace(&mut old.gate, EdgeGate::new(None, None, None));
+                r.states = std::mem::take(&mut old.states);
+                r.logged_errors = std::mem::take(&mut old.logged_errors);
+                continue;
+            }
+            for (w, m) in &old.states {
+                if m.worth_saving() && r.config.watches.iter().any(|x| **x == **w) {
+                    let mut fresh = new_machine(&r.config);
+                    fresh.restore(&m.save(now, wall), now, wall);
+                    r.states.insert(Arc::clone(w), fresh);
+                }
+            }
+        }
+        *self = next;
+    }
+
     /// The store keys (`rule/watch`) of every rule and watch firing now.
     pub fn firing_keys(&self) -> std::collections::HashSet<String> {
         self.rules
@@ -392,5 +465,74 @@ impl Rule {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    const BEFORE: &str = r#"
+[watch.port]
+type = "tcp"
+address = "127.0.0.1:1"
+
+[rule.kept]
+watch = "port"
+when = "!connected"
+times = 3
+
+[rule.changed]
+watch = "port"
+when = "!connected"
+times = 3
+"#;
+
+    fn load(text: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hark.toml");
+        std::fs::write(&file, text).unwrap();
+        let config = Config::load(&[file]).unwrap_or_else(|e| panic!("{e:?}"));
+        (dir, config)
+    }
+
+    fn down() -> Arc<Event> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("connected".into(), serde_json::Value::Bool(false));
+        Arc::new(Event {
+            watch: Arc::from("port"),
+            source: "tcp",
+            time: SystemTime::now(),
+            host: Arc::from("h"),
+            edge: false,
+            fields,
+        })
+    }
+
+    #[test]
+    fn an_unchanged_rule_keeps_its_pending_progress_across_a_reload_and_a_changed_one_does_not() {
+        let (_d1, before) = load(BEFORE);
+        let (_d2, after) = load(&BEFORE.replace(
+            "[rule.changed]\nwatch = \"port\"\n",
+            "[rule.changed]\nwatch = \"port\"\nsummary = \"new\"\n",
+        ));
+        let mut engine = Engine::new(&before);
+        let now = Instant::now();
+        assert!(engine.on_event(down(), now).is_empty());
+        assert!(engine.on_event(down(), now).is_empty());
+        let unchanged: HashSet<String> = after
+            .rules
+            .iter()
+            .filter(|(n, r)| before.rules[*n].definition == r.definition)
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(unchanged, HashSet::from(["kept".to_string()]));
+        engine.reload(&after, &unchanged, now, SystemTime::now());
+        let fired: Vec<String> = engine
+            .on_event(down(), now)
+            .iter()
+            .map(|f| f.rule.to_string())
+            .collect();
+        assert_eq!(fired, ["kept"], "only the unchanged rule was at 2 of 3");
     }
 }

@@ -274,6 +274,15 @@ impl StateMachine {
         self.last_fired = saved.last_fired.map(to_instant);
     }
 
+    /// `ok`, `pending` or `firing`, and since when (not for `ok`).
+    pub fn phase(&self) -> (&'static str, Option<Instant>) {
+        match self.phase {
+            Phase::Ok => ("ok", None),
+            Phase::Pending { since, .. } => ("pending", Some(since)),
+            Phase::Firing { since, .. } => ("firing", Some(since)),
+        }
+    }
+
     /// How long the rule has been firing, if it is.
     pub fn firing_since(&self) -> Option<Instant> {
         match self.phase {

@@ -2,12 +2,14 @@
 
 mod alertmanager;
 mod checks_watch;
+mod control;
 mod daemon;
 mod dry_run;
 mod file_watch;
 mod http_server;
 mod http_watch;
 mod process_watch;
+mod reload;
 mod shell_action;
 mod state_dir;
 mod state_rules;

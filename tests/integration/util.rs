@@ -100,23 +100,55 @@ pub fn fixture(name: &str, replace: &[(&str, &str)]) -> String {
     text
 }
 
-/// Gives the config a state directory of its own in the temp dir, unless it names one:
-/// every daemon under test keeps its rule states apart.
+/// Gives the config a state directory and a control socket of its own in the temp dir,
+/// unless it names them: every daemon under test keeps its rule states apart.
 pub fn with_state_dir(config: &str) -> String {
-    if config.contains("state_dir") {
-        return config.to_string();
+    let mut lines = String::new();
+    if !config.contains("state_dir") {
+        lines.push_str("state_dir = \"@DIR@/state\"\n");
     }
-    const LINE: &str = "state_dir = \"@DIR@/state\"\n";
+    if !config.contains("control_socket") {
+        lines.push_str("control_socket = \"@DIR@/control.sock\"\n");
+    }
     match config.find("[daemon]\n") {
         Some(i) => {
             let at = i + "[daemon]\n".len();
-            format!("{}{LINE}{}", &config[..at], &config[at..])
+            format!("{}{lines}{}", &config[..at], &config[at..])
         }
-        None => format!("[daemon]\n{LINE}\n{config}"),
+        None => format!("[daemon]\n{lines}\n{config}"),
     }
 }
 
 impl Hark {
+    /// Runs `hark ARGS... --socket <this daemon's socket>`: exit code, stdout, stderr.
+    pub fn ctl(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(HARK)
+            .args(args)
+            .arg("--socket")
+            .arg(self.path("control.sock"))
+            .output()
+            .expect("run hark");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `hark status --json`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, out, err) = self.ctl(&["status", "--json"]);
+        assert_eq!(code, Some(0), "hark status: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("status is not JSON ({e}): {out}"))
+    }
+
+    /// Replaces the config file and sends SIGHUP.
+    pub fn reload_with(&self, config: &str) {
+        let config = with_state_dir(config).replace("@DIR@", &self.dir.path().to_string_lossy());
+        std::fs::write(self.path("hark.toml"), config).expect("write config");
+        self.signal(libc::SIGHUP);
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

@@ -1,0 +1,216 @@
+//! SIGHUP: the configuration is loaded and checked again; a bad one changes nothing (its
+//! errors are logged and shown by `hark status`), a good one replaces the old, restarting
+//! only the watches whose definition changed. Rules whose definition did not change keep
+//! all their state; the others keep what a restart would (firing, last fired).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use sd_notify::NotifyState;
+
+use super::{blocking, notify, start_watches, stop_all, Daemon};
+use crate::action::Dispatcher;
+use crate::config::Config;
+use crate::control::ReloadStatus;
+use crate::event::rfc3339;
+
+impl Daemon {
+    pub(super) async fn reload(&mut self) {
+        let mut state = vec![NotifyState::Reloading];
+        if let Ok(t) = NotifyState::monotonic_usec_now() {
+            state.push(t);
+        }
+        notify(&state);
+        let started = Instant::now();
+        let paths = self.paths.clone();
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&paths)).await;
+        let status = match loaded {
+            Ok(Ok(config)) => self.apply(config).await,
+            Ok(Err(errors)) => {
+                for e in &errors.0 {
+                    tracing::error!("{e}");
+                }
+                tracing::error!(
+                    errors = errors.0.len(),
+                    "reload refused: the configuration has errors; the previous one keeps running"
+                );
+                ReloadStatus {
+                    time: rfc3339(SystemTime::now()),
+                    ok: false,
+                    errors: errors.0.iter().map(ToString::to_string).collect(),
+                }
+            }
+            Err(e) => ReloadStatus {
+                time: rfc3339(SystemTime::now()),
+                ok: false,
+                errors: vec![format!("loading the configuration panicked: {e}")],
+            },
+        };
+        if status.ok {
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "configuration reloaded"
+            );
+        }
+        self.last_reload = Some(status);
+        notify(&[NotifyState::Ready, NotifyState::Status(&self.status_line())]);
+    }
+
+    /// Replaces the running configuration with `new`, which validated.
+    async fn apply(&mut self, mut new: Config) -> ReloadStatus {
+        let mut errors = Vec::new();
+        self.keep_restart_only_settings(&mut new);
+        let host_changed = new.daemon.host != self.config.daemon.host;
+        if host_changed {
+            self.host = Arc::from(new.daemon.host.as_str());
+        }
+
+        // Watches: stop those removed or changed, then start those new or changed.
+        let same = |name: &str, definition: &str| {
+            !host_changed
+                && self
+                    .config
+                    .watches
+                    .get(name)
+                    .is_some_and(|o| o.definition == definition)
+        };
+        let stopping: Vec<_> = self
+            .config
+            .watches
+            .keys()
+            .filter(|n| !new.watches.get(*n).is_some_and(|w| same(n, &w.definition)))
+            .filter_map(|n| self.watches.remove(n))
+            .collect();
+        let stopped = stopping.len();
+        if tokio::task::spawn_blocking(move || stop_all(stopping))
+            .await
+            .is_err()
+        {
+            errors.push("stopping the changed watches panicked".to_string());
+        }
+        let starting: Vec<_> = new
+            .watches
+            .values()
+            .filter(|w| !same(&w.name, &w.definition))
+            .cloned()
+            .collect();
+        let mut started = 0;
+        for w in starting {
+            let name = w.name.clone();
+            match start_watches(
+                vec![w],
+                Arc::clone(&self.host),
+                Arc::clone(&self.shared),
+                self.events.clone(),
+            )
+            .await
+            {
+                Ok(Ok(handles)) => {
+                    started += handles.len();
+                    self.watches.extend(handles);
+                }
+                Ok(Err((_, e))) => {
+                    tracing::error!(watch = %name, error = %e, "watch could not start");
+                    errors.push(format!("watch `{name}` could not start: {e}"));
+                }
+                Err(e) => errors.push(format!("watch `{name}`: {e:#}")),
+            }
+        }
+        self.seen
+            .retain(|w, _| new.watches.contains_key(&**w) && !host_changed);
+
+        // Rules.
+        let unchanged: HashSet<String> = new
+            .rules
+            .iter()
+            .filter(|(n, r)| {
+                self.config
+                    .rules
+                    .get(*n)
+                    .is_some_and(|o| o.definition == r.definition)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.engine
+            .reload(&new, &unchanged, Instant::now(), SystemTime::now());
+        if let Err(e) = self.forget_stale_states(&new).await {
+            tracing::warn!(error = %e, "cannot remove the saved states of rules no longer configured");
+        }
+
+        // Actions: new ones for new firings; the old dispatcher's running actions finish.
+        let old = std::mem::replace(&mut self.dispatcher, Dispatcher::new(&new));
+        self.retired.retain(|d| !d.is_idle());
+        self.retired.push(old);
+        let stale = self.outbox.reconfigure(self.dispatcher.actions());
+        if !stale.is_empty() {
+            let removals: Vec<_> = stale.into_iter().map(|k| (k, None)).collect();
+            if let Err(e) = blocking(&self.store, move |s| s.commit(&[], &[], &removals)).await {
+                tracing::warn!(error = %e, "cannot forget the alerts of removed actions");
+            }
+        }
+
+        tracing::info!(
+            watches_restarted = started,
+            watches_stopped = stopped,
+            rules_kept = unchanged.len(),
+            rules = new.rules.len(),
+            "new configuration in place"
+        );
+        self.config = new;
+        ReloadStatus {
+            time: rfc3339(SystemTime::now()),
+            ok: errors.is_empty(),
+            errors,
+        }
+    }
+
+    /// `[daemon]` settings a running daemon cannot change: the new values are logged and
+    /// wait for the next restart.
+    fn keep_restart_only_settings(&self, new: &mut Config) {
+        let old = &self.config.daemon;
+        let d = &mut new.daemon;
+        let mut kept = Vec::new();
+        if d.state_dir != old.state_dir {
+            kept.push("state_dir");
+            d.state_dir = old.state_dir.clone();
+        }
+        if d.control_socket != old.control_socket {
+            kept.push("control_socket");
+            d.control_socket = old.control_socket.clone();
+        }
+        if d.control_group.as_ref().map(|g| g.id) != old.control_group.as_ref().map(|g| g.id) {
+            kept.push("control_group");
+            d.control_group = old.control_group.clone();
+        }
+        if d.metrics != old.metrics {
+            kept.push("metrics");
+            d.metrics = old.metrics;
+        }
+        if !kept.is_empty() {
+            tracing::warn!(
+                "[daemon] {} changed: this takes effect at the next restart",
+                kept.join(", ")
+            );
+        }
+    }
+
+    /// Removes the saved states of rules and watches the new configuration does not have.
+    async fn forget_stale_states(&self, new: &Config) -> anyhow::Result<()> {
+        let valid: HashSet<String> = new
+            .rules
+            .values()
+            .flat_map(|r| r.watches.iter().map(|w| crate::store::key(&r.name, w)))
+            .collect();
+        let stored = blocking(&self.store, |s| s.rule_states()).await?;
+        let removals: Vec<_> = stored
+            .into_iter()
+            .filter(|(k, _)| !valid.contains(k))
+            .map(|(k, _)| (k, None))
+            .collect();
+        if !removals.is_empty() {
+            blocking(&self.store, move |s| s.commit(&removals, &[], &[])).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! `hark status`: what the daemon is doing, from its parts.
+
+use std::time::{Instant, SystemTime};
+
+use serde_json::Value;
+
+use super::{blocking, Daemon};
+use crate::action::outbox::Delivery;
+use crate::control::{ActionStatus, FailedDelivery, OutboxStatus, RuleStatus, Status, WatchStatus};
+use crate::event::rfc3339;
+
+impl Daemon {
+    pub(super) async fn status(&self) -> Status {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let at = |t: Instant| rfc3339(wall - now.saturating_duration_since(t));
+        let watches = self
+            .config
+            .watches
+            .values()
+            .map(|w| {
+                let seen = self.seen.get(w.name.as_str());
+                let last = seen.map(|(_, e)| e);
+                WatchStatus {
+                    name: w.name.clone(),
+                    kind: w.kind.type_name().to_string(),
+                    events: seen.map_or(0, |(n, _)| *n),
+                    last_event: last.map(|e| rfc3339(e.time)),
+                    last_error: last
+                        .and_then(|e| e.fields.get("error"))
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .map(crate::event::display_lossy),
+                    last: last.map(|e| crate::action::event_json_lossy(&e.fields)),
+                }
+            })
+            .collect();
+        let rules = self
+            .engine
+            .status()
+            .into_iter()
+            .map(|r| RuleStatus {
+                silenced_until: self
+                    .silences
+                    .active(&r.rule, wall)
+                    .map(|u| u.map(rfc3339).unwrap_or_default()),
+                name: r.rule.to_string(),
+                watch: r.watch.map(|w| w.to_string()),
+                state: r.state.to_string(),
+                since: r.since.map(at),
+            })
+            .collect();
+        let (running, queued) = self
+            .retired
+            .iter()
+            .chain(std::iter::once(&self.dispatcher))
+            .map(|d| d.load())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            started: rfc3339(self.started),
+            config_files: self
+                .config
+                .files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            watches,
+            rules,
+            actions: ActionStatus { running, queued },
+            outbox: self.outbox_status().await,
+            last_reload: self.last_reload.clone(),
+        }
+    }
+
+    /// Pending and failed deliveries, as stored.
+    async fn outbox_status(&self) -> OutboxStatus {
+        let rows = match blocking(&self.store, |s| s.outbox()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                return OutboxStatus {
+                    error: Some(format!("{e:#}")),
+                    ..OutboxStatus::default()
+                }
+            }
+        };
+        let mut status = OutboxStatus::default();
+        let mut oldest: Option<SystemTime> = None;
+        for (_, bytes) in rows {
+            let Ok(d) = serde_json::from_slice::<Delivery>(&bytes) else {
+                continue;
+            };
+            match d.failed {
+                Some(error) => status.failed.push(FailedDelivery {
+                    rule: d.rule,
+                    action: d.action,
+                    state: d.state,
+                    accepted: rfc3339(d.accepted),
+                    attempts: d.attempts,
+                    error,
+                }),
+                None => {
+                    status.pending += 1;
+                    oldest = Some(oldest.map_or(d.accepted, |o| o.min(d.accepted)));
+                }
+            }
+        }
+        status.oldest_pending = oldest.map(rfc3339);
+        status
+    }
+}

@@ -1,0 +1,151 @@
+//! The control socket: `hark status` shows watches, rules, actions and failed
+//! deliveries; `hark silence` mutes a rule across restarts; `hark unsilence` ends it;
+//! a daemon that cannot be reached is exit code 3.
+
+use std::time::Duration;
+
+use crate::http_server::Server;
+use crate::util::*;
+
+fn start_status(api: &Server, receiver: &Server) -> Hark {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    start_in(
+        dir,
+        &fixture(
+            "control/status.toml",
+            &[
+                ("@URL@", &api.url("/health")),
+                ("@RECEIVER@", &receiver.url("/hook")),
+            ],
+        ),
+    )
+}
+
+fn rule<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["rules"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no rule {name} in {status}"))
+}
+
+#[test]
+fn status_shows_watches_rules_and_failed_deliveries() {
+    let api = Server::start();
+    api.set_status(500);
+    let receiver = Server::start();
+    receiver.set_status(400);
+    let h = start_status(&api, &receiver);
+    assert!(h.wait_log("delivery failed for good"), "log:\n{}", h.log());
+
+    let st = h.status();
+    assert_eq!(st["pid"], h.child.id(), "{st}");
+    let r = rule(&st, "api_down");
+    assert_eq!(r["state"], "firing", "{st}");
+    assert_eq!(r["watch"], "api");
+    assert!(
+        r["since"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{st}"
+    );
+    assert_eq!(rule(&st, "dropped")["state"], "ok");
+    let api_watch = st["watches"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["name"] == "api"))
+        .unwrap();
+    assert_eq!(api_watch["type"], "http");
+    assert!(api_watch["events"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(api_watch["last"]["status"], 500, "{st}");
+    let failed = &st["outbox"]["failed"];
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{st}");
+    assert_eq!(failed[0]["rule"], "api_down");
+    assert_eq!(failed[0]["action"], "hook");
+    assert!(failed[0]["error"].as_str().unwrap().contains("400"), "{st}");
+    assert_eq!(st["outbox"]["pending"], 0);
+
+    let (code, text, err) = h.ctl(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.contains("api_down") && text.contains("firing"),
+        "{text}"
+    );
+    assert!(text.contains("1 failed"), "{text}");
+    assert!(text.contains("failed: rule api_down action hook"), "{text}");
+}
+
+#[test]
+fn a_silenced_rule_runs_no_action_until_unsilenced_and_stays_silenced_across_a_restart() {
+    let api = Server::start();
+    let receiver = Server::start();
+    let mut h = start_status(&api, &receiver);
+
+    let (code, out, err) = h.ctl(&["silence", "dropped", "--for", "1h"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("silenced until"), "{out}");
+    std::fs::write(h.path("in/quiet"), "x").unwrap();
+    assert!(
+        h.wait_log("silenced: its actions do not run"),
+        "log:\n{}",
+        h.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(h.lines().is_empty(), "a silenced rule ran its action");
+
+    h.restart();
+    let st = h.status();
+    assert!(
+        rule(&st, "dropped")["silenced_until"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "the silence did not survive the restart: {st}"
+    );
+    std::fs::write(h.path("in/still-quiet"), "x").unwrap();
+    assert!(
+        h.wait_log("silenced: its actions do not run"),
+        "log:\n{}",
+        h.log()
+    );
+
+    let (code, _, err) = h.ctl(&["unsilence", "dropped"]);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::write(h.path("in/loud"), "x").unwrap();
+    let lines = {
+        wait_for(Duration::from_secs(10), || !h.lines().is_empty());
+        h.lines()
+    };
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].ends_with("/in/loud"), "{lines:?}");
+    assert!(rule(&h.status(), "dropped")["silenced_until"].is_null());
+
+    let (code, _, err) = h.ctl(&["silence", "no_such_rule"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no rule `no_such_rule`"), "{err}");
+    let (code, _, err) = h.ctl(&["unsilence", "dropped"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("is not silenced"), "{err}");
+}
+
+#[test]
+fn a_daemon_that_cannot_be_reached_is_exit_code_3() {
+    let dir = tempdir();
+    let out = std::process::Command::new(HARK)
+        .args(["status", "--socket"])
+        .arg(dir.path().join("nobody.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach the hark daemon"), "{err}");
+}
+
+#[test]
+fn the_control_socket_is_for_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let api = Server::start();
+    let receiver = Server::start();
+    let h = start_status(&api, &receiver);
+    let mode = std::fs::metadata(h.path("control.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
