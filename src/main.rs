@@ -11,7 +11,7 @@ use hark::config::Config;
 #[command(
     name = "hark",
     version,
-    about = "Watches files and runs commands the moment something happens"
+    about = "A monitoring and event-trigger daemon: watches (files, processes, HTTP, TCP, system, commands), rules in CEL, actions (shell, webhook, Alertmanager)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -68,6 +68,13 @@ enum Command {
         rule: String,
         #[command(flatten)]
         socket: SocketArgs,
+    },
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), or write the pages of hark and each command to DIR.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -191,6 +198,25 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "hark", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            let written = match dir {
+                Some(d) => clap_mangen::generate_to(Cli::command(), d),
+                None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hark: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Status { json, socket } => {
             let r = match ask(&socket, hark::control::Request::Status) {
                 Ok(r) => r,
@@ -295,6 +321,23 @@ fn raise_fd_limit() {
     }
 }
 
+/// Whether stderr is the stream systemd connected to the journal: `JOURNAL_STREAM` is
+/// `DEVICE:INODE` of it (a child that inherited the variable but not the stream is not).
+fn stderr_is_the_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = v.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat fills the struct we own; fd 2 may be closed, which it reports.
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    dev.parse::<u64>().ok() == Some(st.st_dev) && ino.parse::<u64>().ok() == Some(st.st_ino)
+}
+
 fn print_errors(errors: &hark::config::ConfigErrors) {
     for e in &errors.0 {
         eprintln!("{e}");
@@ -303,9 +346,30 @@ fn print_errors(errors: &hark::config::ConfigErrors) {
     eprintln!("{n} error{} found", if n == 1 { "" } else { "s" });
 }
 
+/// Under systemd (stderr is the journal stream systemd named in `JOURNAL_STREAM`), logs
+/// go to journald through its native protocol, each field its own journal field (`RULE`,
+/// `WATCH`, `ACTION`, `KIND`, ...). Otherwise, and if the journal cannot be reached,
+/// human-readable lines go to stderr.
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if stderr_is_the_journal() {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                let journal = journal
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("hark".into());
+                tracing_subscriber::registry()
+                    .with(filter)
+                    .with(journal)
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("hark: cannot log to journald ({e}); logging to stderr"),
+        }
+    }
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
     tracing_subscriber::fmt()
         .with_env_filter(filter)

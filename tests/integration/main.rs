@@ -13,6 +13,7 @@ mod reload;
 mod shell_action;
 mod state_dir;
 mod state_rules;
+mod systemd;
 mod util;
 mod validate;
 mod webhook;
