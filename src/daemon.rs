@@ -175,6 +175,20 @@ async fn run_with(
         }
     }
 
+    if let Some(addr) = config.daemon.metrics {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(address = %addr, "metrics at http://{addr}/metrics");
+                tokio::spawn(crate::metrics::serve(
+                    listener,
+                    Arc::clone(&store),
+                    control_stop.clone(),
+                ));
+            }
+            Err(e) => tracing::error!(address = %addr, error = %e, "cannot serve metrics"),
+        }
+    }
+
     let mut d = Daemon {
         paths,
         config,
@@ -194,6 +208,7 @@ async fn run_with(
         next_seq,
         unsaved: Unsaved::default(),
     };
+    d.export_firing();
     tracing::info!(
         watches = d.config.watches.len(),
         rules = d.config.rules.len(),
@@ -273,6 +288,16 @@ impl Daemon {
             .or_insert_with(|| (0, Arc::clone(&ev)));
         seen.0 += 1;
         seen.1 = Arc::clone(&ev);
+        let m = crate::metrics::get();
+        m.events
+            .get_or_create(&crate::metrics::label("watch", &ev.watch))
+            .inc();
+        let took = ["latency_ms", "duration_ms"]
+            .iter()
+            .find_map(|k| ev.fields.get(*k).and_then(serde_json::Value::as_f64));
+        if let Some(ms) = took {
+            m.observe_check(&ev.watch, ms / 1000.0);
+        }
         self.engine.on_event(ev, Instant::now())
     }
 
@@ -283,7 +308,17 @@ impl Daemon {
         let now = SystemTime::now();
         let mut jobs = Vec::new();
         let mut deliveries: Vec<(u64, Delivery)> = Vec::new();
+        let fired = !firings.is_empty();
         for mut firing in firings {
+            crate::metrics::get()
+                .firings
+                .get_or_create(&crate::metrics::labels(
+                    "rule",
+                    &firing.rule,
+                    "state",
+                    firing.state.as_str(),
+                ))
+                .inc();
             if firing.state == FiringState::Firing {
                 if let Some(until) = self.silences.active(&firing.rule, now) {
                     let until = until.map_or("unsilenced".into(), crate::event::rfc3339);
@@ -317,6 +352,7 @@ impl Daemon {
                 // one; but they will not survive a restart. Rule states go with the next
                 // write (later changes of a key after earlier ones).
                 tracing::error!(error = %e, deliveries = deliveries.len(), "cannot write to the state store: these firings are not saved, and their deliveries would not survive a restart");
+                crate::metrics::get().store_write_errors.inc();
                 self.unsaved = Unsaved {
                     rules: latest_per_key(changes),
                     alerts: latest_per_key(alerts),
@@ -326,9 +362,26 @@ impl Daemon {
                 notify(&[NotifyState::Status(&self.status_line())]);
             }
         }
+        if fired {
+            self.export_firing();
+        }
         self.dispatcher.start(jobs);
         for (seq, d) in deliveries {
             self.outbox.enqueue(seq, d);
+        }
+    }
+
+    /// `hark_rule_firing`: one series per rule and watch firing now.
+    fn export_firing(&self) {
+        let family = &crate::metrics::get().rules_firing;
+        family.clear();
+        for r in self.engine.status() {
+            if r.state == "firing" {
+                let watch = r.watch.as_deref().unwrap_or("");
+                family
+                    .get_or_create(&crate::metrics::labels("rule", &r.rule, "watch", watch))
+                    .set(1);
+            }
         }
     }
 

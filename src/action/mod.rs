@@ -286,6 +286,7 @@ impl ShellJob {
         match shell::run(shell, self.prepared, &self.kill).await {
             Ok(report) => log_report(&self.rule, name, &report),
             Err(e) => {
+                crate::metrics::get().observe_action(name, "error", Duration::ZERO);
                 tracing::error!(rule = %self.rule, action = %name, error = %e, argv = ?argv, "action failed to start")
             }
         }
@@ -294,6 +295,14 @@ impl ShellJob {
 
 fn log_report(rule: &str, action: &str, r: &shell::Report) {
     let ms = r.duration.as_millis() as u64;
+    let result = match r.finish {
+        shell::Finish::Exited(0) => "ok",
+        shell::Finish::Exited(_) => "failed",
+        shell::Finish::Signalled(_) => "signalled",
+        shell::Finish::TimedOut => "timeout",
+        shell::Finish::Killed => "killed",
+    };
+    crate::metrics::get().observe_action(action, result, r.duration);
     // Output is logged escaped (Debug): a newline or escape sequence in it cannot forge a log line.
     let stdout = String::from_utf8_lossy(&r.stdout);
     let stderr = String::from_utf8_lossy(&r.stderr);

@@ -492,6 +492,7 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
         let outcome = attempt(shared.client(), &to, &d).await;
         match outcome {
             Outcome::Delivered => {
+                crate::metrics::get().delivery(&d.action, "delivered");
                 tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
                 settle(shared, vec![(seq, None)]).await;
                 return;
@@ -501,6 +502,7 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
                 return;
             }
             Outcome::Retry(after, why) => {
+                crate::metrics::get().delivery(&d.action, "retry");
                 if to.retry.is_some_and(|max| d.attempts >= max) {
                     let why = format!("{why}; no attempts left (retry = {})", d.attempts);
                     give_up(shared, seq, d, why).await;
@@ -527,9 +529,11 @@ async fn repost(shared: &Shared, d: Delivery) {
     };
     match attempt(shared.client(), &to, &d).await {
         Outcome::Delivered => {
+            crate::metrics::get().delivery(&d.action, "reposted");
             tracing::debug!(rule = %d.rule, action = %d.action, target = d.target, "firing alert posted again")
         }
         Outcome::Retry(_, why) | Outcome::Failed(why) => {
+            crate::metrics::get().delivery(&d.action, "repost_failed");
             tracing::warn!(rule = %d.rule, action = %d.action, target = d.target, error = %why, "posting a firing alert again failed; the next re-post follows")
         }
     }
@@ -616,6 +620,7 @@ fn error_text(e: &reqwest::Error) -> String {
 }
 
 async fn give_up(shared: &Shared, seq: u64, mut d: Delivery, why: String) {
+    crate::metrics::get().delivery(&d.action, "failed");
     tracing::error!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, error = %why, "delivery failed for good; kept in the outbox");
     d.failed = Some(why);
     settle(shared, vec![(seq, Some(d.to_bytes()))]).await;

@@ -47,6 +47,13 @@ impl Daemon {
                 errors: vec![format!("loading the configuration panicked: {e}")],
             },
         };
+        let m = crate::metrics::get();
+        let result = if status.ok { "ok" } else { "refused" };
+        m.reloads
+            .get_or_create(&crate::metrics::label("result", result))
+            .inc();
+        m.reload_seconds.set(started.elapsed().as_secs_f64());
+        self.export_firing();
         if status.ok {
             tracing::info!(
                 took_ms = started.elapsed().as_millis() as u64,

@@ -8,6 +8,7 @@ mod dry_run;
 mod file_watch;
 mod http_server;
 mod http_watch;
+mod metrics;
 mod process_watch;
 mod reload;
 mod shell_action;

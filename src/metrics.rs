@@ -1,0 +1,259 @@
+//! Metrics in the Prometheus (OpenMetrics) text format, served at `GET /metrics` on
+//! `[daemon] metrics` when it is set. Every part counts into one process-wide registry;
+//! the endpoint only reads it.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+pub type Labels = Vec<(String, String)>;
+
+/// Latencies from 1 ms to about 16 s.
+#[derive(Clone)]
+pub struct Seconds;
+
+impl MetricConstructor<Histogram> for Seconds {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.001, 2.0, 15))
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub events: Family<Labels, Counter>,
+    pub check_seconds: Family<Labels, Histogram, Seconds>,
+    pub firings: Family<Labels, Counter>,
+    pub rules_firing: Family<Labels, Gauge>,
+    pub action_runs: Family<Labels, Counter>,
+    pub action_seconds: Family<Labels, Histogram, Seconds>,
+    pub deliveries: Family<Labels, Counter>,
+    pub outbox_pending: Gauge,
+    pub outbox_failed: Gauge,
+    pub outbox_oldest_seconds: Gauge<f64, AtomicU64>,
+    pub store_write_errors: Counter,
+    pub reloads: Family<Labels, Counter>,
+    pub reload_seconds: Gauge<f64, AtomicU64>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// One label.
+pub fn label(k: &str, v: &str) -> Labels {
+    vec![(k.to_string(), v.to_string())]
+}
+
+/// Two labels.
+pub fn labels(k1: &str, v1: &str, k2: &str, v2: &str) -> Labels {
+    vec![
+        (k1.to_string(), v1.to_string()),
+        (k2.to_string(), v2.to_string()),
+    ]
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            events: Family::default(),
+            check_seconds: Family::new_with_constructor(Seconds),
+            firings: Family::default(),
+            rules_firing: Family::default(),
+            action_runs: Family::default(),
+            action_seconds: Family::new_with_constructor(Seconds),
+            deliveries: Family::default(),
+            outbox_pending: Gauge::default(),
+            outbox_failed: Gauge::default(),
+            outbox_oldest_seconds: Gauge::default(),
+            store_write_errors: Counter::default(),
+            reloads: Family::default(),
+            reload_seconds: Gauge::default(),
+        };
+        let mut r = Registry::with_prefix("hark");
+        r.register("events", "Events emitted, per watch", m.events.clone());
+        r.register(
+            "check_duration_seconds",
+            "How long each check took (http, tcp, command watches), per watch",
+            m.check_seconds.clone(),
+        );
+        r.register(
+            "firings",
+            "Firings handed to actions, per rule and state (firing, resolved)",
+            m.firings.clone(),
+        );
+        r.register(
+            "rule_firing",
+            "1 for each rule and watch firing now",
+            m.rules_firing.clone(),
+        );
+        r.register(
+            "action_runs",
+            "Shell action runs, per action and result (ok, failed, signalled, timeout, killed, error)",
+            m.action_runs.clone(),
+        );
+        r.register(
+            "action_duration_seconds",
+            "How long shell actions ran, per action",
+            m.action_seconds.clone(),
+        );
+        r.register(
+            "deliveries",
+            "Delivery attempts of webhook and Alertmanager actions, per action and result (delivered, retry, failed, reposted)",
+            m.deliveries.clone(),
+        );
+        r.register(
+            "outbox_pending",
+            "Deliveries in the outbox not yet made",
+            m.outbox_pending.clone(),
+        );
+        r.register(
+            "outbox_failed",
+            "Failed deliveries kept in the outbox",
+            m.outbox_failed.clone(),
+        );
+        r.register(
+            "outbox_oldest_pending_age_seconds",
+            "Age of the oldest delivery not yet made (0 when none)",
+            m.outbox_oldest_seconds.clone(),
+        );
+        r.register(
+            "store_write_errors",
+            "Writes to the state store that failed (a full or failing disk)",
+            m.store_write_errors.clone(),
+        );
+        r.register(
+            "reloads",
+            "Configuration reloads, per result (ok, refused)",
+            m.reloads.clone(),
+        );
+        r.register(
+            "last_reload_duration_seconds",
+            "How long the last reload took",
+            m.reload_seconds.clone(),
+        );
+        m.registry = r;
+        m
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn observe_check(&self, watch: &str, seconds: f64) {
+        self.check_seconds
+            .get_or_create(&label("watch", watch))
+            .observe(seconds);
+    }
+
+    pub fn observe_action(&self, action: &str, result: &str, took: Duration) {
+        self.action_runs
+            .get_or_create(&labels("action", action, "result", result))
+            .inc();
+        self.action_seconds
+            .get_or_create(&label("action", action))
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn delivery(&self, action: &str, result: &str) {
+        self.deliveries
+            .get_or_create(&labels("action", action, "result", result))
+            .inc();
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `stop`. The outbox gauges are read from the
+/// store at each scrape.
+pub async fn serve(listener: TcpListener, store: Arc<Store>, stop: CancellationToken) {
+    loop {
+        let conn = tokio::select! {
+            _ = stop.cancelled() => return,
+            c = listener.accept() => c,
+        };
+        let Ok((mut stream, _)) = conn else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            let read = async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                true
+            };
+            if !matches!(
+                tokio::time::timeout(Duration::from_secs(5), read).await,
+                Ok(true)
+            ) {
+                return;
+            }
+            let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+            let line = String::from_utf8_lossy(line);
+            let mut parts = line.split_whitespace();
+            let reply = match (parts.next(), parts.next()) {
+                (Some("GET"), Some("/metrics")) => {
+                    update_outbox(&store).await;
+                    let body = get().render();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                }
+                _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 22\r\nConnection: close\r\n\r\nonly GET /metrics here".to_string(),
+            };
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+async fn update_outbox(store: &Arc<Store>) {
+    let store = Arc::clone(store);
+    let Ok(Ok(rows)) = tokio::task::spawn_blocking(move || store.outbox()).await else {
+        return;
+    };
+    let (mut pending, mut failed) = (0i64, 0i64);
+    let mut oldest: Option<SystemTime> = None;
+    for (_, bytes) in rows {
+        let Ok(d) = serde_json::from_slice::<crate::action::outbox::Delivery>(&bytes) else {
+            continue;
+        };
+        if d.failed.is_some() {
+            failed += 1;
+        } else {
+            pending += 1;
+            oldest = Some(oldest.map_or(d.accepted, |o| o.min(d.accepted)));
+        }
+    }
+    let m = get();
+    m.outbox_pending.set(pending);
+    m.outbox_failed.set(failed);
+    let age = oldest
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    m.outbox_oldest_seconds.set(age.as_secs_f64());
+}
