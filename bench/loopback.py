@@ -1,10 +1,14 @@
 """The benchmark scripts' receivers: a keep-alive HTTP/1.1 server on 127.0.0.1, on a free
 port put on a queue, run in a child process until it is stopped."""
 import asyncio
+import signal
 
 
 def serve_http(respond, port_queue):
     """Answers each request with `respond(head, body)`, the whole response as bytes."""
+    # A parent's handler (the harness exits cleanly on SIGTERM) is not this child's: being
+    # stopped is the normal end here.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     async def handle(reader, writer):
         try:

@@ -1,0 +1,639 @@
+#!/usr/bin/env python3
+"""hark beside the tools it replaces, in one run: every scenario runs hark and each peer
+alternately, repeats each measurement, and prints a markdown table of medians, p95s and
+ratios (hark / peer) with the machine it ran on.
+
+Usage: python3 bench/run.py [--quick] [--write-docs] [--hark PATH] [--only NAME,...]
+
+  --quick       a few seconds per scenario (CI runs this to keep the harness working;
+                its figures are not the benchmark)
+  --write-docs  also write the table into docs/benchmarks.md (between its markers)
+
+Peers: incron, Monit and blackbox_exporter from Debian, watchexec from crates.io; what is
+missing is installed (as root), or skipped with the reason in the table. All traffic
+goes to 127.0.0.1; every loop is bounded; every process started is stopped by its pid
+when the run ends, also on Ctrl-C.
+"""
+import argparse
+import multiprocessing
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import peers
+from loopback import serve_http
+from procstat import CpuCgroup, cpu_seconds, private_kib, start_hark, status_kib, stop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STARTED = []  # every process this run started, stopped at the end
+
+
+def log(msg):
+    print(f"# {msg}", file=sys.stderr, flush=True)
+
+
+def keep(proc):
+    STARTED.append(proc)
+    return proc
+
+
+def stop_all():
+    for p in STARTED:
+        if isinstance(p, multiprocessing.Process):
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        else:
+            stop(p)
+    STARTED.clear()
+
+
+def pct(values, q):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else float("nan")
+
+
+class Table:
+    """Rows of (scenario, tool, median, p95, unit, n); ratios against hark's row."""
+
+    def __init__(self):
+        self.rows = []
+        self.notes = []
+        self.targets = []
+
+    def add(self, scenario, tool, values, unit, fmt="{:.2f}", vs=None):
+        """`vs`: the hark row this peer is compared with (default: the scenario's first)."""
+        self.rows.append((scenario, tool, values, unit, fmt, vs))
+
+    def target(self, text, ok):
+        self.targets.append((text, ok))
+
+    def median(self, scenario, tool):
+        for s, t, v, *_ in self.rows:
+            if s == scenario and t == tool and v:
+                return statistics.median(v)
+        return None
+
+    def hark_row(self, scenario, vs):
+        for s, t, v, *_ in self.rows:
+            if s == scenario and t.startswith("hark") and (vs is None or t == vs) and v:
+                return statistics.median(v)
+        return None
+
+    def markdown(self, machine):
+        out = [f"Machine: {machine}", "",
+               "| scenario | tool | median | p95 | n | hark / this |", "|---|---|---|---|---|---|"]
+        for s, t, v, unit, fmt, vs in self.rows:
+            if not v:
+                out.append(f"| {s} | {t} | — | — | 0 | |")
+                continue
+            med, p95 = statistics.median(v), pct(v, 0.95)
+            hark = self.hark_row(s, vs)
+            ratio = "" if t.startswith("hark") or not hark or not med else f"{hark / med:.3f}"
+            out.append(f"| {s} | {t} | {fmt.format(med)} {unit} | {fmt.format(p95)} {unit} "
+                       f"| {len(v)} | {ratio} |")
+        if self.targets:
+            out += ["", "| target | met |", "|---|---|"]
+            out += [f"| {t} | {'yes' if ok else 'NO'} |" for t, ok in self.targets]
+        if self.notes:
+            out += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(out)
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), platform.machine())
+    mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo")
+                if l.startswith("MemTotal")), 0)
+    return (f"{os.cpu_count()} CPUs ({cpu}), {mem} MiB, Linux {platform.release()}, "
+            f"{time.strftime('%Y-%m-%d')}")
+
+
+def compile_stamp(tmp):
+    stamp = os.path.join(tmp, "stamp")
+    subprocess.run(["cc", "-O2", "-o", stamp, os.path.join(ROOT, "bench", "stamp.c")], check=True)
+    return stamp
+
+
+def stamps(path):
+    try:
+        return [int(x) for x in open(path).read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def wait_stamp(path, before, limit):
+    """The first stamp after `before` stamps were there, within `limit` seconds."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        s = stamps(path)
+        if len(s) > before:
+            return s[before]
+        time.sleep(0.0005)
+    return None
+
+
+# ---------------------------------------------------------------- file write -> action
+def file_latency(hark, trials, tmp, skipped, table):
+    stamp = compile_stamp(tmp)
+    tools = {}
+
+    def setup(name):
+        d = os.path.join(tmp, f"w-{name}")
+        os.makedirs(d)
+        return d, os.path.join(tmp, f"stamps-{name}")
+
+    d, out = setup("hark")
+    cfg = (f'[watch.w]\ntype = "file"\npaths = ["{d}"]\nevents = ["create"]\ndebounce = "0ms"\n\n'
+           f'[rule.r]\nwatch = "w"\nthen = ["stamp"]\ntrigger_limit = "off"\n\n'
+           f'[action.stamp]\ntype = "shell"\ncommand = ["{stamp}", "{out}"]\n')
+    hd = os.path.join(tmp, "hark-f")
+    os.makedirs(hd)
+    proc, _ = start_hark(hark, cfg, hd, rust_log="warn,hark::daemon=info")
+    keep(proc)
+    tools["hark"] = (d, out)
+    if "incron" not in skipped:
+        d, out = setup("incron")
+        keep(peers.start_incron(tmp, d, f"{stamp} {out}"))
+        tools["incron"] = (d, out)
+    if "watchexec" not in skipped:
+        for label, debounce in (("watchexec (debounce 1ms)", "1ms"),
+                                ("watchexec (default 50ms)", "50ms")):
+            d, out = setup(label.split()[0] + debounce)
+            keep(peers.start_watchexec(tmp, d, [stamp, out], debounce))
+            tools[label] = (d, out)
+    time.sleep(1.0)
+    results = {t: [] for t in tools}
+    for i in range(trials):
+        for tool, (d, out) in tools.items():
+            before = len(stamps(out))
+            t0 = time.time_ns()
+            with open(os.path.join(d, f"f{i}"), "w") as f:
+                f.write("x")
+            got = wait_stamp(out, before, 5)
+            if got is not None:
+                results[tool].append((got - t0) / 1e6)
+            time.sleep(0.12)  # past watchexec's default debounce, so trials do not merge
+    for tool, v in results.items():
+        table.add("file write → action", tool, v, "ms")
+    hark_m, incron_m = table.median("file write → action", "hark"), table.median(
+        "file write → action", "incron")
+    if hark_m and incron_m:
+        table.target(f"file → action ≤ 0.5 × incron's median "
+                     f"(hark {hark_m:.2f} ms, incron {incron_m:.2f} ms, "
+                     f"ratio {hark_m / incron_m:.2f})", hark_m <= 0.5 * incron_m)
+    stop_all()
+
+
+# -------------------------------------------------------------- process killed -> action
+def process_exit(hark, trials, tmp, skipped, table):
+    stamp = compile_stamp(tmp)
+    tag = f"hbv{os.getpid()}"
+    victims = {}
+
+    def victim(name):
+        exe = os.path.join(tmp, name)
+        if not os.path.exists(exe):
+            subprocess.run(["cp", "/bin/sleep", exe], check=True)
+        return subprocess.Popen([exe, "100000"])
+
+    out_h = os.path.join(tmp, "stamps-ph")
+    name_h = f"{tag}h"
+    victims["hark"] = (name_h, out_h, keep(victim(name_h)))
+    cfg = (f'[watch.p]\ntype = "process"\nname = "{name_h}"\n\n'
+           f'[rule.gone]\nwatch = "p"\nwhen = \'kind == "exit"\'\nthen = ["stamp"]\n'
+           f'trigger_limit = "off"\n\n'
+           f'[action.stamp]\ntype = "shell"\ncommand = ["{stamp}", "{out_h}"]\n')
+    os.makedirs(os.path.join(tmp, "hark-p"))
+    proc, _ = start_hark(hark, cfg, os.path.join(tmp, "hark-p"), rust_log="warn,hark::daemon=info")
+    keep(proc)
+    if "monit" not in skipped:
+        name_m = f"{tag}m"
+        out_m = os.path.join(tmp, "stamps-pm")
+        victims["Monit (set daemon 1)"] = (name_m, out_m, keep(victim(name_m)))
+        keep(peers.start_monit(tmp, f'check process v matching "{name_m}"\n'
+                                    f'  if does not exist then exec "{stamp} {out_m}"\n', 1))
+    time.sleep(2.5)
+    results = {t: [] for t in victims}
+    for _ in range(trials):
+        for tool, (name, out, p) in list(victims.items()):
+            # The kill lands anywhere in Monit's cycle, not in phase with it.
+            time.sleep(random.random())
+            before = len(stamps(out))
+            t0 = time.time_ns()
+            p.kill()
+            p.wait()
+            got = wait_stamp(out, before, 5)
+            if got is not None:
+                results[tool].append((got - t0) / 1e6)
+            victims[tool] = (name, out, keep(victim(name)))
+        time.sleep(2.2)  # Monit sees the new one running before the next kill
+    for tool, v in results.items():
+        table.add("process killed → action", tool, v, "ms")
+    h, m = table.median("process killed → action", "hark"), table.median(
+        "process killed → action", "Monit (set daemon 1)")
+    if h and m:
+        table.target(f"process exit → action ≤ 0.02 × Monit's at 1 s (hark {h:.2f} ms, "
+                     f"Monit {m:.0f} ms, ratio {h / m:.4f})", h <= 0.02 * m)
+    stop_all()
+
+
+# ------------------------------------------------------------ HTTP turns 500 -> action
+def flip_server(port_queue, status):
+    def respond(head, body):
+        code = status.value
+        return f"HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nok".encode()
+    serve_http(respond, port_queue)
+
+
+def start_flip():
+    status = multiprocessing.Value("i", 200)
+    q = multiprocessing.Queue()
+    p = multiprocessing.Process(target=flip_server, args=(q, status), daemon=True)
+    p.start()
+    keep(p)
+    return status, q.get(timeout=10)
+
+
+def probe_failed(port, target):
+    url = f"http://127.0.0.1:{port}/probe?module=http_2xx&target={target}"
+    try:
+        body = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError:
+        return False
+    return any(l.startswith("probe_success 0") for l in body.splitlines())
+
+
+def http_500(hark, trials, tmp, skipped, table):
+    stamp = compile_stamp(tmp)
+    tools = {}
+    st, port = start_flip()
+    out = os.path.join(tmp, "stamps-hh")
+    cfg = (f'[watch.api]\ntype = "http"\nurl = "http://127.0.0.1:{port}/"\nevery = "1s"\n\n'
+           f'[rule.down]\nwatch = "api"\nwhen = "status != 200"\nthen = ["stamp"]\n\n'
+           f'[action.stamp]\ntype = "shell"\ncommand = ["{stamp}", "{out}"]\n')
+    os.makedirs(os.path.join(tmp, "hark-h"))
+    proc, _ = start_hark(hark, cfg, os.path.join(tmp, "hark-h"), rust_log="warn,hark::daemon=info")
+    keep(proc)
+    tools["hark (every 1s)"] = (st, out)
+    if "monit" not in skipped:
+        st_m, port_m = start_flip()
+        out_m = os.path.join(tmp, "stamps-hm")
+        keep(peers.start_monit(tmp, f'check host api with address 127.0.0.1\n'
+                                    f'  if failed port {port_m} protocol http request "/" '
+                                    f'then exec "{stamp} {out_m}"\n', 1))
+        tools["Monit (set daemon 1)"] = (st_m, out_m)
+    blackbox = None
+    if "prometheus-blackbox-exporter" not in skipped:
+        st_b, port_b = start_flip()
+        bport = free_port()
+        keep(peers.start_blackbox(tmp, bport))
+        blackbox = (st_b, port_b, bport)
+    time.sleep(2.5)
+    results = {t: [] for t in tools}
+    if blackbox:
+        results["blackbox_exporter (probed every 1s)"] = []
+    for _ in range(trials):
+        for tool, (status, out) in tools.items():
+            # The switch lands anywhere in the tool's check interval, not in phase with it.
+            time.sleep(random.random())
+            before = len(stamps(out))
+            t0 = time.time_ns()
+            status.value = 500
+            got = wait_stamp(out, before, 5)
+            if got is not None:
+                results[tool].append((got - t0) / 1e6)
+            status.value = 200
+        if blackbox:
+            st_b, port_b, bport = blackbox
+            # A Prometheus scraping every second: the phase of the switch within the
+            # interval is random, as it is for the other tools.
+            time.sleep(random.random())
+            t0 = time.time_ns()
+            st_b.value = 500
+            deadline = time.time() + 5
+            next_probe = time.time() + 1.0 - (time.time() % 1.0)
+            while time.time() < deadline:
+                time.sleep(max(0.0, next_probe - time.time()))
+                next_probe += 1.0
+                if probe_failed(bport, f"http://127.0.0.1:{port_b}/"):
+                    results["blackbox_exporter (probed every 1s)"].append(
+                        (time.time_ns() - t0) / 1e6)
+                    break
+            st_b.value = 200
+        time.sleep(2.5)  # every tool sees it healthy again
+    for tool, v in results.items():
+        table.add("HTTP turns 500 → action", tool, v, "ms", "{:.0f}")
+    stop_all()
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# ------------------------------------------------------------------- idle footprint
+def idle_footprint(hark, seconds, runs, tmp, skipped, table):
+    files = []
+    for i in range(5):
+        f = os.path.join(tmp, f"idle-file-{i}")
+        open(f, "w").write("x")
+        files.append(f)
+    procs = []
+    for i in range(3):
+        exe = os.path.join(tmp, f"hbidle{i}")
+        subprocess.run(["cp", "/bin/sleep", exe], check=True)
+        procs.append((f"hbidle{i}", keep(subprocess.Popen([exe, "100000"]))))
+    st, port = start_flip()
+    _, port2 = start_flip()
+    urls = [f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port2}/"]
+
+    def hark_cfg(every):
+        c = f'[watch.files]\ntype = "file"\npaths = {files!r}\n\n'.replace("'", '"')
+        for name, _ in procs:
+            c += f'[watch.{name}]\ntype = "process"\nname = "{name}"\nevery = "{every}s"\n\n'
+            c += (f'[rule.{name}_gone]\nwatch = "{name}"\nwhen = \'kind == "sample" && count == 0\'\n\n')
+        for i, u in enumerate(urls):
+            c += f'[watch.web{i}]\ntype = "http"\nurl = "{u}"\nevery = "{every}s"\n\n'
+            c += f'[rule.web{i}_down]\nwatch = "web{i}"\nwhen = "status != 200"\n\n'
+        return c + '[rule.changed]\nwatch = "files"\n'
+
+    def monit_checks():
+        c = ""
+        for i, f in enumerate(files):
+            c += f'check file f{i} with path {f}\n  if changed checksum then alert\n'
+        for name, _ in procs:
+            c += f'check process {name} matching "{name}"\n  if does not exist then alert\n'
+        for i, u in enumerate(urls):
+            p = u.rsplit(":", 1)[1].strip("/")
+            c += (f'check host web{i} with address 127.0.0.1\n'
+                  f'  if failed port {p} protocol http request "/" then alert\n')
+        return c
+
+    results = {}
+    for run in range(runs):
+        pids = {}
+        for every in (1, 30):
+            d = os.path.join(tmp, f"idle-hark-{every}-{run}")
+            os.makedirs(d)
+            proc, _ = start_hark(hark, hark_cfg(every), d, rust_log="warn,hark::daemon=info")
+            pids[f"hark (every {every}s)"] = keep(proc)
+            if "monit" not in skipped:
+                d = os.path.join(tmp, f"idle-monit-{every}-{run}")
+                os.makedirs(d)
+                pids[f"Monit (set daemon {every})"] = keep(peers.start_monit(d, monit_checks(),
+                                                                            every))
+        # Each in a cgroup of its own: CPU time to the microsecond, every thread counted.
+        groups = {t: CpuCgroup(p.pid, f"idle{run}-{i}") for i, (t, p) in enumerate(pids.items())}
+        time.sleep(2.0)  # past start-up
+        before = {t: g.seconds() for t, g in groups.items()}
+        time.sleep(seconds)
+        for t, p in pids.items():
+            cpu = groups[t].seconds() - before[t]
+            groups[t].close()
+            results.setdefault(t, {"cpu": [], "rss": [], "uss": []})
+            results[t]["cpu"].append(100.0 * cpu / seconds)
+            results[t]["rss"].append(status_kib(p.pid, "VmRSS") / 1024)
+            results[t]["uss"].append(private_kib(p.pid) / 1024)
+        for p in pids.values():
+            stop(p)
+    def vs(tool):
+        every = tool.rstrip(")").rsplit(" ", 1)[-1].rstrip("s")
+        return None if tool.startswith("hark") else f"hark (every {every}s)"
+    for t, r in results.items():
+        table.add(f"idle CPU over {seconds} s (5 files, 3 processes, 2 HTTP checks)", t,
+                  r["cpu"], "% of a core", "{:.3f}", vs(t))
+    for t, r in results.items():
+        table.add("idle RSS", t, r["rss"], "MiB", "{:.1f}", vs(t))
+    for t, r in results.items():
+        table.add("idle private memory (RSS without shared file pages)", t, r["uss"], "MiB",
+                  "{:.1f}", vs(t))
+    for every in (1, 30):
+        h = statistics.median(results[f"hark (every {every}s)"]["rss"])
+        mk = f"Monit (set daemon {every})"
+        if mk in results:
+            m = statistics.median(results[mk]["rss"])
+            table.target(f"idle RSS ≤ Monit's at {every} s (hark {h:.1f} MiB, Monit {m:.1f} MiB)",
+                         h <= m)
+            hc = statistics.median(results[f"hark (every {every}s)"]["cpu"])
+            mc = statistics.median(results[mk]["cpu"])
+            table.target(f"idle CPU ≤ 0.1 × Monit's at {every} s (hark {hc:.3f} %, Monit "
+                         f"{mc:.3f} %)", mc > 0 and hc <= 0.1 * mc)
+    stop_all()
+
+
+# ------------------------------------------------------------- CPU per HTTP check
+def http_cpu(hark, watches, seconds, runs, tmp, skipped, table):
+    _, port = start_flip()
+    url = f"http://127.0.0.1:{port}/"
+    per = {"hark": []}
+    for run in range(runs):
+        d = os.path.join(tmp, f"cpu-hark-{run}")
+        os.makedirs(d)
+        cfg = "".join(f'[watch.w{i}]\ntype = "http"\nurl = "{url}"\nevery = "1s"\n\n'
+                      for i in range(watches))
+        proc, _ = start_hark(hark, cfg, d, rust_log="warn,hark::daemon=info")
+        keep(proc)
+        time.sleep(2.0)
+        c0 = cpu_seconds(proc.pid)
+        time.sleep(seconds)
+        per["hark"].append(1000.0 * (cpu_seconds(proc.pid) - c0) / (watches * seconds))
+        stop(proc)
+        if "prometheus-blackbox-exporter" not in skipped:
+            bport = free_port()
+            bb = keep(peers.start_blackbox(tmp, bport))
+            probes = drive_probes(bb.pid, bport, url, watches, seconds)
+            per.setdefault("blackbox_exporter", []).append(probes)
+            stop(bb)
+    for t, v in per.items():
+        table.add(f"CPU per HTTP check ({watches} checks/s)", t, v, "ms", "{:.3f}")
+    h = table.median(f"CPU per HTTP check ({watches} checks/s)", "hark")
+    b = table.median(f"CPU per HTTP check ({watches} checks/s)", "blackbox_exporter")
+    if h and b:
+        table.target(f"CPU per HTTP check ≤ 0.25 × blackbox_exporter's per probe "
+                     f"(hark {h:.3f} ms, blackbox {b:.3f} ms, ratio {h / b:.3f})", h <= 0.25 * b)
+    stop_all()
+
+
+def drive_probes(pid, bport, target, rate, seconds):
+    """Asks blackbox_exporter for `rate` probes a second for `seconds`, from a pool of
+    keep-alive connections; returns its CPU per probe in ms."""
+    import concurrent.futures
+    import http.client
+    import threading
+    local = threading.local()
+    path = f"/probe?module=http_2xx&target={target}"
+
+    def one(_):
+        c = getattr(local, "c", None)
+        if c is None:
+            c = local.c = http.client.HTTPConnection("127.0.0.1", bport, timeout=10)
+        try:
+            c.request("GET", path)
+            c.getresponse().read()
+            return 1
+        except OSError:
+            local.c = None
+            return 0
+
+    time.sleep(0.5)
+    done = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        c0 = cpu_seconds(pid)
+        start = time.time()
+        for sec in range(seconds):
+            batch = list(pool.map(one, range(rate)))
+            done += sum(batch)
+            rest = start + sec + 1 - time.time()
+            if rest > 0:
+                time.sleep(rest)
+        used = cpu_seconds(pid) - c0
+    return 1000.0 * used / max(done, 1)
+
+
+# --------------------------------------------------------------- burst of file creations
+def burst(hark, files, runs, tmp, table):
+    peak, seen_all, took = [], [], []
+    for run in range(runs):
+        d = os.path.join(tmp, f"burst-{run}")
+        watched = os.path.join(d, "in")
+        os.makedirs(watched)
+        out = os.path.join(d, "done")
+        mport = free_port()
+        # start_hark opens the [daemon] table: `metrics` goes first, into it.
+        cfg = (f'metrics = "127.0.0.1:{mport}"\n\n'
+               f'[watch.w]\ntype = "file"\npaths = ["{watched}"]\nevents = ["create"]\n'
+               f'debounce = "0ms"\n\n'
+               f'[rule.r]\nwatch = "w"\ndebounce = "1s"\ntrigger_limit = "off"\nthen = ["done"]\n\n'
+               f'[action.done]\ntype = "shell"\ncommand = ["/bin/sh", "-c", "date +%s%N >> {out}"]\n')
+        proc, _ = start_hark(hark, cfg, d, rust_log="warn,hark::daemon=info")
+        keep(proc)
+        for i in range(files):
+            open(os.path.join(watched, f"f{i}"), "w").close()
+        t_written = time.time_ns()
+        # The rule's debounce makes each second of the burst one firing; the one that
+        # matters is the last, after the last file was written.
+        deadline = time.time() + 60
+        while time.time() < deadline and not any(x >= t_written for x in stamps(out)):
+            time.sleep(0.01)
+        after = [x for x in stamps(out) if x >= t_written]
+        took.append((after[0] - t_written) / 1e6 if after else float("nan"))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+        events = next((float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                       if l.startswith('hark_events_total{watch="w"}')), 0.0)
+        seen_all.append(events)
+        peak.append(status_kib(proc.pid, "VmHWM") / 1024)
+        overflow = "overflow" in open(os.path.join(d, "hark.log"), errors="replace").read()
+        if overflow:
+            table.notes.append(f"burst run {run + 1}: hark reported an overflow (and rescanned)")
+        stop(proc)
+    table.add(f"burst of {files} file creations: events seen", "hark", seen_all, "", "{:.0f}")
+    table.add("burst: peak RSS", "hark", peak, "MiB", "{:.1f}")
+    table.add("burst: last file written → the (debounced) action ran", "hark", took, "ms", "{:.0f}")
+
+
+# ------------------------------------------------------------- validate of 10,000 rules
+def validate(hark, rules, runs, tmp, table):
+    d = os.path.join(tmp, "validate")
+    os.makedirs(d)
+    cfg = os.path.join(d, "hark.toml")
+    with open(cfg, "w") as f:
+        f.write('[watch.w]\ntype = "file"\npaths = ["/etc/hark-bench-nowhere"]\n\n'
+                '[action.a]\ntype = "shell"\ncommand = ["/bin/true", "{{ rule }}", "{{ event.path }}"]\n\n')
+        for i in range(rules):
+            f.write(f'[rule.r{i}]\nwatch = "w"\nwhen = \'kind == "modify" && path.endsWith(".conf{i}")\'\n'
+                    f'then = ["a"]\nsummary = "{{{{ event.path }}}} changed ({i})"\n\n')
+    os.chmod(cfg, 0o644)
+    times, peaks = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        p = subprocess.Popen([hark, "validate", "-c", cfg], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        _, _, usage = os.wait4(p.pid, 0)
+        times.append(time.perf_counter() - t0)
+        peaks.append(usage.ru_maxrss / 1024)
+    table.add(f"hark validate, {rules} rules: time", "hark", times, "s", "{:.3f}")
+    table.add(f"hark validate, {rules} rules: peak RSS", "hark", peaks, "MiB", "{:.1f}")
+    m = statistics.median(times)
+    table.target(f"validate of {rules} rules ≤ 1 s (median {m:.3f} s)", m <= 1.0)
+
+
+def write_docs(text):
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    doc = open(path).read()
+    begin, end = "<!-- bench/run.py: begin -->", "<!-- bench/run.py: end -->"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc and end in doc:
+        doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):]
+    else:
+        doc += f"\n## Side by side with the peers (`python3 bench/run.py`)\n\n{block}\n"
+    open(path, "w").write(doc)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--hark", default=os.path.join(ROOT, "target", "release", "hark"))
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    if not os.path.exists(args.hark):
+        sys.exit(f"no hark binary at {args.hark}: cargo build --release first")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    q = args.quick
+    skipped = peers.install_missing(log, build=not q)
+    only = set(filter(None, args.only.split(",")))
+    want = lambda name: not only or name in only  # noqa: E731
+    table = Table()
+    for peer, why in sorted(skipped.items()):
+        table.notes.append(f"skipped {peer}: {why}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="hark-bench-") as tmp:
+            def sub(name):
+                p = os.path.join(tmp, name)
+                os.makedirs(p)
+                return p
+            if want("file"):
+                log("file write -> action")
+                file_latency(args.hark, 3 if q else 30, sub("file"), skipped, table)
+            if want("process"):
+                log("process killed -> action")
+                process_exit(args.hark, 2 if q else 20, sub("process"), skipped, table)
+            if want("http"):
+                log("HTTP turns 500 -> action")
+                http_500(args.hark, 2 if q else 20, sub("http"), skipped, table)
+            if want("idle"):
+                log("idle footprint")
+                idle_footprint(args.hark, 3 if q else 60, 1 if q else 5, sub("idle"), skipped,
+                               table)
+            if want("cpu"):
+                log("CPU per HTTP check")
+                http_cpu(args.hark, 100 if q else 1000, 3 if q else 20, 1 if q else 5,
+                         sub("cpu"), skipped, table)
+            if want("burst"):
+                log("burst of file creations")
+                burst(args.hark, 2000 if q else 100000, 1 if q else 3, sub("burst"), table)
+            if want("validate"):
+                log("validate")
+                validate(args.hark, 500 if q else 10000, 2 if q else 5, sub("validate"), table)
+    finally:
+        stop_all()
+    text = table.markdown(machine() + (" — QUICK MODE, not a benchmark" if q else ""))
+    print(text)
+    if args.write_docs:
+        write_docs(text)
+
+
+if __name__ == "__main__":
+    main()
