@@ -108,6 +108,8 @@ pub fn alert_changes(deliveries: &[(u64, Delivery)]) -> Vec<(String, Option<Vec<
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// At most this much of a receiver's answer is read (and none of it kept).
+const ANSWER_READ_MAX: usize = 64 * 1024;
 /// A `Retry-After` longer than this is taken as this.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
@@ -565,11 +567,19 @@ async fn attempt(client: &Client, to: &Receiver<'_>, d: &Delivery) -> Outcome {
         req = req.header(k, v.expose());
     }
     match req.send().await {
-        // The body is read so the connection can be reused, but not kept.
-        Ok(resp) => {
+        Ok(mut resp) => {
             let status = resp.status();
             let retry_after = retry_after(resp.headers());
-            let _ = resp.bytes().await;
+            // A short answer is read to its end so the connection can be reused; a long
+            // one (a receiver answering 100 MB) is cut off and its connection dropped.
+            // Nothing of it is kept.
+            let mut read = 0usize;
+            while read < ANSWER_READ_MAX {
+                match resp.chunk().await {
+                    Ok(Some(c)) => read += c.len(),
+                    _ => break,
+                }
+            }
             classify(status, retry_after)
         }
         Err(e) if e.is_timeout() => Outcome::Retry(

@@ -64,6 +64,12 @@ impl Config {
         parse::parse_all(&files)
     }
 
+    /// Parses and checks one document given as text, as if it were the file `path` (which
+    /// is not read). Paths in it are relative to `path`'s directory.
+    pub fn from_text(path: &std::path::Path, text: &str) -> Result<Config, ConfigErrors> {
+        parse::parse_text(path, text)
+    }
+
     /// The one-line summary `hark validate` prints.
     pub fn summary(&self) -> String {
         format!(

@@ -81,6 +81,29 @@ pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
     Err(ConfigErrors(all.errors))
 }
 
+/// Parses one document given as text (no file is read, no permission checked): for
+/// fuzzing, and for tools that hold a configuration in memory.
+pub fn parse_text(path: &std::path::Path, text: &str) -> Result<Config, ConfigErrors> {
+    let mut all = Collected::default();
+    let templates = action::template_env();
+    let file = Arc::new(SourceFile {
+        path: path.to_path_buf(),
+        text: text.to_string(),
+    });
+    let mut ctx = Ctx {
+        file,
+        errors: Vec::new(),
+    };
+    parse_document(&mut ctx, &mut all, &templates);
+    all.errors.append(&mut ctx.errors);
+    let paths = [path.to_path_buf()];
+    if let Some(config) = resolve(&paths, &mut all) {
+        return Ok(config);
+    }
+    sort_errors(&mut all.errors, &paths);
+    Err(ConfigErrors(all.errors))
+}
+
 fn sort_errors(errors: &mut [ConfigError], paths: &[PathBuf]) {
     let file_index = |p: &PathBuf| paths.iter().position(|q| q == p).unwrap_or(usize::MAX);
     errors.sort_by_key(|e| {

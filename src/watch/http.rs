@@ -189,21 +189,7 @@ async fn fetch(
 impl Fetched {
     fn into_fields(self, config: &HttpWatch, f: &mut Map<String, Value>) {
         f.insert("status".into(), Value::from(self.status));
-        let looks_json = self
-            .body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'{' || *b == b'[');
-        if looks_json && !self.truncated {
-            if let Ok(v) = serde_json::from_slice::<Value>(&self.body) {
-                f.insert("json".into(), v);
-            }
-        }
-        f.insert(
-            "body".into(),
-            Value::from(String::from_utf8_lossy(&self.body).into_owned()),
-        );
-        f.insert("body_truncated".into(), Value::Bool(self.truncated));
+        body_fields(&self.body, self.truncated, f);
         f.insert("headers".into(), Value::Object(self.headers));
         if config.url.scheme() == "https" {
             if let Some(days) = self.certificate.as_deref().and_then(cert_expiry_days) {
@@ -211,6 +197,25 @@ impl Fetched {
             }
         }
     }
+}
+
+/// `body` (lossy UTF-8), `body_truncated`, and `json` when the whole body is a JSON
+/// object or array. Whatever the bytes, this yields fields, never an error.
+pub fn body_fields(body: &[u8], truncated: bool, f: &mut Map<String, Value>) {
+    let looks_json = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{' || *b == b'[');
+    if looks_json && !truncated {
+        if let Ok(v) = serde_json::from_slice::<Value>(body) {
+            f.insert("json".into(), v);
+        }
+    }
+    f.insert(
+        "body".into(),
+        Value::from(String::from_utf8_lossy(body).into_owned()),
+    );
+    f.insert("body_truncated".into(), Value::Bool(truncated));
 }
 
 /// Days until the certificate's `notAfter`, negative once it has passed.

@@ -19,6 +19,12 @@ pub struct Reply {
     pub delay: Duration,
     /// Answers every other path with a 302 to this one.
     pub redirect_to: Option<&'static str>,
+    /// Sends the head a byte at a time, this long apart.
+    pub trickle: Option<Duration>,
+    /// Reads the request and never answers (until the server stops).
+    pub hang: bool,
+    /// Sends this many bytes of body (zeros, in 64 KiB writes) instead of `body`.
+    pub body_len: Option<usize>,
 }
 
 impl Default for Reply {
@@ -29,6 +35,9 @@ impl Default for Reply {
             content_type: "text/plain",
             delay: Duration::ZERO,
             redirect_to: None,
+            trickle: None,
+            hang: false,
+            body_len: None,
         }
     }
 }
@@ -207,6 +216,14 @@ fn answer(conn: &mut (impl Read + Write), s: &Shared) {
         reply.status = st;
     }
     std::thread::sleep(reply.delay);
+    if reply.hang {
+        s.requests.lock().unwrap().push((0, head));
+        while !s.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
     s.requests.lock().unwrap().push((reply.status, head));
     let mut location = String::new();
     if reply.status == 429 {
@@ -218,14 +235,41 @@ fn answer(conn: &mut (impl Read + Write), s: &Shared) {
             location = format!("Location: {to}\r\n");
         }
     }
+    let length = reply.body_len.unwrap_or(reply.body.len());
     let head = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Test: a\r\nX-Test: b\r\n{location}Connection: close\r\n\r\n",
         reply.status,
         reply.content_type,
-        reply.body.len()
+        length
     );
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(&reply.body);
+    match reply.trickle {
+        Some(gap) => {
+            for b in head.as_bytes() {
+                if conn.write_all(&[*b]).and_then(|_| conn.flush()).is_err() {
+                    break;
+                }
+                std::thread::sleep(gap);
+            }
+        }
+        None => {
+            let _ = conn.write_all(head.as_bytes());
+        }
+    }
+    match reply.body_len {
+        Some(mut left) => {
+            let zeros = vec![0u8; 64 * 1024];
+            while left > 0 && !s.stop.load(Ordering::SeqCst) {
+                let n = left.min(zeros.len());
+                if conn.write_all(&zeros[..n]).is_err() {
+                    break;
+                }
+                left -= n;
+            }
+        }
+        None => {
+            let _ = conn.write_all(&reply.body);
+        }
+    }
     let _ = conn.flush();
     s.in_flight.fetch_sub(1, Ordering::SeqCst);
     s.hits.fetch_add(1, Ordering::SeqCst);

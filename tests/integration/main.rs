@@ -5,6 +5,7 @@ mod checks_watch;
 mod control;
 mod daemon;
 mod dry_run;
+mod faults;
 mod file_watch;
 mod http_server;
 mod http_watch;
