@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -212,8 +212,6 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>, stop: Canc
         });
     }
 }
-
-use tokio::io::AsyncReadExt as _;
 
 /// Why the daemon could not be asked.
 #[derive(Debug, thiserror::Error)]

@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
     let Ok(source) = std::str::from_utf8(source) else { return };
     let ctx: serde_json::Value = serde_json::from_slice(ctx).unwrap_or_default();
     let env = hark::config::template_env();
-    let _ = env.render_str(source, &ctx);
+    let _ = env.render_str(source, minijinja::Value::from(minijinja::value::Serde(&ctx)));
 });

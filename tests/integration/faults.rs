@@ -227,3 +227,28 @@ fn when_fork_fails_the_action_fails_loudly_and_the_daemon_lives() {
     assert_eq!(lines.len(), 1, "log:\n{}", h.log());
     assert!(lines[0].ends_with("/in/b"), "{lines:?}");
 }
+
+#[test]
+fn a_file_name_cannot_forge_a_log_line() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let h = start_in(dir, &fixture("faults/record.toml", &[]));
+    let name = "x\n2026-01-01T00:00:00.000000Z ERROR forged \u{1b}[31mred";
+    std::fs::write(h.path("in").join(name), "x").unwrap();
+    wait_for(Duration::from_secs(10), || !h.lines().is_empty());
+    assert!(h.wait_log("rule fired"), "log:\n{}", h.log());
+    let log = h.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("2026-01-01T00:00:00.000000Z ERROR forged")),
+        "a file name forged a log line:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "an escape sequence reached the log"
+    );
+    assert!(
+        log.contains("\\n"),
+        "the newline is not shown escaped:\n{log}"
+    );
+}

@@ -102,8 +102,17 @@ pub fn list_pids() -> io::Result<Vec<i32>> {
 }
 
 /// The command line, arguments joined by spaces (empty for kernel threads).
+/// At most this much of a command line is read: it goes into events, logs and payloads.
+pub const CMDLINE_MAX: u64 = 4096;
+
 pub fn read_cmdline(pid: i32) -> Option<String> {
-    let bytes = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(format!("/proc/{pid}/cmdline"))
+        .ok()?
+        .take(CMDLINE_MAX)
+        .read_to_end(&mut bytes)
+        .ok()?;
     let args: Vec<String> = bytes
         .split(|b| *b == 0)
         .filter(|a| !a.is_empty())
