@@ -75,6 +75,14 @@ class Table:
     def target(self, text, ok):
         self.targets.append((text, ok))
 
+    def ratio_target(self, scenario, what, most, peer, hark="hark"):
+        """A target: hark's median in `scenario` at most `most` times `peer`'s."""
+        h, p = self.median(scenario, hark), self.median(scenario, peer)
+        if h is not None and p is not None:
+            ratio = f"{h / p:.3g}" if p else "∞"
+            self.target(f"{what} ≤ {most} × {peer}'s ({hark} {h:.3g}, {peer} {p:.3g}, "
+                        f"ratio {ratio})", h <= most * p)
+
     def median(self, scenario, tool):
         for s, t, v, *_ in self.rows:
             if s == scenario and t == tool and v:
@@ -183,12 +191,7 @@ def file_latency(hark, trials, tmp, skipped, table):
             time.sleep(0.12)  # past watchexec's default debounce, so trials do not merge
     for tool, v in results.items():
         table.add("file write → action", tool, v, "ms")
-    hark_m, incron_m = table.median("file write → action", "hark"), table.median(
-        "file write → action", "incron")
-    if hark_m and incron_m:
-        table.target(f"file → action ≤ 0.5 × incron's median "
-                     f"(hark {hark_m:.2f} ms, incron {incron_m:.2f} ms, "
-                     f"ratio {hark_m / incron_m:.2f})", hark_m <= 0.5 * incron_m)
+    table.ratio_target("file write → action", "file → action, median", 0.5, "incron")
     stop_all()
 
 
@@ -237,11 +240,8 @@ def process_exit(hark, trials, tmp, skipped, table):
         time.sleep(2.2)  # Monit sees the new one running before the next kill
     for tool, v in results.items():
         table.add("process killed → action", tool, v, "ms")
-    h, m = table.median("process killed → action", "hark"), table.median(
-        "process killed → action", "Monit (set daemon 1)")
-    if h and m:
-        table.target(f"process exit → action ≤ 0.02 × Monit's at 1 s (hark {h:.2f} ms, "
-                     f"Monit {m:.0f} ms, ratio {h / m:.4f})", h <= 0.02 * m)
+    table.ratio_target("process killed → action", "process exit → action, median", 0.02,
+                       "Monit (set daemon 1)")
     stop_all()
 
 
@@ -420,16 +420,10 @@ def idle_footprint(hark, seconds, runs, tmp, skipped, table):
         table.add("idle private memory (RSS without shared file pages)", t, r["uss"], "MiB",
                   "{:.1f}", vs(t))
     for every in (1, 30):
-        h = statistics.median(results[f"hark (every {every}s)"]["rss"])
-        mk = f"Monit (set daemon {every})"
-        if mk in results:
-            m = statistics.median(results[mk]["rss"])
-            table.target(f"idle RSS ≤ Monit's at {every} s (hark {h:.1f} MiB, Monit {m:.1f} MiB)",
-                         h <= m)
-            hc = statistics.median(results[f"hark (every {every}s)"]["cpu"])
-            mc = statistics.median(results[mk]["cpu"])
-            table.target(f"idle CPU ≤ 0.1 × Monit's at {every} s (hark {hc:.3f} %, Monit "
-                         f"{mc:.3f} %)", mc > 0 and hc <= 0.1 * mc)
+        hark_tool, monit = f"hark (every {every}s)", f"Monit (set daemon {every})"
+        table.ratio_target("idle RSS", "idle RSS (MiB)", 1, monit, hark_tool)
+        table.ratio_target(f"idle CPU over {seconds} s (5 files, 3 processes, 2 HTTP checks)",
+                           "idle CPU (% of a core)", 0.1, monit, hark_tool)
     stop_all()
 
 
@@ -458,11 +452,8 @@ def http_cpu(hark, watches, seconds, runs, tmp, skipped, table):
             stop(bb)
     for t, v in per.items():
         table.add(f"CPU per HTTP check ({watches} checks/s)", t, v, "ms", "{:.3f}")
-    h = table.median(f"CPU per HTTP check ({watches} checks/s)", "hark")
-    b = table.median(f"CPU per HTTP check ({watches} checks/s)", "blackbox_exporter")
-    if h and b:
-        table.target(f"CPU per HTTP check ≤ 0.25 × blackbox_exporter's per probe "
-                     f"(hark {h:.3f} ms, blackbox {b:.3f} ms, ratio {h / b:.3f})", h <= 0.25 * b)
+    table.ratio_target(f"CPU per HTTP check ({watches} checks/s)",
+                       "CPU per HTTP check vs per probe (ms)", 0.25, "blackbox_exporter")
     stop_all()
 
 

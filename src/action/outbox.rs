@@ -191,14 +191,6 @@ impl Outbox {
             );
         }
     }
-
-    /// Deliveries waiting in lanes and being made now.
-    pub fn in_flight(&self) -> usize {
-        lock(&self.shared.lanes)
-            .values()
-            .map(|l| l.state.queued.load(Ordering::Acquire))
-            .sum()
-    }
 }
 
 impl Shared {
