@@ -1,16 +1,19 @@
-//! The control socket behind `hark status`, `hark silence` and `hark unsilence`: a Unix
-//! socket in the runtime directory, readable and writable by its owner (root) or a
-//! configured group only. One JSON request per connection, one JSON answer.
+//! The control socket behind `hark status`, `silence`, `unsilence`, `explain` and `tail`:
+//! a Unix socket in the runtime directory, readable and writable by its owner (root) or a
+//! configured group only. One JSON request per connection, one JSON answer; for `tail`,
+//! the answer is followed by one JSON trace line per line until either side hangs up.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt};
-use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,6 +28,14 @@ pub enum Request {
     Unsilence {
         rule: String,
     },
+    Explain {
+        rule: String,
+    },
+    /// A live trace, filtered by watch and rule.
+    Tail {
+        watch: Option<String>,
+        rule: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -36,6 +47,11 @@ pub struct Response {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<crate::rule::Explanation>,
+    /// For `tail --rule`: the watches the rule hears, whose events it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watches: Option<Vec<String>>,
 }
 
 impl Response {
@@ -66,6 +82,10 @@ pub struct Status {
     pub actions: ActionStatus,
     pub outbox: OutboxStatus,
     pub last_reload: Option<ReloadStatus>,
+    /// Where the time goes: check durations, event lag, action waits and run times, and
+    /// the runtime's health.
+    #[serde(default)]
+    pub timing: crate::metrics::TimingStatus,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -185,32 +205,95 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>, stop: Canc
             }
         };
         let calls = calls.clone();
-        tokio::spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut line = String::new();
-            let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
-            let read = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line));
-            let response = match read.await {
-                Ok(Ok(_)) => match serde_json::from_str::<Request>(line.trim()) {
-                    Ok(request) => {
-                        let (tx, rx) = oneshot::channel();
-                        if calls.send(Call { request, reply: tx }).await.is_err() {
-                            return;
-                        }
-                        match rx.await {
-                            Ok(r) => r,
-                            Err(_) => return,
-                        }
-                    }
-                    Err(e) => Response::error(format!("not a request: {e}")),
-                },
-                _ => return,
-            };
-            let mut out = serde_json::to_vec(&response).unwrap_or_default();
-            out.push(b'\n');
-            let _ = write.write_all(&out).await;
-        });
+        let stop = stop.clone();
+        tokio::spawn(connection(stream, calls, stop));
     }
+}
+
+/// One client: its request, the daemon's answer, and for `tail` the trace after it.
+async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>, stop: CancellationToken) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
+    let read_line = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line));
+    let request = match read_line.await {
+        Ok(Ok(_)) => serde_json::from_str::<Request>(line.trim()),
+        _ => return,
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = send(&mut write, &Response::error(format!("not a request: {e}"))).await;
+            return;
+        }
+    };
+    // A trace starts before the daemon answers, so nothing between the two is missed.
+    let trace = matches!(request, Request::Tail { .. }).then(crate::trace::subscribe);
+    let filter = match &request {
+        Request::Tail { watch, rule } => crate::trace::Filter {
+            watch: watch.clone(),
+            rule: rule.clone(),
+            watches: Vec::new(),
+        },
+        _ => crate::trace::Filter::default(),
+    };
+    let (tx, rx) = oneshot::channel();
+    if calls.send(Call { request, reply: tx }).await.is_err() {
+        return;
+    }
+    let Ok(response) = rx.await else { return };
+    if send(&mut write, &response).await.is_err() || response.error.is_some() {
+        return;
+    }
+    if let Some(trace) = trace {
+        let filter = crate::trace::Filter {
+            watches: response.watches.unwrap_or_default(),
+            ..filter
+        };
+        stream_trace(trace, filter, reader.into_inner(), write, stop).await;
+    }
+}
+
+/// Writes trace lines to a `tail` client until it hangs up or hark stops. A client that
+/// reads slowly only blocks this task; the broadcast ring then drops its oldest lines
+/// for it, and it is told how many.
+async fn stream_trace(
+    mut trace: broadcast::Receiver<Arc<crate::trace::Line>>,
+    filter: crate::trace::Filter,
+    mut read: tokio::io::BufReader<OwnedReadHalf>,
+    mut write: OwnedWriteHalf,
+    stop: CancellationToken,
+) {
+    let mut scratch = [0u8; 64];
+    loop {
+        let line = tokio::select! {
+            _ = stop.cancelled() => return,
+            // The client sends nothing more; a read that ends means it hung up.
+            n = read.read(&mut scratch) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            },
+            l = trace.recv() => match l {
+                Ok(l) => l,
+                Err(broadcast::error::RecvError::Lagged(n)) => Arc::new(crate::trace::Line::lost(n)),
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        if !filter.passes(&line) {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            sent = send(&mut write, &*line) => if sent.is_err() { return },
+        }
+    }
+}
+
+/// One JSON value and a newline.
+async fn send(write: &mut OwnedWriteHalf, value: &impl Serialize) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(value).unwrap_or_default();
+    out.push(b'\n');
+    write.write_all(&out).await
 }
 
 /// Why the daemon could not be asked.
@@ -247,6 +330,57 @@ pub fn call(path: &Path, request: &Request) -> Result<Response, Unreachable> {
         ));
     }
     serde_json::from_str(&answer).map_err(|e| fail(format!("an answer that does not parse: {e}")))
+}
+
+/// Sends a `tail` request and hands each trace line to `each` until the daemon hangs up
+/// (`Ok(Ok(()))`) or `each` says stop. `Ok(Err(why))`: the daemon refused the request.
+pub fn tail(
+    path: &Path,
+    request: &Request,
+    mut each: impl FnMut(crate::trace::Line) -> bool,
+) -> Result<Result<(), String>, Unreachable> {
+    let fail = |message: String| Unreachable {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(path).map_err(|e| fail(e.to_string()))?;
+    let timeout = Some(Duration::from_secs(30));
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|_| stream.set_write_timeout(timeout))
+        .map_err(|e| fail(e.to_string()))?;
+    let mut line = serde_json::to_vec(request).map_err(|e| fail(e.to_string()))?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| fail(e.to_string()))?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader
+        .read_line(&mut answer)
+        .map_err(|e| fail(e.to_string()))?;
+    let response: Response = serde_json::from_str(&answer)
+        .map_err(|e| fail(format!("an answer that does not parse: {e}")))?;
+    if let Some(e) = response.error {
+        return Ok(Err(e));
+    }
+    // From here the stream waits as long as nothing happens.
+    reader
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(|e| fail(e.to_string()))?;
+    loop {
+        let mut text = String::new();
+        match reader.read_line(&mut text) {
+            Ok(0) => return Ok(Ok(())),
+            Ok(_) => {}
+            Err(e) => return Err(fail(e.to_string())),
+        }
+        let line: crate::trace::Line = serde_json::from_str(&text)
+            .map_err(|e| fail(format!("a trace line that does not parse: {e}")))?;
+        if !each(line) {
+            return Ok(Ok(()));
+        }
+    }
 }
 
 /// `hark status` for a person.
@@ -318,5 +452,47 @@ pub fn render(s: &Status) -> String {
             f.rule, f.action, f.state, f.accepted, f.attempts, f.error
         ));
     }
+    out.push_str(&render_timing(&s.timing));
+    out
+}
+
+/// Where the time goes, for a person: p50 / p99 of the last samples.
+fn render_timing(t: &crate::metrics::TimingStatus) -> String {
+    fn q(label: &str, q: &Option<crate::metrics::Quantiles>) -> String {
+        match q {
+            Some(q) => format!(
+                "{label} p50 {:.1} ms, p99 {:.1} ms (n={})",
+                q.p50_ms, q.p99_ms, q.n
+            ),
+            None => format!("{label} -"),
+        }
+    }
+    let mut out = String::from("\ntiming (the last 1000 samples of each):\n");
+    for w in &t.watches {
+        out.push_str(&format!(
+            "  watch  {:<20} {:<44} {}\n",
+            w.name,
+            q("check", &w.check),
+            q("lag", &w.lag)
+        ));
+    }
+    for a in &t.actions {
+        out.push_str(&format!(
+            "  action {:<20} {:<44} {}\n",
+            a.name,
+            q("wait", &a.wait),
+            q("run", &a.run)
+        ));
+    }
+    let r = &t.runtime;
+    out.push_str(&format!(
+        "runtime: event queue {}/{} (max {} in the last minute), timer lag {:.1} ms (max {:.1} ms in the last minute), {} tasks\n",
+        r.event_queue_depth,
+        r.event_queue_capacity,
+        r.event_queue_max,
+        r.loop_lag_ms,
+        r.loop_lag_max_ms,
+        r.tasks
+    ));
     out
 }

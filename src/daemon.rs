@@ -22,6 +22,7 @@ use crate::control::{self, Call, Request, Response};
 use crate::event::{Event, Firing, FiringState};
 use crate::rule::{Engine, Saved, Silences};
 use crate::store::{Store, StoreError};
+use crate::trace::{Kind, Line};
 use crate::watch::{self, WatchHandle};
 
 /// Events waiting for the engine. A watch that finds it full waits, and its own raw queue
@@ -189,6 +190,13 @@ async fn run_with(
         }
     }
 
+    let queue = tx.downgrade();
+    tokio::spawn(crate::metrics::watch_runtime(
+        move || queue.upgrade().map(|q| EVENT_QUEUE - q.capacity()),
+        EVENT_QUEUE,
+        control_stop.clone(),
+    ));
+
     let mut d = Daemon {
         paths,
         config,
@@ -244,7 +252,7 @@ async fn run_with(
                 Some(ev) => d.on_event(Arc::new(ev)),
                 None => break,
             },
-            _ = sleep_until(deadline), if deadline.is_some() => d.engine.on_tick(Instant::now()),
+            _ = sleep_until(deadline), if deadline.is_some() => d.on_tick(),
         };
         d.act(firings).await;
     }
@@ -298,7 +306,45 @@ impl Daemon {
         if let Some(ms) = took {
             m.observe_check(&ev.watch, ms / 1000.0);
         }
-        self.engine.on_event(ev, Instant::now())
+        let lag = SystemTime::now()
+            .duration_since(ev.time)
+            .unwrap_or_default();
+        m.observe_lag(&ev.watch, lag);
+        let tracing = crate::trace::active();
+        if tracing {
+            crate::trace::publish(trace_event(&ev));
+        }
+        let decisions = self.engine.decide(Arc::clone(&ev), Instant::now());
+        if tracing {
+            for d in &decisions {
+                crate::trace::publish(
+                    Line::new(Kind::Verdict, d.verdict.code(), d.verdict.to_string())
+                        .watch(&ev.watch)
+                        .rule(&d.rule),
+                );
+            }
+        }
+        decisions.into_iter().filter_map(|d| d.firing).collect()
+    }
+
+    /// Firings of debounce windows that have ended.
+    fn on_tick(&mut self) -> Vec<Firing> {
+        let firings = self.engine.on_tick(Instant::now());
+        for f in &firings {
+            crate::trace::publish(
+                Line::new(
+                    Kind::Verdict,
+                    "firing",
+                    format!(
+                        "debounce window ended; fires for {} matching event(s)",
+                        f.count
+                    ),
+                )
+                .watch(&f.event.watch)
+                .rule(&f.rule),
+            );
+        }
+        firings
     }
 
     /// Stores what the engine decided and starts its actions: a state change and its
@@ -323,6 +369,15 @@ impl Daemon {
                 if let Some(until) = self.silences.active(&firing.rule, now) {
                     let until = until.map_or("unsilenced".into(), crate::event::rfc3339);
                     tracing::info!(rule = %firing.rule, until = %until, "silenced: its actions do not run");
+                    crate::trace::publish(
+                        Line::new(
+                            Kind::Verdict,
+                            "silenced",
+                            format!("silenced until {until}: its actions do not run"),
+                        )
+                        .watch(&firing.event.watch)
+                        .rule(&firing.rule),
+                    );
                     firing.actions.clear();
                 }
             }
@@ -398,6 +453,8 @@ impl Daemon {
                 self.silence(&rule, for_secs.map(Duration::from_secs)).await
             }
             Request::Unsilence { rule } => self.unsilence(&rule).await,
+            Request::Explain { rule } => self.explain(&rule),
+            Request::Tail { watch, rule } => self.tail(watch.as_deref(), rule.as_deref()),
         };
         let _ = call.reply.send(response);
     }
@@ -509,6 +566,31 @@ fn resume(outbox: &Outbox, pending: Vec<(u64, Vec<u8>)>) -> u64 {
         );
     }
     next
+}
+
+/// An event as a trace line: its kind (or source) and its fields, in words and as JSON.
+/// Strings are written quoted and escaped, so a file name cannot pass for another line.
+fn trace_event(ev: &Event) -> Line {
+    let fields = crate::event::event_json_lossy(&ev.fields);
+    let mut words: Vec<String> = Vec::new();
+    if let Some(obj) = fields.as_object() {
+        for (k, v) in obj {
+            if k == "kind" {
+                continue;
+            }
+            let v = v.to_string();
+            let v = match v.char_indices().nth(120) {
+                Some((i, _)) => format!("{}…", &v[..i]),
+                None => v,
+            };
+            words.push(format!("{k}={v}"));
+        }
+    }
+    let what = ev.kind().unwrap_or(ev.source);
+    let mut line =
+        Line::new(Kind::Event, what, format!("{what} {}", words.join(" "))).watch(&ev.watch);
+    line.fields = Some(fields);
+    line
 }
 
 /// Runs a store operation off the runtime.

@@ -120,6 +120,21 @@ pub fn display_lossy(s: &str) -> String {
     decode_os(s).to_string_lossy().into_owned()
 }
 
+/// The event as JSON for people and programs: escaped bytes shown as U+FFFD.
+pub fn event_json_lossy(fields: &Map<String, Value>) -> Value {
+    fn lossy(v: &Value) -> Value {
+        match v {
+            Value::String(s) => Value::from(display_lossy(s)),
+            Value::Array(a) => Value::Array(a.iter().map(lossy).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (k.clone(), lossy(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    Value::Object(fields.iter().map(|(k, v)| (k.clone(), lossy(v))).collect())
+}
+
 /// A duration for people: whole seconds from one second up (`4m 12s`), else milliseconds.
 pub fn human_duration(d: Duration) -> String {
     let rounded = if d >= Duration::from_secs(1) {

@@ -12,4 +12,5 @@ pub mod exec;
 pub mod metrics;
 pub mod rule;
 pub mod store;
+pub mod trace;
 pub mod watch;

@@ -69,6 +69,32 @@ enum Command {
         #[command(flatten)]
         socket: SocketArgs,
     },
+    /// Stream, live from the running daemon, every event as it arrives, each rule's
+    /// verdict on it and each action's outcome, until interrupted or the daemon stops. A
+    /// client that reads too slowly loses lines and is told how many.
+    Tail {
+        /// Only this watch's events, verdicts and actions.
+        #[arg(long, value_name = "WATCH")]
+        watch: Option<String>,
+        /// Only this rule's verdicts and actions, and the events of its watches.
+        #[arg(long, value_name = "RULE")]
+        rule: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Why a rule is in its state: its condition with each sub-expression's value on the
+    /// last events it saw, its counters and timers, silence, `unless`, its last actions.
+    Explain {
+        rule: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), or write the pages of hark and each command to DIR.
@@ -260,6 +286,32 @@ fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
+        Command::Tail {
+            watch,
+            rule,
+            json,
+            socket,
+        } => tail(&socket, hark::control::Request::Tail { watch, rule }, json),
+        Command::Explain { rule, json, socket } => {
+            let r = match ask(&socket, hark::control::Request::Explain { rule }) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            match (r.explain, r.error) {
+                (Some(e), _) if json => {
+                    println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                (Some(e), _) => {
+                    print!("{e}");
+                    ExitCode::SUCCESS
+                }
+                (None, e) => {
+                    eprintln!("hark: {}", e.unwrap_or_else(|| "no answer".into()));
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Run { config: paths } => {
             init_logging();
             raise_fd_limit();
@@ -282,6 +334,32 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `hark tail`: prints each trace line as it comes, flushed, until the daemon stops or
+/// stdout is closed (`hark tail | head`).
+fn tail(socket: &SocketArgs, request: hark::control::Request, json: bool) -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let streamed = hark::control::tail(&socket.path(), &request, |line| {
+        let text = if json {
+            serde_json::to_string(&line).unwrap_or_default()
+        } else {
+            line.render()
+        };
+        writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
+    });
+    match streamed {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("hark: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("hark: {e}");
+            ExitCode::from(UNREACHABLE)
         }
     }
 }

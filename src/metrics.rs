@@ -18,6 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
+mod timing;
+
+pub use timing::{
+    watch_runtime, ActionTiming, Quantiles, RuntimeHealth, TimingStatus, Timings, WatchTiming,
+};
+
 pub type Labels = Vec<(String, String)>;
 
 /// Latencies from 1 ms to about 16 s.
@@ -45,6 +51,13 @@ pub struct Metrics {
     pub store_write_errors: Counter,
     pub reloads: Family<Labels, Counter>,
     pub reload_seconds: Gauge<f64, AtomicU64>,
+    pub event_lag: Family<Labels, Histogram, Seconds>,
+    pub action_wait: Family<Labels, Histogram, Seconds>,
+    pub event_queue_depth: Gauge,
+    pub loop_lag_seconds: Gauge<f64, AtomicU64>,
+    pub tasks: Gauge,
+    /// The last samples, for the quantiles of `hark status`.
+    pub timings: Timings,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -84,6 +97,12 @@ impl Metrics {
             store_write_errors: Counter::default(),
             reloads: Family::default(),
             reload_seconds: Gauge::default(),
+            event_lag: Family::new_with_constructor(Seconds),
+            action_wait: Family::new_with_constructor(Seconds),
+            event_queue_depth: Gauge::default(),
+            loop_lag_seconds: Gauge::default(),
+            tasks: Gauge::default(),
+            timings: Timings::default(),
         };
         let mut r = Registry::with_prefix("hark");
         r.register("events", "Events emitted, per watch", m.events.clone());
@@ -109,8 +128,33 @@ impl Metrics {
         );
         r.register(
             "action_duration_seconds",
-            "How long shell actions ran, per action",
+            "How long shell actions ran, and delivery attempts took, per action",
             m.action_seconds.clone(),
+        );
+        r.register(
+            "action_queue_wait_seconds",
+            "From a firing to its action's start (a shell action waiting for a permit, a delivery for its lane), per action",
+            m.action_wait.clone(),
+        );
+        r.register(
+            "event_lag_seconds",
+            "From an event's occurrence to the rules' verdict on it, per watch",
+            m.event_lag.clone(),
+        );
+        r.register(
+            "event_queue_depth",
+            "Events waiting for the rule engine",
+            m.event_queue_depth.clone(),
+        );
+        r.register(
+            "runtime_loop_lag_seconds",
+            "How late the last 250 ms timer on the runtime fired (a blocked worker shows here)",
+            m.loop_lag_seconds.clone(),
+        );
+        r.register(
+            "runtime_tasks",
+            "Tasks alive on the runtime",
+            m.tasks.clone(),
         );
         r.register(
             "deliveries",
@@ -162,15 +206,38 @@ impl Metrics {
         self.check_seconds
             .get_or_create(&label("watch", watch))
             .observe(seconds);
+        self.timings.check(watch, seconds);
+    }
+
+    /// An event's way from its occurrence to the rules' verdict.
+    pub fn observe_lag(&self, watch: &str, lag: Duration) {
+        self.event_lag
+            .get_or_create(&label("watch", watch))
+            .observe(lag.as_secs_f64());
+        self.timings.lag(watch, lag.as_secs_f64());
+    }
+
+    /// An action's wait from its firing to its start.
+    pub fn observe_wait(&self, action: &str, wait: Duration) {
+        self.action_wait
+            .get_or_create(&label("action", action))
+            .observe(wait.as_secs_f64());
+        self.timings.wait(action, wait.as_secs_f64());
     }
 
     pub fn observe_action(&self, action: &str, result: &str, took: Duration) {
         self.action_runs
             .get_or_create(&labels("action", action, "result", result))
             .inc();
+        self.observe_run(action, took);
+    }
+
+    /// How long a shell action ran or a delivery attempt took.
+    pub fn observe_run(&self, action: &str, took: Duration) {
         self.action_seconds
             .get_or_create(&label("action", action))
             .observe(took.as_secs_f64());
+        self.timings.run(action, took.as_secs_f64());
     }
 
     pub fn delivery(&self, action: &str, result: &str) {

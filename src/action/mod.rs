@@ -13,7 +13,7 @@ mod template;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ActionConfig, ActionKind, Config, ShellAction, ShellProgram};
-use crate::event::{decode_os, Firing};
-pub use template::{event_json_lossy, Templates};
+use crate::event::{decode_os, human_duration, Firing};
+use crate::trace::{self, Kind, Line};
+pub use template::Templates;
 
 pub struct Dispatcher {
     actions: HashMap<String, Arc<ActionConfig>>,
@@ -102,6 +103,8 @@ impl Dispatcher {
                     };
                     let job = ShellJob {
                         rule: Arc::clone(&firing.rule),
+                        watch: Arc::clone(&firing.event.watch),
+                        queued: Instant::now(),
                         action: Arc::clone(action),
                         prepared,
                         permits: Arc::clone(&self.permits),
@@ -123,6 +126,7 @@ impl Dispatcher {
                             failed: None,
                             target: 0,
                             alert: None,
+                            watch: firing.event.watch.to_string(),
                         }),
                         Err(e) => {
                             tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its payload failed to render");
@@ -151,6 +155,7 @@ impl Dispatcher {
                                     failed: None,
                                     target,
                                     alert: alert.clone(),
+                                    watch: firing.event.watch.to_string(),
                                 });
                             }
                         }
@@ -254,6 +259,9 @@ pub struct Prepared {
 /// A shell action ready to start.
 pub struct ShellJob {
     rule: Arc<str>,
+    /// For the trace only (`hark tail --watch`).
+    watch: Arc<str>,
+    queued: Instant,
     action: Arc<ActionConfig>,
     prepared: shell::Prepared,
     permits: Arc<Semaphore>,
@@ -282,12 +290,50 @@ impl ShellJob {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
+        let waited = self.queued.elapsed();
+        crate::metrics::get().observe_wait(name, waited);
+        let line = |what: &str, text: String| {
+            Line::new(Kind::Action, what, text)
+                .watch(&self.watch)
+                .rule(&self.rule)
+                .action(name)
+        };
+        trace::publish(
+            line(
+                "started",
+                format!("started (waited {} for a slot)", human_duration(waited)),
+            )
+            .took(waited),
+        );
         tracing::debug!(rule = %self.rule, action = %name, argv = ?argv, "action started");
         match shell::run(shell, self.prepared, &self.kill).await {
-            Ok(report) => log_report(&self.rule, name, &report),
+            Ok(report) => {
+                log_report(&self.rule, name, &report);
+                let took = human_duration(report.duration);
+                let (what, text) = match report.finish {
+                    shell::Finish::Exited(c) => ("exited", format!("exited {c} after {took}")),
+                    shell::Finish::Signalled(sig) => {
+                        ("signalled", format!("killed by signal {sig} after {took}"))
+                    }
+                    shell::Finish::TimedOut => (
+                        "timed_out",
+                        format!("timed out after {took}; its process group was killed"),
+                    ),
+                    shell::Finish::Killed => (
+                        "killed",
+                        "killed: hark is stopping and the grace period is over".to_string(),
+                    ),
+                };
+                let mut l = line(what, text).took(report.duration);
+                if let shell::Finish::Exited(c) = report.finish {
+                    l.exit_code = Some(c);
+                }
+                trace::publish(l);
+            }
             Err(e) => {
                 crate::metrics::get().observe_action(name, "error", Duration::ZERO);
-                tracing::error!(rule = %self.rule, action = %name, error = %e, argv = ?argv, "action failed to start")
+                tracing::error!(rule = %self.rule, action = %name, error = %e, argv = ?argv, "action failed to start");
+                trace::publish(line("error", format!("failed to start: {e}")));
             }
         }
     }
@@ -375,7 +421,7 @@ fn hark_env(firing: &Firing, ctx: &template::RenderContext) -> Vec<(String, OsSt
         };
         env.push((format!("HARK_{key}"), value));
     }
-    let event_json = template::event_json_lossy(&fields).to_string();
+    let event_json = crate::event::event_json_lossy(&fields).to_string();
     env.push(("HARK_RULE".into(), (&*firing.rule).into()));
     env.push(("HARK_WATCH".into(), (&*firing.event.watch).into()));
     env.push(("HARK_STATE".into(), firing.state.as_str().into()));

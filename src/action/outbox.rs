@@ -22,7 +22,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ActionConfig, ActionKind, Secret};
+use crate::event::human_duration;
 use crate::store::Store;
+use crate::trace::{self, Kind, Line};
 
 mod alerts;
 
@@ -50,6 +52,9 @@ pub struct Delivery {
     /// For an Alertmanager alert, the alert (`action/rule/watch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
+    /// The watch of the firing's event, for the trace only (`hark tail --watch`).
+    #[serde(default)]
+    pub watch: String,
 }
 
 impl Delivery {
@@ -311,11 +316,37 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
             return;
         };
         d.attempts += 1;
+        let m = crate::metrics::get();
+        if d.attempts == 1 {
+            let waited = SystemTime::now()
+                .duration_since(d.accepted)
+                .unwrap_or_default();
+            m.observe_wait(&d.action, waited);
+        }
+        let started = std::time::Instant::now();
         let outcome = attempt(shared.client(), &to, &d).await;
+        let took = started.elapsed();
+        m.observe_run(&d.action, took);
+        let line = |what: &str, text: String| {
+            Line::new(Kind::Action, what, text)
+                .watch(&d.watch)
+                .rule(&d.rule)
+                .action(&d.action)
+                .took(took)
+        };
         match outcome {
             Outcome::Delivered => {
-                crate::metrics::get().delivery(&d.action, "delivered");
+                m.delivery(&d.action, "delivered");
                 tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
+                trace::publish(line(
+                    "delivered",
+                    format!(
+                        "delivered ({}) at attempt {} in {}",
+                        d.state,
+                        d.attempts,
+                        human_duration(took)
+                    ),
+                ));
                 settle(shared, vec![(seq, None)]).await;
                 return;
             }
@@ -331,7 +362,17 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
                     return;
                 }
                 let wait = after.unwrap_or_else(|| backoff(d.attempts));
-                tracing::warn!(rule = %d.rule, action = %d.action, attempts = d.attempts, error = %why, "delivery failed; retrying in {}", crate::event::human_duration(wait));
+                tracing::warn!(rule = %d.rule, action = %d.action, attempts = d.attempts, error = %why, "delivery failed; retrying in {}", human_duration(wait));
+                let mut l = line(
+                    "retrying",
+                    format!(
+                        "attempt {} failed: {why}; retrying in {}",
+                        d.attempts,
+                        human_duration(wait)
+                    ),
+                );
+                l.retry_in_secs = Some(wait.as_secs_f64());
+                trace::publish(l);
                 lane.backing_off.store(true, Ordering::Release);
                 tokio::select! {
                     _ = shared.stop.cancelled() => return,
@@ -434,6 +475,19 @@ fn error_text(e: &reqwest::Error) -> String {
 async fn give_up(shared: &Shared, seq: u64, mut d: Delivery, why: String) {
     crate::metrics::get().delivery(&d.action, "failed");
     tracing::error!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, error = %why, "delivery failed for good; kept in the outbox");
+    trace::publish(
+        Line::new(
+            Kind::Action,
+            "failed",
+            format!(
+                "delivery failed for good after {} attempt(s): {why}; kept in the outbox",
+                d.attempts
+            ),
+        )
+        .watch(&d.watch)
+        .rule(&d.rule)
+        .action(&d.action),
+    );
     d.failed = Some(why);
     settle(shared, vec![(seq, Some(d.to_bytes()))]).await;
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use minijinja::Environment;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::config::{template_env, ActionKind, Config, ShellProgram};
 
@@ -151,19 +151,4 @@ fn default_summary(firing: &Firing) -> String {
         firing.state.as_str(),
         e.watch
     )
-}
-
-/// The event as JSON for people and programs: escaped bytes shown as U+FFFD.
-pub fn event_json_lossy(fields: &Map<String, Value>) -> Value {
-    fn lossy(v: &Value) -> Value {
-        match v {
-            Value::String(s) => Value::from(display_lossy(s)),
-            Value::Array(a) => Value::Array(a.iter().map(lossy).collect()),
-            Value::Object(o) => {
-                Value::Object(o.iter().map(|(k, v)| (k.clone(), lossy(v))).collect())
-            }
-            other => other.clone(),
-        }
-    }
-    Value::Object(fields.iter().map(|(k, v)| (k.clone(), lossy(v))).collect())
 }

@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use super::{blocking, Daemon};
 use crate::action::outbox::Delivery;
-use crate::control::{ActionStatus, FailedDelivery, OutboxStatus, RuleStatus, Status, WatchStatus};
+use crate::control::{
+    ActionStatus, FailedDelivery, OutboxStatus, Response, RuleStatus, Status, WatchStatus,
+};
 use crate::event::rfc3339;
 
 impl Daemon {
@@ -31,7 +33,7 @@ impl Daemon {
                         .and_then(Value::as_str)
                         .filter(|s| !s.is_empty())
                         .map(crate::event::display_lossy),
-                    last: last.map(|e| crate::action::event_json_lossy(&e.fields)),
+                    last: last.map(|e| crate::event::event_json_lossy(&e.fields)),
                 }
             })
             .collect();
@@ -71,6 +73,50 @@ impl Daemon {
             actions: ActionStatus { running, queued },
             outbox: self.outbox_status().await,
             last_reload: self.last_reload.clone(),
+            timing: crate::metrics::get().timings.status(
+                &self.config.watches.keys().cloned().collect::<Vec<_>>(),
+                &self.config.actions.keys().cloned().collect::<Vec<_>>(),
+            ),
+        }
+    }
+
+    /// Why a rule is in its state: the engine's account, its silence and last actions.
+    pub(super) fn explain(&self, rule: &str) -> Response {
+        let Some(mut e) = self.engine.explain(rule, Instant::now()) else {
+            return Response::error(format!("no rule `{rule}` in the running configuration"));
+        };
+        e.silenced_until = self
+            .silences
+            .active(rule, SystemTime::now())
+            .map(|u| u.map(rfc3339).unwrap_or_default());
+        e.actions = crate::trace::last_actions(rule);
+        Response {
+            explain: Some(e),
+            ..Response::default()
+        }
+    }
+
+    /// Checks a `tail` request's filters; the trace itself is streamed by the control
+    /// socket. A rule filter gets the rule's watches, whose events it shows.
+    pub(super) fn tail(&self, watch: Option<&str>, rule: Option<&str>) -> Response {
+        if let Some(w) = watch {
+            if !self.config.watches.contains_key(w) {
+                return Response::error(format!("no watch `{w}` in the running configuration"));
+            }
+        }
+        let mut watches = None;
+        if let Some(r) = rule {
+            match self.config.rules.get(r) {
+                Some(c) => watches = Some(c.watches.clone()),
+                None => {
+                    return Response::error(format!("no rule `{r}` in the running configuration"))
+                }
+            }
+        }
+        Response {
+            message: Some("tailing".into()),
+            watches,
+            ..Response::default()
         }
     }
 

@@ -79,6 +79,189 @@ impl Evaluator {
     }
 }
 
+/// One sub-expression of a condition and what it gave on an event, for `hark explain`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubValue {
+    /// The sub-expression as written.
+    pub expr: String,
+    /// Its value, in CEL's notation, or why it has none.
+    pub value: String,
+}
+
+impl Evaluator {
+    /// Every sub-expression of `program` (the whole first, then its parts as written,
+    /// literals left out) with its value on `fields`. The inside of a macro (`all`,
+    /// `exists`, ...) is shown whole: its loop variable means nothing outside it.
+    pub fn explain(
+        &self,
+        program: &cel::Program,
+        fields: &[(String, cel::Value)],
+    ) -> Vec<SubValue> {
+        let mut ctx = cel::Context::with_env(Arc::clone(&self.env));
+        for (k, v) in fields {
+            ctx.add_variable_from_value(k.clone(), v.clone());
+        }
+        let source: Vec<char> = program.source_info().source.chars().collect();
+        let mut nodes = Vec::new();
+        collect(program.expression(), &mut nodes);
+        let mut out: Vec<SubValue> = Vec::new();
+        for node in nodes {
+            let text = span(program.source_info(), &source, node)
+                .map(|(start, stop)| written(&source, start, stop))
+                .unwrap_or_default();
+            if text.is_empty() || out.iter().any(|s| s.expr == text) {
+                continue;
+            }
+            let value = match cel::Value::resolve(node, &ctx) {
+                Ok(v) => cel_text(&v),
+                Err(cel::ExecutionError::UndeclaredReference(name)) => {
+                    format!("error: the event has no field `{name}`")
+                }
+                Err(e) => format!("error: {e}"),
+            };
+            out.push(SubValue {
+                expr: text.to_string(),
+                value,
+            });
+        }
+        out
+    }
+}
+
+/// The characters an expression was written in: the parser records one token per node
+/// (an operator, a name, the bracket of a call), so the expression's span is that of all
+/// its nodes, widened to the name of a function it calls.
+fn span(
+    info: &cel::common::ast::SourceInfo,
+    source: &[char],
+    e: &cel::common::ast::IdedExpr,
+) -> Option<(usize, usize)> {
+    use cel::common::ast::Expr;
+    let own = info.offset_for(e.id).map(|(a, b)| (a as usize, b as usize));
+    let mut parts: Vec<&cel::common::ast::IdedExpr> = Vec::new();
+    match &e.expr {
+        Expr::Call(c) => {
+            parts.extend(c.target.as_deref());
+            parts.extend(c.args.iter());
+        }
+        Expr::Select(s) => parts.push(&s.operand),
+        Expr::List(l) => parts.extend(l.elements.iter()),
+        Expr::Comprehension(c) => parts.push(&c.iter_range),
+        _ => {}
+    }
+    let (mut start, stop) = parts
+        .into_iter()
+        .filter_map(|p| span(info, source, p))
+        .chain(own)
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))?;
+    if let Expr::Call(c) = &e.expr {
+        let name: Vec<char> = c.func_name.chars().collect();
+        let is_function = c.target.is_none()
+            && name.first().is_some_and(|ch| ch.is_alphabetic())
+            && name.iter().all(|ch| ch.is_alphanumeric() || *ch == '_');
+        if is_function {
+            let mut i = start;
+            while i > 0 && source.get(i - 1).is_some_and(|ch| ch.is_whitespace()) {
+                i -= 1;
+            }
+            if i >= name.len() && source.get(i - name.len()..i) == Some(&name[..]) {
+                start = i - name.len();
+            }
+        }
+    }
+    Some((start, stop))
+}
+
+/// The text from `start` to `stop` (inclusive), running on to close the brackets it
+/// opens (a call's closing bracket is no node's token).
+fn written(source: &[char], start: usize, stop: usize) -> String {
+    if start >= source.len() || stop < start {
+        return String::new();
+    }
+    let stop = stop.min(source.len() - 1);
+    let mut open = 0i32;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut end = start;
+    for (i, &c) in source.iter().enumerate().skip(start) {
+        if i > stop && open <= 0 && quote.is_none() {
+            break;
+        }
+        end = i;
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '(' | '[' | '{' => open += 1,
+                ')' | ']' | '}' => open -= 1,
+                _ => {}
+            },
+        }
+    }
+    source[start..=end]
+        .iter()
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// Pre-order: an expression before its parts.
+fn collect<'a>(e: &'a cel::common::ast::IdedExpr, out: &mut Vec<&'a cel::common::ast::IdedExpr>) {
+    use cel::common::ast::Expr;
+    match &e.expr {
+        Expr::Literal(_) | Expr::Unspecified => {}
+        Expr::Call(call) => {
+            out.push(e);
+            if let Some(t) = &call.target {
+                collect(t, out);
+            }
+            for a in &call.args {
+                collect(a, out);
+            }
+        }
+        Expr::Select(s) => {
+            out.push(e);
+            collect(&s.operand, out);
+        }
+        Expr::List(l) => {
+            out.push(e);
+            for x in &l.elements {
+                collect(x, out);
+            }
+        }
+        Expr::Ident(_) | Expr::Comprehension(_) | Expr::Map(_) | Expr::Struct(_) => out.push(e),
+    }
+}
+
+/// A value as CEL would write it: strings quoted and escaped, so a value cannot pass for
+/// another or carry a control character to a terminal.
+pub fn cel_text(v: &cel::Value) -> String {
+    match v {
+        cel::Value::String(s) => serde_json::Value::String(s.to_string()).to_string(),
+        cel::Value::Int(i) => i.to_string(),
+        cel::Value::UInt(u) => format!("{u}u"),
+        cel::Value::Float(f) => format!("{f:?}"),
+        cel::Value::Bool(b) => b.to_string(),
+        cel::Value::Null => "null".into(),
+        cel::Value::List(l) => {
+            let items: Vec<String> = l.iter().map(cel_text).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => {
+            let s = format!("{other:?}");
+            serde_json::Value::String(s).to_string()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +302,55 @@ mod tests {
     }
 
     #[test]
+    fn explain_gives_each_sub_expression_as_written_with_its_value() {
+        let program = cel::Program::compile("cpu_percent > 80 && name.startsWith('ng')").unwrap();
+        let fields = json!({"cpu_percent": 93, "name": "nginx"});
+        let Value::Object(map) = fields else { panic!() };
+        let subs = Evaluator::default().explain(&program, &cel_fields(&map));
+        let pairs: Vec<(&str, &str)> = subs
+            .iter()
+            .map(|s| (s.expr.as_str(), s.value.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("cpu_percent > 80 && name.startsWith('ng')", "true"),
+                ("cpu_percent > 80", "true"),
+                ("cpu_percent", "93"),
+                ("name.startsWith('ng')", "true"),
+                ("name", "\"nginx\""),
+            ]
+        );
+    }
+
+    #[test]
+    fn explain_keeps_brackets_and_shows_macros_whole() {
+        let program =
+            cel::Program::compile("(size(path) > 3) && [1, 2].exists(v, v > n) && m['a'] == 'x(y'")
+                .unwrap();
+        let fields = json!({"path": "/etc/x", "n": 1, "m": {"a": "x(y"}});
+        let Value::Object(map) = fields else { panic!() };
+        let subs = Evaluator::default().explain(&program, &cel_fields(&map));
+        let exprs: Vec<&str> = subs.iter().map(|s| s.expr.as_str()).collect();
+        assert!(exprs.contains(&"size(path) > 3"), "{exprs:?}");
+        assert!(exprs.contains(&"size(path)"), "{exprs:?}");
+        assert!(exprs.contains(&"m['a']"), "{exprs:?}");
+        assert!(exprs.contains(&"[1, 2].exists(v, v > n)"), "{exprs:?}");
+        assert!(
+            !exprs.contains(&"v"),
+            "a loop variable is not shown: {exprs:?}"
+        );
+        assert_eq!(subs[0].value, "true", "{subs:?}");
+    }
+
+    #[test]
+    fn explain_says_which_field_is_missing() {
+        let program = cel::Program::compile("status == 200").unwrap();
+        let subs = Evaluator::default().explain(&program, &[]);
+        assert!(subs[0].value.contains("no field `status`"), "{subs:?}");
+    }
+
+    #[test]
     fn a_non_bool_result_is_an_error() {
         assert!(matches!(
             eval("size + 1", json!({"size": 1})),
@@ -132,6 +364,17 @@ mod tests {
         fn arbitrary_strings_and_numbers_never_panic(s in "\\PC*", n in any::<i64>(), f in any::<f64>()) {
             let fields = json!({"path": s, "size": n, "ratio": f});
             let _ = eval("path.contains('x') || size > 3 || ratio < 1.5", fields);
+        }
+
+        // Whatever condition compiles, explaining it never panics and starts with the whole.
+        #[test]
+        fn explaining_any_condition_never_panics(src in "[a-z0-9 ()\\[\\]'\"<>=!&|.,+*-]{1,40}") {
+            if let Ok(program) = cel::Program::compile(&src) {
+                let subs = Evaluator::default().explain(&program, &cel_fields(&serde_json::Map::new()));
+                for s in subs {
+                    prop_assert!(!s.expr.is_empty());
+                }
+            }
         }
     }
 }

@@ -87,6 +87,44 @@ impl EdgeGate {
         Some((w.event, verdict))
     }
 
+    /// Its timers and counters in words, for `hark explain`.
+    pub fn describe(&self, now: Instant) -> Vec<String> {
+        let d = crate::event::human_duration;
+        let mut out = Vec::new();
+        if let Some(w) = &self.window {
+            out.push(format!(
+                "debounce window open: {} matching event(s), fires in {}",
+                w.count,
+                d(w.ends.saturating_duration_since(now))
+            ));
+        }
+        if let (Some(cd), Some(last)) = (self.cooldown, self.last_fire) {
+            let left = cd.saturating_sub(now.saturating_duration_since(last));
+            if !left.is_zero() {
+                out.push(format!("cooldown ends in {}", d(left)));
+            }
+        }
+        if let Some(limit) = self.limit {
+            let recent = self
+                .recent_fires
+                .iter()
+                .filter(|t| now.saturating_duration_since(**t) < limit.interval)
+                .count();
+            out.push(format!(
+                "trigger limit: fired {recent} of at most {} times in the last {}",
+                limit.burst,
+                d(limit.interval)
+            ));
+        }
+        if let Some(last) = self.last_fire {
+            out.push(format!(
+                "last fired {} ago",
+                d(now.saturating_duration_since(last))
+            ));
+        }
+        out
+    }
+
     fn try_fire(&mut self, count: u64, now: Instant) -> Verdict {
         if let (Some(cd), Some(last)) = (self.cooldown, self.last_fire) {
             if now.saturating_duration_since(last) < cd {

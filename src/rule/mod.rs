@@ -7,16 +7,18 @@
 
 mod condition;
 mod edge;
+mod explain;
 mod silence;
 mod state;
 mod verdict;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use condition::{cel_fields, to_cel, Evaluator, Outcome};
+pub use condition::{cel_fields, to_cel, Evaluator, Outcome, SubValue};
 pub use edge::{EdgeGate, Verdict};
+pub use explain::{Blocker, Explanation, SeenEvent, WatchState};
 pub use silence::Silences;
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
 pub use verdict::{Decision, RuleVerdict};
@@ -39,6 +41,8 @@ struct Rule {
     unless: Vec<usize>,
     /// Evaluation errors already logged, so a field missing from every event is said once.
     logged_errors: HashSet<String>,
+    /// The last events it heard, for `hark explain`.
+    recent: VecDeque<explain::Seen>,
 }
 
 /// One row of `hark status`: a rule's state for one watch.
@@ -90,6 +94,7 @@ impl Engine {
                     .collect(),
                 config: r.clone(),
                 logged_errors: HashSet::new(),
+                recent: VecDeque::new(),
             });
         }
         // A rule is evaluated after the rules it names in `unless`, so when a cause and
@@ -197,6 +202,13 @@ impl Engine {
                     (RuleVerdict::State(step), firing)
                 }
             };
+            explain::remember(
+                &mut self.rules[i].recent,
+                explain::Seen {
+                    event: Arc::clone(&event),
+                    verdict: verdict.clone(),
+                },
+            );
             out.push(Decision {
                 rule: Arc::clone(&self.rules[i].name),
                 verdict,
@@ -299,6 +311,7 @@ impl Engine {
                 r.gate = std::mem::replace(&mut old.gate, EdgeGate::new(None, None, None));
                 r.states = std::mem::take(&mut old.states);
                 r.logged_errors = std::mem::take(&mut old.logged_errors);
+                r.recent = std::mem::take(&mut old.recent);
                 continue;
             }
             for (w, m) in &old.states {

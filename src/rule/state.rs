@@ -283,6 +283,65 @@ impl StateMachine {
         }
     }
 
+    /// Its counters and timers in words, for `hark explain`: `pending: 2 of 3 matching
+    /// samples`, `firing for 4m 12s`, `cooldown ends in 30s`.
+    pub fn describe(&self, now: Instant) -> Vec<String> {
+        let d = crate::event::human_duration;
+        let mut out = Vec::new();
+        match &self.phase {
+            Phase::Ok => out.push("ok: the last sample did not match".to_string()),
+            Phase::Pending {
+                since,
+                matches,
+                count,
+            } => out.push(match self.threshold {
+                Threshold::Consecutive(times) => format!(
+                    "pending: {count} of {times} consecutive matching samples, since {} ago",
+                    d(now.saturating_duration_since(*since))
+                ),
+                Threshold::Window { times, within } => {
+                    let n = matches
+                        .iter()
+                        .filter(|t| now.saturating_duration_since(**t) < within)
+                        .count();
+                    format!(
+                        "pending: {n} of {times} matching samples within {}",
+                        d(within)
+                    )
+                }
+                Threshold::HeldFor(needed) => format!(
+                    "pending: matching for {} of {}",
+                    d(now.saturating_duration_since(*since)),
+                    d(needed)
+                ),
+            }),
+            Phase::Firing {
+                since,
+                last_sent,
+                count,
+            } => {
+                out.push(format!(
+                    "firing for {} ({count} matching samples)",
+                    d(now.saturating_duration_since(*since))
+                ));
+                if let Some(r) = self.repeat {
+                    let next = (*last_sent + r).saturating_duration_since(now);
+                    out.push(format!(
+                        "its actions repeat in {} if it still matches",
+                        d(next)
+                    ));
+                }
+            }
+        }
+        if let (Some(cd), Some(last)) = (self.cooldown, self.last_fired) {
+            let left = cd.saturating_sub(now.saturating_duration_since(last));
+            if !left.is_zero() {
+                out.push(format!("cooldown ends in {}", d(left)));
+            }
+        }
+        out
+    }
+
     /// How long the rule has been firing, if it is.
     pub fn firing_since(&self) -> Option<Instant> {
         match self.phase {

@@ -37,6 +37,34 @@ impl RuleVerdict {
     }
 }
 
+impl RuleVerdict {
+    /// A short code for tools (`hark tail --json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuleVerdict::NoMatch => "no_match",
+            RuleVerdict::Error(_) => "error",
+            RuleVerdict::Suppressed(_) => "suppressed",
+            RuleVerdict::Edge(v) => match v {
+                Verdict::Fire { .. } => "firing",
+                Verdict::Debounced => "debounced",
+                Verdict::CoolingDown => "cooling_down",
+                Verdict::TriggerLimited { .. } => "trigger_limited",
+            },
+            RuleVerdict::State(s) => match s {
+                Step::Ok => "no_match",
+                Step::Cleared => "cleared",
+                Step::Pending(_) => "pending",
+                Step::Held(Hold::CoolingDown { .. }) => "cooling_down",
+                Step::Held(Hold::Suppressed) => "suppressed",
+                Step::Fire { .. } => "firing",
+                Step::StillFiring => "still_firing",
+                Step::Repeat { .. } => "repeat",
+                Step::Resolve { .. } => "resolved",
+            },
+        }
+    }
+}
+
 fn d(d: std::time::Duration) -> String {
     crate::event::human_duration(d)
 }

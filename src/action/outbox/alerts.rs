@@ -163,6 +163,7 @@ impl Shared {
                     failed: None,
                     target,
                     alert: Some(alert_key(&a.action, &a.rule, &a.watch)),
+                    watch: a.watch.clone(),
                 };
                 self.send(
                     Job {
@@ -222,6 +223,7 @@ mod tests {
             failed: None,
             target,
             alert: alert.map(str::to_string),
+            watch: "w".into(),
         }
     }
 

@@ -440,3 +440,32 @@ mod model {
         }
     }
 }
+
+#[test]
+fn describe_gives_the_counters_and_timers_in_words() {
+    let t0 = Instant::now();
+    let mut m = StateMachine::new(
+        Threshold::Consecutive(3),
+        Some(Duration::from_secs(600)),
+        Some(Duration::from_secs(60)),
+    );
+    feed(&mut m, t0, &[true, true]);
+    assert_eq!(
+        m.describe(t0 + S),
+        ["pending: 2 of 3 consecutive matching samples, since 1s ago"]
+    );
+    m.on_sample(true, false, t0 + S * 2);
+    let later = t0 + S * 2 + Duration::from_secs(252);
+    assert_eq!(
+        m.describe(later),
+        [
+            "firing for 4m 12s (3 matching samples)",
+            "its actions repeat in 5m 48s if it still matches",
+        ]
+    );
+    m.on_sample(false, false, t0 + S * 3);
+    assert_eq!(
+        m.describe(t0 + S * 32),
+        ["ok: the last sample did not match", "cooldown ends in 30s"]
+    );
+}
