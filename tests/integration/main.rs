@@ -16,6 +16,7 @@ mod shell_action;
 mod state_dir;
 mod state_rules;
 mod systemd;
+mod tail;
 mod util;
 mod validate;
 mod webhook;

@@ -92,8 +92,22 @@ fn metrics_count_what_the_daemon_does() {
         sample(&text, "hark_events_total{watch=\"api\"}").is_some_and(|n| n >= 1.0),
         "{text}"
     );
+    for series in [
+        "hark_check_duration_seconds_count{watch=\"api\"}",
+        "hark_event_lag_seconds_count{watch=\"api\"}",
+        "hark_action_queue_wait_seconds_count{action=\"record\"}",
+        "hark_action_queue_wait_seconds_count{action=\"hook\"}",
+        "hark_action_duration_seconds_count{action=\"hook\"}",
+        "hark_runtime_tasks",
+    ] {
+        assert!(
+            sample(&text, series).is_some_and(|n| n >= 1.0),
+            "{series} in:\n{text}"
+        );
+    }
+    assert!(sample(&text, "hark_event_queue_depth").is_some(), "{text}");
     assert!(
-        sample(&text, "hark_check_duration_seconds_count{watch=\"api\"}").is_some_and(|n| n >= 1.0),
+        sample(&text, "hark_runtime_loop_lag_seconds").is_some(),
         "{text}"
     );
 
