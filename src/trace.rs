@@ -132,7 +132,18 @@ impl Line {
             Kind::Action => "action",
             Kind::Lost => "LOST",
         };
-        format!("{time} {kind:<6} {at:<24} {}", self.text)
+        let line = format!("{time} {kind:<6} {at:<24} {}", self.text);
+        // Names and texts come from configuration, file names and receivers: no control
+        // character reaches the terminal.
+        line.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
     }
 }
 
@@ -230,6 +241,14 @@ mod tests {
         assert!(!f.passes(&line(Kind::Verdict, "w", Some("q"))));
         assert!(f.passes(&line(Kind::Action, "w", Some("r"))));
         assert!(f.passes(&Line::lost(3)));
+    }
+
+    #[test]
+    fn a_rendered_line_carries_no_control_character() {
+        let l = Line::new(Kind::Verdict, "x", "a\u{1b}[31m\nb".into()).rule("r\rq");
+        let text = l.render();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("a\\u{1b}[31m\\nb"), "{text:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A CEL condition (before the first NUL byte) compiled and evaluated against an event
-//! (the JSON after it), as rules do: an outcome, never a panic.
+//! (the JSON after it), as rules do, and explained sub-expression by sub-expression, as
+//! `hark explain` does: an outcome, never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -14,5 +15,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),
     };
-    let _ = hark::rule::Evaluator::default().eval(&program, &hark::rule::cel_fields(&fields));
+    let evaluator = hark::rule::Evaluator::default();
+    let fields = hark::rule::cel_fields(&fields);
+    let _ = evaluator.eval(&program, &fields);
+    let _ = evaluator.explain(&program, &fields);
 });
