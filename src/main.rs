@@ -432,7 +432,10 @@ fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The broker clients log each broken connection at ERROR on their own; hark already
+    // says, once per attempt, what failed and when it tries again.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,lapin=off,async_nats=warn,rumqttc=warn"));
     if stderr_is_the_journal() {
         match tracing_journald::layer() {
             Ok(journal) => {

@@ -5,6 +5,7 @@
 //! `max_concurrent_actions` permits. The rule engine never waits for an action, and no
 //! firing is dropped; what bounds the queue is each rule's trigger limit.
 
+mod broker;
 pub mod outbox;
 mod payload;
 mod shell;
@@ -113,7 +114,7 @@ impl Dispatcher {
                     jobs.push(job);
                 }
                 ActionKind::Webhook(w) => {
-                    match payload::render(w, &firing, &ctx, &self.templates) {
+                    match payload::render(&w.payload, &firing, &ctx, &self.templates) {
                         Ok((body, content_type)) => deliveries.push(outbox::Delivery {
                             key: outbox::new_key(),
                             rule: firing.rule.to_string(),
@@ -127,12 +128,33 @@ impl Dispatcher {
                             target: 0,
                             alert: None,
                             watch: firing.event.watch.to_string(),
+                            route: None,
                         }),
                         Err(e) => {
                             tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its payload failed to render");
                         }
                     }
                 }
+                ActionKind::Broker(b) => match render_message(b, &firing, &ctx, &self.templates) {
+                    Ok((route, body, content_type)) => deliveries.push(outbox::Delivery {
+                        key: outbox::new_key(),
+                        rule: firing.rule.to_string(),
+                        action: name.to_string(),
+                        state: firing.state.as_str().to_string(),
+                        body,
+                        content_type,
+                        accepted: std::time::SystemTime::now(),
+                        attempts: 0,
+                        failed: None,
+                        target: 0,
+                        alert: None,
+                        watch: firing.event.watch.to_string(),
+                        route: Some(route),
+                    }),
+                    Err(e) => {
+                        tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its message failed to render");
+                    }
+                },
                 ActionKind::Alertmanager(am) => {
                     match payload::alert(am, &firing, &ctx, &self.templates) {
                         Ok(body) => {
@@ -156,6 +178,7 @@ impl Dispatcher {
                                     target,
                                     alert: alert.clone(),
                                     watch: firing.event.watch.to_string(),
+                                    route: None,
                                 });
                             }
                         }
@@ -203,15 +226,27 @@ impl Dispatcher {
                         }
                     }
                 }
-                ActionKind::Webhook(w) => match payload::render(w, firing, &ctx, &self.templates) {
-                    Ok((body, content_type)) => out.push(format!(
-                        "webhook `{name}`: {} {} ({content_type}) {body}",
-                        w.method, w.url
+                ActionKind::Broker(b) => match render_message(b, firing, &ctx, &self.templates) {
+                    Ok((route, body, content_type)) => out.push(format!(
+                        "{} `{name}`: publish to {route:?} ({content_type}) {body}",
+                        b.protocol.type_name()
                     )),
                     Err(e) => out.push(format!(
-                        "webhook `{name}`: the payload fails to render: {e}"
+                        "{} `{name}`: the message fails to render: {e}",
+                        b.protocol.type_name()
                     )),
                 },
+                ActionKind::Webhook(w) => {
+                    match payload::render(&w.payload, firing, &ctx, &self.templates) {
+                        Ok((body, content_type)) => out.push(format!(
+                            "webhook `{name}`: {} {} ({content_type}) {body}",
+                            w.method, w.url
+                        )),
+                        Err(e) => out.push(format!(
+                            "webhook `{name}`: the payload fails to render: {e}"
+                        )),
+                    }
+                }
                 ActionKind::Alertmanager(am) => {
                     match payload::alert(am, firing, &ctx, &self.templates) {
                         Ok(body) => {
@@ -374,6 +409,18 @@ fn log_report(rule: &str, action: &str, r: &shell::Report) {
             )
         }
     }
+}
+
+/// A broker message: its routing key (topic, subject), body and content type.
+fn render_message(
+    b: &crate::config::BrokerAction,
+    firing: &Firing,
+    ctx: &template::RenderContext,
+    templates: &Templates,
+) -> Result<(String, String, String), minijinja::Error> {
+    let route = crate::event::display_lossy(&templates.render(&b.route, ctx)?);
+    let (body, content_type) = payload::render(&b.payload, firing, ctx, templates)?;
+    Ok((route, body, content_type))
 }
 
 fn prepare_shell(

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ActionConfig, ActionKind, Secret};
+use crate::config::{ActionConfig, ActionKind, BrokerAction, Secret};
 use crate::event::human_duration;
 use crate::store::Store;
 use crate::trace::{self, Kind, Line};
@@ -55,6 +55,9 @@ pub struct Delivery {
     /// The watch of the firing's event, for the trace only (`hark tail --watch`).
     #[serde(default)]
     pub watch: String,
+    /// For a broker message: its routing key, topic or subject, rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 impl Delivery {
@@ -88,6 +91,8 @@ struct Shared {
     /// Built at the first delivery: loading the TLS roots costs memory a daemon without
     /// webhooks should not pay.
     client: std::sync::OnceLock<Client>,
+    /// Connections to message brokers, shared by the actions that name one.
+    brokers: super::broker::Brokers,
     store: Arc<Store>,
     stop: CancellationToken,
     lanes: Mutex<HashMap<LaneKey, Lane>>,
@@ -140,6 +145,7 @@ impl Outbox {
                 resending: Mutex::new(stop.child_token()),
                 actions: std::sync::RwLock::new(actions),
                 client: std::sync::OnceLock::new(),
+                brokers: super::broker::Brokers::default(),
                 store,
                 stop,
                 lanes: Mutex::new(HashMap::new()),
@@ -266,6 +272,8 @@ struct Receiver<'a> {
     retry: Option<u32>,
     /// For Alertmanager: firing alerts end after this unless posted again.
     ends_after: Option<Duration>,
+    /// A message broker, instead of an HTTP receiver.
+    broker: Option<&'a BrokerAction>,
 }
 
 fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> {
@@ -277,6 +285,7 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
             timeout: w.timeout,
             retry: w.retry,
             ends_after: None,
+            broker: None,
         }),
         ActionKind::Alertmanager(am) => Some(Receiver {
             url: am.endpoints.get(target as usize)?,
@@ -285,6 +294,16 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
             timeout: am.timeout,
             retry: am.retry,
             ends_after: Some(am.lifetime()),
+            broker: None,
+        }),
+        ActionKind::Broker(b) => (target == 0).then_some(Receiver {
+            url: &b.url,
+            method: Method::POST,
+            headers: &[],
+            timeout: b.timeout,
+            retry: b.retry,
+            ends_after: None,
+            broker: Some(b),
         }),
         ActionKind::Shell(_) => None,
     }
@@ -324,7 +343,10 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
             m.observe_wait(&d.action, waited);
         }
         let started = std::time::Instant::now();
-        let outcome = attempt(shared.client(), &to, &d).await;
+        let outcome = match to.broker {
+            Some(b) => publish(&shared.brokers, b, &d).await,
+            None => attempt(shared.client(), &to, &d).await,
+        };
         let took = started.elapsed();
         m.observe_run(&d.action, took);
         let line = |what: &str, text: String| {
@@ -390,6 +412,20 @@ pub fn backoff(attempts: u32) -> Duration {
     let exp = BACKOFF_START.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
     let capped = exp.min(BACKOFF_MAX);
     capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
+}
+
+/// A broker message: confirmed, or tried again (a broker has no "refused for good").
+async fn publish(brokers: &super::broker::Brokers, b: &BrokerAction, d: &Delivery) -> Outcome {
+    let m = super::broker::Message {
+        route: d.route.as_deref().unwrap_or_default(),
+        body: d.body.as_bytes(),
+        content_type: &d.content_type,
+        key: &d.key,
+    };
+    match brokers.publish(b, &m).await {
+        Ok(()) => Outcome::Delivered,
+        Err(why) => Outcome::Retry(None, why),
+    }
 }
 
 async fn attempt(client: &Client, to: &Receiver<'_>, d: &Delivery) -> Outcome {

@@ -6,17 +6,17 @@
 use serde_json::{json, Map, Value};
 
 use super::template::{RenderContext, Templates};
-use crate::config::{AlertmanagerAction, Payload, WebhookAction};
+use crate::config::{AlertmanagerAction, Payload};
 use crate::event::{display_lossy, rfc3339, Firing, FiringState};
 
 /// The body to send and its content type.
 pub fn render(
-    webhook: &WebhookAction,
+    payload: &Payload,
     firing: &Firing,
     ctx: &RenderContext,
     templates: &Templates,
 ) -> Result<(String, String), minijinja::Error> {
-    Ok(match &webhook.payload {
+    Ok(match payload {
         Payload::Default => (default_payload(firing, ctx).to_string(), json_type()),
         Payload::Json(v) => (render_json(v, ctx, templates)?.to_string(), json_type()),
         Payload::Body {

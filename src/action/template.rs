@@ -41,11 +41,11 @@ impl Templates {
                     }
                     s.env.values().for_each(|v| t.add(v));
                 }
-                ActionKind::Webhook(w) => match &w.payload {
-                    crate::config::Payload::Json(v) => t.add_json(v),
-                    crate::config::Payload::Body { template, .. } => t.add(template),
-                    crate::config::Payload::Default => {}
-                },
+                ActionKind::Webhook(w) => t.add_payload(&w.payload),
+                ActionKind::Broker(b) => {
+                    t.add(&b.route);
+                    t.add_payload(&b.payload);
+                }
                 ActionKind::Alertmanager(am) => {
                     am.annotations.values().for_each(|v| t.add(v));
                     am.generator_url.iter().for_each(|g| t.add(g));
@@ -53,6 +53,14 @@ impl Templates {
             }
         }
         t
+    }
+
+    fn add_payload(&mut self, p: &crate::config::Payload) {
+        match p {
+            crate::config::Payload::Json(v) => self.add_json(v),
+            crate::config::Payload::Body { template, .. } => self.add(template),
+            crate::config::Payload::Default => {}
+        }
     }
 
     fn add_json(&mut self, v: &Value) {

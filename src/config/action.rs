@@ -26,10 +26,11 @@ pub enum ActionKind {
     Shell(ShellAction),
     Webhook(super::webhook::WebhookAction),
     Alertmanager(super::alertmanager::AlertmanagerAction),
+    /// `amqp`, `mqtt` and `nats`.
+    Broker(super::broker::BrokerAction),
 }
 
-const PLANNED_TYPES: &[&str] = &["amqp", "mqtt", "nats"];
-const AVAILABLE: &str = "shell, webhook, alertmanager";
+const AVAILABLE: &str = "shell, webhook, alertmanager, amqp, mqtt, nats";
 
 #[derive(Debug, Clone)]
 pub struct ShellAction {
@@ -107,12 +108,8 @@ pub(crate) fn parse(
         "alertmanager" => {
             ActionKind::Alertmanager(super::alertmanager::parse(ctx, table, span, templates)?)
         }
-        t if PLANNED_TYPES.contains(&t) => {
-            ctx.error(
-                type_value.span(),
-                format!("action type `{t}` is not available in this version of hark yet (available: {AVAILABLE})"),
-            );
-            return None;
+        t @ ("amqp" | "mqtt" | "nats") => {
+            ActionKind::Broker(super::broker::parse(ctx, t, table, span, templates)?)
         }
         t => {
             ctx.error(

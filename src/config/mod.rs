@@ -3,6 +3,7 @@
 
 mod action;
 mod alertmanager;
+mod broker;
 mod checks;
 pub mod diagnostic;
 mod files;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 pub use action::{template_env, Account, ActionConfig, ActionKind, ShellAction, ShellProgram};
 pub use alertmanager::AlertmanagerAction;
+pub use broker::{BrokerAction, Protocol};
 pub use checks::{CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};

@@ -84,27 +84,7 @@ pub(crate) fn parse(
     let headers = headers_value.map(|h| headers(ctx, h)).unwrap_or_default();
     let timeout = values::positive_duration(ctx, &raw.timeout, "timeout", DEFAULT_WEBHOOK_TIMEOUT);
     let retry = retry(ctx, &raw.retry);
-    let payload = match (&raw.json, &raw.body) {
-        (Some(_), Some(b)) => {
-            ctx.error(b.span(), "give either `json` or `body`, not both");
-            Payload::Default
-        }
-        (Some(j), None) => {
-            check_json_templates(ctx, templates, j.span(), j.get_ref());
-            Payload::Json(j.get_ref().clone())
-        }
-        (None, Some(b)) => {
-            values::template(ctx, templates, b);
-            Payload::Body {
-                template: b.get_ref().clone(),
-                content_type: raw
-                    .content_type
-                    .clone()
-                    .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
-            }
-        }
-        (None, None) => Payload::Default,
-    };
+    let payload = payload(ctx, templates, &raw.json, &raw.body, &raw.content_type);
     if ctx.errors.len() != before {
         return None;
     }
@@ -153,6 +133,36 @@ pub(super) fn headers(ctx: &mut Ctx, value: Spanned<DeValue<'_>>) -> Vec<(Header
         out.push((name, secret));
     }
     out
+}
+
+/// `json`, `body` and `content_type`: what a webhook sends, or a broker message carries.
+pub(super) fn payload(
+    ctx: &mut Ctx,
+    templates: &minijinja::Environment<'static>,
+    json: &Option<Spanned<serde_json::Value>>,
+    body: &Option<Spanned<String>>,
+    content_type: &Option<String>,
+) -> Payload {
+    match (json, body) {
+        (Some(_), Some(b)) => {
+            ctx.error(b.span(), "give either `json` or `body`, not both");
+            Payload::Default
+        }
+        (Some(j), None) => {
+            check_json_templates(ctx, templates, j.span(), j.get_ref());
+            Payload::Json(j.get_ref().clone())
+        }
+        (None, Some(b)) => {
+            values::template(ctx, templates, b);
+            Payload::Body {
+                template: b.get_ref().clone(),
+                content_type: content_type
+                    .clone()
+                    .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
+            }
+        }
+        (None, None) => Payload::Default,
+    }
 }
 
 /// `retry`: the most attempts of one delivery; absent, until delivered.

@@ -1,6 +1,7 @@
 //! Drives the real `hark` binary: configs in temp dirs, real files, real processes.
 
 mod alertmanager;
+mod brokers;
 mod checks_watch;
 mod control;
 mod daemon;

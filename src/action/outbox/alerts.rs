@@ -164,6 +164,7 @@ impl Shared {
                     target,
                     alert: Some(alert_key(&a.action, &a.rule, &a.watch)),
                     watch: a.watch.clone(),
+                    route: None,
                 };
                 self.send(
                     Job {
@@ -224,6 +225,7 @@ mod tests {
             target,
             alert: alert.map(str::to_string),
             watch: "w".into(),
+            route: None,
         }
     }
 

@@ -1,0 +1,92 @@
+//! AMQP 0-9-1 (RabbitMQ) through lapin: persistent, mandatory messages on a channel in
+//! confirm mode. A message counts once the broker confirmed it; one it could not route
+//! (no queue bound) is returned with the confirm and tried again.
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use super::{Message, Refused, CONNECT_TIMEOUT};
+
+pub struct Conn {
+    url: String,
+    /// The open connection and its confirm-mode channel, once opened.
+    session: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl Conn {
+    pub fn new(url: String) -> Conn {
+        Conn {
+            url,
+            session: Mutex::new(None),
+        }
+    }
+
+    async fn channel(&self) -> Result<Channel, Refused> {
+        let mut session = self.session.lock().await;
+        if let Some((conn, ch)) = &*session {
+            if conn.status().connected() && ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        *session = None;
+        let open = async {
+            let conn = Connection::connect(&self.url, ConnectionProperties::default())
+                .await
+                .map_err(|e| format!("cannot connect to the AMQP broker: {e}"))?;
+            let ch = conn
+                .create_channel()
+                .await
+                .map_err(|e| format!("cannot open an AMQP channel: {e}"))?;
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| format!("the AMQP broker refuses publisher confirms: {e}"))?;
+            Ok::<_, Refused>((conn, ch))
+        };
+        let (conn, ch) = tokio::time::timeout(CONNECT_TIMEOUT, open)
+            .await
+            .map_err(|_| "cannot connect to the AMQP broker: timed out".to_string())??;
+        *session = Some((conn, ch.clone()));
+        Ok(ch)
+    }
+
+    /// Forgets a session that failed, so the next attempt opens a new one.
+    async fn drop_session(&self) {
+        if let Some((conn, _)) = self.session.lock().await.take() {
+            let _ = conn.close(320, "hark reconnects".into()).await;
+        }
+    }
+
+    pub async fn publish(&self, exchange: &str, m: &Message<'_>) -> Result<(), Refused> {
+        let ch = self.channel().await?;
+        let props = BasicProperties::default()
+            .with_message_id(m.key.into())
+            .with_content_type(m.content_type.into())
+            .with_delivery_mode(2);
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        let confirmed = async {
+            ch.basic_publish(exchange.into(), m.route.into(), options, m.body, props)
+                .await?
+                .await
+        };
+        match confirmed.await {
+            Ok(Confirmation::Ack(None)) => Ok(()),
+            Ok(Confirmation::Ack(Some(_))) => Err(format!(
+                "the AMQP broker could not route it: no queue is bound to exchange {exchange:?} for routing key {:?}",
+                m.route
+            )),
+            Ok(Confirmation::Nack(_)) => Err("the AMQP broker refused it (nack)".to_string()),
+            Ok(Confirmation::NotRequested) => {
+                self.drop_session().await;
+                Err("the AMQP channel is not in confirm mode".to_string())
+            }
+            Err(e) => {
+                self.drop_session().await;
+                Err(format!("AMQP publish failed: {e}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! `type = "amqp"`, `"mqtt"` and `"nats"`: a message per firing to a broker, with a
+//! webhook's payload, through the outbox. Confirmed publishes only: an AMQP publisher
+//! confirm, an MQTT PUBACK (QoS 1), a JetStream ack (`jetstream = true`; core NATS has no
+//! acknowledgement, so there a publish counts once the server has it, after a flush).
+
+use std::ops::Range;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+use toml::de::DeTable;
+use toml::Spanned;
+
+use super::parse::deserialize_table;
+use super::secret::{self, Secret};
+use super::values;
+use super::webhook::{payload, retry, Payload};
+use super::Ctx;
+
+#[derive(Debug, Clone)]
+pub struct BrokerAction {
+    pub protocol: Protocol,
+    /// May hold secret references (credentials in the URL).
+    pub url: Secret,
+    /// The routing key, topic or subject: a template.
+    pub route: String,
+    /// For one attempt: connecting and the broker's acknowledgement included.
+    pub timeout: Duration,
+    /// Attempts at most; `None`: until delivered.
+    pub retry: Option<u32>,
+    pub payload: Payload,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// RabbitMQ: a persistent message to `exchange` ("" is the default exchange, which
+    /// routes by queue name), `mandatory`, with publisher confirms.
+    Amqp {
+        exchange: String,
+    },
+    /// QoS 1.
+    Mqtt {
+        retain: bool,
+    },
+    Nats {
+        jetstream: bool,
+    },
+}
+
+impl Protocol {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Protocol::Amqp { .. } => "amqp",
+            Protocol::Mqtt { .. } => "mqtt",
+            Protocol::Nats { .. } => "nats",
+        }
+    }
+}
+
+pub const DEFAULT_BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAmqp {
+    url: Spanned<String>,
+    exchange: Option<String>,
+    routing_key: Spanned<String>,
+    timeout: Option<Spanned<String>>,
+    retry: Option<Spanned<i64>>,
+    json: Option<Spanned<serde_json::Value>>,
+    body: Option<Spanned<String>>,
+    content_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    url: Spanned<String>,
+    topic: Spanned<String>,
+    qos: Option<Spanned<i64>>,
+    retain: Option<bool>,
+    timeout: Option<Spanned<String>>,
+    retry: Option<Spanned<i64>>,
+    json: Option<Spanned<serde_json::Value>>,
+    body: Option<Spanned<String>>,
+    content_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNats {
+    url: Spanned<String>,
+    subject: Spanned<String>,
+    jetstream: Option<bool>,
+    timeout: Option<Spanned<String>>,
+    retry: Option<Spanned<i64>>,
+    json: Option<Spanned<serde_json::Value>>,
+    body: Option<Spanned<String>>,
+    content_type: Option<String>,
+}
+
+/// What every broker action has, read from its raw table.
+struct Common<'a> {
+    url: &'a Spanned<String>,
+    route: &'a Spanned<String>,
+    timeout: &'a Option<Spanned<String>>,
+    retry: &'a Option<Spanned<i64>>,
+    json: &'a Option<Spanned<serde_json::Value>>,
+    body: &'a Option<Spanned<String>>,
+    content_type: &'a Option<String>,
+}
+
+pub(crate) fn parse(
+    ctx: &mut Ctx,
+    ty: &str,
+    table: DeTable<'_>,
+    span: Range<usize>,
+    templates: &minijinja::Environment<'static>,
+) -> Option<BrokerAction> {
+    match ty {
+        "amqp" => {
+            let raw: RawAmqp = deserialize_table(ctx, table, span)?;
+            let protocol = Protocol::Amqp {
+                exchange: raw.exchange.clone().unwrap_or_default(),
+            };
+            let common = Common {
+                url: &raw.url,
+                route: &raw.routing_key,
+                timeout: &raw.timeout,
+                retry: &raw.retry,
+                json: &raw.json,
+                body: &raw.body,
+                content_type: &raw.content_type,
+            };
+            finish(ctx, protocol, &common, templates)
+        }
+        "mqtt" => {
+            let raw: RawMqtt = deserialize_table(ctx, table, span)?;
+            if let Some(q) = &raw.qos {
+                if *q.get_ref() != 1 {
+                    ctx.error(
+                        q.span(),
+                        "hark publishes at `qos = 1` only: a delivery leaves the outbox on the broker's PUBACK (QoS 0 has no acknowledgement; QoS 2 is not supported)",
+                    );
+                }
+            }
+            let protocol = Protocol::Mqtt {
+                retain: raw.retain.unwrap_or(false),
+            };
+            let common = Common {
+                url: &raw.url,
+                route: &raw.topic,
+                timeout: &raw.timeout,
+                retry: &raw.retry,
+                json: &raw.json,
+                body: &raw.body,
+                content_type: &raw.content_type,
+            };
+            finish(ctx, protocol, &common, templates)
+        }
+        _ => {
+            let raw: RawNats = deserialize_table(ctx, table, span)?;
+            let protocol = Protocol::Nats {
+                jetstream: raw.jetstream.unwrap_or(false),
+            };
+            let common = Common {
+                url: &raw.url,
+                route: &raw.subject,
+                timeout: &raw.timeout,
+                retry: &raw.retry,
+                json: &raw.json,
+                body: &raw.body,
+                content_type: &raw.content_type,
+            };
+            finish(ctx, protocol, &common, templates)
+        }
+    }
+}
+
+fn finish(
+    ctx: &mut Ctx,
+    protocol: Protocol,
+    raw: &Common<'_>,
+    templates: &minijinja::Environment<'static>,
+) -> Option<BrokerAction> {
+    let before = ctx.errors.len();
+    let url = secret::resolve(ctx, raw.url);
+    if let Some(u) = &url {
+        check_url(ctx, &protocol, raw.url.span(), u.expose());
+    }
+    if raw.route.get_ref().trim().is_empty() {
+        let key = match protocol {
+            Protocol::Amqp { .. } => "routing_key",
+            Protocol::Mqtt { .. } => "topic",
+            Protocol::Nats { .. } => "subject",
+        };
+        ctx.error(raw.route.span(), format!("`{key}` must not be empty"));
+    }
+    values::template(ctx, templates, raw.route);
+    let timeout = values::positive_duration(ctx, raw.timeout, "timeout", DEFAULT_BROKER_TIMEOUT);
+    let retry = retry(ctx, raw.retry);
+    let payload = payload(ctx, templates, raw.json, raw.body, raw.content_type);
+    if ctx.errors.len() != before {
+        return None;
+    }
+    Some(BrokerAction {
+        protocol,
+        url: url?,
+        route: raw.route.get_ref().clone(),
+        timeout,
+        retry,
+        payload,
+    })
+}
+
+/// The URL schemes each client speaks. Messages name neither the value nor the parse
+/// error: both could hold a password.
+fn check_url(ctx: &mut Ctx, protocol: &Protocol, span: Range<usize>, url: &str) {
+    let (schemes, example): (&[&str], &str) = match protocol {
+        Protocol::Amqp { .. } => (&["amqp"], "amqp://user:password@127.0.0.1:5672/%2f"),
+        Protocol::Mqtt { .. } => (&["mqtt", "tcp"], "mqtt://user:password@127.0.0.1:1883"),
+        Protocol::Nats { .. } => (&["nats", "tls"], "nats://127.0.0.1:4222"),
+    };
+    match Url::parse(url.trim()) {
+        Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some() => {}
+        Ok(u) if matches!(u.scheme(), "amqps" | "mqtts" | "ssl") => ctx.error(
+            span,
+            format!(
+                "`url`: TLS to an {} broker is not supported in this version (use {} on a trusted network, or a local TLS tunnel)",
+                protocol.type_name(),
+                schemes[0]
+            ),
+        ),
+        _ => ctx.error(
+            span,
+            format!("`url` must be a URL like {example}"),
+        ),
+    }
+}

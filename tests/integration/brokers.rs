@@ -1,0 +1,586 @@
+//! The `amqp`, `mqtt` and `nats` actions against the real brokers of Debian's packages
+//! (rabbitmq-server, mosquitto, nats-server; `.ci/run` installs them), started here on
+//! free loopback ports and stopped by their process group: a firing arrives with its
+//! payload; firings made while the broker is down arrive once it is back; firings pending
+//! when hark is SIGKILLed arrive after its restart.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// A process started in a process group of its own; the whole group is killed (SIGKILL:
+/// an outage, not a shutdown) by `stop` and when dropped.
+struct Group(Option<Child>);
+
+impl Group {
+    fn spawn(cmd: &mut Command, log: &Path) -> Group {
+        let log = std::fs::File::create(log).expect("broker log");
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {cmd:?} ({e}): install rabbitmq-server, mosquitto and nats-server (.ci/run does)")
+            });
+        Group(Some(child))
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            // SAFETY: kill(2) on the process group of a child we started in its own group.
+            unsafe {
+                libc::kill(-(c.id() as i32), libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A broker the test can take down and bring back, on the same port and storage.
+trait Broker {
+    fn start(&mut self);
+    fn stop(&mut self);
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn start_hark(action: &str) -> Hark {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    start_in(
+        dir,
+        &fixture("brokers/publish.toml", &[("@ACTION@", action)]),
+    )
+}
+
+fn drop_file(h: &Hark, name: &str) {
+    std::fs::write(h.path(&format!("in/{name}")), "").unwrap();
+}
+
+/// The file names in the payloads received, with how many times each came.
+fn names(payloads: &[Value]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for p in payloads {
+        assert_eq!(p["rule"], "dropped", "{p}");
+        assert_eq!(p["state"], "firing", "{p}");
+        let path = p["path"].as_str().unwrap_or_default();
+        let name = path.rsplit('/').next().unwrap_or_default().to_string();
+        *out.entry(name).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Waits (bounded) until every name in `want` was received at least once.
+fn wait_names(
+    received: &dyn Fn() -> Vec<Value>,
+    want: &[&str],
+    h: &Hark,
+    earlier_log: &str,
+) -> BTreeMap<String, usize> {
+    let mut got = BTreeMap::new();
+    let all = wait_for(Duration::from_secs(60), || {
+        got = names(&received());
+        want.iter().all(|w| got.contains_key(*w))
+    });
+    assert!(
+        all,
+        "want {want:?}, got {got:?}; hark's log:\n{earlier_log}\n{}",
+        h.log()
+    );
+    got
+}
+
+/// Up: a firing arrives. Down while hark runs: the firings arrive once it is back. Down,
+/// firings pending, hark SIGKILLed and restarted: they arrive too. Returns how many times
+/// each arrived.
+fn outage_and_sigkill(
+    h: &mut Hark,
+    broker: &mut dyn Broker,
+    received: &dyn Fn() -> Vec<Value>,
+) -> BTreeMap<String, usize> {
+    drop_file(h, "a1");
+    wait_names(received, &["a1"], h, "");
+
+    let retries = |h: &Hark| h.log().matches("retrying in").count();
+    broker.stop();
+    for n in ["b1", "b2", "b3"] {
+        drop_file(h, n);
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || retries(h) >= 1),
+        "{}",
+        h.log()
+    );
+    broker.start();
+    wait_names(received, &["b1", "b2", "b3"], h, "");
+
+    let before = retries(h);
+    broker.stop();
+    for n in ["c1", "c2", "c3"] {
+        drop_file(h, n);
+    }
+    // Fired, stored, and the first attempt failed: publishes are pending.
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            h.log().contains("/in/c3\"") && retries(h) > before
+        }),
+        "{}",
+        h.log()
+    );
+    let before = h.log();
+    h.kill_and_restart();
+    broker.start();
+    wait_names(
+        received,
+        &["a1", "b1", "b2", "b3", "c1", "c2", "c3"],
+        h,
+        &before,
+    )
+}
+
+// ---------------------------------------------------------------- NATS
+
+/// Fields drop in order: the process before its directory.
+struct Nats {
+    process: Group,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nats {
+    fn new() -> Nats {
+        let mut n = Nats {
+            port: free_port(),
+            dir: tempdir(),
+            process: Group(None),
+        };
+        n.start();
+        n
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Broker for Nats {
+    fn start(&mut self) {
+        self.process = Group::spawn(
+            Command::new("nats-server")
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-js",
+                    "-sd",
+                ])
+                .arg(self.dir.path().join("js")),
+            &self
+                .dir
+                .path()
+                .join(format!("nats-{}.log", fastrand::u32(..))),
+        );
+        assert!(
+            wait_for(Duration::from_secs(20), || port_open(self.port)),
+            "nats-server did not start"
+        );
+    }
+
+    fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+#[test]
+fn nats_core_publish_arrives_with_its_payload_and_idempotency_key() {
+    let nats = Nats::new();
+    let rt = rt();
+    let client = rt
+        .block_on(async_nats::connect(nats.url()))
+        .expect("connect to nats-server");
+    let mut sub = rt.block_on(client.subscribe("hark.>")).expect("subscribe");
+    rt.block_on(client.flush()).unwrap();
+    let h = start_hark(&format!(
+        "type = \"nats\"\nurl = \"{}\"\nsubject = \"hark.{{{{ rule }}}}\"",
+        nats.url()
+    ));
+    drop_file(&h, "x1");
+    let msg = rt
+        .block_on(async {
+            use futures_util::StreamExt as _;
+            tokio::time::timeout(Duration::from_secs(10), sub.next()).await
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("nothing arrived; log:\n{}", h.log()));
+    assert_eq!(msg.subject.as_str(), "hark.dropped");
+    let body: Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(names(&[body]).keys().collect::<Vec<_>>(), ["x1"]);
+    let headers = msg.headers.expect("headers");
+    let key = headers.get("Nats-Msg-Id").map(|v| v.as_str().to_string());
+    assert!(
+        key.as_ref()
+            .is_some_and(|k| k.len() == 32 && k.chars().all(|c| c.is_ascii_hexdigit())),
+        "{key:?}"
+    );
+}
+
+#[test]
+fn nats_jetstream_every_firing_arrives_through_an_outage_and_a_sigkill() {
+    let mut nats = Nats::new();
+    rt().block_on(async {
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "HARK".into(),
+            subjects: vec!["hark.>".into()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+    });
+    let mut h = start_hark(&format!(
+        "type = \"nats\"\nurl = \"{}\"\nsubject = \"hark.{{{{ rule }}}}\"\njetstream = true",
+        nats.url()
+    ));
+    let url = nats.url();
+    let received = move || -> Vec<Value> {
+        rt().block_on(async {
+            let Ok(Ok(client)) =
+                tokio::time::timeout(Duration::from_secs(2), async_nats::connect(url.as_str()))
+                    .await
+            else {
+                return Vec::new();
+            };
+            let js = async_nats::jetstream::new(client);
+            let Ok(mut stream) = js.get_stream("HARK").await else {
+                return Vec::new();
+            };
+            let Ok(info) = stream.info().await else {
+                return Vec::new();
+            };
+            let last = info.state.last_sequence;
+            let mut out = Vec::new();
+            for seq in 1..=last {
+                if let Ok(m) = stream.get_raw_message(seq).await {
+                    out.extend(serde_json::from_slice::<Value>(&m.payload).ok());
+                }
+            }
+            out
+        })
+    };
+    let got = outage_and_sigkill(&mut h, &mut nats, &received);
+    // JetStream drops a second publish with the same Nats-Msg-Id: each arrived once.
+    assert!(got.values().all(|n| *n == 1), "{got:?}");
+}
+
+// ---------------------------------------------------------------- MQTT
+
+struct Mosquitto {
+    process: Group,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    fn new() -> Mosquitto {
+        let dir = tempdir();
+        let port = free_port();
+        std::fs::write(
+            dir.path().join("mosquitto.conf"),
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut m = Mosquitto {
+            port,
+            dir,
+            process: Group(None),
+        };
+        m.start();
+        m
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Broker for Mosquitto {
+    fn start(&mut self) {
+        self.process = Group::spawn(
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(self.dir.path().join("mosquitto.conf")),
+            &self
+                .dir
+                .path()
+                .join(format!("mosquitto-{}.log", fastrand::u32(..))),
+        );
+        assert!(
+            wait_for(Duration::from_secs(20), || port_open(self.port)),
+            "mosquitto did not start"
+        );
+    }
+
+    fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+/// A subscriber to `hark/#` at QoS 1 with a persistent session, so what is published
+/// while it reconnects waits for it; gathers payloads until `stop`.
+fn mqtt_subscriber(port: u16, stop: Arc<std::sync::atomic::AtomicBool>) -> Arc<Mutex<Vec<Value>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&got);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        rt().block_on(async move {
+            let mut o = rumqttc::MqttOptions::new("hark-test-subscriber", "127.0.0.1", port);
+            o.set_clean_session(false)
+                .set_keep_alive(Duration::from_secs(5));
+            let (client, mut events) = rumqttc::AsyncClient::new(o, 16);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), events.poll()).await {
+                    // Subscribed again at each connection, in case the broker lost it.
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)))) => {
+                        let _ = client.try_subscribe("hark/#", rumqttc::QoS::AtLeastOnce);
+                    }
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                        if let Ok(v) = serde_json::from_slice(&p.payload) {
+                            sink.lock().unwrap().push(v);
+                        }
+                    }
+                    Ok(Ok(_)) | Err(_) => {}
+                    Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the subscriber subscribed");
+    got
+}
+
+#[test]
+fn mqtt_every_firing_arrives_through_an_outage_and_a_sigkill() {
+    let mut broker = Mosquitto::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let got = mqtt_subscriber(broker.port, Arc::clone(&stop));
+    let mut h = start_hark(&format!(
+        "type = \"mqtt\"\nurl = \"{}\"\ntopic = \"hark/{{{{ rule }}}}\"\nqos = 1",
+        broker.url()
+    ));
+    let received = move || got.lock().unwrap().clone();
+    let counts = outage_and_sigkill(&mut h, &mut broker, &received);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // At least once: a publish whose PUBACK was lost in the outage is sent again.
+    assert!(counts.values().all(|n| *n >= 1), "{counts:?}");
+}
+
+// ---------------------------------------------------------------- AMQP
+
+struct Rabbit {
+    process: Group,
+    _epmd: Group,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Rabbit {
+    fn new() -> Rabbit {
+        let dir = tempdir();
+        std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
+        let epmd_port = free_port();
+        let epmd = Group::spawn(
+            Command::new("epmd").args(["-port", &epmd_port.to_string()]),
+            &dir.path().join("epmd.log"),
+        );
+        std::fs::write(dir.path().join("epmd_port"), epmd_port.to_string()).unwrap();
+        let mut r = Rabbit {
+            port: free_port(),
+            dir,
+            _epmd: epmd,
+            process: Group(None),
+        };
+        r.start();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+}
+
+impl Broker for Rabbit {
+    fn start(&mut self) {
+        let d = self.dir.path();
+        let epmd_port = std::fs::read_to_string(d.join("epmd_port")).unwrap();
+        self.process = Group::spawn(
+            Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+                .env("HOME", d)
+                .env("RABBITMQ_BASE", d)
+                .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+                .env("RABBITMQ_LOG_BASE", d.join("log"))
+                .env("RABBITMQ_NODENAME", format!("hark{}@localhost", self.port))
+                .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+                .env("RABBITMQ_NODE_PORT", self.port.to_string())
+                .env("RABBITMQ_DIST_PORT", free_port().to_string())
+                .env("ERL_EPMD_PORT", epmd_port.trim())
+                .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+                .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq"))
+                .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
+                .env("RABBITMQ_PID_FILE", d.join("pid")),
+            &d.join(format!("rabbit-{}.log", fastrand::u32(..))),
+        );
+        let url = self.url();
+        let up = wait_for(Duration::from_secs(60), || {
+            port_open(self.port)
+                && rt()
+                    .block_on(lapin::Connection::connect(
+                        &url,
+                        lapin::ConnectionProperties::default(),
+                    ))
+                    .is_ok()
+        });
+        assert!(up, "rabbitmq-server did not start");
+    }
+
+    fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+/// Declares the topic exchange `hark` and a durable queue bound to `hark.#`.
+fn declare(url: &str) {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    rt().block_on(async {
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let ch = conn.create_channel().await.expect("channel");
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            "hark".into(),
+            lapin::ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+        ch.queue_declare(
+            "events".into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("queue");
+        ch.queue_bind(
+            "events".into(),
+            "hark".into(),
+            "hark.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    });
+}
+
+/// Takes what is in the queue `events` (acknowledging it), added to `kept`; the
+/// properties of each message too.
+fn drain(url: &str, kept: &Mutex<Vec<(Value, lapin::BasicProperties)>>) {
+    use lapin::options::BasicGetOptions;
+    rt().block_on(async {
+        let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+        let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
+            return;
+        };
+        let Ok(ch) = conn.create_channel().await else {
+            return;
+        };
+        let take = BasicGetOptions { no_ack: true };
+        while let Ok(Some(m)) = ch.basic_get("events".into(), take).await {
+            if let Ok(v) = serde_json::from_slice(&m.delivery.data) {
+                kept.lock()
+                    .unwrap()
+                    .push((v, m.delivery.properties.clone()));
+            }
+        }
+        let _ = conn.close(200, "done".into()).await;
+    });
+}
+
+#[test]
+fn amqp_every_firing_arrives_persistent_with_its_key_through_an_outage_and_a_sigkill() {
+    let mut rabbit = Rabbit::new();
+    declare(&rabbit.url());
+    let mut h = start_hark(&format!(
+        "type = \"amqp\"\nurl = \"{}\"\nexchange = \"hark\"\nrouting_key = \"hark.{{{{ rule }}}}\"",
+        rabbit.url()
+    ));
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let (url, sink) = (rabbit.url(), Arc::clone(&kept));
+    let received = move || {
+        drain(&url, &sink);
+        sink.lock()
+            .unwrap()
+            .iter()
+            .map(|(v, _)| v.clone())
+            .collect()
+    };
+    let counts = outage_and_sigkill(&mut h, &mut rabbit, &received);
+    assert!(counts.values().all(|n| *n >= 1), "{counts:?}");
+    for (body, props) in kept.lock().unwrap().iter() {
+        assert_eq!(props.delivery_mode(), &Some(2), "not persistent: {body}");
+        let id = props.message_id().as_ref().map(|s| s.as_str().to_string());
+        assert!(id.is_some_and(|k| k.len() == 32), "{body}");
+        assert_eq!(
+            props.content_type().as_ref().map(|s| s.as_str()),
+            Some("application/json")
+        );
+    }
+}
