@@ -125,13 +125,13 @@ def wait_running(proc, log_path, timeout=20.0):
     raise SystemExit("hark did not start")
 
 
-def start_hark(hark, cfg_text, tmp, rust_log="info"):
-    """Writes `cfg_text` (with a state directory and control socket in `tmp`) and runs hark
-    on it; returns the process and its open log once it runs. `rust_log` must let
-    `hark is running` through."""
+def start_hark(hark, cfg_text, tmp, rust_log="info", daemon=""):
+    """Writes `cfg_text` (with a state directory and control socket in `tmp`, and the
+    `daemon` lines in [daemon]) and runs hark on it; returns the process and its open log
+    once it runs. `rust_log` must let `hark is running` through."""
     cfg = os.path.join(tmp, "hark.toml")
     with open(cfg, "w") as f:
-        f.write(f'[daemon]\nstate_dir = "{tmp}/state"\ncontrol_socket = "{tmp}/control.sock"\n\n'
+        f.write(f'[daemon]\nstate_dir = "{tmp}/state"\ncontrol_socket = "{tmp}/control.sock"\n{daemon}\n'
                 + cfg_text)
     os.chmod(cfg, 0o644)
     log_path = os.path.join(tmp, "hark.log")

@@ -29,6 +29,10 @@ use crate::watch::{self, WatchHandle};
 /// then reports an overflow: backpressure that is always visible, never a silent drop.
 const EVENT_QUEUE: usize = 4096;
 
+/// At most this many waiting events are judged before their firings are stored and
+/// started.
+const EVENT_BATCH: usize = 256;
+
 /// What the signal handler asks of the main loop.
 enum Signal {
     Reload,
@@ -249,7 +253,18 @@ async fn run_with(
                 continue;
             }
             ev = rx.recv() => match ev {
-                Some(ev) => d.on_event(Arc::new(ev)),
+                Some(ev) => {
+                    // Events already waiting are judged together and their firings stored
+                    // in one transaction: a burst costs one write, not one per event.
+                    let mut firings = d.on_event(Arc::new(ev));
+                    for _ in 1..EVENT_BATCH {
+                        match rx.try_recv() {
+                            Ok(ev) => firings.extend(d.on_event(Arc::new(ev))),
+                            Err(_) => break,
+                        }
+                    }
+                    firings
+                }
                 None => break,
             },
             _ = sleep_until(deadline), if deadline.is_some() => d.on_tick(),

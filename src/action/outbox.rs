@@ -21,12 +21,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ActionConfig, ActionKind, BrokerAction, Secret};
+use crate::config::{ActionConfig, ActionKind, Secret};
 use crate::event::human_duration;
 use crate::store::Store;
 use crate::trace::{self, Kind, Line};
 
 mod alerts;
+mod publish;
 
 pub use alerts::{alert_changes, alert_key, ActiveAlert};
 
@@ -213,6 +214,11 @@ impl Shared {
             .cloned()
     }
 
+    fn is_broker(&self, name: &str) -> bool {
+        self.action(name)
+            .is_some_and(|a| matches!(a.kind, ActionKind::Broker(_)))
+    }
+
     fn is_alertmanager(&self, name: &str) -> bool {
         self.action(name)
             .is_some_and(|a| matches!(a.kind, ActionKind::Alertmanager(_)))
@@ -250,6 +256,38 @@ async fn lane(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>, state: 
         };
         let Some(job) = next else { return };
         match job.seq {
+            Some(seq) if shared.is_broker(&job.delivery.action) => {
+                // The messages waiting behind it go with it: published together, their
+                // confirmations awaited together, in order.
+                let mut batch = vec![(seq, job.delivery)];
+                let mut repost = None;
+                while batch.len() < publish::BATCH {
+                    match rx.try_recv() {
+                        Ok(Job {
+                            seq: Some(s),
+                            delivery,
+                        }) => batch.push((s, delivery)),
+                        // An Alertmanager re-post, for an action a reload turned into a
+                        // broker: after the batch, as before.
+                        Ok(Job {
+                            seq: None,
+                            delivery,
+                        }) => {
+                            repost = Some(delivery);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let n = batch.len();
+                publish::deliver_batch(&shared, &state, batch).await;
+                state.queued.fetch_sub(n, Ordering::AcqRel);
+                if let Some(d) = repost {
+                    alerts::repost(&shared, d).await;
+                    state.queued.fetch_sub(1, Ordering::AcqRel);
+                }
+                continue;
+            }
             Some(seq) => deliver(&shared, &state, seq, job.delivery).await,
             None => alerts::repost(&shared, job.delivery).await,
         }
@@ -272,8 +310,6 @@ struct Receiver<'a> {
     retry: Option<u32>,
     /// For Alertmanager: firing alerts end after this unless posted again.
     ends_after: Option<Duration>,
-    /// A message broker, instead of an HTTP receiver.
-    broker: Option<&'a BrokerAction>,
 }
 
 fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> {
@@ -285,7 +321,6 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
             timeout: w.timeout,
             retry: w.retry,
             ends_after: None,
-            broker: None,
         }),
         ActionKind::Alertmanager(am) => Some(Receiver {
             url: am.endpoints.get(target as usize)?,
@@ -294,18 +329,9 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
             timeout: am.timeout,
             retry: am.retry,
             ends_after: Some(am.lifetime()),
-            broker: None,
         }),
-        ActionKind::Broker(b) => (target == 0).then_some(Receiver {
-            url: &b.url,
-            method: Method::POST,
-            headers: &[],
-            timeout: b.timeout,
-            retry: b.retry,
-            ends_after: None,
-            broker: Some(b),
-        }),
-        ActionKind::Shell(_) => None,
+        // Broker messages go through `publish::deliver_batch`.
+        ActionKind::Broker(_) | ActionKind::Shell(_) => None,
     }
 }
 
@@ -343,10 +369,7 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
             m.observe_wait(&d.action, waited);
         }
         let started = std::time::Instant::now();
-        let outcome = match to.broker {
-            Some(b) => publish(&shared.brokers, b, &d).await,
-            None => attempt(shared.client(), &to, &d).await,
-        };
+        let outcome = attempt(shared.client(), &to, &d).await;
         let took = started.elapsed();
         m.observe_run(&d.action, took);
         let line = |what: &str, text: String| {
@@ -412,20 +435,6 @@ pub fn backoff(attempts: u32) -> Duration {
     let exp = BACKOFF_START.saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
     let capped = exp.min(BACKOFF_MAX);
     capped / 2 + capped.mul_f64(fastrand::f64() / 2.0)
-}
-
-/// A broker message: confirmed, or tried again (a broker has no "refused for good").
-async fn publish(brokers: &super::broker::Brokers, b: &BrokerAction, d: &Delivery) -> Outcome {
-    let m = super::broker::Message {
-        route: d.route.as_deref().unwrap_or_default(),
-        body: d.body.as_bytes(),
-        content_type: &d.content_type,
-        key: &d.key,
-    };
-    match brokers.publish(b, &m).await {
-        Ok(()) => Outcome::Delivered,
-        Err(why) => Outcome::Retry(None, why),
-    }
 }
 
 async fn attempt(client: &Client, to: &Receiver<'_>, d: &Delivery) -> Outcome {

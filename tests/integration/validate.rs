@@ -308,3 +308,28 @@ fn alertmanager_and_label_errors_point_at_each_bad_value() {
     assert_error_at(f, 22, 12, "invalid label name \"team-name\"");
     assert_error_at(f, 22, 33, "the `alertname` label is set by hark");
 }
+
+#[test]
+fn broker_action_errors_point_at_each_bad_value() {
+    assert_error_at(
+        "bad_brokers.toml",
+        3,
+        7,
+        "TLS to an amqp broker is not supported",
+    );
+    assert_error_at("bad_brokers.toml", 4, 15, "invalid template");
+    assert_error_at(
+        "bad_brokers.toml",
+        10,
+        7,
+        "hark publishes at `qos = 1` only",
+    );
+    assert_error_at(
+        "bad_brokers.toml",
+        14,
+        7,
+        "`url` must be a URL like nats://127.0.0.1:4222",
+    );
+    assert_error_at("bad_brokers.toml", 15, 11, "`subject` must not be empty");
+    assert_error_at("bad_brokers.toml", 20, 1, "unknown key `topic`");
+}

@@ -57,36 +57,63 @@ impl Conn {
         }
     }
 
-    pub async fn publish(&self, exchange: &str, m: &Message<'_>) -> Result<(), Refused> {
-        let ch = self.channel().await?;
-        let props = BasicProperties::default()
-            .with_message_id(m.key.into())
-            .with_content_type(m.content_type.into())
-            .with_delivery_mode(2);
+    /// Publishes each message, then waits for each confirmation, in order.
+    pub async fn publish_all(
+        &self,
+        exchange: &str,
+        msgs: &[Message<'_>],
+    ) -> Vec<Result<(), Refused>> {
+        let ch = match self.channel().await {
+            Ok(ch) => ch,
+            Err(e) => return super::all_failed(msgs.len(), e),
+        };
         let options = BasicPublishOptions {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        let confirmed = async {
-            ch.basic_publish(exchange.into(), m.route.into(), options, m.body, props)
-                .await?
+        let mut confirms = Vec::with_capacity(msgs.len());
+        let mut broken = None;
+        for m in msgs {
+            let props = BasicProperties::default()
+                .with_message_id(m.key.into())
+                .with_content_type(m.content_type.into())
+                .with_delivery_mode(2);
+            match ch
+                .basic_publish(exchange.into(), m.route.into(), options, m.body, props)
                 .await
-        };
-        match confirmed.await {
-            Ok(Confirmation::Ack(None)) => Ok(()),
-            Ok(Confirmation::Ack(Some(_))) => Err(format!(
-                "the AMQP broker could not route it: no queue is bound to exchange {exchange:?} for routing key {:?}",
-                m.route
-            )),
-            Ok(Confirmation::Nack(_)) => Err("the AMQP broker refused it (nack)".to_string()),
-            Ok(Confirmation::NotRequested) => {
-                self.drop_session().await;
-                Err("the AMQP channel is not in confirm mode".to_string())
-            }
-            Err(e) => {
-                self.drop_session().await;
-                Err(format!("AMQP publish failed: {e}"))
+            {
+                Ok(c) => confirms.push(c),
+                Err(e) => {
+                    broken = Some(format!("AMQP publish failed: {e}"));
+                    break;
+                }
             }
         }
+        let mut out = Vec::with_capacity(msgs.len());
+        for (confirm, m) in confirms.into_iter().zip(msgs) {
+            out.push(match confirm.await {
+                Ok(Confirmation::Ack(None)) => Ok(()),
+                Ok(Confirmation::Ack(Some(_))) => Err(format!(
+                    "the AMQP broker could not route it: no queue is bound to exchange {exchange:?} for routing key {:?}",
+                    m.route
+                )),
+                Ok(Confirmation::Nack(_)) => Err("the AMQP broker refused it (nack)".to_string()),
+                Ok(Confirmation::NotRequested) => {
+                    let why = "the AMQP channel is not in confirm mode".to_string();
+                    broken = Some(why.clone());
+                    Err(why)
+                }
+                Err(e) => {
+                    let why = format!("AMQP publish failed: {e}");
+                    broken = Some(why.clone());
+                    Err(why)
+                }
+            });
+        }
+        if let Some(why) = broken {
+            self.drop_session().await;
+            out.resize(msgs.len(), Err(why));
+        }
+        super::rest_not_sent(out, msgs.len())
     }
 }

@@ -39,9 +39,13 @@ pub struct Brokers {
 }
 
 impl Brokers {
-    /// Publishes `m` as `action` says and waits, at most its timeout, for the broker to
-    /// confirm it.
-    pub async fn publish(&self, action: &BrokerAction, m: &Message<'_>) -> Result<(), Refused> {
+    /// Publishes `msgs` in order as `action` says, and waits, at most its timeout, for
+    /// the broker to confirm them: one result per message, in order.
+    pub async fn publish_all(
+        &self,
+        action: &BrokerAction,
+        msgs: &[Message<'_>],
+    ) -> Vec<Result<(), Refused>> {
         let url = action.url.expose().trim().to_string();
         let conn = {
             let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
@@ -56,20 +60,42 @@ impl Brokers {
         };
         let publish = async {
             match (&*conn, &action.protocol) {
-                (Conn::Amqp(c), Protocol::Amqp { exchange }) => c.publish(exchange, m).await,
-                (Conn::Mqtt(c), Protocol::Mqtt { retain }) => c.publish(*retain, m).await,
-                (Conn::Nats(c), Protocol::Nats { jetstream }) => c.publish(*jetstream, m).await,
-                _ => Err("internal: a connection of another protocol".to_string()),
+                (Conn::Amqp(c), Protocol::Amqp { exchange }) => c.publish_all(exchange, msgs).await,
+                (Conn::Mqtt(c), Protocol::Mqtt { retain }) => c.publish_all(*retain, msgs).await,
+                (Conn::Nats(c), Protocol::Nats { jetstream }) => {
+                    c.publish_all(*jetstream, msgs).await
+                }
+                _ => all_failed(
+                    msgs.len(),
+                    "internal: a connection of another protocol".into(),
+                ),
             }
         };
         match tokio::time::timeout(action.timeout, publish).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "no confirmation from the broker within {}",
-                humantime::format_duration(action.timeout)
-            )),
+            Err(_) => all_failed(
+                msgs.len(),
+                format!(
+                    "no confirmation from the broker within {}",
+                    humantime::format_duration(action.timeout)
+                ),
+            ),
         }
     }
+}
+
+/// The same failure for `n` messages.
+fn all_failed(n: usize, why: Refused) -> Vec<Result<(), Refused>> {
+    vec![Err(why); n]
+}
+
+/// The results of a batch whose messages after the first `done` were not attempted.
+fn rest_not_sent(mut done: Vec<Result<(), Refused>>, n: usize) -> Vec<Result<(), Refused>> {
+    done.resize(
+        n,
+        Err("not published: an earlier message of the batch failed".to_string()),
+    );
+    done
 }
 
 /// How long a connection attempt may take, at most.

@@ -78,22 +78,48 @@ impl Conn {
         Ok(s)
     }
 
-    pub async fn publish(&self, retain: bool, m: &Message<'_>) -> Result<(), Refused> {
-        let s = self.session().await?;
-        let (tx, rx) = oneshot::channel();
-        {
+    /// Hands every message to the event loop, then waits for each PUBACK, in order.
+    pub async fn publish_all(
+        &self,
+        retain: bool,
+        msgs: &[Message<'_>],
+    ) -> Vec<Result<(), Refused>> {
+        let s = match self.session().await {
+            Ok(s) => s,
+            Err(e) => return super::all_failed(msgs.len(), e),
+        };
+        let mut acks = Vec::with_capacity(msgs.len());
+        let mut refused = None;
+        for m in msgs {
+            let (tx, rx) = oneshot::channel();
             // Queued and handed over under one lock, so the queue's order is the order
             // in which the event loop numbers them.
             let mut pending = lock(&s.pending);
-            s.client
+            match s
+                .client
                 .try_publish(m.route, QoS::AtLeastOnce, retain, m.body.to_vec())
-                .map_err(|e| format!("cannot hand the message to the MQTT client: {e}"))?;
-            pending.unsent.push_back(tx);
+            {
+                Ok(()) => {
+                    pending.unsent.push_back(tx);
+                    acks.push(rx);
+                }
+                Err(e) => {
+                    refused = Some(format!("cannot hand the message to the MQTT client: {e}"));
+                    break;
+                }
+            }
         }
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err("the MQTT connection closed before the PUBACK".to_string()),
+        let mut out = Vec::with_capacity(msgs.len());
+        for rx in acks {
+            out.push(match rx.await {
+                Ok(r) => r,
+                Err(_) => Err("the MQTT connection closed before the PUBACK".to_string()),
+            });
         }
+        if let Some(why) = refused {
+            out.push(Err(why));
+        }
+        super::rest_not_sent(out, msgs.len())
     }
 }
 

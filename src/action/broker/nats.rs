@@ -38,31 +38,64 @@ impl Conn {
         Ok(c)
     }
 
-    pub async fn publish(&self, jetstream: bool, m: &Message<'_>) -> Result<(), Refused> {
-        let client = self.client().await?;
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", m.key);
-        headers.insert("Content-Type", m.content_type);
-        let payload = bytes::Bytes::copy_from_slice(m.body);
-        let subject = m.route.to_string();
-        if jetstream {
-            let js = async_nats::jetstream::new(client);
-            let ack = js
-                .publish_with_headers(subject, headers, payload)
-                .await
-                .map_err(|e| format!("JetStream publish failed: {e}"))?;
-            ack.await
-                .map_err(|e| format!("no JetStream acknowledgement: {e}"))?;
-        } else {
-            client
-                .publish_with_headers(subject, headers, payload)
-                .await
-                .map_err(|e| format!("NATS publish failed: {e}"))?;
-            client
+    /// Publishes each message; then waits for each JetStream ack in order, or flushes once.
+    pub async fn publish_all(
+        &self,
+        jetstream: bool,
+        msgs: &[Message<'_>],
+    ) -> Vec<Result<(), Refused>> {
+        let client = match self.client().await {
+            Ok(c) => c,
+            Err(e) => return super::all_failed(msgs.len(), e),
+        };
+        let js = jetstream.then(|| async_nats::jetstream::new(client.clone()));
+        let mut acks = Vec::with_capacity(msgs.len());
+        let mut refused = None;
+        for m in msgs {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", m.key);
+            headers.insert("Content-Type", m.content_type);
+            let payload = bytes::Bytes::copy_from_slice(m.body);
+            let subject = m.route.to_string();
+            let sent = match &js {
+                Some(js) => js
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map(Some)
+                    .map_err(|e| format!("JetStream publish failed: {e}")),
+                None => client
+                    .publish_with_headers(subject, headers, payload)
+                    .await
+                    .map(|()| None)
+                    .map_err(|e| format!("NATS publish failed: {e}")),
+            };
+            match sent {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(msgs.len());
+        if js.is_none() {
+            let flushed = client
                 .flush()
                 .await
-                .map_err(|e| format!("NATS flush failed: {e}"))?;
+                .map_err(|e| format!("NATS flush failed: {e}"));
+            out = vec![flushed; acks.len()];
+        } else {
+            for ack in acks.into_iter().flatten() {
+                out.push(
+                    ack.await
+                        .map(|_| ())
+                        .map_err(|e| format!("no JetStream acknowledgement: {e}")),
+                );
+            }
         }
-        Ok(())
+        if let Some(why) = refused {
+            out.push(Err(why));
+        }
+        super::rest_not_sent(out, msgs.len())
     }
 }

@@ -1,0 +1,124 @@
+//! A broker lane: the messages waiting in it are published together and their
+//! confirmations awaited together, in order. What was confirmed before the first failure
+//! is settled in one write; the failed message and every one after it are published
+//! again after the backoff, in order (so a resolve never overtakes its firing; a message
+//! confirmed after a failure is sent twice, with the same key).
+
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use super::{backoff, deliver, give_up, settle, Delivery, LaneState, Shared};
+use crate::action::broker::Message;
+use crate::config::ActionKind;
+use crate::event::human_duration;
+use crate::trace::{self, Kind, Line};
+
+/// Messages published at once, at most.
+pub(super) const BATCH: usize = 256;
+
+pub(super) async fn deliver_batch(
+    shared: &Shared,
+    lane: &LaneState,
+    mut batch: Vec<(u64, Delivery)>,
+) {
+    while let Some((_, first)) = batch.first() {
+        let action = shared.action(&first.action);
+        let Some(ActionKind::Broker(b)) = action.as_deref().map(|a| &a.kind) else {
+            // A reload made it another kind of action (or removed it): one at a time.
+            for (seq, d) in batch {
+                deliver(shared, lane, seq, d).await;
+            }
+            return;
+        };
+        let m = crate::metrics::get();
+        for (_, d) in batch.iter_mut() {
+            d.attempts += 1;
+            if d.attempts == 1 {
+                let waited = SystemTime::now()
+                    .duration_since(d.accepted)
+                    .unwrap_or_default();
+                m.observe_wait(&d.action, waited);
+            }
+        }
+        let messages: Vec<Message<'_>> = batch
+            .iter()
+            .map(|(_, d)| Message {
+                route: d.route.as_deref().unwrap_or_default(),
+                body: d.body.as_bytes(),
+                content_type: &d.content_type,
+                key: &d.key,
+            })
+            .collect();
+        let started = Instant::now();
+        let results = shared.brokers.publish_all(b, &messages).await;
+        let took = started.elapsed();
+        drop(messages);
+        let failed_at = results
+            .iter()
+            .position(Result::is_err)
+            .unwrap_or(batch.len());
+        let rest = batch.split_off(failed_at);
+        for (_, d) in &batch {
+            m.delivery(&d.action, "delivered");
+            m.observe_run(&d.action, took);
+            tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
+            trace::publish(
+                Line::new(
+                    Kind::Action,
+                    "delivered",
+                    format!(
+                        "delivered ({}) at attempt {}, confirmed in {}",
+                        d.state,
+                        d.attempts,
+                        human_duration(took)
+                    ),
+                )
+                .watch(&d.watch)
+                .rule(&d.rule)
+                .action(&d.action)
+                .took(took),
+            );
+        }
+        if !batch.is_empty() {
+            settle(shared, batch.iter().map(|(seq, _)| (*seq, None)).collect()).await;
+        }
+        batch = rest;
+        let Some(Err(why)) = results.into_iter().nth(failed_at) else {
+            return;
+        };
+        let Some((_, first)) = batch.first() else {
+            return;
+        };
+        m.delivery(&first.action, "retry");
+        if b.retry.is_some_and(|max| first.attempts >= max) {
+            let (seq, d) = batch.remove(0);
+            let why = format!("{why}; no attempts left (retry = {})", d.attempts);
+            give_up(shared, seq, d, why).await;
+            continue;
+        }
+        let wait = backoff(first.attempts);
+        tracing::warn!(rule = %first.rule, action = %first.action, attempts = first.attempts, waiting = batch.len(), error = %why, "delivery failed; retrying in {}", human_duration(wait));
+        let mut l = Line::new(
+            Kind::Action,
+            "retrying",
+            format!(
+                "attempt {} failed: {why}; retrying in {} ({} message(s) waiting)",
+                first.attempts,
+                human_duration(wait),
+                batch.len()
+            ),
+        )
+        .watch(&first.watch)
+        .rule(&first.rule)
+        .action(&first.action)
+        .took(took);
+        l.retry_in_secs = Some(wait.as_secs_f64());
+        trace::publish(l);
+        lane.backing_off.store(true, Ordering::Release);
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        lane.backing_off.store(false, Ordering::Release);
+    }
+}
