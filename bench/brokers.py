@@ -10,7 +10,9 @@ For each broker (Debian's rabbitmq-server, mosquitto, nats-server, on free loopb
 ports, each in a temporary directory and a process group of its own), hark runs with a
 file watch whose every create fires one rule with one publishing action. The script
 creates N files as fast as it can and measures from the first file to the moment hark's
-/metrics counts N deliveries confirmed (`hark_deliveries_total{result="delivered"}`).
+/metrics counts N deliveries confirmed (`hark_deliveries_total{result="delivered"}`),
+and, within that, to the moment it counts N firings stored (`hark_firings_total`): the
+rest is what publishing adds.
 Medians of R runs, each with a fresh broker and hark.
 
 Every process it starts is stopped by its pid (its process group) when it ends, also on
@@ -159,15 +161,19 @@ def create_stream(port):
         raise RuntimeError(f"cannot create the stream: {got!r}")
 
 
-def delivered(metrics_port):
+def counts(metrics_port):
+    """(firings stored, deliveries confirmed) so far, from hark's /metrics."""
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
     except OSError:
-        return 0
+        return 0, 0
+    fired = delivered = 0
     for line in text.splitlines():
         if line.startswith("hark_deliveries_total{") and 'result="delivered"' in line:
-            return int(float(line.split()[-1]))
-    return 0
+            delivered = int(float(line.split()[-1]))
+        if line.startswith("hark_firings_total{"):
+            fired = int(float(line.split()[-1]))
+    return fired, delivered
 
 
 def one_run(hark, kind, firings):
@@ -194,13 +200,21 @@ def one_run(hark, kind, firings):
             for i in range(firings):
                 open(os.path.join(watched, f"f{i}"), "w").close()
             t_files = time.monotonic() - t0
-            deadline = t0 + 300
+            deadline = t0 + 60
             n = 0
+            t_fired = None
             while n < firings and time.monotonic() < deadline:
-                n = delivered(metrics)
+                fired, n = counts(metrics)
+                if t_fired is None and fired >= firings:
+                    t_fired = time.monotonic() - t0
                 time.sleep(0.02)
             took = time.monotonic() - t0
-            return took, n, t_files
+            if n < firings:
+                with open(os.path.join(tmp, "hark.log"), errors="replace") as f:
+                    lines = f.readlines()
+                sys.stderr.write(f"{kind}: {n} of {firings} confirmed; hark's log ends:\n"
+                                 + "".join(lines[-15:]))
+            return took, n, t_fired or took
         finally:
             if proc is not None:
                 stop(proc)
@@ -225,14 +239,15 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    print(f"| broker | {args.firings} firings published and confirmed (median of {args.runs}) | runs | all confirmed | target |")
-    print("|---|---|---|---|---|")
+    print(f"| broker | {args.firings} firings published and confirmed (median of {args.runs}) | runs | of which: all fired | all confirmed | target |")
+    print("|---|---|---|---|---|---|")
     for kind in args.only.split(","):
         results = [one_run(args.hark, kind, args.firings) for _ in range(args.runs)]
         times = [r[0] for r in results]
         ok = all(r[1] >= args.firings for r in results)
         shown = ", ".join(f"{t:.2f}" for t in times)
-        print(f"| {kind} | {statistics.median(times):.2f} s | {shown} | {'yes' if ok else 'NO'} | <= 5 s |",
+        fired = statistics.median(r[2] for r in results)
+        print(f"| {kind} | {statistics.median(times):.2f} s | {shown} | {fired:.2f} s | {'yes' if ok else 'NO'} | <= 5 s |",
               flush=True)
 
 

@@ -226,7 +226,7 @@ fn check_url(ctx: &mut Ctx, protocol: &Protocol, span: Range<usize>, url: &str) 
         Ok(u) if matches!(u.scheme(), "amqps" | "mqtts" | "ssl") => ctx.error(
             span,
             format!(
-                "`url`: TLS to an {} broker is not supported in this version (use {} on a trusted network, or a local TLS tunnel)",
+                "`url`: TLS to an {} broker is not supported in this version (use {}:// on a trusted network, or a local TLS tunnel)",
                 protocol.type_name(),
                 schemes[0]
             ),

@@ -584,3 +584,128 @@ fn amqp_every_firing_arrives_persistent_with_its_key_through_an_outage_and_a_sig
         );
     }
 }
+
+// ---------------------------------------------------------------- sharing and isolation
+
+/// The NATS server's count of hark's connections (its monitoring endpoint, /connz).
+fn hark_connections(monitor: u16) -> usize {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", monitor)) else {
+        return 0;
+    };
+    use std::io::{Read, Write};
+    let _ = write!(s, "GET /connz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or_default();
+    let v: Value = serde_json::from_str(body).unwrap_or_default();
+    v["connections"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("hark/")))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn actions_naming_one_broker_share_one_connection_and_a_hung_broker_holds_back_only_its_own() {
+    let port = free_port();
+    let monitor = free_port();
+    let dir = tempdir();
+    let _nats = Group::spawn(
+        Command::new("nats-server").args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            &monitor.to_string(),
+        ]),
+        &dir.path().join("nats.log"),
+    );
+    assert!(wait_for(Duration::from_secs(20), || port_open(port)));
+    // A "broker" that accepts connections and never says a word.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hung.incoming().take(64) {
+            held.push(c);
+        }
+    });
+    let rt = rt();
+    let client = rt
+        .block_on(async_nats::connect(format!("nats://127.0.0.1:{port}")))
+        .expect("connect");
+    let mut sub = rt.block_on(client.subscribe("hark.>")).unwrap();
+    rt.block_on(client.flush()).unwrap();
+
+    let config = format!(
+        r#"
+[watch.drop]
+type = "file"
+paths = ["@DIR@/in"]
+events = ["create"]
+debounce = "0ms"
+
+[rule.dropped]
+watch = "drop"
+then = ["one", "two", "stuck"]
+
+[action.one]
+type = "nats"
+url = "nats://127.0.0.1:{port}"
+subject = "hark.one"
+
+[action.two]
+type = "nats"
+url = "nats://127.0.0.1:{port}"
+subject = "hark.two"
+
+[action.stuck]
+type = "amqp"
+url = "amqp://127.0.0.1:{hung_port}/%2f"
+routing_key = "x"
+timeout = "60s"
+"#
+    );
+    let h = {
+        let d = tempdir();
+        std::fs::create_dir(d.path().join("in")).unwrap();
+        start_in(d, &config)
+    };
+    for n in ["x1", "x2"] {
+        drop_file(&h, n);
+    }
+    let mut subjects = Vec::new();
+    rt.block_on(async {
+        use futures_util::StreamExt as _;
+        while subjects.len() < 4 {
+            match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+                Ok(Some(m)) => subjects.push(m.subject.to_string()),
+                _ => break,
+            }
+        }
+    });
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["hark.one", "hark.one", "hark.two", "hark.two"],
+        "the hung broker held the others back; log:\n{}",
+        h.log()
+    );
+    assert_eq!(
+        hark_connections(monitor),
+        1,
+        "one connection for both actions"
+    );
+    let st = h.status();
+    assert_eq!(
+        st["outbox"]["pending"], 2,
+        "the stuck action's messages wait: {st}"
+    );
+}

@@ -317,7 +317,7 @@ fn broker_action_errors_point_at_each_bad_value() {
         7,
         "TLS to an amqp broker is not supported",
     );
-    assert_error_at("bad_brokers.toml", 4, 15, "invalid template");
+    assert_error_at("bad_brokers.toml", 4, 24, "invalid template");
     assert_error_at(
         "bad_brokers.toml",
         10,
@@ -331,5 +331,5 @@ fn broker_action_errors_point_at_each_bad_value() {
         "`url` must be a URL like nats://127.0.0.1:4222",
     );
     assert_error_at("bad_brokers.toml", 15, 11, "`subject` must not be empty");
-    assert_error_at("bad_brokers.toml", 20, 1, "unknown key `topic`");
+    assert_error_at("bad_brokers.toml", 20, 1, "unknown field `topic`");
 }
