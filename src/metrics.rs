@@ -158,7 +158,7 @@ impl Metrics {
         );
         r.register(
             "deliveries",
-            "Delivery attempts of webhook and Alertmanager actions, per action and result (delivered, retry, failed, reposted)",
+            "Delivery attempts of webhook, Alertmanager and broker actions, per action and result (delivered, retry, failed, reposted)",
             m.deliveries.clone(),
         );
         r.register(
