@@ -304,41 +304,12 @@ pub struct Unreachable {
     pub message: String,
 }
 
-/// Sends one request to the daemon and waits (at most 30 s) for its answer.
-pub fn call(path: &Path, request: &Request) -> Result<Response, Unreachable> {
-    let fail = |message: String| Unreachable {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut stream =
-        std::os::unix::net::UnixStream::connect(path).map_err(|e| fail(e.to_string()))?;
-    let timeout = Some(Duration::from_secs(30));
-    stream
-        .set_read_timeout(timeout)
-        .and_then(|_| stream.set_write_timeout(timeout))
-        .map_err(|e| fail(e.to_string()))?;
-    let mut line = serde_json::to_vec(request).map_err(|e| fail(e.to_string()))?;
-    line.push(b'\n');
-    stream.write_all(&line).map_err(|e| fail(e.to_string()))?;
-    let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
-        .map_err(|e| fail(e.to_string()))?;
-    if answer.is_empty() {
-        return Err(fail(
-            "the daemon closed the connection without an answer".into(),
-        ));
-    }
-    serde_json::from_str(&answer).map_err(|e| fail(format!("an answer that does not parse: {e}")))
-}
-
-/// Sends a `tail` request and hands each trace line to `each` until the daemon hangs up
-/// (`Ok(Ok(()))`) or `each` says stop. `Ok(Err(why))`: the daemon refused the request.
-pub fn tail(
+/// Connects, sends `request`, and reads the daemon's answer (waiting at most 30 s);
+/// returns the answer and the stream, to read on from.
+fn ask(
     path: &Path,
     request: &Request,
-    mut each: impl FnMut(crate::trace::Line) -> bool,
-) -> Result<Result<(), String>, Unreachable> {
+) -> Result<(Response, BufReader<std::os::unix::net::UnixStream>), Unreachable> {
     let fail = |message: String| Unreachable {
         path: path.to_path_buf(),
         message,
@@ -358,8 +329,33 @@ pub fn tail(
     reader
         .read_line(&mut answer)
         .map_err(|e| fail(e.to_string()))?;
-    let response: Response = serde_json::from_str(&answer)
+    if answer.is_empty() {
+        return Err(fail(
+            "the daemon closed the connection without an answer".into(),
+        ));
+    }
+    let response = serde_json::from_str(&answer)
         .map_err(|e| fail(format!("an answer that does not parse: {e}")))?;
+    Ok((response, reader))
+}
+
+/// Sends one request to the daemon and waits (at most 30 s) for its answer.
+pub fn call(path: &Path, request: &Request) -> Result<Response, Unreachable> {
+    ask(path, request).map(|(response, _)| response)
+}
+
+/// Sends a `tail` request and hands each trace line to `each` until the daemon hangs up
+/// (`Ok(Ok(()))`) or `each` says stop. `Ok(Err(why))`: the daemon refused the request.
+pub fn tail(
+    path: &Path,
+    request: &Request,
+    mut each: impl FnMut(crate::trace::Line) -> bool,
+) -> Result<Result<(), String>, Unreachable> {
+    let fail = |message: String| Unreachable {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (response, mut reader) = ask(path, request)?;
     if let Some(e) = response.error {
         return Ok(Err(e));
     }

@@ -115,21 +115,12 @@ impl Dispatcher {
                 }
                 ActionKind::Webhook(w) => {
                     match payload::render(&w.payload, &firing, &ctx, &self.templates) {
-                        Ok((body, content_type)) => deliveries.push(outbox::Delivery {
-                            key: outbox::new_key(),
-                            rule: firing.rule.to_string(),
-                            action: name.to_string(),
-                            state: firing.state.as_str().to_string(),
+                        Ok((body, content_type)) => deliveries.push(outbox::Delivery::new(
+                            &firing,
+                            name,
                             body,
                             content_type,
-                            accepted: std::time::SystemTime::now(),
-                            attempts: 0,
-                            failed: None,
-                            target: 0,
-                            alert: None,
-                            watch: firing.event.watch.to_string(),
-                            route: None,
-                        }),
+                        )),
                         Err(e) => {
                             tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its payload failed to render");
                         }
@@ -137,19 +128,8 @@ impl Dispatcher {
                 }
                 ActionKind::Broker(b) => match render_message(b, &firing, &ctx, &self.templates) {
                     Ok((route, body, content_type)) => deliveries.push(outbox::Delivery {
-                        key: outbox::new_key(),
-                        rule: firing.rule.to_string(),
-                        action: name.to_string(),
-                        state: firing.state.as_str().to_string(),
-                        body,
-                        content_type,
-                        accepted: std::time::SystemTime::now(),
-                        attempts: 0,
-                        failed: None,
-                        target: 0,
-                        alert: None,
-                        watch: firing.event.watch.to_string(),
                         route: Some(route),
+                        ..outbox::Delivery::new(&firing, name, body, content_type)
                     }),
                     Err(e) => {
                         tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its message failed to render");
@@ -158,27 +138,25 @@ impl Dispatcher {
                 ActionKind::Alertmanager(am) => {
                     match payload::alert(am, &firing, &ctx, &self.templates) {
                         Ok(body) => {
-                            let key = outbox::new_key();
                             // An edge rule's alert ends by itself; only a rule that
                             // fires until it resolves is posted again.
                             let alert = (!firing.event.edge).then(|| {
                                 outbox::alert_key(name, &firing.rule, &firing.event.watch)
                             });
+                            // Every receiver gets the same delivery, with the same key.
+                            let first = outbox::Delivery {
+                                alert,
+                                ..outbox::Delivery::new(
+                                    &firing,
+                                    name,
+                                    body,
+                                    "application/json".into(),
+                                )
+                            };
                             for target in 0..am.endpoints.len() as u32 {
                                 deliveries.push(outbox::Delivery {
-                                    key: key.clone(),
-                                    rule: firing.rule.to_string(),
-                                    action: name.to_string(),
-                                    state: firing.state.as_str().to_string(),
-                                    body: body.clone(),
-                                    content_type: "application/json".into(),
-                                    accepted: std::time::SystemTime::now(),
-                                    attempts: 0,
-                                    failed: None,
                                     target,
-                                    alert: alert.clone(),
-                                    watch: firing.event.watch.to_string(),
-                                    route: None,
+                                    ..first.clone()
                                 });
                             }
                         }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ActionConfig, ActionKind, Secret};
-use crate::event::human_duration;
+use crate::event::{human_duration, Firing};
 use crate::store::Store;
 use crate::trace::{self, Kind, Line};
 
@@ -62,6 +62,26 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// A new delivery of `action` for `firing`, with a new idempotency key, to the
+    /// action's first (or only) receiver.
+    pub fn new(firing: &Firing, action: &str, body: String, content_type: String) -> Delivery {
+        Delivery {
+            key: new_key(),
+            rule: firing.rule.to_string(),
+            action: action.to_string(),
+            state: firing.state.as_str().to_string(),
+            body,
+            content_type,
+            accepted: SystemTime::now(),
+            attempts: 0,
+            failed: None,
+            target: 0,
+            alert: None,
+            watch: firing.event.watch.to_string(),
+            route: None,
+        }
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -118,6 +138,18 @@ struct LaneState {
 }
 
 impl LaneState {
+    /// Waits `wait` before the next attempt, marked as backing off; false if hark stops
+    /// meanwhile.
+    async fn back_off(&self, stop: &CancellationToken, wait: Duration) -> bool {
+        self.backing_off.store(true, Ordering::Release);
+        let waited = tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        };
+        self.backing_off.store(false, Ordering::Release);
+        waited
+    }
+
     /// Nothing to do now: idle, or waiting for a receiver that failed.
     fn settled(&self) -> bool {
         self.queued.load(Ordering::Acquire) == 0 || self.backing_off.load(Ordering::Acquire)
@@ -418,12 +450,9 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
                 );
                 l.retry_in_secs = Some(wait.as_secs_f64());
                 trace::publish(l);
-                lane.backing_off.store(true, Ordering::Release);
-                tokio::select! {
-                    _ = shared.stop.cancelled() => return,
-                    _ = tokio::time::sleep(wait) => {}
+                if !lane.back_off(&shared.stop, wait).await {
+                    return;
                 }
-                lane.backing_off.store(false, Ordering::Release);
             }
         }
     }

@@ -110,6 +110,22 @@ struct Common<'a> {
     content_type: &'a Option<String>,
 }
 
+/// The keys every broker action has, from one of the raw tables; `$route` names its
+/// routing key, topic or subject.
+macro_rules! common {
+    ($raw:ident, $route:ident) => {
+        Common {
+            url: &$raw.url,
+            route: &$raw.$route,
+            timeout: &$raw.timeout,
+            retry: &$raw.retry,
+            json: &$raw.json,
+            body: &$raw.body,
+            content_type: &$raw.content_type,
+        }
+    };
+}
+
 pub(crate) fn parse(
     ctx: &mut Ctx,
     ty: &str,
@@ -123,15 +139,7 @@ pub(crate) fn parse(
             let protocol = Protocol::Amqp {
                 exchange: raw.exchange.clone().unwrap_or_default(),
             };
-            let common = Common {
-                url: &raw.url,
-                route: &raw.routing_key,
-                timeout: &raw.timeout,
-                retry: &raw.retry,
-                json: &raw.json,
-                body: &raw.body,
-                content_type: &raw.content_type,
-            };
+            let common = common!(raw, routing_key);
             finish(ctx, protocol, &common, templates)
         }
         "mqtt" => {
@@ -147,15 +155,7 @@ pub(crate) fn parse(
             let protocol = Protocol::Mqtt {
                 retain: raw.retain.unwrap_or(false),
             };
-            let common = Common {
-                url: &raw.url,
-                route: &raw.topic,
-                timeout: &raw.timeout,
-                retry: &raw.retry,
-                json: &raw.json,
-                body: &raw.body,
-                content_type: &raw.content_type,
-            };
+            let common = common!(raw, topic);
             finish(ctx, protocol, &common, templates)
         }
         _ => {
@@ -163,15 +163,7 @@ pub(crate) fn parse(
             let protocol = Protocol::Nats {
                 jetstream: raw.jetstream.unwrap_or(false),
             };
-            let common = Common {
-                url: &raw.url,
-                route: &raw.subject,
-                timeout: &raw.timeout,
-                retry: &raw.retry,
-                json: &raw.json,
-                body: &raw.body,
-                content_type: &raw.content_type,
-            };
+            let common = common!(raw, subject);
             finish(ctx, protocol, &common, templates)
         }
     }

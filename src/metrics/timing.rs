@@ -103,6 +103,15 @@ struct Inner {
     tasks: usize,
 }
 
+/// The ring of `name`; its key is allocated only the first time (this is on every
+/// event's path).
+fn ring<'a>(map: &'a mut BTreeMap<String, Ring>, name: &str) -> &'a mut Ring {
+    if !map.contains_key(name) {
+        map.insert(name.to_string(), Ring::default());
+    }
+    map.get_mut(name).expect("inserted above")
+}
+
 #[derive(Default)]
 pub struct Timings(Mutex<Inner>);
 
@@ -112,19 +121,19 @@ impl Timings {
     }
 
     pub fn check(&self, watch: &str, seconds: f64) {
-        self.with(|i| i.checks.entry(watch.to_string()).or_default().push(seconds));
+        self.with(|i| ring(&mut i.checks, watch).push(seconds));
     }
 
     pub fn lag(&self, watch: &str, seconds: f64) {
-        self.with(|i| i.lags.entry(watch.to_string()).or_default().push(seconds));
+        self.with(|i| ring(&mut i.lags, watch).push(seconds));
     }
 
     pub fn wait(&self, action: &str, seconds: f64) {
-        self.with(|i| i.waits.entry(action.to_string()).or_default().push(seconds));
+        self.with(|i| ring(&mut i.waits, action).push(seconds));
     }
 
     pub fn run(&self, action: &str, seconds: f64) {
-        self.with(|i| i.runs.entry(action.to_string()).or_default().push(seconds));
+        self.with(|i| ring(&mut i.runs, action).push(seconds));
     }
 
     fn runtime_sample(&self, lag: f64, depth: usize, capacity: usize, tasks: usize) {

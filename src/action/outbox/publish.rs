@@ -4,7 +4,6 @@
 //! again after the backoff, in order (so a resolve never overtakes its firing; a message
 //! confirmed after a failure is sent twice, with the same key).
 
-use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use super::{backoff, deliver, give_up, settle, Delivery, LaneState, Shared};
@@ -114,11 +113,8 @@ pub(super) async fn deliver_batch(
         .took(took);
         l.retry_in_secs = Some(wait.as_secs_f64());
         trace::publish(l);
-        lane.backing_off.store(true, Ordering::Release);
-        tokio::select! {
-            _ = shared.stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+        if !lane.back_off(&shared.stop, wait).await {
+            return;
         }
-        lane.backing_off.store(false, Ordering::Release);
     }
 }
