@@ -188,7 +188,8 @@ pub async fn watch_runtime(
     stop: CancellationToken,
 ) {
     let m = super::get();
-    let mut expected = Instant::now() + RUNTIME_TICK;
+    // The first sample at once: `hark status` right after the start has the queue's size.
+    let mut expected = Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
