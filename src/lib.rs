@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod dry_run;
 pub mod event;
 pub mod exec;
+pub mod fsread;
 pub mod metrics;
 pub mod rule;
 pub mod store;

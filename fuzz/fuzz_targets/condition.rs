@@ -1,6 +1,7 @@
-//! A CEL condition (before the first NUL byte) compiled and evaluated against an event
-//! (the JSON after it), as rules do, and explained sub-expression by sub-expression, as
-//! `hark explain` does: an outcome, never a panic.
+//! A CEL condition (before the first NUL byte) compiled and checked as `validate` does,
+//! then evaluated against an event (the JSON after it), as rules do, and explained
+//! sub-expression by sub-expression, as `hark explain` does: an outcome, never a panic
+//! nor a stack overflow (what validate accepts must run on any thread).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -10,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &b"{}"[..]),
     };
     let Ok(cond) = std::str::from_utf8(cond) else { return };
-    let Ok(program) = cel::Program::compile(cond) else { return };
+    let Ok(program) = hark::config::compile_condition(cond) else { return };
     let fields = match serde_json::from_slice::<serde_json::Value>(event) {
         Ok(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),

@@ -89,12 +89,16 @@ impl Templates {
     }
 
     /// Renders a template known at load; a source not seen then is compiled on the spot.
+    /// What a template may do is bounded (`TEMPLATE_FUEL`, `TEMPLATE_MAX_OUTPUT`): past
+    /// either, the render fails with an error that says so.
     pub fn render(&self, source: &str, ctx: &RenderContext) -> Result<String, minijinja::Error> {
         let ctx = ctx.value.clone();
-        match self.names.get(source) {
+        let out = match self.names.get(source) {
             Some(name) => self.env.get_template(name)?.render(ctx),
             None => self.env.render_str(source, ctx),
-        }
+        };
+        out.map_err(bounded)
+            .and_then(|s| within_output_cap(s.len()).map(|()| s))
     }
 
     /// Evaluates one expression (the inside of a `{{ }}`), keeping its value's type.
@@ -103,8 +107,43 @@ impl Templates {
         expr: &str,
         ctx: &RenderContext,
     ) -> Result<minijinja::Value, minijinja::Error> {
-        self.env.compile_expression(expr)?.eval(ctx.value.clone())
+        let v = self
+            .env
+            .compile_expression(expr)?
+            .eval(ctx.value.clone())
+            .map_err(bounded)?;
+        within_output_cap(v.as_str().map_or(0, str::len)).map(|()| v)
     }
+}
+
+/// A template that used up its budget, in words a person can act on.
+fn bounded(e: minijinja::Error) -> minijinja::Error {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        minijinja::Error::new(
+            minijinja::ErrorKind::OutOfFuel,
+            format!(
+                "the template did more work than one may (about {} steps or {} MB of data): \
+                 bound its loops",
+                crate::config::TEMPLATE_FUEL,
+                crate::config::TEMPLATE_FUEL * 64 / 1_000_000
+            ),
+        )
+    } else {
+        e
+    }
+}
+
+fn within_output_cap(len: usize) -> Result<(), minijinja::Error> {
+    if len > crate::config::TEMPLATE_MAX_OUTPUT {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!(
+                "the template rendered {len} bytes: at most {} may be",
+                crate::config::TEMPLATE_MAX_OUTPUT
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What a template sees: `rule`, `watch`, `state`, `event`, `summary`, `severity`,

@@ -77,12 +77,23 @@ struct RawShell {
 }
 
 /// The template environment every template is checked and rendered with: undefined
-/// values (a field an event lacks) render empty instead of failing the action.
+/// values (a field an event lacks) render empty instead of failing the action. Each
+/// render has a budget (`TEMPLATE_FUEL`): templates run on the engine's thread, and a
+/// loop of loops must fail its action, not stop every watch.
 pub fn template_env() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env
 }
+
+/// The work one render may do: about one unit per instruction and per 64 bytes of data
+/// it makes, so at most about 100,000 steps or 6 MB (a few milliseconds). Rendering an
+/// event with a capped HTTP body, or a loop over its fields, uses a few hundred.
+pub const TEMPLATE_FUEL: u64 = 100_000;
+
+/// The longest text a template may render (a payload, an argument, a summary).
+pub const TEMPLATE_MAX_OUTPUT: usize = 1024 * 1024;
 
 pub(crate) fn parse(
     ctx: &mut Ctx,

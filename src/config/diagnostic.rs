@@ -94,7 +94,8 @@ impl ConfigError {
 }
 
 impl fmt::Display for ConfigError {
-    /// The headline, then the offending line with a caret under the place.
+    /// The headline, then the offending line with a caret under the place. A long line
+    /// is shown as a window around the place, so the caret's column is never far.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.headline())?;
         if let Some(loc) = &self.location {
@@ -103,19 +104,40 @@ impl fmt::Display for ConfigError {
             let width = loc.file.text[loc.span.clone().start..]
                 .get(..loc.span.len())
                 .map_or(1, |s| s.lines().next().unwrap_or("").chars().count().max(1));
+            let (shown, pad, room) = window(text, col - 1);
             let gutter = line.to_string().len();
+            let blank = " ".repeat(gutter);
             write!(
                 f,
-                "\n{:gutter$} |\n{line} | {text}\n{:gutter$} | {:pad$}{}",
-                "",
-                "",
-                "",
-                "^".repeat(width.min(text.chars().count().saturating_sub(col - 1).max(1))),
-                pad = col - 1,
+                "\n{blank} |\n{line} | {shown}\n{blank} | {}{}",
+                " ".repeat(pad),
+                "^".repeat(width.min(room).max(1)),
             )?;
         }
         Ok(())
     }
+}
+
+/// Characters of a snippet shown around the place of an error.
+const SNIPPET: usize = 120;
+
+/// The part of `line` shown around the character at `col` (0-based): the text, how many
+/// columns in it the place is, and how many characters from there to the shown end.
+fn window(line: &str, col: usize) -> (String, usize, usize) {
+    let total = line.chars().count();
+    let col = col.min(total);
+    let from = col.saturating_sub(SNIPPET / 2);
+    let to = (from + SNIPPET).min(total);
+    let mut shown = String::new();
+    if from > 0 {
+        shown.push('…');
+    }
+    shown.extend(line.chars().skip(from).take(to - from));
+    if to < total {
+        shown.push('…');
+    }
+    let pad = col - from + usize::from(from > 0);
+    (shown, pad, to.saturating_sub(col))
 }
 
 impl std::error::Error for ConfigError {}
@@ -227,6 +249,27 @@ mod tests {
     fn multi_line_string_skips_the_first_newline() {
         let f = file("when = '''\nab'''\n");
         assert_eq!(offset_in_string_value(&f, &(7..16), 1), 12);
+    }
+
+    #[test]
+    fn an_error_far_along_a_long_line_shows_a_window_with_the_caret_under_it() {
+        // Regression: a column past 65,535 overflowed the formatter's width and panicked.
+        let long = "x".repeat(70_000);
+        let text = format!("when = '{long}?'\n");
+        let file = Arc::new(file(&text));
+        let at = text.find('?').unwrap();
+        let e = ConfigError::at(Location::new(&file, at..at + 1), "bad");
+        let shown = e.to_string();
+        assert!(shown.starts_with("x.toml:1:70009: error: bad"), "{shown}");
+        let lines: Vec<&str> = shown.lines().collect();
+        let caret = lines[3].find('^').unwrap();
+        let under: String = lines[2]
+            .chars()
+            .skip(lines[3][..caret].chars().count())
+            .take(1)
+            .collect();
+        assert_eq!(under, "?", "{shown}");
+        assert!(lines[2].chars().count() < 200, "{shown}");
     }
 
     #[test]

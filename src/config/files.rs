@@ -46,10 +46,40 @@ fn toml_files_in(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     check_permissions(dir)?;
     let entries = std::fs::read_dir(dir)
         .map_err(|e| ConfigError::in_file(dir, format!("cannot read directory: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
-        .collect();
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| ConfigError::in_file(dir, format!("cannot read directory: {e}")))?
+            .path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        // A `*.toml` that is not a regular file would be skipped without a word, and the
+        // rules a person put there would silently not run: say so instead.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => files.push(path),
+            Ok(m) if m.is_dir() => {}
+            Ok(m) => {
+                return Err(ConfigError::in_file(
+                    &path,
+                    format!(
+                        "not a regular file ({}): only regular *.toml files are loaded; remove or rename it",
+                        crate::fsread::kind_name(&m.file_type())
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let target = std::fs::read_link(&path)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                return Err(ConfigError::in_file(
+                    &path,
+                    format!("a symbolic link to {target:?}, which does not exist: remove it, or make what it names"),
+                ));
+            }
+            Err(e) => return Err(ConfigError::in_file(&path, format!("cannot read: {e}"))),
+        }
+    }
     files.sort();
     Ok(files)
 }

@@ -5,6 +5,7 @@ mod action;
 mod alertmanager;
 mod broker;
 mod checks;
+mod condition;
 pub mod diagnostic;
 mod files;
 mod http;
@@ -21,17 +22,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use action::{template_env, Account, ActionConfig, ActionKind, ShellAction, ShellProgram};
+pub use action::{
+    template_env, Account, ActionConfig, ActionKind, ShellAction, ShellProgram, TEMPLATE_FUEL,
+    TEMPLATE_MAX_OUTPUT,
+};
 pub use alertmanager::AlertmanagerAction;
 pub use broker::{BrokerAction, Protocol};
 pub use checks::{CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
+pub use condition::{
+    compile as compile_condition, env as cel_env, Condition, MAX_DEPTH as MAX_CONDITION_DEPTH,
+};
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
 pub use parse::DEFAULT_CONTROL_SOCKET;
 pub use rule::{RuleConfig, Threshold, TriggerLimit};
 pub use secret::Secret;
-pub use values::Condition;
 pub use watch::{FileEvents, FileWatch, PathPattern, WatchConfig, WatchKind};
 pub use webhook::{Payload, WebhookAction};
 
@@ -62,14 +68,16 @@ impl Config {
     /// Loads every file that `paths` names (files, or directories of `*.toml`), or the
     /// defaults when `paths` is empty, and checks everything a run would.
     pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
-        let files = files::config_files(paths).map_err(|e| ConfigErrors(vec![e]))?;
-        parse::parse_all(&files)
+        on_loading_stack(|| {
+            let files = files::config_files(paths).map_err(|e| ConfigErrors(vec![e]))?;
+            parse::parse_all(&files)
+        })
     }
 
     /// Parses and checks one document given as text, as if it were the file `path` (which
     /// is not read). Paths in it are relative to `path`'s directory.
     pub fn from_text(path: &std::path::Path, text: &str) -> Result<Config, ConfigErrors> {
-        parse::parse_text(path, text)
+        on_loading_stack(|| parse::parse_text(path, text))
     }
 
     /// The one-line summary `hark validate` prints.
@@ -86,6 +94,32 @@ impl Config {
             plural(self.actions.len(), "s"),
         )
     }
+}
+
+/// The stack loading runs on, whoever asks (`validate` on the main thread, a reload on a
+/// blocking-pool thread of 2 MiB): the CEL and TOML parsers recurse on what they are
+/// given, and what `validate` accepts must load the same everywhere. Reserved, not used:
+/// only the pages a deep parse touches are ever committed.
+const LOADING_STACK: usize = 256 << 20;
+
+fn on_loading_stack(
+    load: impl FnOnce() -> Result<Config, ConfigErrors> + Send,
+) -> Result<Config, ConfigErrors> {
+    std::thread::scope(|s| {
+        let thread = std::thread::Builder::new()
+            .name("hark-config".into())
+            .stack_size(LOADING_STACK)
+            .spawn_scoped(s, load);
+        match thread {
+            Ok(t) => t
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => Err(ConfigErrors(vec![ConfigError::in_file(
+                Path::new("-"),
+                format!("cannot start a thread to load the configuration: {e}"),
+            )])),
+        }
+    })
 }
 
 fn plural(n: usize, suffix: &'static str) -> &'static str {

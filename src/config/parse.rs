@@ -46,6 +46,9 @@ struct Collected {
     errors: Vec<ConfigError>,
 }
 
+/// The largest config file read: far beyond any hand-written one, far below memory.
+const CONFIG_MAX: u64 = 64 * 1024 * 1024;
+
 pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
     let mut all = Collected::default();
     let templates = action::template_env();
@@ -54,7 +57,7 @@ pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
             all.errors.push(e);
             continue;
         }
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::fsread::read_regular_text(path, CONFIG_MAX) {
             Ok(t) => t,
             Err(e) => {
                 all.errors

@@ -8,9 +8,10 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
+use super::condition::{self, Condition};
 use super::diagnostic::Location;
 use super::parse::deserialize_table;
-use super::values::{self, Condition, NameList};
+use super::values::{self, NameList};
 use super::Ctx;
 
 #[derive(Debug, Clone)]
@@ -170,7 +171,7 @@ pub(crate) fn parse(
     let action_refs = refs(ctx, &raw.then);
     let resolve_refs = refs(ctx, &raw.resolve);
     let unless_refs = refs(ctx, &raw.unless);
-    let when = raw.when.as_ref().and_then(|w| values::condition(ctx, w));
+    let when = raw.when.as_ref().and_then(|w| condition::condition(ctx, w));
     let cooldown = values::optional_duration(ctx, &raw.cooldown);
     let debounce = values::optional_duration(ctx, &raw.debounce);
     if let Some(s) = &raw.summary {

@@ -106,10 +106,16 @@ fn lookup(reference: &str) -> Result<String, String> {
     }
 }
 
+/// The largest secret file read: a token or a password, with room for a certificate.
+const SECRET_MAX: u64 = 64 * 1024;
+
 /// A secret file's content, without the trailing newline editors add.
+/// A FIFO or device (`/dev/zero`) in its place is refused, and so is anything over 64 KiB.
 fn read_trimmed(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    let text = crate::fsread::read_regular_text(path, SECRET_MAX).map_err(|e| match e {
+        crate::fsread::ReadError::Io(e) => format!("cannot read {}: {}", path.display(), e.kind()),
+        other => format!("cannot read {}: {other}", path.display()),
+    })?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 

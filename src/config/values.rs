@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -118,43 +117,6 @@ pub fn check_name(ctx: &mut Ctx, kind: &str, name: &str, span: Range<usize>) -> 
         );
     }
     ok
-}
-
-/// A compiled CEL condition and its source text.
-#[derive(Debug, Clone)]
-pub struct Condition {
-    pub source: String,
-    pub program: Arc<cel::Program>,
-}
-
-pub fn condition(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Condition> {
-    let source = value.get_ref();
-    if source.trim().is_empty() {
-        ctx.error(
-            value.span(),
-            "empty condition: remove `when` to match every event",
-        );
-        return None;
-    }
-    match cel::Program::compile(source) {
-        Ok(program) => Some(Condition {
-            source: source.clone(),
-            program: Arc::new(program),
-        }),
-        Err(errors) => {
-            for e in errors.errors {
-                // The parser's position is a 1-based line and column within the expression.
-                let (line, col) = (e.pos.0.max(1) as usize, e.pos.1.max(1) as usize);
-                let inner = offset_of_line_col(source, line, col);
-                ctx.error_inside_string(
-                    value.span(),
-                    inner,
-                    format!("invalid CEL condition: {}", e.msg),
-                );
-            }
-            None
-        }
-    }
 }
 
 /// Compiles a template to find its errors now rather than when the rule fires.

@@ -53,7 +53,7 @@ pub struct Evaluator {
 impl Default for Evaluator {
     fn default() -> Self {
         Evaluator {
-            env: Arc::new(cel::Env::stdlib()),
+            env: crate::config::cel_env(),
         }
     }
 }
@@ -269,7 +269,7 @@ mod tests {
     use serde_json::json;
 
     fn eval(expr: &str, fields: Value) -> Outcome {
-        let program = cel::Program::compile(expr).unwrap();
+        let program = crate::config::cel_env().compile(expr).unwrap();
         let Value::Object(map) = fields else { panic!() };
         Evaluator::default().eval(&program, &cel_fields(&map))
     }

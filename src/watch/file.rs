@@ -591,7 +591,8 @@ fn describe_file(path: &Path, checksum: bool, fields: &mut Map<String, Value>) {
 fn sha256_of(path: &Path) -> Option<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
-    let mut f = std::fs::File::open(path).ok()?;
+    // Swapped for a FIFO since it was looked at: open_regular refuses it without waiting.
+    let mut f = crate::fsread::open_regular(path).ok()?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {

@@ -167,12 +167,19 @@ pub fn started_at(start_ticks: u64, uptime: Duration) -> SystemTime {
 }
 
 /// A pid file's pid, and when the file was last written.
+/// A FIFO, a device or a huge file in its place is no pid file: read without blocking, at
+/// most 4 KiB.
 pub fn read_pidfile(path: &Path) -> Option<(i32, SystemTime)> {
-    let meta = std::fs::metadata(path).ok()?;
-    let text = std::fs::read_to_string(path).ok()?;
+    let file = crate::fsread::open_regular(path).ok()?;
+    let modified = file.metadata().ok()?.modified().ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, PIDFILE_MAX), &mut text).ok()?;
     let pid: i32 = text.split_whitespace().next()?.parse().ok()?;
-    (pid > 0).then_some((pid, meta.modified().ok()?))
+    (pid > 0).then_some((pid, modified))
 }
+
+/// What of a pid file is read: a pid and a newline, with room for odd formats.
+const PIDFILE_MAX: u64 = 4096;
 
 #[cfg(test)]
 mod tests {
