@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::action::outbox::{self, Delivery, Outbox};
-use crate::action::Dispatcher;
+use crate::action::{Dispatcher, Slots};
 use crate::config::{Config, WatchConfig};
 use crate::control::{self, Call, Request, Response};
 use crate::event::{Event, Firing, FiringState};
@@ -32,6 +32,51 @@ const EVENT_QUEUE: usize = 4096;
 /// At most this many waiting events are judged before their firings are stored and
 /// started.
 const EVENT_BATCH: usize = 256;
+
+/// The longest a batch of events is judged before the loop looks at calls and signals.
+const BATCH_TIME: Duration = Duration::from_millis(20);
+
+/// When the main loop last came round.
+#[derive(Clone)]
+struct Heartbeat(Arc<std::sync::Mutex<Instant>>);
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat(Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+}
+
+impl Heartbeat {
+    fn beat(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn age(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+}
+
+/// WATCHDOG=1 twice per `timeout`, while the main loop's last turn is younger than it.
+async fn feed_watchdog(timeout: Duration, heartbeat: Heartbeat, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(timeout / 2);
+    let mut said = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if heartbeat.age() < timeout {
+            notify(&[NotifyState::Watchdog]);
+            said = false;
+        } else if !said {
+            tracing::error!(
+                stuck_for = %crate::event::human_duration(heartbeat.age()),
+                "the engine has not come round for longer than the watchdog allows; no WATCHDOG=1 until it does"
+            );
+            said = true;
+        }
+    }
+}
 
 /// What the signal handler asks of the main loop.
 enum Signal {
@@ -79,6 +124,8 @@ struct Daemon {
     store: Arc<Store>,
     engine: Engine,
     dispatcher: Dispatcher,
+    /// The shell actions' slots, kept across reloads.
+    slots: Slots,
     /// Dispatchers of earlier configurations, whose actions may still run.
     retired: Vec<Dispatcher>,
     outbox: Outbox,
@@ -92,6 +139,7 @@ struct Daemon {
     started: SystemTime,
     next_seq: u64,
     unsaved: Unsaved,
+    heartbeat: Heartbeat,
 }
 
 async fn run_with(
@@ -148,7 +196,8 @@ async fn run_with(
     .await?
     .map_err(|(_, e)| e)?;
 
-    let dispatcher = Dispatcher::new(&config);
+    let slots = Slots::new(config.daemon.max_concurrent_actions);
+    let dispatcher = Dispatcher::new(&config, &slots);
     let outbox_stop = CancellationToken::new();
     let outbox = Outbox::new(
         dispatcher.actions(),
@@ -208,6 +257,7 @@ async fn run_with(
         store,
         engine,
         dispatcher,
+        slots,
         retired: Vec::new(),
         outbox,
         watches,
@@ -219,6 +269,7 @@ async fn run_with(
         started: SystemTime::now(),
         next_seq,
         unsaved: Unsaved::default(),
+        heartbeat: Heartbeat::default(),
     };
     d.export_firing();
     tracing::info!(
@@ -229,23 +280,35 @@ async fn run_with(
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&d.status_line())]);
 
-    // WATCHDOG=1 comes from this loop itself: a wedged engine stops sending it, and
-    // systemd restarts the daemon.
-    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
-    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    // WATCHDOG=1 comes from a task of its own, as long as this loop keeps coming round
+    // (a heartbeat at each turn): a burst of events does not starve it, and a loop stuck
+    // on one step (a store write that never returns) stops it, so systemd restarts hark.
+    let heartbeat = d.heartbeat.clone();
+    if let Some(every) = sd_notify::watchdog_enabled() {
+        tokio::spawn(feed_watchdog(
+            every,
+            heartbeat.clone(),
+            control_stop.clone(),
+        ));
+    }
+    // A reload loads the configuration off this loop; events keep being judged meanwhile.
+    let (loaded_tx, mut loaded) = mpsc::channel::<reload::Loaded>(1);
+    let mut loading = reload::Loading::default();
     loop {
+        heartbeat.beat();
         let deadline = d.engine.next_deadline();
         let firings = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                notify(&[NotifyState::Watchdog]);
-                continue;
-            }
             Some(signal) = signals.recv() => {
                 match signal {
-                    Signal::Reload => d.reload().await,
+                    Signal::Reload => loading.request(&d.paths, &loaded_tx),
                 }
+                continue;
+            }
+            Some(result) = loaded.recv() => {
+                d.reload(result).await;
+                loading.done(&d.paths, &loaded_tx);
                 continue;
             }
             Some(call) = calls.recv() => {
@@ -255,9 +318,15 @@ async fn run_with(
             ev = rx.recv() => match ev {
                 Some(ev) => {
                     // Events already waiting are judged together and their firings stored
-                    // in one transaction: a burst costs one write, not one per event.
+                    // in one transaction: a burst costs one write, not one per event. A
+                    // batch is cut short after BATCH_TIME so that calls and signals wait
+                    // no longer than that.
+                    let started = Instant::now();
                     let mut firings = d.on_event(Arc::new(ev));
                     for _ in 1..EVENT_BATCH {
+                        if started.elapsed() > BATCH_TIME {
+                            break;
+                        }
                         match rx.try_recv() {
                             Ok(ev) => firings.extend(d.on_event(Arc::new(ev))),
                             Err(_) => break,
@@ -270,6 +339,9 @@ async fn run_with(
             _ = sleep_until(deadline), if deadline.is_some() => d.on_tick(),
         };
         d.act(firings).await;
+        // The other tasks of this thread (the watchdog, the control socket's connections,
+        // metrics) get their turn between batches.
+        tokio::task::yield_now().await;
     }
 
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
@@ -366,6 +438,17 @@ impl Daemon {
     /// deliveries are on disk, in one transaction, before any action starts, so a restart
     /// never fires a rule twice for one outage, and loses no delivery.
     async fn act(&mut self, firings: Vec<Firing>) {
+        if self.slots.full() {
+            tracing::warn!(
+                "{} shell actions wait for a slot (max_concurrent_actions); taking no events until some have started",
+                crate::action::MAX_WAITING
+            );
+            // Waiting for actions to start is progress, not a wedge: the watchdog is fed.
+            while self.slots.full() {
+                self.heartbeat.beat();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let now = SystemTime::now();
         let mut jobs = Vec::new();
         let mut deliveries: Vec<(u64, Delivery)> = Vec::new();
@@ -412,6 +495,7 @@ impl Daemon {
         );
         let mut alerts = std::mem::take(&mut self.unsaved.alerts);
         alerts.extend(outbox::alert_changes(&deliveries));
+        let mut stored = true;
         if !changes.is_empty() || !deliveries.is_empty() || !alerts.is_empty() {
             let rows: Vec<(u64, Vec<u8>)> =
                 deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
@@ -423,6 +507,7 @@ impl Daemon {
                 // write (later changes of a key after earlier ones).
                 tracing::error!(error = %e, deliveries = deliveries.len(), "cannot write to the state store: these firings are not saved, and their deliveries would not survive a restart");
                 crate::metrics::get().store_write_errors.inc();
+                stored = false;
                 self.unsaved = Unsaved {
                     rules: latest_per_key(changes),
                     alerts: latest_per_key(alerts),
@@ -435,9 +520,39 @@ impl Daemon {
         if fired {
             self.export_firing();
         }
+        self.save_again_if_rebuilt().await;
         self.dispatcher.start(jobs);
         for (seq, d) in deliveries {
-            self.outbox.enqueue(seq, d);
+            self.outbox.enqueue(seq, d, stored);
+        }
+    }
+
+    /// After the store's file was damaged under hark and made anew: the rule states and
+    /// silences hark holds are saved into it.
+    async fn save_again_if_rebuilt(&mut self) {
+        if !self.store.take_rebuilt() {
+            return;
+        }
+        let rules: Vec<(String, Option<Vec<u8>>)> = self
+            .engine
+            .all_states(Instant::now(), SystemTime::now())
+            .into_iter()
+            .map(|(k, s)| (k, serde_json::to_vec(&s).ok()))
+            .collect();
+        let silences = self.silences.all();
+        let count = (rules.len(), silences.len());
+        let saved = blocking(&self.store, move |s| {
+            s.commit(&rules, &[], &[])?;
+            s.set_silences(&silences)
+        })
+        .await;
+        match saved {
+            Ok(()) => tracing::warn!(
+                rule_states = count.0,
+                silences = count.1,
+                "saved again into the new state store"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot save into the new state store"),
         }
     }
 
@@ -561,7 +676,7 @@ fn resume(outbox: &Outbox, pending: Vec<(u64, Vec<u8>)>) -> u64 {
             Ok(d) if d.failed.is_some() => failed += 1,
             Ok(d) => {
                 resumed += 1;
-                outbox.enqueue(seq, d);
+                outbox.enqueue(seq, d, true);
             }
             Err(e) => {
                 tracing::error!(seq, error = %e, "an outbox entry does not decode; left in place")
@@ -586,7 +701,7 @@ fn resume(outbox: &Outbox, pending: Vec<(u64, Vec<u8>)>) -> u64 {
 /// An event as a trace line: its kind (or source) and its fields, in words and as JSON.
 /// Strings are written quoted and escaped, so a file name cannot pass for another line.
 fn trace_event(ev: &Event) -> Line {
-    let fields = crate::event::event_json_lossy(&ev.fields);
+    let fields = crate::event::event_json_shown(&ev.fields);
     let mut words: Vec<String> = Vec::new();
     if let Some(obj) = fields.as_object() {
         for (k, v) in obj {

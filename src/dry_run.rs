@@ -199,7 +199,10 @@ fn state_event(
 /// firings that a freshly started daemon would act on now.
 pub fn report(config: &Config, events: Vec<Event>) -> (String, Vec<Firing>) {
     let mut engine = Engine::new(config);
-    let dispatcher = Dispatcher::new(config);
+    let dispatcher = Dispatcher::new(
+        config,
+        &crate::action::Slots::new(config.daemon.max_concurrent_actions),
+    );
     let mut out = String::new();
     let mut now = Vec::new();
     for event in events {
@@ -243,7 +246,10 @@ pub fn report(config: &Config, events: Vec<Event>) -> (String, Vec<Firing>) {
 
 /// Runs the actions of `firings` for real and waits for them (`hark test --execute`).
 pub async fn execute(config: &Config, firings: Vec<Firing>) {
-    let dispatcher = Dispatcher::new(config);
+    let dispatcher = Dispatcher::new(
+        config,
+        &crate::action::Slots::new(config.daemon.max_concurrent_actions),
+    );
     for f in firings {
         let webhooks = dispatcher.dispatch(f);
         if !webhooks.is_empty() {

@@ -83,18 +83,33 @@ pub struct Firing {
 
 // Paths and names from the outside world are bytes, not always UTF-8. Each byte that is
 // not part of valid UTF-8 is carried in a string as one character of Unicode's private use
-// plane 16 (U+10FF80 to U+10FFFF, never used in real names), so CEL and templates can work
-// on the text and an argv element or environment variable gets the original bytes back.
+// plane 16 (U+10FF80 to U+10FFFF), so CEL and templates can work on the text and an argv
+// element or environment variable gets the original bytes back. Those characters are valid
+// in a real name too: one that holds them has each of their UTF-8 bytes escaped the same
+// way, so decoding gives back exactly the name's bytes, never another file's.
 const ESCAPE_BASE: u32 = 0x10FF00;
+const ESCAPES: std::ops::RangeInclusive<u32> = ESCAPE_BASE + 0x80..=ESCAPE_BASE + 0xFF;
 
 /// A name from the outside world as a string that keeps every byte.
 pub fn encode_os(s: &OsStr) -> String {
     let bytes = s.as_bytes();
     let mut out = String::with_capacity(bytes.len());
+    let escape = |out: &mut String, b: u8| {
+        out.push(char::from_u32(ESCAPE_BASE + u32::from(b)).unwrap_or('\u{FFFD}'));
+    };
     for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
+        for c in chunk.valid().chars() {
+            if ESCAPES.contains(&u32::from(c)) {
+                let mut buf = [0u8; 4];
+                for &b in c.encode_utf8(&mut buf).as_bytes() {
+                    escape(&mut out, b);
+                }
+            } else {
+                out.push(c);
+            }
+        }
         for &b in chunk.invalid() {
-            out.push(char::from_u32(ESCAPE_BASE + u32::from(b)).unwrap_or('\u{FFFD}'));
+            escape(&mut out, b);
         }
     }
     out
@@ -106,7 +121,7 @@ pub fn decode_os(s: &str) -> OsString {
     let mut buf = [0u8; 4];
     for c in s.chars() {
         let v = u32::from(c);
-        if (ESCAPE_BASE + 0x80..=ESCAPE_BASE + 0xFF).contains(&v) {
+        if ESCAPES.contains(&v) {
             out.push((v - ESCAPE_BASE) as u8);
         } else {
             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -122,17 +137,42 @@ pub fn display_lossy(s: &str) -> String {
 
 /// The event as JSON for people and programs: escaped bytes shown as U+FFFD.
 pub fn event_json_lossy(fields: &Map<String, Value>) -> Value {
-    fn lossy(v: &Value) -> Value {
+    lossy_within(fields, usize::MAX)
+}
+
+/// How deep an event's values are shown to the client tools (`status`, `tail`,
+/// `explain`): JSON readers refuse documents nested past a limit (serde_json's is 128), and
+/// a monitored endpoint's body must not blind them.
+pub const SHOWN_DEPTH: usize = 32;
+
+/// [`event_json_lossy`] for the client tools: values nested deeper than `SHOWN_DEPTH`
+/// are shown as a string that says so.
+pub fn event_json_shown(fields: &Map<String, Value>) -> Value {
+    lossy_within(fields, SHOWN_DEPTH)
+}
+
+fn lossy_within(fields: &Map<String, Value>, depth: usize) -> Value {
+    fn lossy(v: &Value, depth: usize) -> Value {
         match v {
             Value::String(s) => Value::from(display_lossy(s)),
-            Value::Array(a) => Value::Array(a.iter().map(lossy).collect()),
-            Value::Object(o) => {
-                Value::Object(o.iter().map(|(k, v)| (k.clone(), lossy(v))).collect())
+            Value::Array(_) | Value::Object(_) if depth == 0 => {
+                Value::from(format!("[nested deeper than {SHOWN_DEPTH} levels]"))
             }
+            Value::Array(a) => Value::Array(a.iter().map(|x| lossy(x, depth - 1)).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), lossy(v, depth - 1)))
+                    .collect(),
+            ),
             other => other.clone(),
         }
     }
-    Value::Object(fields.iter().map(|(k, v)| (k.clone(), lossy(v))).collect())
+    Value::Object(
+        fields
+            .iter()
+            .map(|(k, v)| (k.clone(), lossy(v, depth)))
+            .collect(),
+    )
 }
 
 /// A duration for people: whole seconds from one second up (`4m 12s`), else milliseconds.
@@ -158,7 +198,24 @@ mod tests {
         assert_eq!(decode_os(&enc), raw);
     }
 
+    #[test]
+    fn a_real_name_holding_an_escape_character_is_not_another_files_bytes() {
+        // Regression: U+10FFAF in a valid name decoded to the single byte 0xAF, the name
+        // of a different file.
+        let real = OsStr::new("decoy-\u{10FFAF}.txt");
+        let other = OsStr::from_bytes(b"decoy-\xaf.txt");
+        assert_eq!(decode_os(&encode_os(real)), real);
+        assert_eq!(decode_os(&encode_os(other)), other);
+        assert_ne!(encode_os(real), encode_os(other));
+    }
+
     proptest! {
+        #[test]
+        fn names_with_private_use_characters_round_trip(s in "[a\u{10FF70}-\u{10FFFF}\u{FFFD}/]{0,16}") {
+            let raw = OsStr::new(&s);
+            prop_assert_eq!(decode_os(&encode_os(raw)), raw.to_os_string());
+        }
+
         #[test]
         fn any_bytes_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let raw = OsStr::from_bytes(&bytes);

@@ -126,10 +126,17 @@ fn exit_of(status: std::process::ExitStatus) -> Finish {
     }
 }
 
-/// SIGTERM to the whole group, SIGKILL after a grace period.
+/// SIGTERM to the whole group and to every process descended from the leader (one that
+/// left the group with `setsid` included), SIGKILL after a grace period. A process whose
+/// parent had already ended (a daemon that double-forked) is no one's descendant any more
+/// and is not found.
 async fn terminate(child: &mut tokio::process::Child, pgid: Option<i32>) {
     let Some(pgid) = pgid else { return };
+    let mut tree = tokio::task::spawn_blocking(move || descendants(pgid))
+        .await
+        .unwrap_or_default();
     signal_group(pgid, libc::SIGTERM);
+    signal_each(&tree, libc::SIGTERM);
     if tokio::time::timeout(KILL_GRACE, child.wait())
         .await
         .is_err()
@@ -137,8 +144,69 @@ async fn terminate(child: &mut tokio::process::Child, pgid: Option<i32>) {
         signal_group(pgid, libc::SIGKILL);
         let _ = child.wait().await;
     }
-    // The leader is gone; whatever else it started in its group goes too.
+    // The leader is gone; whatever else it started goes too, and what those started
+    // during the grace period.
+    let roots: Vec<i32> = tree.iter().copied().chain([pgid]).collect();
+    tree.extend(
+        tokio::task::spawn_blocking(move || descendants_of(&roots))
+            .await
+            .unwrap_or_default(),
+    );
     signal_group(pgid, libc::SIGKILL);
+    signal_each(&tree, libc::SIGKILL);
+}
+
+/// Every process below `root` by parent, at this moment.
+fn descendants(root: i32) -> Vec<i32> {
+    descendants_of(&[root])
+}
+
+fn descendants_of(roots: &[i32]) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if let Some(ppid) = parent_of(pid) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo: Vec<i32> = roots.to_vec();
+    while let Some(p) = todo.pop() {
+        for &c in children.get(&p).map_or(&[][..], |v| &v[..]) {
+            if !out.contains(&c) {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The parent pid in `/proc/PID/stat` (after the name, which may hold `)` itself).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn signal_each(pids: &[i32], signal: i32) {
+    for &pid in pids {
+        if pid > 1 {
+            // SAFETY: kill(2) on one pid; no memory involved.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
 }
 
 fn signal_group(pgid: i32, signal: i32) {

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub outbox_failed: Gauge,
     pub outbox_oldest_seconds: Gauge<f64, AtomicU64>,
     pub store_write_errors: Counter,
+    pub process_events_dropped: Counter,
     pub reloads: Family<Labels, Counter>,
     pub reload_seconds: Gauge<f64, AtomicU64>,
     pub event_lag: Family<Labels, Histogram, Seconds>,
@@ -92,6 +93,7 @@ impl Metrics {
             action_seconds: Family::new_with_constructor(Seconds),
             deliveries: Family::default(),
             outbox_pending: Gauge::default(),
+            process_events_dropped: Counter::default(),
             outbox_failed: Gauge::default(),
             outbox_oldest_seconds: Gauge::default(),
             store_write_errors: Counter::default(),
@@ -180,6 +182,11 @@ impl Metrics {
             "store_write_errors",
             "Writes to the state store that failed (a full or failing disk)",
             m.store_write_errors.clone(),
+        );
+        r.register(
+            "process_events_dropped",
+            "Times the kernel dropped process events (its connector's buffer was full); each is an overflow event of every process watch",
+            m.process_events_dropped.clone(),
         );
         r.register(
             "reloads",

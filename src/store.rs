@@ -8,10 +8,16 @@
 //! gives atomic, checksummed commits (a copy-on-write B-tree with two commit slots) that
 //! are fsync'd before `commit` returns, in pure Rust with no C dependency. A commit that
 //! is interrupted leaves the previous state; there is no half-written entry to misread.
-//! redb also holds a lock on the file, so two daemons cannot share one `state_dir`.
+//! redb also holds a lock on the file; hark locks the directory too, so two daemons cannot
+//! share one `state_dir` even after the file was deleted. What someone else does to the
+//! file while hark runs is noticed before the next write (see `file`).
 
+mod file;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 
@@ -39,6 +45,14 @@ pub struct StoreError {
 pub struct Store {
     db: RwLock<Option<Database>>,
     path: PathBuf,
+    /// Outbox updates (removals of delivered entries) a failed write could not store:
+    /// each later write carries them, so a delivered entry never stays "pending" after a
+    /// disk was full, nor is delivered again after a restart.
+    unsettled: Mutex<BTreeMap<u64, Option<Vec<u8>>>>,
+    /// The directory's lock and hark's own handle on the file; held across each write.
+    guard: Mutex<file::Guard>,
+    /// The file was damaged under hark and made anew: the daemon saves again what it holds.
+    rebuilt: AtomicBool,
 }
 
 /// The key of one rule's state for one watch. Names cannot contain `/`.
@@ -80,11 +94,77 @@ impl Store {
                     io: false,
                 })?;
         }
+        let lock = file::lock_dir(dir).map_err(|e| StoreError {
+            path: path.clone(),
+            message: if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                "already in use by another process (is another hark running with this state_dir?)"
+                    .to_string()
+            } else {
+                format!("cannot lock {}: {e}", dir.display())
+            },
+            io: false,
+        })?;
+        file::check_header(&path).map_err(|message| StoreError {
+            path: path.clone(),
+            message: format!(
+                "{message}: move it aside to start with no saved state (rule states, outbox, \
+                 silences), or put back a copy from a backup"
+            ),
+            io: false,
+        })?;
         let db = open_db(&path)?;
+        let mut guard = file::Guard::new(lock);
+        guard.record(&path);
         Ok(Store {
             db: RwLock::new(Some(db)),
             path,
+            unsettled: Mutex::default(),
+            guard: Mutex::new(guard),
+            rebuilt: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the file was damaged under hark and made anew since the last call: what the
+    /// daemon holds in memory must be saved again.
+    pub fn take_rebuilt(&self) -> bool {
+        self.rebuilt.swap(false, Ordering::AcqRel)
+    }
+
+    /// Runs a write on the database, after making sure the file is still the one hark
+    /// wrote last; records what it is after.
+    fn write<T>(&self, f: impl Fn(&Database) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.check(&self.path) {
+            file::Found::Unchanged => {}
+            file::Found::Gone => {
+                // redb's handle goes first: it holds the old file's lock.
+                *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+                match guard.restore(&self.path) {
+                    Ok(aside) => tracing::warn!(
+                        path = %self.path.display(),
+                        set_aside = ?aside,
+                        "the state store was deleted or replaced while hark ran; written again from hark's open copy, nothing lost"
+                    ),
+                    Err(e) => {
+                        tracing::error!(path = %self.path.display(), error = %e, "the state store was deleted or replaced while hark ran, and cannot be written again")
+                    }
+                }
+            }
+            file::Found::Damaged => {
+                *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+                guard.release();
+                let aside = file::set_aside(&self.path, "damaged");
+                tracing::error!(
+                    path = %self.path.display(),
+                    set_aside = ?aside,
+                    "the state store was truncated or written to by something other than hark; set aside, and made anew with the rule states and silences hark holds (pending deliveries are still made by this process, but would not survive a restart)"
+                );
+                self.rebuilt.store(true, Ordering::Release);
+            }
+        }
+        let result = self.with_db(&f);
+        guard.record(&self.path);
+        result
     }
 
     fn error(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -129,8 +209,44 @@ impl Store {
     }
 
     /// Every delivery in the outbox, in the order they were accepted.
+    /// Updates not yet written (a full disk) count as made.
     pub fn outbox(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.read_all(OUTBOX, |k| k)
+        let mut all = self.read_all(OUTBOX, |k| k)?;
+        let pending = self.unsettled();
+        if !pending.is_empty() {
+            let pending: BTreeMap<u64, Option<Vec<u8>>> = pending.into_iter().collect();
+            all.retain_mut(|(k, v)| match pending.get(k) {
+                Some(Some(new)) => {
+                    v.clone_from(new);
+                    true
+                }
+                Some(None) => false,
+                None => true,
+            });
+        }
+        Ok(all)
+    }
+
+    /// One delivery of the outbox, if it is still there.
+    pub fn outbox_entry(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(pending) = self
+            .unsettled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&seq)
+        {
+            return Ok(pending.clone());
+        }
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(|e| self.error(e))?;
+            let table = match txn.open_table(OUTBOX) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(self.error(e)),
+            };
+            let value = table.get(seq).map_err(|e| self.error(e))?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
     }
 
     /// Every firing Alertmanager alert.
@@ -145,7 +261,7 @@ impl Store {
 
     /// Sets (or with `None` removes) silences, on disk when it returns.
     pub fn set_silences(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
-        self.with_db(|db| {
+        self.write(|db| {
             let mut txn = db.begin_write().map_err(|e| self.error(e))?;
             txn.set_durability(Durability::Immediate);
             self.apply(&txn, SILENCES, changes)?;
@@ -183,19 +299,66 @@ impl Store {
         deliveries: &[(u64, Vec<u8>)],
         alerts: &[(String, Option<Vec<u8>>)],
     ) -> Result<(), StoreError> {
-        self.with_db(|db| {
+        let unsettled = self.unsettled();
+        self.write(|db| {
             let mut txn = db.begin_write().map_err(|e| self.error(e))?;
             txn.set_durability(Durability::Immediate);
             self.apply(&txn, RULES, rules)?;
             self.apply(&txn, ALERTS, alerts)?;
             {
                 let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
+                self.apply_outbox(&mut outbox, &unsettled)?;
                 for (k, v) in deliveries {
                     outbox.insert(*k, v.as_slice()).map_err(|e| self.error(e))?;
                 }
             }
             txn.commit().map_err(|e| self.error(e))
-        })
+        })?;
+        self.settled(&unsettled);
+        Ok(())
+    }
+
+    fn unsettled(&self) -> Vec<(u64, Option<Vec<u8>>)> {
+        let pending = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
+        pending.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    /// Forgets the carried updates a write just stored (unless a newer one came since).
+    fn settled(&self, written: &[(u64, Option<Vec<u8>>)]) {
+        let mut pending = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, v) in written {
+            if pending.get(k) == Some(v) {
+                pending.remove(k);
+            }
+        }
+    }
+
+    /// Outbox updates the last writes could not store.
+    pub fn unsettled_count(&self) -> usize {
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    fn apply_outbox(
+        &self,
+        outbox: &mut redb::Table<u64, &[u8]>,
+        changes: &[(u64, Option<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
+        for (k, v) in changes {
+            match v {
+                Some(bytes) => {
+                    outbox
+                        .insert(*k, bytes.as_slice())
+                        .map_err(|e| self.error(e))?;
+                }
+                None => {
+                    outbox.remove(*k).map_err(|e| self.error(e))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Inserts or (for `None`) removes entries of a table keyed by name.
@@ -226,28 +389,34 @@ impl Store {
 
     /// Updates deliveries in place (`None` removes one: it was delivered). Not fsync'd on
     /// its own: a removal lost in a crash means one more delivery, which the receiver can
-    /// recognise by its idempotency key; the next `commit` makes it durable.
+    /// recognise by its idempotency key; the next `commit` makes it durable. What a failed
+    /// write could not store is carried by the next write, of either kind (`settle(&[])`
+    /// writes just that).
     pub fn settle(&self, changes: &[(u64, Option<Vec<u8>>)]) -> Result<(), StoreError> {
-        self.with_db(|db| {
+        let all = {
+            let mut pending = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, v) in changes {
+                pending.insert(*k, v.clone());
+            }
+            pending
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect::<Vec<_>>()
+        };
+        if all.is_empty() {
+            return Ok(());
+        }
+        self.write(|db| {
             let mut txn = db.begin_write().map_err(|e| self.error(e))?;
             txn.set_durability(Durability::Eventual);
             {
                 let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
-                for (k, v) in changes {
-                    match v {
-                        Some(bytes) => {
-                            outbox
-                                .insert(*k, bytes.as_slice())
-                                .map_err(|e| self.error(e))?;
-                        }
-                        None => {
-                            outbox.remove(*k).map_err(|e| self.error(e))?;
-                        }
-                    }
-                }
+                self.apply_outbox(&mut outbox, &all)?;
             }
             txn.commit().map_err(|e| self.error(e))
-        })
+        })?;
+        self.settled(&all);
+        Ok(())
     }
 }
 

@@ -1,9 +1,11 @@
 //! Actions: what a firing runs. An action receives a firing, never a rule, and does not
 //! know which watch woke it.
 //!
-//! Queueing: every firing's actions are spawned as tasks that wait for one of
-//! `max_concurrent_actions` permits. The rule engine never waits for an action, and no
-//! firing is dropped; what bounds the queue is each rule's trigger limit.
+//! Queueing: every firing's shell actions are spawned as tasks that wait, in order, for one
+//! of `max_concurrent_actions` permits. The permits are the daemon's, not a
+//! configuration's: a reload keeps the limit and the order of what waits. No firing is
+//! dropped; when `MAX_WAITING` actions wait, the engine waits for room before it starts
+//! more (and takes no events meanwhile: the watches' own queues then fill and say so).
 
 mod broker;
 pub mod outbox;
@@ -26,11 +28,66 @@ use crate::event::{decode_os, human_duration, Firing};
 use crate::trace::{self, Kind, Line};
 pub use template::Templates;
 
+/// Shell actions waiting for a permit, at most, before the engine waits for room: each
+/// holds its rendered argv and environment (a few KiB).
+pub const MAX_WAITING: usize = 10_000;
+
+/// The daemon's slots for shell actions, shared by the dispatchers of every configuration
+/// it has run.
+#[derive(Clone)]
+pub struct Slots {
+    permits: Arc<Semaphore>,
+    /// The limit now (`max_concurrent_actions`), and how many permits are still owed to a
+    /// lowered limit (taken as running actions give theirs back).
+    size: Arc<std::sync::Mutex<usize>>,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Slots {
+    pub fn new(max_concurrent: usize) -> Slots {
+        Slots {
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            size: Arc::new(std::sync::Mutex::new(max_concurrent)),
+            running: Arc::default(),
+            waiting: Arc::default(),
+        }
+    }
+
+    /// Sets `max_concurrent_actions` (a reload). A lower limit takes effect as running
+    /// actions end: the surplus permits are taken, in turn with what waits.
+    pub fn resize(&self, max_concurrent: usize) {
+        let mut size = self.size.lock().unwrap_or_else(|p| p.into_inner());
+        if max_concurrent > *size {
+            self.permits.add_permits(max_concurrent - *size);
+        } else if max_concurrent < *size {
+            let surplus = (*size - max_concurrent) as u32;
+            let permits = Arc::clone(&self.permits);
+            tokio::spawn(async move {
+                if let Ok(p) = permits.acquire_many_owned(surplus).await {
+                    p.forget();
+                }
+            });
+        }
+        *size = max_concurrent;
+    }
+
+    /// Shell actions running, and waiting for a permit.
+    pub fn load(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.running.load(Relaxed), self.waiting.load(Relaxed))
+    }
+
+    /// Whether `MAX_WAITING` actions wait for a permit: the engine then waits for room.
+    pub fn full(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed) >= MAX_WAITING
+    }
+}
+
 pub struct Dispatcher {
     actions: HashMap<String, Arc<ActionConfig>>,
     templates: Arc<Templates>,
-    permits: Arc<Semaphore>,
-    max_concurrent: usize,
+    slots: Slots,
     tracker: TaskTracker,
     kill: CancellationToken,
 }
@@ -41,13 +98,8 @@ impl Dispatcher {
         self.tracker.is_empty()
     }
 
-    /// Shell actions running, and waiting for a permit.
-    pub fn load(&self) -> (usize, usize) {
-        let running = self.max_concurrent - self.permits.available_permits();
-        (running, self.tracker.len().saturating_sub(running))
-    }
-
-    pub fn new(config: &Config) -> Self {
+    /// A dispatcher for `config` whose shell actions take their turn in `slots`.
+    pub fn new(config: &Config, slots: &Slots) -> Self {
         Dispatcher {
             actions: config
                 .actions
@@ -55,8 +107,7 @@ impl Dispatcher {
                 .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
                 .collect(),
             templates: Arc::new(Templates::new(config)),
-            permits: Arc::new(Semaphore::new(config.daemon.max_concurrent_actions)),
-            max_concurrent: config.daemon.max_concurrent_actions,
+            slots: slots.clone(),
             tracker: TaskTracker::new(),
             kill: CancellationToken::new(),
         }
@@ -78,6 +129,9 @@ impl Dispatcher {
     /// Starts (or queues) prepared shell actions.
     pub fn start(&self, jobs: Vec<ShellJob>) {
         for job in jobs {
+            self.slots
+                .waiting
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.tracker.spawn(job.run());
         }
     }
@@ -108,7 +162,7 @@ impl Dispatcher {
                         queued: Instant::now(),
                         action: Arc::clone(action),
                         prepared,
-                        permits: Arc::clone(&self.permits),
+                        slots: self.slots.clone(),
                         kill: self.kill.clone(),
                     };
                     jobs.push(job);
@@ -277,8 +331,35 @@ pub struct ShellJob {
     queued: Instant,
     action: Arc<ActionConfig>,
     prepared: shell::Prepared,
-    permits: Arc<Semaphore>,
+    slots: Slots,
     kill: CancellationToken,
+}
+
+/// Counts a job as waiting until it is dropped or marked running, and as running until
+/// it is dropped.
+struct Turn<'a> {
+    slots: &'a Slots,
+    running: bool,
+}
+
+impl Turn<'_> {
+    fn run(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.slots.waiting.fetch_sub(1, Relaxed);
+        self.slots.running.fetch_add(1, Relaxed);
+        self.running = true;
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.running {
+            self.slots.running.fetch_sub(1, Relaxed);
+        } else {
+            self.slots.waiting.fetch_sub(1, Relaxed);
+        }
+    }
 }
 
 impl ShellJob {
@@ -287,8 +368,12 @@ impl ShellJob {
             return;
         };
         let name = &self.action.name;
+        let mut turn = Turn {
+            slots: &self.slots,
+            running: false,
+        };
         let _permit = tokio::select! {
-            p = Arc::clone(&self.permits).acquire_owned() => match p {
+            p = Arc::clone(&self.slots.permits).acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => return,
             },
@@ -297,6 +382,7 @@ impl ShellJob {
                 return;
             }
         };
+        turn.run();
         let argv: Vec<String> = self
             .prepared
             .argv
@@ -410,12 +496,15 @@ fn prepare_shell(
     let mut argv = Vec::new();
     if let ShellProgram::Argv(args) = &shell.program {
         for a in args {
-            argv.push(decode_os(&templates.render(a, ctx)?));
+            argv.push(without_nul(decode_os(&templates.render(a, ctx)?)));
         }
     }
     let mut env = hark_env(firing, ctx);
     for (k, v) in &shell.env {
-        env.push((k.clone(), decode_os(&templates.render(v, ctx)?)));
+        env.push((
+            k.clone(),
+            without_nul(decode_os(&templates.render(v, ctx)?)),
+        ));
     }
     Ok(shell::Prepared {
         argv: shell::argv_for(shell, argv),
@@ -424,8 +513,11 @@ fn prepare_shell(
 }
 
 /// `HARK_RULE`, `HARK_WATCH`, `HARK_STATE`, `HARK_EVENT` (JSON), `HARK_SUMMARY`,
-/// `HARK_SEVERITY`, `HARK_COUNT`, and `HARK_<FIELD>` for each top-level event field. Strings
-/// carry their original bytes; other values are written as JSON.
+/// `HARK_SEVERITY`, `HARK_FIRING_COUNT`, and `HARK_<FIELD>` for each top-level event field.
+/// `HARK_COUNT` is the event's own `count` when it has one (a process watch's), else the
+/// firing's count. Strings carry their original bytes; other values are written as JSON.
+/// A NUL byte, which no environment variable can hold, is written as U+FFFD: one field
+/// must not keep a rule's every action from starting.
 fn hark_env(firing: &Firing, ctx: &template::RenderContext) -> Vec<(String, OsString)> {
     let fields = firing.event.to_json();
     let mut env: Vec<(String, OsString)> = Vec::new();
@@ -444,7 +536,7 @@ fn hark_env(firing: &Firing, ctx: &template::RenderContext) -> Vec<(String, OsSt
             Value::String(s) => decode_os(s),
             other => OsString::from(other.to_string()),
         };
-        env.push((format!("HARK_{key}"), value));
+        env.push((format!("HARK_{key}"), without_nul(value)));
     }
     let event_json = crate::event::event_json_lossy(&fields).to_string();
     env.push(("HARK_RULE".into(), (&*firing.rule).into()));
@@ -452,12 +544,33 @@ fn hark_env(firing: &Firing, ctx: &template::RenderContext) -> Vec<(String, OsSt
     env.push(("HARK_STATE".into(), firing.state.as_str().into()));
     env.push(("HARK_EVENT".into(), event_json.into()));
     env.push(("HARK_SEVERITY".into(), (&*firing.severity).into()));
-    env.push(("HARK_COUNT".into(), firing.count.to_string().into()));
+    env.push(("HARK_FIRING_COUNT".into(), firing.count.to_string().into()));
+    if !fields.contains_key("count") {
+        env.push(("HARK_COUNT".into(), firing.count.to_string().into()));
+    }
     let summary = ctx
         .json
         .get("summary")
         .and_then(Value::as_str)
         .unwrap_or("");
-    env.push(("HARK_SUMMARY".into(), decode_os(summary)));
+    env.push(("HARK_SUMMARY".into(), without_nul(decode_os(summary))));
     env
+}
+
+/// `s` with each NUL byte (which an argv element or environment variable cannot hold)
+/// replaced by U+FFFD.
+fn without_nul(s: OsString) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    if !s.as_bytes().contains(&0) {
+        return s;
+    }
+    let mut out = Vec::with_capacity(s.len() + 2);
+    for &b in s.as_bytes() {
+        if b == 0 {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    OsString::from_vec(out)
 }

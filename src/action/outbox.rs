@@ -119,6 +119,8 @@ struct Shared {
     lanes: Mutex<HashMap<LaneKey, Lane>>,
     /// Alertmanager alerts firing now, by `action/rule/watch`.
     active: Mutex<HashMap<String, ActiveAlert>>,
+    /// A task is trying to store outbox updates a failed write left.
+    settling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Rule, action, receiver.
@@ -156,11 +158,21 @@ impl LaneState {
     }
 }
 
-/// A stored delivery (with its sequence number) or a re-post of a firing alert (none).
-struct Job {
-    seq: Option<u64>,
-    delivery: Delivery,
+/// What a lane does next.
+enum Job {
+    /// A stored delivery, held in memory: its lane's window had room.
+    Held(u64, Delivery),
+    /// A stored delivery past the window, read from the store when its turn comes: a long
+    /// outage's backlog is in the store, not in memory (its sequence number is).
+    Stored(u64),
+    /// A re-post of a firing alert (not stored).
+    Repost(Delivery),
+    /// A delivery whose store write failed: held whatever the window (it is nowhere else).
+    Unstored(u64, Delivery),
 }
+
+/// Deliveries a lane holds in memory; those behind them wait in the store.
+const WINDOW: usize = 256;
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -183,12 +195,15 @@ impl Outbox {
                 stop,
                 lanes: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
+                settling: Arc::default(),
             }),
         }
     }
 
-    /// Queues a stored delivery behind the earlier ones of its rule and receiver.
-    pub fn enqueue(&self, seq: u64, d: Delivery) {
+    /// Queues a delivery behind the earlier ones of its rule and receiver. `stored` says
+    /// whether it is in the store: one that is not (the write failed) is always held in
+    /// memory, whatever the window.
+    pub fn enqueue(&self, seq: u64, d: Delivery, stored: bool) {
         if let Some(key) = &d.alert {
             let mut active = lock(&self.shared.active);
             if d.state == "firing" {
@@ -206,13 +221,12 @@ impl Outbox {
                 active.remove(key);
             }
         }
-        self.shared.send(
-            Job {
-                seq: Some(seq),
-                delivery: d,
-            },
-            false,
-        );
+        let job = if stored {
+            Job::Held(seq, d)
+        } else {
+            Job::Unstored(seq, d)
+        };
+        self.shared.send(job, false);
     }
 
     /// At a stop: waits, at most `grace`, for the deliveries being made and queued to be
@@ -259,7 +273,11 @@ impl Shared {
     /// Sends a job to its lane, starting the lane if needed; with `only_if_idle`, only
     /// when the lane has nothing to do. Whether it was sent.
     fn send(self: &Arc<Self>, job: Job, only_if_idle: bool) -> bool {
-        let d = &job.delivery;
+        let d = match &job {
+            Job::Held(_, d) | Job::Repost(d) | Job::Unstored(_, d) => d,
+            // Never sent from outside: a lane makes these itself.
+            Job::Stored(_) => return false,
+        };
         let key = (d.rule.clone(), d.action.clone(), d.target);
         let mut lanes = lock(&self.lanes);
         let lane = lanes.entry(key).or_insert_with(|| {
@@ -271,7 +289,11 @@ impl Shared {
         if only_if_idle && lane.state.queued.load(Ordering::Acquire) > 0 {
             return false;
         }
-        lane.state.queued.fetch_add(1, Ordering::AcqRel);
+        let queued = lane.state.queued.fetch_add(1, Ordering::AcqRel);
+        let job = match job {
+            Job::Held(seq, _) if queued >= WINDOW => Job::Stored(seq),
+            other => other,
+        };
         if lane.tx.send(job).is_err() {
             lane.state.queued.fetch_sub(1, Ordering::AcqRel);
             return false;
@@ -287,28 +309,26 @@ async fn lane(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>, state: 
             n = rx.recv() => n,
         };
         let Some(job) = next else { return };
-        match job.seq {
-            Some(seq) if shared.is_broker(&job.delivery.action) => {
+        let Some(job) = held(&shared, &state, job).await else {
+            continue;
+        };
+        match job {
+            Job::Held(seq, d) if shared.is_broker(&d.action) => {
                 // The messages waiting behind it go with it: published together, their
                 // confirmations awaited together, in order.
-                let mut batch = vec![(seq, job.delivery)];
+                let mut batch = vec![(seq, d)];
                 let mut repost = None;
                 while batch.len() < publish::BATCH {
-                    match rx.try_recv() {
-                        Ok(Job {
-                            seq: Some(s),
-                            delivery,
-                        }) => batch.push((s, delivery)),
+                    let Ok(next) = rx.try_recv() else { break };
+                    match held(&shared, &state, next).await {
+                        Some(Job::Held(s, d)) => batch.push((s, d)),
                         // An Alertmanager re-post, for an action a reload turned into a
                         // broker: after the batch, as before.
-                        Ok(Job {
-                            seq: None,
-                            delivery,
-                        }) => {
-                            repost = Some(delivery);
+                        Some(Job::Repost(d)) => {
+                            repost = Some(d);
                             break;
                         }
-                        Err(_) => break,
+                        _ => {}
                     }
                 }
                 let n = batch.len();
@@ -320,10 +340,45 @@ async fn lane(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>, state: 
                 }
                 continue;
             }
-            Some(seq) => deliver(&shared, &state, seq, job.delivery).await,
-            None => alerts::repost(&shared, job.delivery).await,
+            Job::Held(seq, d) => deliver(&shared, &state, seq, d).await,
+            Job::Repost(d) => alerts::repost(&shared, d).await,
+            // `held` turned these into `Held`.
+            Job::Stored(_) | Job::Unstored(..) => {}
         }
         state.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A job with its delivery in hand: one past the window is read from the store. One no
+/// longer there (or that does not decode) is done with, and counted off.
+async fn held(shared: &Shared, state: &LaneState, job: Job) -> Option<Job> {
+    let seq = match job {
+        Job::Stored(seq) => seq,
+        Job::Unstored(seq, d) => return Some(Job::Held(seq, d)),
+        other => return Some(other),
+    };
+    let store = Arc::clone(&shared.store);
+    let entry = tokio::task::spawn_blocking(move || store.outbox_entry(seq)).await;
+    let found = match entry {
+        Ok(Ok(Some(bytes))) => serde_json::from_slice::<Delivery>(&bytes)
+            .map_err(|e| tracing::error!(seq, error = %e, "an outbox entry does not decode; left in place"))
+            .ok(),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::error!(seq, error = %e, "cannot read an outbox entry; it is tried again at the next start");
+            None
+        }
+        Err(e) => {
+            tracing::error!(seq, error = %e, "reading an outbox entry panicked");
+            None
+        }
+    };
+    match found {
+        Some(d) => Some(Job::Held(seq, d)),
+        None => {
+            state.queued.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
     }
 }
 
@@ -370,8 +425,12 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
 impl Shared {
     fn client(&self) -> &Client {
         self.client.get_or_init(|| {
+            // A redirect is not followed: it would send the payload and its secret headers
+            // to whatever the Location names, and a 301/302 turns a POST into a GET whose
+            // 200 would pass for a delivery. A 3xx is a failed delivery that says where.
             Client::builder()
                 .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")))
+                .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .build()
                 .unwrap_or_default()
@@ -379,15 +438,40 @@ impl Shared {
     }
 }
 
+/// How long a delivery waits for its action to come back into the configuration: a
+/// config manager or an editor rewriting rules.d removes it for a moment, and that moment
+/// must not fail a delivery for good.
+const ACTION_GONE_GRACE: Duration = Duration::from_secs(600);
+
 async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
+    let mut gone_since: Option<std::time::Instant> = None;
     loop {
         let action = shared.action(&d.action);
+        if action.is_none() {
+            let since = *gone_since.get_or_insert_with(|| {
+                tracing::warn!(rule = %d.rule, action = %d.action, "the action of a pending delivery is not in the configuration now; waiting up to {} for it to come back", human_duration(ACTION_GONE_GRACE));
+                std::time::Instant::now()
+            });
+            if since.elapsed() < ACTION_GONE_GRACE {
+                if !lane.back_off(&shared.stop, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        }
         let Some(to) = receiver(action.as_deref(), d.target) else {
             give_up(
                 shared,
                 seq,
                 d,
-                "its action, or this receiver of it, is no longer in the configuration".into(),
+                format!(
+                    "its action, or this receiver of it, is no longer in the configuration{}",
+                    if gone_since.is_some() {
+                        format!(" (waited {})", human_duration(ACTION_GONE_GRACE))
+                    } else {
+                        String::new()
+                    }
+                ),
             )
             .await;
             return;
@@ -487,6 +571,11 @@ async fn attempt(client: &Client, to: &Receiver<'_>, d: &Delivery) -> Outcome {
         Ok(mut resp) => {
             let status = resp.status();
             let retry_after = retry_after(resp.headers());
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(|l| l.chars().take(200).collect::<String>());
             // A short answer is read to its end so the connection can be reused; a long
             // one (a receiver answering 100 MB) is cut off and its connection dropped.
             // Nothing of it is kept.
@@ -497,7 +586,12 @@ async fn attempt(client: &Client, to: &Receiver<'_>, d: &Delivery) -> Outcome {
                     _ => break,
                 }
             }
-            classify(status, retry_after)
+            match (classify(status, retry_after), location) {
+                (Outcome::Failed(why), Some(to)) if status.is_redirection() => Outcome::Failed(
+                    format!("{why}, redirecting to {to:?}: redirects are not followed; set the url to where it points"),
+                ),
+                (outcome, _) => outcome,
+            }
         }
         Err(e) if e.is_timeout() => Outcome::Retry(
             None,
@@ -566,14 +660,40 @@ async fn give_up(shared: &Shared, seq: u64, mut d: Delivery, why: String) {
     settle(shared, vec![(seq, Some(d.to_bytes()))]).await;
 }
 
+/// Stores what became of deliveries. What cannot be stored now (a full disk) the store
+/// keeps and writes with its next write; one task tries again every few seconds meanwhile,
+/// so `hark status` and the outbox metrics do not show delivered entries as pending.
 async fn settle(shared: &Shared, changes: Vec<(u64, Option<Vec<u8>>)>) {
     let store = Arc::clone(&shared.store);
     match tokio::task::spawn_blocking(move || store.settle(&changes)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "cannot update the outbox"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot update the outbox now; trying again");
+            if !shared.settling.swap(true, Ordering::AcqRel) {
+                let (store, stop) = (Arc::clone(&shared.store), shared.stop.clone());
+                let flag = Arc::clone(&shared.settling);
+                tokio::spawn(async move {
+                    while store.unsettled_count() > 0 {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(SETTLE_RETRY) => {}
+                        }
+                        let s = Arc::clone(&store);
+                        if let Ok(Ok(())) = tokio::task::spawn_blocking(move || s.settle(&[])).await
+                        {
+                            tracing::info!("the outbox is up to date again");
+                        }
+                    }
+                    flag.store(false, Ordering::Release);
+                });
+            }
+        }
         Err(e) => tracing::error!(error = %e, "updating the outbox panicked"),
     }
 }
+
+/// How often updates a full disk refused are tried again.
+const SETTLE_RETRY: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

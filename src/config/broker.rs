@@ -69,7 +69,7 @@ struct RawAmqp {
     retry: Option<Spanned<i64>>,
     json: Option<Spanned<serde_json::Value>>,
     body: Option<Spanned<String>>,
-    content_type: Option<String>,
+    content_type: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -83,7 +83,7 @@ struct RawMqtt {
     retry: Option<Spanned<i64>>,
     json: Option<Spanned<serde_json::Value>>,
     body: Option<Spanned<String>>,
-    content_type: Option<String>,
+    content_type: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -96,7 +96,7 @@ struct RawNats {
     retry: Option<Spanned<i64>>,
     json: Option<Spanned<serde_json::Value>>,
     body: Option<Spanned<String>>,
-    content_type: Option<String>,
+    content_type: Option<Spanned<String>>,
 }
 
 /// What every broker action has, read from its raw table.
@@ -107,7 +107,7 @@ struct Common<'a> {
     retry: &'a Option<Spanned<i64>>,
     json: &'a Option<Spanned<serde_json::Value>>,
     body: &'a Option<Spanned<String>>,
-    content_type: &'a Option<String>,
+    content_type: &'a Option<Spanned<String>>,
 }
 
 /// The keys every broker action has, from one of the raw tables; `$route` names its

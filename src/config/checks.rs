@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -126,15 +126,9 @@ pub(crate) fn parse_process(
             }
         });
     let user = raw.user.as_ref().and_then(|u| lookup(ctx, u, Kind::User));
-    let config_dir = ctx
-        .path()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let config_dir = ctx.config_dir();
     let pidfile = raw.pidfile.as_ref().map(|p| {
-        let joined = std::path::absolute(&config_dir)
-            .unwrap_or_else(|_| config_dir.clone())
-            .join(p.get_ref());
+        let joined = config_dir.join(p.get_ref());
         super::watch::normalize(&joined)
     });
     let every = values::positive_duration(ctx, &raw.every, "every", DEFAULT_PROCESS_EVERY);

@@ -149,4 +149,14 @@ impl Ctx {
     pub fn path(&self) -> &Path {
         &self.file.path
     }
+
+    /// The absolute directory of the file being parsed: paths in it are relative to it,
+    /// not to wherever hark was started. `hark.toml` given bare is in the current
+    /// directory (its parent, `""`, is no directory at all).
+    pub fn config_dir(&self) -> PathBuf {
+        let file = std::path::absolute(self.path()).unwrap_or_else(|_| self.path().to_path_buf());
+        file.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"))
+    }
 }

@@ -186,11 +186,7 @@ fn parse_file(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Option<F
             "`paths` is empty: name at least one path or glob",
         );
     }
-    let config_dir = ctx
-        .path()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let config_dir = ctx.config_dir();
     let paths: Vec<PathPattern> = raw
         .paths
         .get_ref()
@@ -260,9 +256,7 @@ fn path_pattern(
     let joined = if Path::new(raw).is_absolute() {
         PathBuf::from(raw)
     } else {
-        std::path::absolute(config_dir)
-            .unwrap_or_else(|_| config_dir.to_path_buf())
-            .join(raw)
+        config_dir.join(raw)
     };
     let full = normalize(&joined);
     let source = full.to_string_lossy().into_owned();

@@ -51,7 +51,7 @@ struct RawWebhook {
     retry: Option<Spanned<i64>>,
     json: Option<Spanned<serde_json::Value>>,
     body: Option<Spanned<String>>,
-    content_type: Option<String>,
+    content_type: Option<Spanned<String>>,
 }
 
 pub(crate) fn parse(
@@ -141,8 +141,17 @@ pub(super) fn payload(
     templates: &minijinja::Environment<'static>,
     json: &Option<Spanned<serde_json::Value>>,
     body: &Option<Spanned<String>>,
-    content_type: &Option<String>,
+    content_type: &Option<Spanned<String>>,
 ) -> Payload {
+    if let Some(ct) = content_type {
+        // A header value: a CR or LF in it would fail every attempt, forever.
+        if reqwest::header::HeaderValue::from_str(ct.get_ref()).is_err() {
+            ctx.error(
+                ct.span(),
+                "`content_type` must be a header value: no control characters (CR, LF, ...)",
+            );
+        }
+    }
     match (json, body) {
         (Some(_), Some(b)) => {
             ctx.error(b.span(), "give either `json` or `body`, not both");
@@ -157,7 +166,8 @@ pub(super) fn payload(
             Payload::Body {
                 template: b.get_ref().clone(),
                 content_type: content_type
-                    .clone()
+                    .as_ref()
+                    .map(|c| c.get_ref().clone())
                     .unwrap_or_else(|| "text/plain; charset=utf-8".into()),
             }
         }

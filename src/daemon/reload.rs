@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use sd_notify::NotifyState;
+use tokio::sync::mpsc;
 
 use super::{blocking, notify, start_watches, stop_all, Daemon};
 use crate::action::Dispatcher;
@@ -15,18 +16,68 @@ use crate::config::Config;
 use crate::control::ReloadStatus;
 use crate::event::rfc3339;
 
-impl Daemon {
-    pub(super) async fn reload(&mut self) {
+/// A configuration loaded off the main loop, and when its loading started.
+pub(super) struct Loaded {
+    result: Result<Result<Config, crate::config::ConfigErrors>, tokio::task::JoinError>,
+    started: Instant,
+}
+
+/// Whether a load is under way, and whether another SIGHUP came meanwhile: that one loads
+/// again once this one is applied (the files may have changed since it read them).
+#[derive(Default)]
+pub(super) struct Loading {
+    busy: bool,
+    again: bool,
+}
+
+impl Loading {
+    /// A SIGHUP: starts loading, or marks that another load follows the one under way.
+    pub(super) fn request(&mut self, paths: &[std::path::PathBuf], tx: &mpsc::Sender<Loaded>) {
+        if self.busy {
+            self.again = true;
+            return;
+        }
+        self.busy = true;
         let mut state = vec![NotifyState::Reloading];
         if let Ok(t) = NotifyState::monotonic_usec_now() {
             state.push(t);
         }
         notify(&state);
-        let started = Instant::now();
-        let paths = self.paths.clone();
-        let loaded = tokio::task::spawn_blocking(move || Config::load(&paths)).await;
-        let status = match loaded {
-            Ok(Ok(config)) => self.apply(config).await,
+        let (paths, tx) = (paths.to_vec(), tx.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = tokio::task::spawn_blocking(move || Config::load(&paths)).await;
+            let _ = tx.send(Loaded { result, started }).await;
+        });
+    }
+
+    /// The load was applied; another starts if one was asked for meanwhile.
+    pub(super) fn done(&mut self, paths: &[std::path::PathBuf], tx: &mpsc::Sender<Loaded>) {
+        self.busy = false;
+        if std::mem::take(&mut self.again) {
+            self.request(paths, tx);
+        }
+    }
+}
+
+impl Daemon {
+    /// Applies a configuration loaded off the loop, or records why it was refused.
+    pub(super) async fn reload(&mut self, loaded: Loaded) {
+        let started = loaded.started;
+        let status = match loaded.result {
+            Ok(Ok(config)) => match self.suspicious(&config) {
+                None => self.apply(config).await,
+                Some(why) => {
+                    tracing::error!(
+                        "reload refused: {why}; the previous configuration keeps running"
+                    );
+                    ReloadStatus {
+                        time: rfc3339(SystemTime::now()),
+                        ok: false,
+                        errors: vec![why],
+                    }
+                }
+            },
             Ok(Err(errors)) => {
                 for e in &errors.0 {
                     tracing::error!("{e}");
@@ -62,6 +113,36 @@ impl Daemon {
         }
         self.last_reload = Some(status);
         notify(&[NotifyState::Ready, NotifyState::Status(&self.status_line())]);
+    }
+
+    /// Why a configuration that validated still looks like one caught half-written (an
+    /// editor or a config manager truncating a file before writing it), and must not
+    /// replace one that runs rules. A restart runs it all the same: that is asking for it.
+    fn suspicious(&self, new: &Config) -> Option<String> {
+        let running = self.config.rules.len();
+        if running == 0 {
+            return None;
+        }
+        let empty: Vec<String> = new
+            .files
+            .iter()
+            .filter(|f| self.config.files.contains(f))
+            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() == 0))
+            .map(|f| f.display().to_string())
+            .collect();
+        if !empty.is_empty() {
+            return Some(format!(
+                "{} empty (being rewritten?); restart hark to run the configuration as it is",
+                empty.join(", ") + if empty.len() == 1 { " is" } else { " are" }
+            ));
+        }
+        if new.rules.is_empty() {
+            return Some(format!(
+                "the new configuration has no rules and the running one has {running} (a file \
+                 half-written?); restart hark to run a configuration without rules"
+            ));
+        }
+        None
     }
 
     /// Replaces the running configuration with `new`, which validated.
@@ -146,7 +227,8 @@ impl Daemon {
         }
 
         // Actions: new ones for new firings; the old dispatcher's running actions finish.
-        let old = std::mem::replace(&mut self.dispatcher, Dispatcher::new(&new));
+        self.slots.resize(new.daemon.max_concurrent_actions);
+        let old = std::mem::replace(&mut self.dispatcher, Dispatcher::new(&new, &self.slots));
         self.retired.retain(|d| !d.is_idle());
         self.retired.push(old);
         let stale = self.outbox.reconfigure(self.dispatcher.actions());
@@ -209,10 +291,13 @@ impl Daemon {
             .values()
             .flat_map(|r| r.watches.iter().map(|w| crate::store::key(&r.name, w)))
             .collect();
+        // A rule removed a moment ago may come back: its saved state stays meanwhile.
+        let retired: HashSet<String> = self.engine.retired_rules().map(str::to_string).collect();
         let stored = blocking(&self.store, |s| s.rule_states()).await?;
         let removals: Vec<_> = stored
             .into_iter()
             .filter(|(k, _)| !valid.contains(k))
+            .filter(|(k, _)| !k.split_once('/').is_some_and(|(r, _)| retired.contains(r)))
             .map(|(k, _)| (k, None))
             .collect();
         if !removals.is_empty() {

@@ -33,7 +33,7 @@ impl Daemon {
                         .and_then(Value::as_str)
                         .filter(|s| !s.is_empty())
                         .map(crate::event::display_lossy),
-                    last: last.map(|e| crate::event::event_json_lossy(&e.fields)),
+                    last: last.map(|e| crate::event::event_json_shown(&e.fields)),
                 }
             })
             .collect();
@@ -52,12 +52,7 @@ impl Daemon {
                 since: r.since.map(at),
             })
             .collect();
-        let (running, queued) = self
-            .retired
-            .iter()
-            .chain(std::iter::once(&self.dispatcher))
-            .map(|d| d.load())
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let (running, queued) = self.slots.load();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::condition::{cel_fields, SubValue};
 use super::{Engine, Rule, RuleVerdict};
 use crate::config::Threshold;
-use crate::event::{event_json_lossy, rfc3339, Event};
+use crate::event::{event_json_shown, rfc3339, Event};
 
 /// Events kept per rule for `hark explain`.
 pub(super) const KEPT_EVENTS: usize = 5;
@@ -107,7 +107,7 @@ impl Engine {
                 time: rfc3339(s.event.time),
                 watch: s.event.watch.to_string(),
                 verdict: s.verdict.to_string(),
-                fields: event_json_lossy(&s.event.to_json()),
+                fields: event_json_shown(&s.event.to_json()),
                 values: match &c.when {
                     Some(w) => self
                         .evaluator

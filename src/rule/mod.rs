@@ -61,7 +61,16 @@ pub struct Engine {
     evaluator: Evaluator,
     /// (rule, watch) states changed since the last `take_changes`.
     dirty: BTreeSet<(usize, Arc<str>)>,
+    /// The states of rules a reload removed, by name, kept for `RETIRED_GRACE` in case
+    /// the rule comes back (a file rewritten in place, a config manager's run).
+    retired: HashMap<Arc<str>, (States, Instant)>,
 }
+
+/// One rule's state machines, by watch.
+type States = HashMap<Arc<str>, StateMachine>;
+
+/// How long the states of a rule a reload removed are kept for its return.
+pub const RETIRED_GRACE: Duration = Duration::from_secs(600);
 
 impl Engine {
     pub fn new(config: &Config) -> Self {
@@ -108,7 +117,13 @@ impl Engine {
             by_watch,
             evaluator: Evaluator::default(),
             dirty: BTreeSet::new(),
+            retired: HashMap::new(),
         }
+    }
+
+    /// Rules a reload removed whose states are kept for their return.
+    pub fn retired_rules(&self) -> impl Iterator<Item = &str> {
+        self.retired.keys().map(|k| &**k)
     }
 
     /// Takes up states saved by an earlier run. Returns the keys of saved states that no
@@ -248,6 +263,19 @@ impl Engine {
             .collect()
     }
 
+    /// Every state worth saving, to write into a store made anew.
+    pub fn all_states(&self, now: Instant, wall: SystemTime) -> Vec<(String, Saved)> {
+        self.rules
+            .iter()
+            .flat_map(|r| {
+                r.states
+                    .iter()
+                    .filter(|(_, m)| m.worth_saving())
+                    .map(move |(w, m)| (crate::store::key(&r.name, w), m.save(now, wall)))
+            })
+            .collect()
+    }
+
     /// Names of the rules firing now, with since when.
     pub fn firing(&self) -> Vec<(Arc<str>, Instant)> {
         self.rules
@@ -303,8 +331,30 @@ impl Engine {
         wall: SystemTime,
     ) {
         let mut next = Engine::new(config);
+        next.retired = std::mem::take(&mut self.retired);
+        next.retired
+            .retain(|_, (_, since)| now.saturating_duration_since(*since) < RETIRED_GRACE);
+        for old in &mut self.rules {
+            if !config.rules.contains_key(&*old.name) && !old.states.is_empty() {
+                next.retired.insert(
+                    Arc::clone(&old.name),
+                    (std::mem::take(&mut old.states), now),
+                );
+            }
+        }
         for r in &mut next.rules {
             let Some(old) = self.rules.iter_mut().find(|o| o.name == r.name) else {
+                // Back within the grace: what it had, as across a restart.
+                if let Some((states, _)) = next.retired.remove(&r.name) {
+                    for (w, m) in &states {
+                        if m.worth_saving() && r.config.watches.iter().any(|x| **x == **w) {
+                            let mut fresh = new_machine(&r.config);
+                            fresh.restore(&m.save(now, wall), now, wall);
+                            r.states.insert(Arc::clone(w), fresh);
+                        }
+                    }
+                    tracing::info!(rule = %r.name, "rule back in the configuration: it keeps its state");
+                }
                 continue;
             };
             if unchanged.contains(&*r.name) {

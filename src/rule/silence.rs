@@ -41,6 +41,17 @@ impl Silences {
         serde_json::to_vec(&Stored { until }).unwrap_or_default()
     }
 
+    /// Every silence as stored, to write into a store made anew.
+    pub fn all(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        self.until
+            .iter()
+            .map(|(rule, until)| {
+                let bytes = serde_json::to_vec(&Stored { until: *until }).unwrap_or_default();
+                (rule.clone(), Some(bytes))
+            })
+            .collect()
+    }
+
     /// Whether `rule` was silenced.
     pub fn remove(&mut self, rule: &str) -> bool {
         self.until.remove(rule).is_some()

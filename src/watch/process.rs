@@ -217,10 +217,17 @@ impl Monitor {
                 }
                 execs = exec_ready(&connector) => {
                     match execs {
-                        Ok(pids) if !pids.is_empty() => {
-                            cache = self.check_execs(cache, pids, &exit_tx).await;
+                        Ok((pids, dropped)) => {
+                            if !pids.is_empty() {
+                                cache = self.check_execs(cache, pids, &exit_tx).await;
+                            }
+                            if dropped > 0 {
+                                // Starts of processes still running are found by a pass
+                                // now; those already gone are lost, and said to be.
+                                self.report_dropped(dropped).await;
+                                next_pass = Instant::now();
+                            }
                         }
-                        Ok(_) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "the process connector failed; process starts are found at each pass over /proc");
                             connector = None;
@@ -234,6 +241,31 @@ impl Monitor {
             }
             cache = self.pass(cache, &exit_tx).await;
             next_pass = Instant::now() + every;
+        }
+    }
+
+    /// The kernel dropped process events: every process watch gets an `overflow` event
+    /// (starts of programs that were gone before a pass could see them are lost), and
+    /// `hark_process_events_dropped_total` counts it.
+    async fn report_dropped(&self, dropped: u64) {
+        crate::metrics::get().process_events_dropped.inc_by(dropped);
+        let out: Vec<_> = {
+            let reg = self.lock();
+            reg.watches
+                .values()
+                .map(|w| {
+                    let mut fields = Map::new();
+                    fields.insert("kind".into(), Value::from("overflow"));
+                    (w.events.clone(), w.event(fields, true))
+                })
+                .collect()
+        };
+        tracing::warn!(
+            dropped,
+            "the kernel dropped process events (its connector's buffer was full): programs that started and ended meanwhile were not seen; a pass over /proc looks for the others now"
+        );
+        for (tx, ev) in out {
+            let _ = tx.send(ev).await;
         }
     }
 

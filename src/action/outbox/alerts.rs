@@ -166,13 +166,7 @@ impl Shared {
                     watch: a.watch.clone(),
                     route: None,
                 };
-                self.send(
-                    Job {
-                        seq: None,
-                        delivery,
-                    },
-                    true,
-                );
+                self.send(Job::Repost(delivery), true);
             }
         }
     }

@@ -21,6 +21,9 @@ const CN_MSG_LEN: usize = 20;
 /// `struct proc_event` up to its data: what, cpu, timestamp_ns.
 const PROC_EVENT_HDR: usize = 16;
 
+/// The connector socket's receive buffer: about 80,000 exec events.
+const RCVBUF: libc::c_int = 16 << 20;
+
 /// Opens a non-blocking socket subscribed to process events.
 pub fn open() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned below.
@@ -36,18 +39,25 @@ pub fn open() -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just gave us this fd; nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // A burst of process starts must not overflow the queue: what it drops, the next
-    // pass finds later.
-    let size: libc::c_int = 4 << 20;
-    // SAFETY: setsockopt reads `size` for its length.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
+    // A burst of process starts must not overflow the queue (what it drops is counted,
+    // reported, and looked for by a pass at once). SO_RCVBUF is capped by
+    // net.core.rmem_max (208 KiB by default, about 2,000 events); as root, SO_RCVBUFFORCE
+    // is not.
+    let size: libc::c_int = RCVBUF;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt reads `size` for its length.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
     }
     // SAFETY: a zeroed sockaddr_nl is valid; we set its family and group.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -87,18 +97,22 @@ pub fn open() -> io::Result<OwnedFd> {
 }
 
 /// Reads every message waiting on the socket; collects the pids of processes that
-/// exec'd. `WouldBlock` ends it.
-pub fn drain(fd: &OwnedFd, out: &mut Vec<i32>) -> io::Result<()> {
+/// exec'd. `WouldBlock` ends it. Returns how often the kernel said it dropped events
+/// (ENOBUFS: the buffer was full; how many it dropped, it does not say).
+pub fn drain(fd: &OwnedFd, out: &mut Vec<i32>) -> io::Result<u64> {
     let mut buf = [0u8; 8192];
+    let mut dropped = 0;
     loop {
         // SAFETY: recv writes at most `buf.len()` bytes into `buf`.
         let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(()),
-                // ENOBUFS: events were dropped; the next pass finds those starts.
-                _ if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
+                io::ErrorKind::WouldBlock => Ok(dropped),
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    dropped += 1;
+                    continue;
+                }
                 io::ErrorKind::Interrupted => continue,
                 _ => Err(e),
             };

@@ -19,17 +19,18 @@ pub struct Exit {
     pub status: Option<i32>,
 }
 
-/// The pids of processes that exec'd, once the connector has some; never, without it.
-pub async fn exec_ready(connector: &Option<AsyncFd<OwnedFd>>) -> std::io::Result<Vec<i32>> {
+/// The pids of processes that exec'd, once the connector has some, and how often the
+/// kernel dropped events meanwhile; never, without a connector.
+pub async fn exec_ready(connector: &Option<AsyncFd<OwnedFd>>) -> std::io::Result<(Vec<i32>, u64)> {
     let Some(afd) = connector else {
         return std::future::pending().await;
     };
     let mut guard = afd.readable().await?;
     let mut pids = Vec::new();
-    connector::drain(guard.get_inner(), &mut pids)?;
+    let dropped = connector::drain(guard.get_inner(), &mut pids)?;
     // Read until it would block: wait for the next readiness.
     guard.clear_ready();
-    Ok(pids)
+    Ok((pids, dropped))
 }
 
 /// Opens a pidfd for the process and waits, on the runtime, for it to become readable

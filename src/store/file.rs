@@ -1,0 +1,216 @@
+//! The store's file as something else may touch it: the directory is locked (a second
+//! daemon is refused even if the file was deleted), the file's header is checked before
+//! redb reads it, and before each write the file is checked to be the one hark wrote last
+//! (same inode, size and modification time). What someone else did to it is repaired
+//! rather than written into:
+//! - deleted or replaced: written again from hark's own open copy, nothing lost;
+//! - truncated or written to: set aside as `state.redb.damaged-SECONDS`, a new file made,
+//!   and the daemon saves again what it holds (rule states, silences).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The first bytes of every redb file.
+const MAGIC: &[u8] = b"redb\x1A\x0A\xA9\x0D\x0A";
+
+/// What the file was after hark's last write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    ino: u64,
+    dev: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl Identity {
+    fn of(m: &std::fs::Metadata) -> Identity {
+        Identity {
+            ino: m.ino(),
+            dev: m.dev(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        }
+    }
+}
+
+/// What became of the file since hark last wrote it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    Unchanged,
+    /// Unlinked or replaced by another file; hark's copy is intact.
+    Gone,
+    /// Truncated or written to by something else.
+    Damaged,
+}
+
+/// Holds the lock on the directory and an open handle on the file.
+pub struct Guard {
+    _dir_lock: File,
+    own: Option<File>,
+    last: Option<Identity>,
+}
+
+/// Locks `dir` for this process: a second daemon on the same `state_dir` is refused
+/// whatever became of the file in it.
+pub fn lock_dir(dir: &Path) -> std::io::Result<File> {
+    let d = File::open(dir)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(d.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(d)
+}
+
+/// Refuses a file redb would misread: one that has bytes but not redb's header.
+pub fn check_header(path: &Path) -> Result<(), String> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut head = [0u8; MAGIC.len()];
+    if len < MAGIC.len() as u64 || f.read_exact(&mut head).is_err() || head != MAGIC {
+        return Err(format!(
+            "damaged: {len} bytes without the header of a redb database (truncated or overwritten?)"
+        ));
+    }
+    Ok(())
+}
+
+impl Guard {
+    pub fn new(dir_lock: File) -> Guard {
+        Guard {
+            _dir_lock: dir_lock,
+            own: None,
+            last: None,
+        }
+    }
+
+    /// Takes a handle on the file as it is now (after opening it, or after a write).
+    pub fn record(&mut self, path: &Path) {
+        if self.own.is_none() {
+            self.own = File::open(path).ok();
+        }
+        self.last = self
+            .own
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| Identity::of(&m));
+    }
+
+    /// Forgets the handle: the file is about to be set aside or replaced.
+    pub fn release(&mut self) {
+        self.own = None;
+        self.last = None;
+    }
+
+    /// Whether the file is still the one hark wrote last.
+    pub fn check(&self, path: &Path) -> Found {
+        let (Some(own), Some(last)) = (&self.own, self.last) else {
+            return Found::Unchanged;
+        };
+        let now = own.metadata().map(|m| Identity::of(&m)).ok();
+        if now != Some(last) {
+            return Found::Damaged;
+        }
+        match std::fs::metadata(path) {
+            Ok(m) if m.ino() == last.ino && m.dev() == last.dev => Found::Unchanged,
+            _ => Found::Gone,
+        }
+    }
+
+    /// Writes hark's own copy to `path` again (through a temporary file and a rename, so
+    /// a crash meanwhile leaves no half file); a file found in its place is set aside.
+    pub fn restore(&mut self, path: &Path) -> std::io::Result<Option<PathBuf>> {
+        let Some(own) = self.own.as_mut() else {
+            return Err(std::io::Error::other("no open copy to restore from"));
+        };
+        let tmp = path.with_extension("redb.restoring");
+        {
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            own.seek(SeekFrom::Start(0))?;
+            std::io::copy(own, &mut out)?;
+            out.flush()?;
+            out.sync_all()?;
+        }
+        let aside = if path.exists() {
+            let a = set_aside(path, "replaced")?;
+            Some(a)
+        } else {
+            None
+        };
+        std::fs::rename(&tmp, path)?;
+        self.release();
+        Ok(aside)
+    }
+}
+
+/// Renames `path` to `path.WHY-SECONDS`; returns the new name.
+pub fn set_aside(path: &Path, why: &str) -> std::io::Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut name = path.as_os_str().to_os_string();
+    name.push(format!(".{why}-{secs}"));
+    let to = PathBuf::from(name);
+    std::fs::rename(path, &to)?;
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_without_the_header_is_refused_and_an_empty_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.redb");
+        assert!(check_header(&p).is_ok());
+        std::fs::write(&p, b"").unwrap();
+        assert!(check_header(&p).is_ok());
+        std::fs::write(&p, vec![0u8; 4096]).unwrap();
+        assert!(check_header(&p).unwrap_err().contains("damaged"));
+    }
+
+    #[test]
+    fn the_directory_lock_refuses_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _a = lock_dir(dir.path()).unwrap();
+        assert!(lock_dir(dir.path()).is_err());
+    }
+
+    #[test]
+    fn deletion_truncation_and_replacement_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"hello").unwrap();
+        let mut g = Guard::new(lock_dir(dir.path()).unwrap());
+        g.record(&p);
+        assert_eq!(g.check(&p), Found::Unchanged);
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(g.check(&p), Found::Gone);
+        assert!(g.restore(&p).unwrap().is_none());
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+        g.record(&p);
+        assert_eq!(g.check(&p), Found::Unchanged);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert_eq!(g.check(&p), Found::Damaged);
+    }
+}
