@@ -79,7 +79,20 @@ fn build_regex(pattern: &str) -> Result<regex::Regex, String> {
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| format!("not a valid regex: {e}"))
+        .map_err(|e| {
+            // The regex crate's message draws the pattern over several lines; its last
+            // line says what is wrong.
+            let text = e.to_string();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            format!(
+                "not a valid regex: {}",
+                last.trim().trim_start_matches("error: ")
+            )
+        })
 }
 
 /// Compiles `value` and checks it; errors point inside the string.
@@ -169,6 +182,7 @@ pub fn check(program: &cel::Program) -> Vec<(Range<usize>, String)> {
         info.offset_for(e.id)
             .map_or(0..1, |(a, b)| a as usize..(b as usize).max(a as usize + 1))
     };
+    let source: Vec<char> = info.source.chars().collect();
     let mut problems = Vec::new();
     // Iterative, so a condition nested far too deep is measured without recursing.
     let mut stack: Vec<(&IdedExpr, usize)> = vec![(program.expression(), 1)];
@@ -189,7 +203,7 @@ pub fn check(program: &cel::Program) -> Vec<(Range<usize>, String)> {
         }
         if let Expr::Call(call) = &e.expr {
             if let Some(problem) = check_call(call) {
-                problems.push((at(e), problem));
+                problems.push((named(&source, at(e), &call.func_name), problem));
             }
         }
         for child in children(e) {
@@ -198,6 +212,20 @@ pub fn check(program: &cel::Program) -> Vec<(Range<usize>, String)> {
     }
     problems.sort_by_key(|(r, _)| r.start);
     problems
+}
+
+/// A call's place is its bracket; the function's name just before it is where a person
+/// looks.
+fn named(source: &[char], at: Range<usize>, name: &str) -> Range<usize> {
+    let name: Vec<char> = name.chars().collect();
+    let mut end = at.start;
+    while end > 0 && source.get(end - 1).is_some_and(|c| c.is_whitespace()) {
+        end -= 1;
+    }
+    match end.checked_sub(name.len()) {
+        Some(start) if source.get(start..end) == Some(&name[..]) => start..end,
+        _ => at,
+    }
 }
 
 fn children(e: &IdedExpr) -> Vec<&IdedExpr> {

@@ -8,6 +8,8 @@ mod daemon;
 mod dry_run;
 mod faults;
 mod file_watch;
+mod hostile_config;
+mod hostile_world;
 mod http_server;
 mod http_watch;
 mod metrics;

@@ -169,3 +169,58 @@ fn a_read_only_state_dir_stops_the_daemon_at_start_with_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn a_delivery_made_while_the_disk_was_full_is_not_left_pending_nor_made_again() {
+    // Regression: the removal of a delivered entry failed on the full disk and was never
+    // tried again: `hark status` showed it pending for good, and a restart delivered it
+    // again.
+    let server = Server::start();
+    server.set_status(503);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = port.local_addr().unwrap().to_string();
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let fs = Tmpfs::mount(&dir.path().join("state"), "2m");
+    let mut h = start_in(
+        dir,
+        &fixture(
+            "state_dir/file_and_port.toml",
+            &[("@URL@", &server.url("/hook")), ("@ADDRESS@", &address)],
+        ),
+    );
+    std::fs::write(h.path("in/a"), "x").unwrap();
+    assert!(h.wait_log("delivery failed; retrying"), "log:\n{}", h.log());
+    // Stored while there was room; now the disk is full, and the receiver takes it.
+    let filler = fs.fill();
+    server.set_status(200);
+    assert!(h.wait_log("delivered rule=dropped"), "log:\n{}", h.log());
+    assert!(
+        h.wait_log("cannot update the outbox now; trying again"),
+        "log:\n{}",
+        h.log()
+    );
+    // Room again, and nothing else written: the removal goes in by itself.
+    std::fs::remove_file(filler).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || h
+            .log()
+            .contains("the outbox is up to date again")),
+        "log:\n{}",
+        h.log()
+    );
+    assert_eq!(h.status()["outbox"]["pending"], 0);
+    let delivered = server.requests().iter().filter(|(s, _)| *s == 200).count();
+    h.kill_and_restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !h.log().contains("resuming deliveries"),
+        "log:\n{}",
+        h.log()
+    );
+    assert_eq!(
+        server.requests().iter().filter(|(s, _)| *s == 200).count(),
+        delivered,
+        "delivered again after the restart"
+    );
+}
