@@ -50,6 +50,7 @@ pub struct Metrics {
     pub outbox_oldest_seconds: Gauge<f64, AtomicU64>,
     pub store_write_errors: Counter,
     pub process_events_dropped: Counter,
+    pub file_overflows: Counter,
     pub reloads: Family<Labels, Counter>,
     pub reload_seconds: Gauge<f64, AtomicU64>,
     pub event_lag: Family<Labels, Histogram, Seconds>,
@@ -94,6 +95,7 @@ impl Metrics {
             deliveries: Family::default(),
             outbox_pending: Gauge::default(),
             process_events_dropped: Counter::default(),
+            file_overflows: Counter::default(),
             outbox_failed: Gauge::default(),
             outbox_oldest_seconds: Gauge::default(),
             store_write_errors: Counter::default(),
@@ -182,6 +184,11 @@ impl Metrics {
             "store_write_errors",
             "Writes to the state store that failed (a full or failing disk)",
             m.store_write_errors.clone(),
+        );
+        r.register(
+            "file_overflows",
+            "Times a file watch found the kernel's inotify queue overflowed and recovered what changed meanwhile",
+            m.file_overflows.clone(),
         );
         r.register(
             "process_events_dropped",

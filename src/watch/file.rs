@@ -1,109 +1,91 @@
-//! The `file` watch: inotify through notify, with globs, paths that do not exist yet,
-//! recursive trees, renames, editors' atomic saves, per-path debounce and overflow.
-//!
-//! The notify callback never blocks: it `try_send`s into a bounded channel, and when that
-//! channel is full it raises a flag that the loop reports as an `overflow` event followed by
-//! a rescan, exactly as a kernel queue overflow is reported. Everything else (stat, directory
-//! scans, hashing, adding inotify watches) runs on this watch's own thread, never on the
-//! async runtime.
+//! The `file` watch: globs, paths that do not exist yet, recursive trees, renames, editors'
+//! atomic saves, per-path debounce and overflow recovery, over the daemon's one inotify
+//! instance (`inotify.rs`), on whose thread every file watch runs. Work per event is
+//! constant: expiries are kept in time order, never scanned.
 
+mod arm;
+mod describe;
+mod index;
 mod paths;
-mod queue;
+mod recover;
 
-use std::collections::{HashMap, VecDeque};
-use std::os::unix::fs::MetadataExt;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use notify::event::{EventKind, ModifyKind, RenameMode};
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use self::paths::{plan, scan, Depth, Target};
-use self::queue::{raw_queue, Msg, RawSender};
+use self::arm::Dirs;
+use self::paths::{plan, Depth, Target};
+use super::inotify::{Cx, Raw};
 use super::WatchError;
 use crate::config::FileWatch;
 use crate::event::{encode_os, Event, Map, Value};
 
-/// How long a temp file counts as "just created" for the atomic-save rule, and how long a
+/// How long a created file counts as "just created" for the atomic-save rule, and how long a
 /// create reported from a scan suppresses the same create arriving from inotify.
 const RECENT: Duration = Duration::from_secs(5);
+/// At most this many paths are remembered as just created; past it, the oldest go first.
+const RECENT_MAX: usize = 200_000;
 /// A rename's first half waits this long for its second before it counts as a move out.
 const RENAME_PAIRING: Duration = Duration::from_millis(20);
 /// Bounds the look-watch-look loop of re-arming (a path is rarely this deep).
 const MAX_REARM_ROUNDS: usize = 64;
 
-/// A running file watch; dropping it does not stop it, `stop` does.
+/// A running file watch.
 pub struct FileWatchHandle {
-    stop: Arc<AtomicBool>,
-    wake: RawSender,
-    thread: Option<std::thread::JoinHandle<()>>,
+    hub: super::inotify::HubHandle,
 }
 
 impl FileWatchHandle {
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // When the queue is full the thread is busy draining it and sees the flag anyway.
-        let _ = self.wake.try_send(Msg::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Stops the watch. Blocking: call it off the async runtime.
+    pub fn stop(self) {
+        self.hub.stop();
+    }
+
+    /// What the watch could not arm: unreadable subtrees, the inotify watch limit.
+    pub fn problems(&self) -> Vec<String> {
+        self.hub.problems()
     }
 }
 
-/// Arms the watch (every directory it needs) and starts its thread. Blocking: call it off
-/// the async runtime.
+/// Hands the watch to the daemon's inotify thread, which arms it before this returns.
+/// Blocking: call it off the async runtime.
 pub fn start(
     name: Arc<str>,
     host: Arc<str>,
     config: FileWatch,
     events: mpsc::Sender<Event>,
+    hub: &super::inotify::Hub,
 ) -> Result<FileWatchHandle, WatchError> {
-    let (tx, rx, queued) = raw_queue();
-    let overflowed = Arc::new(AtomicBool::new(false));
-    let cb_tx = tx.clone();
-    let cb_flag = Arc::clone(&overflowed);
-    let watcher = RecommendedWatcher::new(
-        move |res| {
-            if !cb_tx.try_send(Msg::Notify(res)) {
-                cb_flag.store(true, Ordering::SeqCst);
-            }
-        },
-        notify::Config::default(),
-    )
-    .map_err(|e| WatchError::from_notify(&name, None, e))?;
     let targets = config.paths.iter().cloned().map(Target::new).collect();
-    let mut state = FileState {
-        name,
+    let state = FileState {
+        name: Arc::clone(&name),
         host,
         config,
-        watcher,
-        armed: Default::default(),
-        targets,
         events,
-        overflowed,
+        targets,
+        roots: BTreeMap::new(),
+        dirs: Dirs::default(),
         pending: HashMap::new(),
         deadlines: VecDeque::new(),
         renames: HashMap::new(),
-        recent_creates: HashMap::new(),
-        synthesized: HashMap::new(),
+        rename_order: VecDeque::new(),
+        recent_creates: Recent::default(),
+        synthesized: Recent::default(),
+        scheduled: None,
         closed: false,
     };
-    state.rearm(Arm::Initial)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread_stop = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name(format!("hark-file-{}", state.name))
-        .spawn(move || state.run(rx, &queued, &thread_stop))
-        .map_err(|e| WatchError::Other(format!("cannot start a thread: {e}")))?;
-    Ok(FileWatchHandle {
-        stop,
-        wake: tx,
-        thread: Some(thread),
-    })
+    let hub = hub.add(state).map_err(|e| match e.raw_os_error() {
+        Some(libc::EMFILE) => WatchError::InstanceLimit {
+            watch: name.to_string(),
+            limit: super::read_sysctl("max_user_instances"),
+        },
+        _ => WatchError::Other(format!("watch `{name}`: cannot start inotify: {e}")),
+    })?;
+    Ok(FileWatchHandle { hub })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -112,8 +94,6 @@ enum Arm {
     Initial,
     /// After a change on the way to a target: what appeared is reported.
     Follow,
-    /// After an overflow: every directory is watched again from scratch.
-    Rescan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,275 +122,297 @@ struct Pending {
     deadline: Instant,
 }
 
-struct FileState {
+/// Paths seen recently, forgotten in the order they were noted: constant work per path.
+#[derive(Default)]
+struct Recent {
+    at: HashMap<Arc<Path>, Instant>,
+    order: VecDeque<(Instant, Arc<Path>)>,
+}
+
+impl Recent {
+    fn insert(&mut self, path: &Path, now: Instant) {
+        let p: Arc<Path> = Arc::from(path);
+        self.at.insert(Arc::clone(&p), now);
+        self.order.push_back((now, p));
+        if self.order.len() > RECENT_MAX {
+            self.expire_one();
+        }
+    }
+
+    fn fresh(&self, path: &Path, now: Instant) -> bool {
+        self.at.get(path).is_some_and(|t| now - *t < RECENT)
+    }
+
+    fn remove(&mut self, path: &Path) -> Option<Instant> {
+        self.at.remove(path)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while self.order.front().is_some_and(|(t, _)| now - *t >= RECENT) {
+            self.expire_one();
+        }
+    }
+
+    fn expire_one(&mut self) {
+        if let Some((t, p)) = self.order.pop_front() {
+            if self.at.get(&p) == Some(&t) {
+                self.at.remove(&p);
+            }
+        }
+    }
+}
+
+pub struct FileState {
     name: Arc<str>,
     host: Arc<str>,
     config: FileWatch,
-    watcher: RecommendedWatcher,
-    armed: std::collections::BTreeMap<PathBuf, Depth>,
-    targets: Vec<Target>,
     events: mpsc::Sender<Event>,
-    overflowed: Arc<AtomicBool>,
+    targets: Vec<Target>,
+    /// The directories `plan` asked for, as armed.
+    roots: BTreeMap<PathBuf, Depth>,
+    dirs: Dirs,
     pending: HashMap<PathBuf, Pending>,
     /// Debounce deadlines in the order they were set; with one window length per watch
     /// this is also the order they expire in.
     deadlines: VecDeque<(Instant, PathBuf)>,
-    /// First halves of renames, by inotify cookie.
-    renames: HashMap<usize, (PathBuf, Instant)>,
-    recent_creates: HashMap<PathBuf, Instant>,
-    synthesized: HashMap<PathBuf, Instant>,
+    /// First halves of renames, by inotify cookie, and their order.
+    renames: HashMap<u32, (PathBuf, Instant)>,
+    rename_order: VecDeque<(Instant, u32)>,
+    recent_creates: Recent,
+    synthesized: Recent,
+    /// The deadline the inotify thread has this watch down for.
+    pub scheduled: Option<Instant>,
     /// The engine is gone: nothing more to do.
     closed: bool,
 }
 
 impl FileState {
-    fn run(mut self, rx: Receiver<Msg>, queued: &AtomicUsize, stop: &AtomicBool) {
-        loop {
-            if stop.load(Ordering::SeqCst) || self.closed {
-                return;
-            }
-            if self.overflowed.swap(false, Ordering::SeqCst) {
-                self.overflow("hark's event queue was full");
-            }
-            let msg = match self.next_wakeup() {
-                // Nothing pending: sleep until inotify has something. No polling.
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-            };
-            if msg.is_ok() {
-                queued.fetch_sub(1, Ordering::SeqCst);
-            }
-            match msg {
-                Ok(Msg::Stop) => return,
-                Ok(Msg::Notify(Ok(ev))) => self.on_notify(ev),
-                Ok(Msg::Notify(Err(e))) => self.on_notify_error(e),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            self.flush_due(Instant::now());
-        }
+    pub fn events(&self) -> &mpsc::Sender<Event> {
+        &self.events
     }
 
-    fn next_wakeup(&self) -> Option<Instant> {
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        self.dirs.problems.clone()
+    }
+
+    /// Arms every directory the watch needs (on the inotify thread).
+    pub fn arm(&mut self, cx: &mut Cx<'_>) {
+        self.rearm(Arm::Initial, cx);
+    }
+
+    /// Removes every watch descriptor (the watch is stopping).
+    pub fn disarm(&mut self, cx: &mut Cx<'_>) {
+        self.dirs.clear(cx.id, cx.inotify);
+        self.roots.clear();
+    }
+
+    pub fn next_wakeup(&self) -> Option<Instant> {
         let debounce = self.deadlines.front().map(|(t, _)| *t);
-        let rename = self
-            .renames
-            .values()
-            .map(|(_, t)| *t + RENAME_PAIRING)
-            .min();
+        let rename = self.rename_order.front().map(|(t, _)| *t + RENAME_PAIRING);
         match (debounce, rename) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
-    fn on_notify_error(&self, e: notify::Error) {
-        if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-            tracing::error!(watch = %self.name, "{}", WatchError::from_notify(&self.name, None, e));
-        } else {
-            tracing::warn!(watch = %self.name, error = %e, "file watch error");
-        }
-    }
-
-    fn on_notify(&mut self, ev: notify::Event) {
-        tracing::trace!(watch = %self.name, kind = ?ev.kind, paths = ?ev.paths, "inotify");
-        if ev.need_rescan() {
-            self.overflow("the kernel's inotify queue overflowed");
+    /// One raw event on one of this watch's descriptors.
+    pub fn on_raw(&mut self, raw: &Raw, now: Instant, cx: &mut Cx<'_>) {
+        let Some(dir) = self.dirs.by_wd.get(&raw.wd) else {
             return;
-        }
-        let now = Instant::now();
-        let mut paths = ev.paths.into_iter();
-        match ev.kind {
-            EventKind::Create(kind) => {
-                if let Some(p) = paths.next() {
-                    let is_dir = matches!(kind, notify::event::CreateKind::Folder);
-                    self.on_create(p, is_dir, now, false);
+        };
+        let dir_path = Arc::clone(&dir.path);
+        let is_dir = raw.is(libc::IN_ISDIR);
+        let Some(name) = raw.name.as_deref() else {
+            // About the watched directory itself.
+            if raw.is(libc::IN_IGNORED) {
+                self.dirs.forget(raw.wd);
+            } else if raw.is(libc::IN_DELETE_SELF | libc::IN_MOVE_SELF | libc::IN_UNMOUNT) {
+                let p = dir_path.to_path_buf();
+                if self.roots.contains_key(&p) {
+                    self.follow_if_on_the_way(&p, cx);
+                    self.record(p, Kind::Delete, None, now, cx);
                 }
+            } else if raw.is(libc::IN_ATTRIB) && self.roots.contains_key(&*dir_path) {
+                self.record(dir_path.to_path_buf(), Kind::Modify, None, now, cx);
             }
-            EventKind::Remove(_) => {
-                if let Some(p) = paths.next() {
-                    self.follow_if_on_the_way(&p);
-                    self.record(p, Kind::Delete, None, now);
-                }
+            return;
+        };
+        let path = dir_path.join(name);
+        if raw.is(libc::IN_CREATE) {
+            self.note(raw.wd, true, name, cx);
+            self.on_create(path, is_dir, now, false, cx);
+        } else if raw.is(libc::IN_DELETE) {
+            self.note(raw.wd, false, name, cx);
+            self.follow_if_on_the_way(&path, cx);
+            self.record(path, Kind::Delete, None, now, cx);
+        } else if raw.is(libc::IN_MOVED_FROM) {
+            self.note(raw.wd, false, name, cx);
+            self.renames.insert(raw.cookie, (path, now));
+            self.rename_order.push_back((now, raw.cookie));
+        } else if raw.is(libc::IN_MOVED_TO) {
+            self.note(raw.wd, true, name, cx);
+            match self.renames.remove(&raw.cookie) {
+                Some((from, _)) => self.on_rename(from, path, is_dir, now, cx),
+                // Moved in from outside what is watched: new here.
+                None => self.on_create(path, is_dir, now, true, cx),
             }
-            EventKind::Modify(ModifyKind::Name(RenameMode::From)) => {
-                if let Some(p) = paths.next() {
-                    match ev.attrs.tracker() {
-                        Some(cookie) => {
-                            self.renames.insert(cookie, (p, now));
-                        }
-                        // A watched directory itself moved away.
-                        None => {
-                            self.follow_if_on_the_way(&p);
-                            self.record(p, Kind::Delete, None, now);
-                        }
-                    }
-                }
-            }
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
-                if let Some(p) = paths.next() {
-                    let paired = ev
-                        .attrs
-                        .tracker()
-                        .is_some_and(|c| self.renames.contains_key(&c));
-                    if !paired {
-                        // Moved in from outside what is watched: new here.
-                        let is_dir = p.is_dir();
-                        self.on_create(p, is_dir, now, true);
-                    }
-                }
-            }
-            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-                if let (Some(c), (Some(from), Some(to))) =
-                    (ev.attrs.tracker(), (paths.next(), paths.next()))
-                {
-                    self.renames.remove(&c);
-                    self.on_rename(from, to, now);
-                }
-            }
-            EventKind::Modify(ModifyKind::Name(_)) => {}
-            EventKind::Modify(_) => {
-                if let Some(p) = paths.next() {
-                    self.record(p, Kind::Modify, None, now);
-                }
-            }
-            // Opens and closes are not changes.
-            EventKind::Access(_) | EventKind::Any | EventKind::Other => {}
+        } else if raw.is(libc::IN_MODIFY | libc::IN_ATTRIB) {
+            self.record(path, Kind::Modify, None, now, cx);
         }
     }
 
-    fn on_create(&mut self, path: PathBuf, is_dir: bool, now: Instant, moved_in: bool) {
+    /// Keeps a directory's names up to date for overflow recovery.
+    fn note(&mut self, wd: i32, created: bool, name: &OsStr, cx: &mut Cx<'_>) {
+        let Some(dir) = self.dirs.by_wd.get_mut(&wd) else {
+            return;
+        };
+        if dir.names.note(created, name) {
+            // The journal outgrew the directory: read it again (amortised constant).
+            if let Ok(entries) = arm::read_dir(&dir.path) {
+                let names: Vec<_> = entries.into_iter().map(|(n, _)| n).collect();
+                dir.names.reset(&names);
+            }
+        }
+        let _ = cx;
+    }
+
+    fn on_create(
+        &mut self,
+        path: PathBuf,
+        is_dir: bool,
+        now: Instant,
+        moved_in: bool,
+        cx: &mut Cx<'_>,
+    ) {
         if self
             .synthesized
             .remove(&path)
             .is_some_and(|t| now - t < RECENT)
         {
-            // Already reported from a scan of its new parent; but a scan does not re-arm,
-            // so a directory on the way to a target must still be followed from here.
-            self.follow_if_on_the_way(&path);
+            // Already reported from a scan of its new parent; but a directory on the way
+            // to a target must still be followed from here.
+            self.follow_if_on_the_way(&path, cx);
             return;
         }
-        self.recent_creates.insert(path.clone(), now);
-        self.record(path.clone(), Kind::Create, None, now);
-        let followed = self.follow_if_on_the_way(&path);
-        if is_dir && !followed && !moved_in && self.in_tree(&path) {
-            // notify adds the new directory's watch only after the fact; whatever was
-            // created in it meanwhile (`mkdir -p a/b/c && touch a/b/c/f`) is found by a scan
-            // made after the watch is in place.
-            self.watch_and_scan(&path, Depth::Tree, now);
+        self.recent_creates.insert(&path, now);
+        self.record(path.clone(), Kind::Create, None, now, cx);
+        let followed = self.follow_if_on_the_way(&path, cx);
+        if is_dir && !followed && self.in_tree(&path) {
+            // A directory that appeared in a watched tree: armed, and what is already in it
+            // (`mkdir -p a/b/c && touch a/b/c/f`, or a tree moved in) reported.
+            // Moved in, it is one new entry; its contents are not news of their own.
+            self.arm_and_report(&path, Depth::Tree, now, !moved_in, cx);
         }
     }
 
     /// Whether `path` lies inside a directory watched with its whole tree.
     fn in_tree(&self, path: &Path) -> bool {
-        self.armed
-            .iter()
-            .any(|(dir, depth)| *depth == Depth::Tree && path.starts_with(dir))
+        path.parent()
+            .and_then(|p| self.dirs.by_path.get(p))
+            .is_some_and(|wd| self.dirs.is_tree(*wd))
     }
 
-    fn watch_and_scan(&mut self, dir: &Path, depth: Depth, now: Instant) {
-        if let Err(e) = self.watcher.watch(dir, mode_of(depth)) {
-            self.on_notify_error(e);
-        }
-        self.report_scan(dir, depth, now);
-    }
-
-    /// Reports as created what a scan finds below `dir`, unless inotify already did, and
+    /// Arms `dir` and reports as created what is in it, unless inotify already did, and
     /// remembers it so the same create arriving from inotify later is not reported twice.
-    fn report_scan(&mut self, dir: &Path, depth: Depth, now: Instant) {
+    fn arm_and_report(
+        &mut self,
+        dir: &Path,
+        depth: Depth,
+        now: Instant,
+        report: bool,
+        cx: &mut Cx<'_>,
+    ) {
         let mut found = Vec::new();
-        scan(dir, depth, &mut found);
+        self.dirs
+            .arm(dir, depth, cx.id, cx.inotify, Some(&mut found));
+        if !report {
+            return;
+        }
         for p in found {
-            if self
-                .recent_creates
-                .get(&p)
-                .is_some_and(|t| now - *t < RECENT)
-            {
+            if self.recent_creates.fresh(&p, now) {
                 continue;
             }
-            self.synthesized.insert(p.clone(), now);
-            self.recent_creates.insert(p.clone(), now);
-            self.record(p, Kind::Create, None, now);
+            self.synthesized.insert(&p, now);
+            self.recent_creates.insert(&p, now);
+            self.record(p, Kind::Create, None, now, cx);
         }
     }
 
-    fn on_rename(&mut self, from: PathBuf, to: PathBuf, now: Instant) {
+    fn on_rename(
+        &mut self,
+        from: PathBuf,
+        to: PathBuf,
+        is_dir: bool,
+        now: Instant,
+        cx: &mut Cx<'_>,
+    ) {
+        if is_dir {
+            // Its descriptors (and those below) follow the directory to its new name.
+            self.dirs.moved(&from, &to);
+        }
         // Both sides may lie on the way to a target; each must be followed.
-        self.follow_if_on_the_way(&from);
-        self.follow_if_on_the_way(&to);
+        self.follow_if_on_the_way(&from, cx);
+        self.follow_if_on_the_way(&to, cx);
         let to_matches = self.is_reported(&to);
         let from_matches = self.is_reported(&from);
-        let from_was_fresh = self
-            .recent_creates
-            .get(&from)
-            .is_some_and(|t| now - *t < RECENT);
+        let from_was_fresh = self.recent_creates.fresh(&from, now);
         if to_matches && (!from_matches || from_was_fresh) {
             // An editor's atomic save: a temp file written and renamed over the target.
             // What changed, for the user, is the target.
-            self.forget_pending(&from);
+            self.pending.remove(&from);
             self.recent_creates.remove(&from);
-            self.record(to, Kind::Modify, None, now);
+            self.record(to, Kind::Modify, None, now, cx);
         } else if to_matches || from_matches {
-            self.forget_pending(&from);
-            self.record(to, Kind::Rename, Some(from), now);
+            self.pending.remove(&from);
+            self.record(to, Kind::Rename, Some(from), now, cx);
         }
-    }
-
-    fn forget_pending(&mut self, path: &Path) {
-        self.pending.remove(path);
     }
 
     /// A change on the way to a target that is not there yet (or just went away) moves
     /// where it must be watched from. Returns whether anything was re-armed.
-    fn follow_if_on_the_way(&mut self, path: &Path) -> bool {
+    fn follow_if_on_the_way(&mut self, path: &Path, cx: &mut Cx<'_>) -> bool {
         if !self.targets.iter().any(|t| t.is_on_the_way(path)) {
             return false;
         }
-        if let Err(e) = self.rearm(Arm::Follow) {
-            tracing::error!(watch = %self.name, error = %e, "cannot follow a watched path");
-        }
+        self.rearm(Arm::Follow, cx);
         true
     }
 
-    fn rearm(&mut self, why: Arm) -> Result<(), WatchError> {
+    fn rearm(&mut self, why: Arm, cx: &mut Cx<'_>) {
         let existed: Vec<bool> = self.targets.iter().map(|t| t.exists).collect();
         let mut newly = Vec::new();
         // A directory can appear between looking and watching, and then no event would
         // ever tell us; so look again after watching, until what is watched is what
         // exists. Each round goes at least one level deeper, so this ends.
-        for round in 0..MAX_REARM_ROUNDS {
-            let force = why == Arm::Rescan && round == 0;
+        for _ in 0..MAX_REARM_ROUNDS {
             let want = plan(&self.config, &mut self.targets);
-            if want == self.armed && !force {
+            if want == self.roots {
                 break;
             }
-            for dir in self.armed.keys() {
-                if !want.contains_key(dir) || force {
-                    let _ = self.watcher.unwatch(dir);
+            for (dir, depth) in &self.roots {
+                if want.get(dir) != Some(depth) {
+                    self.dirs.disarm_under_root(dir, *depth, cx.id, cx.inotify);
                 }
             }
             for (dir, depth) in &want {
-                let changed = self.armed.get(dir) != Some(depth);
-                if !changed && !force {
-                    continue;
-                }
-                if let Err(e) = self.watcher.watch(dir, mode_of(*depth)) {
-                    let err = WatchError::from_notify(&self.name, Some(dir), e);
-                    if why == Arm::Initial {
-                        return Err(err);
-                    }
-                    tracing::error!(watch = %self.name, "{err}");
-                    continue;
-                }
-                if changed {
+                if self.roots.get(dir) != Some(depth) {
                     newly.push((dir.clone(), *depth));
                 }
             }
+            for (dir, depth) in &newly {
+                if !self.dirs.by_path.contains_key(dir.as_path()) || *depth == Depth::Tree {
+                    self.dirs.arm(dir, *depth, cx.id, cx.inotify, None);
+                }
+            }
             tracing::debug!(watch = %self.name, dirs = ?want, "watching");
-            self.armed = want;
+            self.roots = want;
         }
         if why != Arm::Follow {
-            return Ok(());
+            return;
         }
         // Targets that just appeared: report them, and what was created in them before
         // their watch was in place.
@@ -423,31 +425,23 @@ impl FileState {
             .map(|(t, _)| t.pattern.base.clone())
             .collect();
         for base in appeared {
-            if !self.recent_creates.contains_key(&base) {
-                self.synthesized.insert(base.clone(), now);
-                self.recent_creates.insert(base.clone(), now);
-                self.record(base, Kind::Create, None, now);
+            if !self.recent_creates.fresh(&base, now) {
+                self.synthesized.insert(&base, now);
+                self.recent_creates.insert(&base, now);
+                self.record(base, Kind::Create, None, now, cx);
             }
         }
         for (dir, depth) in newly {
-            self.report_scan(&dir, depth, now);
-        }
-        Ok(())
-    }
-
-    fn overflow(&mut self, why: &str) {
-        tracing::warn!(watch = %self.name, "{why}: changes were lost; reporting an overflow and rescanning");
-        let path = self
-            .targets
-            .first()
-            .map(|t| t.pattern.base.clone())
-            .unwrap_or_default();
-        let mut fields = Map::new();
-        fields.insert("kind".into(), Value::from("overflow"));
-        fields.insert("path".into(), Value::from(encode_os(path.as_os_str())));
-        self.send(fields);
-        if let Err(e) = self.rearm(Arm::Rescan) {
-            tracing::error!(watch = %self.name, error = %e, "rescan after overflow failed");
+            let mut found = Vec::new();
+            paths::scan(&dir, depth, &mut found);
+            for p in found {
+                if self.recent_creates.fresh(&p, now) {
+                    continue;
+                }
+                self.synthesized.insert(&p, now);
+                self.recent_creates.insert(&p, now);
+                self.record(p, Kind::Create, None, now, cx);
+            }
         }
     }
 
@@ -459,12 +453,19 @@ impl FileState {
     }
 
     /// Notes a change of a reported path, starting or joining its debounce window.
-    fn record(&mut self, path: PathBuf, kind: Kind, old_path: Option<PathBuf>, now: Instant) {
+    fn record(
+        &mut self,
+        path: PathBuf,
+        kind: Kind,
+        old_path: Option<PathBuf>,
+        now: Instant,
+        cx: &mut Cx<'_>,
+    ) {
         if !self.is_reported(&path) && !old_path.as_deref().is_some_and(|p| self.is_reported(p)) {
             return;
         }
         if self.config.debounce.is_zero() {
-            self.emit(&path, kind, old_path);
+            self.emit(&path, kind, old_path, false, cx);
             return;
         }
         if let Some(p) = self.pending.get_mut(&path) {
@@ -486,40 +487,47 @@ impl FileState {
         self.deadlines.push_back((deadline, path));
     }
 
-    fn flush_due(&mut self, now: Instant) {
-        while let Some((at, _)) = self.deadlines.front() {
-            if *at > now {
-                break;
-            }
+    /// Ends the debounce windows and rename pairings that are due.
+    pub fn flush_due(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        self.scheduled = None;
+        while self.deadlines.front().is_some_and(|(at, _)| *at <= now) {
             let Some((at, path)) = self.deadlines.pop_front() else {
                 break;
             };
-            if let Some(p) = self.pending.get(&path) {
-                if p.deadline == at {
-                    if let Some(p) = self.pending.remove(&path) {
-                        self.emit(&path, p.kind, p.old_path);
-                    }
+            if self.pending.get(&path).is_some_and(|p| p.deadline == at) {
+                if let Some(p) = self.pending.remove(&path) {
+                    self.emit(&path, p.kind, p.old_path, false, cx);
                 }
             }
         }
         // Halves of renames that found no partner moved out of what is watched.
-        let unpaired: Vec<usize> = self
-            .renames
-            .iter()
-            .filter(|(_, (_, t))| now - *t >= RENAME_PAIRING)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in unpaired {
-            if let Some((p, _)) = self.renames.remove(&c) {
-                self.follow_if_on_the_way(&p);
-                self.record(p, Kind::Delete, None, now);
+        while self
+            .rename_order
+            .front()
+            .is_some_and(|(t, _)| now - *t >= RENAME_PAIRING)
+        {
+            let Some((_, cookie)) = self.rename_order.pop_front() else {
+                break;
+            };
+            if let Some((p, _)) = self.renames.remove(&cookie) {
+                // A directory moved out takes its descriptors with it: they are not ours.
+                self.dirs.disarm_under(&p, cx.id, cx.inotify);
+                self.follow_if_on_the_way(&p, cx);
+                self.record(p, Kind::Delete, None, now, cx);
             }
         }
-        self.recent_creates.retain(|_, t| now - *t < RECENT);
-        self.synthesized.retain(|_, t| now - *t < RECENT);
+        self.recent_creates.expire(now);
+        self.synthesized.expire(now);
     }
 
-    fn emit(&mut self, path: &Path, kind: Kind, old_path: Option<PathBuf>) {
+    fn emit(
+        &mut self,
+        path: &Path,
+        kind: Kind,
+        old_path: Option<PathBuf>,
+        rescan: bool,
+        cx: &mut Cx<'_>,
+    ) {
         let wanted = match kind {
             Kind::Create => self.config.events.create,
             Kind::Modify => self.config.events.modify,
@@ -535,78 +543,29 @@ impl FileState {
         if let Some(old) = &old_path {
             fields.insert("old_path".into(), Value::from(encode_os(old.as_os_str())));
         }
-        describe_file(path, self.config.checksum, &mut fields);
-        self.send(fields);
-    }
-
-    fn send(&mut self, fields: Map<String, Value>) {
-        let event = Event {
-            watch: Arc::clone(&self.name),
-            source: "file",
-            time: SystemTime::now(),
-            host: Arc::clone(&self.host),
-            edge: true,
-            fields,
-        };
-        // Blocking here when the engine is behind lets the raw queue fill, which is
-        // reported as an overflow: backpressure, never a silent drop.
-        if self.events.blocking_send(event).is_err() {
-            self.closed = true;
+        if rescan {
+            fields.insert("rescan".into(), Value::from(true));
         }
+        describe::describe_file(path, self.config.checksum, &mut fields);
+        self.send(fields, cx);
     }
-}
 
-fn mode_of(depth: Depth) -> RecursiveMode {
-    match depth {
-        Depth::Tree => RecursiveMode::Recursive,
-        Depth::Shallow => RecursiveMode::NonRecursive,
+    fn send(&mut self, fields: Map<String, Value>, cx: &mut Cx<'_>) {
+        cx.out.push_back((
+            cx.id,
+            Event {
+                watch: Arc::clone(&self.name),
+                source: "file",
+                time: SystemTime::now(),
+                host: Arc::clone(&self.host),
+                edge: true,
+                fields,
+            },
+        ));
     }
-}
 
-/// `exists`, `size`, `mode`, `uid`, `gid`, `mtime` and, when asked, `sha256`, as the
-/// path is now. A path that is gone has `exists = false` and none of the others.
-fn describe_file(path: &Path, checksum: bool, fields: &mut Map<String, Value>) {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        fields.insert("exists".into(), Value::from(false));
-        return;
-    };
-    fields.insert("exists".into(), Value::from(true));
-    fields.insert("size".into(), Value::from(meta.len()));
-    fields.insert(
-        "mode".into(),
-        Value::from(format!("{:04o}", meta.mode() & 0o7777)),
-    );
-    fields.insert("uid".into(), Value::from(meta.uid()));
-    fields.insert("gid".into(), Value::from(meta.gid()));
-    if let Ok(m) = meta.modified() {
-        fields.insert("mtime".into(), Value::from(crate::event::rfc3339(m)));
+    /// The engine is gone.
+    pub fn close(&mut self) {
+        self.closed = true;
     }
-    if checksum && meta.is_file() {
-        if let Some(h) = sha256_of(path) {
-            fields.insert("sha256".into(), Value::from(h));
-        }
-    }
-}
-
-fn sha256_of(path: &Path) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    // Swapped for a FIFO since it was looked at: open_regular refuses it without waiting.
-    let mut f = crate::fsread::open_regular(path).ok()?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Some(
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
 }

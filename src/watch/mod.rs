@@ -4,12 +4,12 @@
 pub mod command;
 pub mod file;
 pub mod http;
+pub mod inotify;
 mod periodic;
 pub mod process;
 pub mod system;
 pub mod tcp;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -38,35 +38,7 @@ pub enum WatchError {
     Other(String),
 }
 
-impl WatchError {
-    pub fn from_notify(watch: &str, path: Option<&Path>, e: notify::Error) -> Self {
-        let at = path
-            .map(|p| format!(" while watching {p:?}"))
-            .unwrap_or_default();
-        match &e.kind {
-            notify::ErrorKind::MaxFilesWatch => WatchError::WatchLimit {
-                watch: watch.to_string(),
-                limit: read_sysctl("max_user_watches"),
-                at,
-            },
-            notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::EMFILE) => {
-                WatchError::InstanceLimit {
-                    watch: watch.to_string(),
-                    limit: read_sysctl("max_user_instances"),
-                }
-            }
-            _ => WatchError::Path {
-                watch: watch.to_string(),
-                path: path
-                    .map(|p| format!("{p:?}"))
-                    .unwrap_or_else(|| "its paths".into()),
-                message: e.to_string(),
-            },
-        }
-    }
-}
-
-fn read_sysctl(name: &str) -> String {
+pub(crate) fn read_sysctl(name: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into())
@@ -80,6 +52,14 @@ pub enum WatchHandle {
 }
 
 impl WatchHandle {
+    /// What the watch could not arm (shown by `hark status`).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            WatchHandle::File(h) => h.problems(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Stops the watch and waits for it. Blocking: call it off the async runtime.
     pub fn stop(self) {
         match self {
@@ -90,10 +70,12 @@ impl WatchHandle {
     }
 }
 
-/// What watches share: the HTTP connection pools and the process monitor.
+/// What watches share: the HTTP connection pools, the process monitor, and the one
+/// inotify instance and thread of every file watch.
 pub struct Shared {
     pub clients: http::Clients,
     pub processes: process::Monitor,
+    pub files: inotify::Hub,
 }
 
 impl Shared {
@@ -103,6 +85,7 @@ impl Shared {
         Ok(Shared {
             clients: http::Clients::for_watches(watches)?,
             processes: process::Monitor::default(),
+            files: inotify::Hub::default(),
         })
     }
 }
@@ -118,7 +101,9 @@ pub fn start(
 ) -> Result<WatchHandle, WatchError> {
     let name: Arc<str> = Arc::from(config.name.as_str());
     Ok(match &config.kind {
-        WatchKind::File(f) => WatchHandle::File(file::start(name, host, f.clone(), events)?),
+        WatchKind::File(f) => {
+            WatchHandle::File(file::start(name, host, f.clone(), events, &shared.files)?)
+        }
         WatchKind::Http(h) => WatchHandle::Periodic(http::start(
             name,
             host,

@@ -1,0 +1,526 @@
+//! The daemon's one inotify instance and the one thread that reads it. Every file watch
+//! lives on that thread: raw events are routed to the watches that asked for their watch
+//! descriptor (two watches on one directory share it and each gets the event), and each
+//! watch's debounce deadlines are kept in one heap. A thousand file watches are one
+//! inotify instance and one thread, under Debian's default `max_user_instances` of 128.
+//!
+//! The instance subscribes to what file watches report and nothing else: creations,
+//! deletions, writes, attribute changes, moves, and a watched directory's own deletion or
+//! move. Opens, reads and closes never wake hark (every exec on the host opens
+//! /etc/ld.so.cache), nor take room in the kernel's queue.
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use super::file::FileState;
+use crate::event::Event;
+
+/// What a file watch works with on the inotify thread: the instance (to arm and disarm
+/// directories) and the events it makes, for the thread to hand to the engine.
+pub struct Cx<'a> {
+    pub id: u64,
+    pub inotify: &'a mut Inotify,
+    pub out: &'a mut VecDeque<(u64, Event)>,
+}
+
+/// Events made and not yet taken by the engine, at most, before the thread stops reading
+/// inotify: the kernel's queue then fills, and overflows visibly, instead of hark's memory.
+const OUT_MAX: usize = 8192;
+
+/// What every watch descriptor is armed with.
+pub const MASK: u32 = libc::IN_CREATE
+    | libc::IN_DELETE
+    | libc::IN_MODIFY
+    | libc::IN_ATTRIB
+    | libc::IN_MOVED_FROM
+    | libc::IN_MOVED_TO
+    | libc::IN_DELETE_SELF
+    | libc::IN_MOVE_SELF
+    | libc::IN_ONLYDIR
+    | libc::IN_EXCL_UNLINK;
+
+/// One raw event.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub wd: i32,
+    pub mask: u32,
+    pub cookie: u32,
+    /// The entry's name, for an event about an entry of the watched directory.
+    pub name: Option<OsString>,
+}
+
+impl Raw {
+    pub fn is(&self, bit: u32) -> bool {
+        self.mask & bit != 0
+    }
+}
+
+/// The instance's descriptor and who uses each of its watch descriptors.
+pub struct Inotify {
+    fd: OwnedFd,
+    /// Watches (by id) that asked for each watch descriptor.
+    users: HashMap<i32, Vec<u64>>,
+}
+
+impl Inotify {
+    fn new() -> io::Result<Inotify> {
+        // SAFETY: plain inotify_init1; the fd is owned below.
+        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Inotify {
+            // SAFETY: the kernel just gave us this fd; nothing else owns it.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            users: HashMap::new(),
+        })
+    }
+
+    /// Arms `dir` for watch `id`; the same directory gives every watch the same
+    /// descriptor.
+    pub fn add(&mut self, dir: &Path, id: u64) -> io::Result<i32> {
+        let c = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in the path"))?;
+        // SAFETY: a valid NUL-terminated path; the fd is ours.
+        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), MASK) };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let users = self.users.entry(wd).or_default();
+        if !users.contains(&id) {
+            users.push(id);
+        }
+        Ok(wd)
+    }
+
+    /// Watch `id` no longer wants `wd`; the kernel's watch goes with its last user.
+    pub fn remove(&mut self, wd: i32, id: u64) {
+        let Some(users) = self.users.get_mut(&wd) else {
+            return;
+        };
+        users.retain(|u| *u != id);
+        if users.is_empty() {
+            self.users.remove(&wd);
+            // SAFETY: inotify_rm_watch on our fd; a stale wd is only an EINVAL.
+            unsafe {
+                libc::inotify_rm_watch(self.fd.as_raw_fd(), wd);
+            }
+        }
+    }
+
+    /// The kernel dropped `wd` (its directory is gone): nobody uses it any more.
+    fn forget(&mut self, wd: i32) {
+        self.users.remove(&wd);
+    }
+
+    /// Watch descriptors in use, for `hark status` and tests.
+    pub fn armed(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Reads what is waiting, without blocking.
+    fn read(&self, buf: &mut [u8], out: &mut Vec<Raw>) -> io::Result<()> {
+        loop {
+            // SAFETY: read writes at most buf.len() bytes into buf.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(()),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(e),
+                };
+            }
+            parse(&buf[..n as usize], out);
+            if out.len() >= READ_BATCH {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Events read before they are handed to the watches.
+const READ_BATCH: usize = 4096;
+
+/// Parses a buffer of `struct inotify_event`s.
+pub fn parse(mut b: &[u8], out: &mut Vec<Raw>) {
+    const HEAD: usize = 16;
+    while b.len() >= HEAD {
+        let word = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let (wd, mask, cookie, len) = (word(0) as i32, word(4), word(8), word(12) as usize);
+        let Some(raw_name) = b.get(HEAD..HEAD + len) else {
+            return;
+        };
+        let name = raw_name.split(|c| *c == 0).next().filter(|n| !n.is_empty());
+        out.push(Raw {
+            wd,
+            mask,
+            cookie,
+            name: name.map(|n| OsStr::from_bytes(n).to_os_string()),
+        });
+        b = &b[HEAD + len..];
+    }
+}
+
+/// What the hub's thread is asked to do.
+enum Command {
+    Add(u64, Box<FileState>, mpsc::Sender<()>),
+    Remove(u64, mpsc::Sender<()>),
+    /// Reports to the caller what each watch could not arm.
+    Problems(mpsc::Sender<HashMap<u64, Vec<String>>>),
+}
+
+/// The hub: hands file watches to its thread. Started at the first file watch.
+#[derive(Default)]
+pub struct Hub {
+    inner: Mutex<Option<Running>>,
+}
+
+struct Running {
+    tx: mpsc::Sender<Command>,
+    wake: Arc<OwnedFd>,
+    next_id: u64,
+}
+
+impl Hub {
+    /// Starts `state` on the hub's thread once it is armed (arming happens there).
+    pub fn add(&self, state: FileState) -> io::Result<HubHandle> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.is_none() {
+            *inner = Some(start()?);
+        }
+        let Some(running) = inner.as_mut() else {
+            return Err(io::Error::other("the inotify thread did not start"));
+        };
+        running.next_id += 1;
+        let id = running.next_id;
+        let (done_tx, done) = mpsc::channel();
+        running
+            .tx
+            .send(Command::Add(id, Box::new(state), done_tx))
+            .map_err(|_| io::Error::other("the inotify thread stopped"))?;
+        wake(&running.wake);
+        let handle = HubHandle {
+            id,
+            tx: running.tx.clone(),
+            wake: Arc::clone(&running.wake),
+        };
+        drop(inner);
+        // Armed when this returns, as a watch's start promises.
+        let _ = done.recv();
+        Ok(handle)
+    }
+}
+
+/// A file watch on the hub.
+pub struct HubHandle {
+    id: u64,
+    tx: mpsc::Sender<Command>,
+    wake: Arc<OwnedFd>,
+}
+
+impl HubHandle {
+    /// Removes the watch (its watch descriptors with it) and waits until it is gone.
+    pub fn stop(self) {
+        let (done_tx, done) = mpsc::channel();
+        if self.tx.send(Command::Remove(self.id, done_tx)).is_ok() {
+            wake(&self.wake);
+            let _ = done.recv();
+        }
+    }
+
+    /// What this watch could not arm (unreadable subtrees, the watch limit).
+    pub fn problems(&self) -> Vec<String> {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(Command::Problems(tx)).is_err() {
+            return Vec::new();
+        }
+        wake(&self.wake);
+        rx.recv_timeout(std::time::Duration::from_secs(2))
+            .ok()
+            .and_then(|mut m| m.remove(&self.id))
+            .unwrap_or_default()
+    }
+}
+
+fn wake(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: write 8 bytes from a u64 to our eventfd.
+    unsafe {
+        libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8);
+    }
+}
+
+fn start() -> io::Result<Running> {
+    let inotify = Inotify::new()?;
+    // SAFETY: plain eventfd; owned below.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if efd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd.
+    let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
+    let (tx, rx) = mpsc::channel();
+    let thread_wake = Arc::clone(&wake);
+    std::thread::Builder::new()
+        .name("hark-files".into())
+        .spawn(move || run(inotify, rx, &thread_wake))?;
+    Ok(Running {
+        tx,
+        wake,
+        next_id: 0,
+    })
+}
+
+/// The thread: waits for inotify, a command or the next deadline; no polling (but for
+/// the engine: while it is behind, the thread tries again every few milliseconds).
+fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
+    let mut watches: HashMap<u64, Box<FileState>> = HashMap::new();
+    // (deadline, watch): the earliest first; a watch may be in it more than once, and
+    // an entry whose watch has nothing due by then is a no-op.
+    let mut due: BinaryHeap<std::cmp::Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut out: VecDeque<(u64, Event)> = VecDeque::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut raws = Vec::new();
+    // When the kernel's queue was last read empty: every change before is known.
+    let mut drained = SystemTime::now();
+    loop {
+        let mut timeout = due.peek().map(|r| r.0 .0);
+        if !out.is_empty() {
+            let soon = Instant::now() + std::time::Duration::from_millis(5);
+            timeout = Some(timeout.map_or(soon, |t| t.min(soon)));
+        }
+        let read_inotify = out.len() < OUT_MAX;
+        if !wait(&inotify.fd, wake, timeout, read_inotify) {
+            return;
+        }
+        // Commands first: a watch added is armed before its events are looked at.
+        loop {
+            match rx.try_recv() {
+                Ok(Command::Add(id, mut state, done)) => {
+                    state.arm(&mut Cx {
+                        id,
+                        inotify: &mut inotify,
+                        out: &mut out,
+                    });
+                    schedule(&mut due, &mut state, id);
+                    watches.insert(id, state);
+                    let _ = done.send(());
+                }
+                Ok(Command::Remove(id, done)) => {
+                    if let Some(mut w) = watches.remove(&id) {
+                        w.disarm(&mut Cx {
+                            id,
+                            inotify: &mut inotify,
+                            out: &mut out,
+                        });
+                    }
+                    out.retain(|(w, _)| *w != id);
+                    let _ = done.send(());
+                }
+                Ok(Command::Problems(reply)) => {
+                    let all = watches.iter().map(|(id, w)| (*id, w.problems())).collect();
+                    let _ = reply.send(all);
+                }
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        if read_inotify {
+            raws.clear();
+            if let Err(e) = inotify.read(&mut buf, &mut raws) {
+                tracing::error!(error = %e, "cannot read inotify; file watches are deaf");
+                return;
+            }
+            if raws.len() < READ_BATCH {
+                drained = SystemTime::now();
+            }
+        }
+        let now = Instant::now();
+        for raw in raws.drain(..) {
+            if raw.is(libc::IN_Q_OVERFLOW) {
+                for (id, w) in watches.iter_mut() {
+                    let id = *id;
+                    w.overflow(
+                        drained,
+                        &mut Cx {
+                            id,
+                            inotify: &mut inotify,
+                            out: &mut out,
+                        },
+                    );
+                    schedule(&mut due, w, id);
+                }
+                continue;
+            }
+            let users = inotify.users.get(&raw.wd).cloned().unwrap_or_default();
+            if raw.is(libc::IN_IGNORED) {
+                inotify.forget(raw.wd);
+            }
+            for id in users {
+                if let Some(w) = watches.get_mut(&id) {
+                    w.on_raw(
+                        &raw,
+                        now,
+                        &mut Cx {
+                            id,
+                            inotify: &mut inotify,
+                            out: &mut out,
+                        },
+                    );
+                    schedule(&mut due, w, id);
+                }
+            }
+        }
+        let now = Instant::now();
+        while let Some(std::cmp::Reverse((at, id))) = due.peek().copied() {
+            if at > now {
+                break;
+            }
+            due.pop();
+            if let Some(w) = watches.get_mut(&id) {
+                w.flush_due(
+                    now,
+                    &mut Cx {
+                        id,
+                        inotify: &mut inotify,
+                        out: &mut out,
+                    },
+                );
+                schedule(&mut due, w, id);
+            }
+        }
+        hand_over(&mut out, &mut watches);
+        watches.retain(|_, w| !w.closed());
+    }
+}
+
+/// Hands waiting events to the engine, in order, as far as it has room.
+fn hand_over(out: &mut VecDeque<(u64, Event)>, watches: &mut HashMap<u64, Box<FileState>>) {
+    use tokio::sync::mpsc::error::TrySendError;
+    while let Some((id, ev)) = out.pop_front() {
+        let Some(w) = watches.get_mut(&id) else {
+            continue;
+        };
+        match w.events().try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(ev)) => {
+                out.push_front((id, ev));
+                return;
+            }
+            Err(TrySendError::Closed(_)) => w.close(),
+        }
+    }
+}
+
+/// Puts a watch's next deadline in the heap, unless an entry for it is already due by
+/// then.
+fn schedule(due: &mut BinaryHeap<std::cmp::Reverse<(Instant, u64)>>, w: &mut FileState, id: u64) {
+    if let Some(t) = w.next_wakeup() {
+        if w.scheduled.is_none_or(|s| t < s) {
+            w.scheduled = Some(t);
+            due.push(std::cmp::Reverse((t, id)));
+        }
+    }
+}
+
+/// Waits for inotify or the eventfd to be readable, or for `until`. False if polling
+/// itself fails for good.
+fn wait(inotify: &OwnedFd, wake: &OwnedFd, until: Option<Instant>, with_inotify: bool) -> bool {
+    let timeout = match until {
+        None => -1,
+        Some(t) => {
+            let left = t.saturating_duration_since(Instant::now());
+            // Rounded up: waking a millisecond early would spin.
+            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        }
+    };
+    let mut fds = [
+        libc::pollfd {
+            // While the engine is behind, inotify is left alone (a negative fd is skipped).
+            fd: if with_inotify {
+                inotify.as_raw_fd()
+            } else {
+                -1
+            },
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: poll reads and writes the two pollfds we own.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        if rc >= 0 {
+            break;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+    if fds[1].revents & libc::POLLIN != 0 {
+        let mut v = 0u64;
+        // SAFETY: read 8 bytes into a u64 from our eventfd.
+        unsafe {
+            libc::read(wake.as_raw_fd(), (&mut v as *mut u64).cast(), 8);
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_with_and_without_names_parse() {
+        let mut b = Vec::new();
+        for (wd, mask, name) in [
+            (1, libc::IN_CREATE, &b"a.txt"[..]),
+            (2, libc::IN_DELETE_SELF, &b""[..]),
+        ] {
+            let len = if name.is_empty() { 0 } else { 16 };
+            b.extend_from_slice(&(wd as u32).to_ne_bytes());
+            b.extend_from_slice(&mask.to_ne_bytes());
+            b.extend_from_slice(&7u32.to_ne_bytes());
+            b.extend_from_slice(&(len as u32).to_ne_bytes());
+            let mut padded = name.to_vec();
+            padded.resize(len, 0);
+            b.extend_from_slice(&padded);
+        }
+        let mut out = Vec::new();
+        parse(&b, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].name.as_deref(), Some(OsStr::new("a.txt")));
+        assert!(out[1].name.is_none() && out[1].is(libc::IN_DELETE_SELF));
+        // A truncated buffer stops, never reads past its end.
+        let mut out = Vec::new();
+        parse(&b[..20], &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn one_directory_is_one_descriptor_shared_and_removed_with_its_last_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = Inotify::new().unwrap();
+        let a = i.add(dir.path(), 1).unwrap();
+        let b = i.add(dir.path(), 2).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(i.armed(), 1);
+        i.remove(a, 1);
+        assert_eq!(i.armed(), 1);
+        i.remove(a, 2);
+        assert_eq!(i.armed(), 0);
+    }
+}
