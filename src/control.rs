@@ -99,6 +99,9 @@ pub struct WatchStatus {
     pub last_error: Option<String>,
     /// The last event's fields.
     pub last: Option<serde_json::Value>,
+    /// What the watch could not arm (a subtree it may not read, the inotify limit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -414,6 +417,9 @@ pub fn render(s: &Status) -> String {
             out.push_str(&format!("  error: {e}"));
         }
         out.push('\n');
+        for p in &w.problems {
+            out.push_str(&format!("    not watched: {p}\n"));
+        }
     }
     out.push_str(&format!("\nrules ({}):\n", s.rules.len()));
     for r in &s.rules {

@@ -34,6 +34,11 @@ impl Daemon {
                         .filter(|s| !s.is_empty())
                         .map(crate::event::display_lossy),
                     last: last.map(|e| crate::event::event_json_shown(&e.fields)),
+                    problems: self
+                        .watches
+                        .get(&w.name)
+                        .map(|h| h.problems())
+                        .unwrap_or_default(),
                 }
             })
             .collect();

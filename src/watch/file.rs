@@ -37,6 +37,7 @@ const MAX_REARM_ROUNDS: usize = 64;
 /// A running file watch.
 pub struct FileWatchHandle {
     hub: super::inotify::HubHandle,
+    problems: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FileWatchHandle {
@@ -47,7 +48,10 @@ impl FileWatchHandle {
 
     /// What the watch could not arm: unreadable subtrees, the inotify watch limit.
     pub fn problems(&self) -> Vec<String> {
-        self.hub.problems()
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -61,6 +65,8 @@ pub fn start(
     hub: &super::inotify::Hub,
 ) -> Result<FileWatchHandle, WatchError> {
     let targets = config.paths.iter().cloned().map(Target::new).collect();
+    let dirs = Dirs::default();
+    let problems = Arc::clone(&dirs.problems);
     let state = FileState {
         name: Arc::clone(&name),
         host,
@@ -68,12 +74,13 @@ pub fn start(
         events,
         targets,
         roots: BTreeMap::new(),
-        dirs: Dirs::default(),
+        dirs,
         pending: HashMap::new(),
         deadlines: VecDeque::new(),
         renames: HashMap::new(),
         rename_order: VecDeque::new(),
         recent_creates: Recent::default(),
+        recent_modifies: Recent::default(),
         synthesized: Recent::default(),
         scheduled: None,
         closed: false,
@@ -85,7 +92,7 @@ pub fn start(
         },
         _ => WatchError::Other(format!("watch `{name}`: cannot start inotify: {e}")),
     })?;
-    Ok(FileWatchHandle { hub })
+    Ok(FileWatchHandle { hub, problems })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -179,6 +186,9 @@ pub struct FileState {
     renames: HashMap<u32, (PathBuf, Instant)>,
     rename_order: VecDeque<(Instant, u32)>,
     recent_creates: Recent,
+    /// Paths inotify reported modified lately: a rescan after an overflow does not report
+    /// them again (nor those just created).
+    recent_modifies: Recent,
     synthesized: Recent,
     /// The deadline the inotify thread has this watch down for.
     pub scheduled: Option<Instant>,
@@ -193,10 +203,6 @@ impl FileState {
 
     pub fn closed(&self) -> bool {
         self.closed
-    }
-
-    pub fn problems(&self) -> Vec<String> {
-        self.dirs.problems.clone()
     }
 
     /// Arms every directory the watch needs (on the inotify thread).
@@ -243,41 +249,36 @@ impl FileState {
         };
         let path = dir_path.join(name);
         if raw.is(libc::IN_CREATE) {
-            self.note(raw.wd, true, name, cx);
+            self.note(raw.wd, true, name);
             self.on_create(path, is_dir, now, false, cx);
         } else if raw.is(libc::IN_DELETE) {
-            self.note(raw.wd, false, name, cx);
+            self.note(raw.wd, false, name);
             self.follow_if_on_the_way(&path, cx);
             self.record(path, Kind::Delete, None, now, cx);
         } else if raw.is(libc::IN_MOVED_FROM) {
-            self.note(raw.wd, false, name, cx);
+            self.note(raw.wd, false, name);
             self.renames.insert(raw.cookie, (path, now));
             self.rename_order.push_back((now, raw.cookie));
         } else if raw.is(libc::IN_MOVED_TO) {
-            self.note(raw.wd, true, name, cx);
+            self.note(raw.wd, true, name);
             match self.renames.remove(&raw.cookie) {
                 Some((from, _)) => self.on_rename(from, path, is_dir, now, cx),
                 // Moved in from outside what is watched: new here.
                 None => self.on_create(path, is_dir, now, true, cx),
             }
         } else if raw.is(libc::IN_MODIFY | libc::IN_ATTRIB) {
+            if !self.recent_modifies.fresh(&path, now) {
+                self.recent_modifies.insert(&path, now);
+            }
             self.record(path, Kind::Modify, None, now, cx);
         }
     }
 
     /// Keeps a directory's names up to date for overflow recovery.
-    fn note(&mut self, wd: i32, created: bool, name: &OsStr, cx: &mut Cx<'_>) {
-        let Some(dir) = self.dirs.by_wd.get_mut(&wd) else {
-            return;
-        };
-        if dir.names.note(created, name) {
-            // The journal outgrew the directory: read it again (amortised constant).
-            if let Ok(entries) = arm::read_dir(&dir.path) {
-                let names: Vec<_> = entries.into_iter().map(|(n, _)| n).collect();
-                dir.names.reset(&names);
-            }
+    fn note(&mut self, wd: i32, created: bool, name: &OsStr) {
+        if let Some(dir) = self.dirs.by_wd.get_mut(&wd) {
+            dir.names.note(created, name);
         }
-        let _ = cx;
     }
 
     fn on_create(
@@ -517,6 +518,7 @@ impl FileState {
             }
         }
         self.recent_creates.expire(now);
+        self.recent_modifies.expire(now);
         self.synthesized.expire(now);
     }
 

@@ -173,8 +173,6 @@ pub fn parse(mut b: &[u8], out: &mut Vec<Raw>) {
 enum Command {
     Add(u64, Box<FileState>, mpsc::Sender<()>),
     Remove(u64, mpsc::Sender<()>),
-    /// Reports to the caller what each watch could not arm.
-    Problems(mpsc::Sender<HashMap<u64, Vec<String>>>),
 }
 
 /// The hub: hands file watches to its thread. Started at the first file watch.
@@ -234,19 +232,6 @@ impl HubHandle {
             wake(&self.wake);
             let _ = done.recv();
         }
-    }
-
-    /// What this watch could not arm (unreadable subtrees, the watch limit).
-    pub fn problems(&self) -> Vec<String> {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(Command::Problems(tx)).is_err() {
-            return Vec::new();
-        }
-        wake(&self.wake);
-        rx.recv_timeout(std::time::Duration::from_secs(2))
-            .ok()
-            .and_then(|mut m| m.remove(&self.id))
-            .unwrap_or_default()
     }
 }
 
@@ -325,25 +310,28 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
                     out.retain(|(w, _)| *w != id);
                     let _ = done.send(());
                 }
-                Ok(Command::Problems(reply)) => {
-                    let all = watches.iter().map(|(id, w)| (*id, w.problems())).collect();
-                    let _ = reply.send(all);
-                }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }
         }
+        // Everything that happened before `read_started` is in what this read returns,
+        // unless the queue overflowed; a read that emptied the queue with no overflow
+        // moves `drained` there.
+        let read_started = SystemTime::now();
+        let mut emptied = false;
         if read_inotify {
             raws.clear();
             if let Err(e) = inotify.read(&mut buf, &mut raws) {
                 tracing::error!(error = %e, "cannot read inotify; file watches are deaf");
                 return;
             }
-            if raws.len() < READ_BATCH {
-                drained = SystemTime::now();
-            }
+            emptied = raws.len() < READ_BATCH;
         }
         let now = Instant::now();
+        let overflowed = raws.iter().any(|r| r.is(libc::IN_Q_OVERFLOW));
+        if emptied && !overflowed {
+            drained = read_started;
+        }
         for raw in raws.drain(..) {
             if raw.is(libc::IN_Q_OVERFLOW) {
                 for (id, w) in watches.iter_mut() {

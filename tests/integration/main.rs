@@ -7,6 +7,7 @@ mod control;
 mod daemon;
 mod dry_run;
 mod faults;
+mod file_intake;
 mod file_watch;
 mod hostile_config;
 mod hostile_world;

@@ -27,8 +27,9 @@ pub struct Dir {
 pub struct Dirs {
     pub by_wd: HashMap<i32, Dir>,
     pub by_path: BTreeMap<Arc<Path>, i32>,
-    /// What could not be armed, each said once.
-    pub problems: Vec<String>,
+    /// What could not be armed, each said once; shared with the watch's handle, for
+    /// `hark status`.
+    pub problems: Arc<std::sync::Mutex<Vec<String>>>,
     /// The watch limit was hit: adding more would fail the same way.
     full: bool,
 }
@@ -152,9 +153,10 @@ impl Dirs {
     }
 
     fn problem(&mut self, p: String) {
-        if self.problems.len() < 100 && !self.problems.contains(&p) {
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        if problems.len() < 100 && !problems.contains(&p) {
             tracing::warn!("{p}");
-            self.problems.push(p);
+            problems.push(p);
         }
     }
 

@@ -105,6 +105,11 @@ impl FileState {
         }
         for name in &d.kept {
             let p = dir.join(name);
+            // Created or modified lately and reported by inotify: not news. (A second
+            // change of such a file among what was lost is not told apart from the first.)
+            if self.recent_creates.fresh(&p, now) || self.recent_modifies.fresh(&p, now) {
+                continue;
+            }
             let changed = std::fs::symlink_metadata(&p)
                 .is_ok_and(|m| !m.is_dir() && ctime(&m).is_some_and(|c| c >= since));
             if changed {
