@@ -33,6 +33,23 @@ const EVENT_QUEUE: usize = 4096;
 /// started.
 const EVENT_BATCH: usize = 256;
 
+/// A watch's metric series, kept so that an event costs no label allocation or lookup.
+struct WatchSeries {
+    events: prometheus_client::metrics::counter::Counter,
+    lag: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl WatchSeries {
+    fn of(watch: &str) -> WatchSeries {
+        let m = crate::metrics::get();
+        let label = crate::metrics::label("watch", watch);
+        WatchSeries {
+            events: m.events.get_or_create(&label).clone(),
+            lag: m.event_lag.get_or_create(&label).clone(),
+        }
+    }
+}
+
 /// The longest a batch of events is judged before the loop looks at calls and signals.
 const BATCH_TIME: Duration = Duration::from_millis(20);
 
@@ -135,6 +152,8 @@ struct Daemon {
     silences: Silences,
     /// Per watch: events seen and the last one.
     seen: HashMap<Arc<str>, (u64, Arc<Event>)>,
+    /// Per watch, its series of `hark_events_total` and of the event lag, looked up once.
+    series: HashMap<Arc<str>, WatchSeries>,
     last_reload: Option<control::ReloadStatus>,
     started: SystemTime,
     next_seq: u64,
@@ -265,6 +284,7 @@ async fn run_with(
         events: tx,
         silences,
         seen: HashMap::new(),
+        series: HashMap::new(),
         last_reload: None,
         started: SystemTime::now(),
         next_seq,
@@ -384,19 +404,24 @@ impl Daemon {
         seen.0 += 1;
         seen.1 = Arc::clone(&ev);
         let m = crate::metrics::get();
-        m.events
-            .get_or_create(&crate::metrics::label("watch", &ev.watch))
-            .inc();
-        let took = ["latency_ms", "duration_ms"]
-            .iter()
-            .find_map(|k| ev.fields.get(*k).and_then(serde_json::Value::as_f64));
-        if let Some(ms) = took {
-            m.observe_check(&ev.watch, ms / 1000.0);
+        let series = self
+            .series
+            .entry(Arc::clone(&ev.watch))
+            .or_insert_with(|| WatchSeries::of(&ev.watch));
+        series.events.inc();
+        if ev.source != "file" {
+            let took = ["latency_ms", "duration_ms"]
+                .iter()
+                .find_map(|k| ev.fields.get(*k).and_then(serde_json::Value::as_f64));
+            if let Some(ms) = took {
+                m.observe_check(&ev.watch, ms / 1000.0);
+            }
         }
         let lag = SystemTime::now()
             .duration_since(ev.time)
             .unwrap_or_default();
-        m.observe_lag(&ev.watch, lag);
+        series.lag.observe(lag.as_secs_f64());
+        m.timings.lag(&ev.watch, lag.as_secs_f64());
         let tracing = crate::trace::active();
         if tracing {
             crate::trace::publish(trace_event(&ev));

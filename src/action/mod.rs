@@ -139,6 +139,14 @@ impl Dispatcher {
     /// Renders every action of a firing: shell actions ready to start, webhook deliveries
     /// ready to store. Starts nothing.
     pub fn prepare(&self, firing: Firing) -> Prepared {
+        if firing.actions.is_empty() {
+            // Nothing to render for (a rule without actions, a silenced firing): the
+            // template context, the event serialised, is not made for nothing.
+            return Prepared {
+                jobs: Vec::new(),
+                deliveries: Vec::new(),
+            };
+        }
         let ctx = template::context(&firing, &self.templates);
         let mut deliveries = Vec::new();
         let mut jobs = Vec::new();

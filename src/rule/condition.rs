@@ -35,6 +35,34 @@ pub fn to_cel(v: &Value) -> cel::Value {
     }
 }
 
+/// An event's fields as a condition's variables, converted to CEL only when a condition
+/// reads them: most conditions read one or two of a dozen fields, and an event is judged
+/// by every rule of its watch with one set of variables.
+pub struct EventVars<'a> {
+    event: &'a crate::event::Event,
+}
+
+impl<'a> EventVars<'a> {
+    pub fn new(event: &'a crate::event::Event) -> Self {
+        EventVars { event }
+    }
+}
+
+impl cel::context::VariableResolver for EventVars<'_> {
+    fn resolve<'b>(&'b self, name: &str) -> Option<cel::common::value::CowVal<'b, 'b>> {
+        let e = self.event;
+        let value = match name {
+            "watch" => cel::Value::String(Arc::new(e.watch.to_string())),
+            "type" => cel::Value::String(Arc::new(e.source.to_string())),
+            "host" => cel::Value::String(Arc::new(e.host.to_string())),
+            "time" => cel::Value::String(Arc::new(crate::event::rfc3339(e.time))),
+            other => to_cel(e.fields.get(other)?),
+        };
+        let boxed: Box<dyn cel::common::value::Val> = value.try_into().ok()?;
+        Some(cel::common::value::CowVal::Owned(boxed))
+    }
+}
+
 /// What a condition said about one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -64,18 +92,34 @@ impl Evaluator {
         for (k, v) in fields {
             ctx.add_variable_from_value(k.clone(), v.clone());
         }
-        match program.execute(&ctx) {
-            Ok(cel::Value::Bool(true)) => Outcome::Match,
-            Ok(cel::Value::Bool(false)) => Outcome::NoMatch,
-            Ok(other) => Outcome::Error(format!(
-                "the condition gave {} instead of a bool",
-                other.type_of()
-            )),
-            Err(cel::ExecutionError::UndeclaredReference(name)) => {
-                Outcome::Error(format!("the event has no field `{name}`"))
-            }
-            Err(e) => Outcome::Error(e.to_string()),
+        outcome(program.execute(&ctx))
+    }
+
+    /// A context whose variables are the event's fields, read as conditions ask for them.
+    pub fn bind<'v>(&self, vars: &'v EventVars<'v>) -> cel::Context<'v, 'v> {
+        let mut ctx = cel::Context::with_env(Arc::clone(&self.env));
+        ctx.set_variable_resolver(vars);
+        ctx
+    }
+
+    /// Evaluates `program` in a context from `bind`.
+    pub fn eval_in(&self, program: &cel::Program, ctx: &cel::Context<'_, '_>) -> Outcome {
+        outcome(program.execute(ctx))
+    }
+}
+
+fn outcome(result: Result<cel::Value, cel::ExecutionError>) -> Outcome {
+    match result {
+        Ok(cel::Value::Bool(true)) => Outcome::Match,
+        Ok(cel::Value::Bool(false)) => Outcome::NoMatch,
+        Ok(other) => Outcome::Error(format!(
+            "the condition gave {} instead of a bool",
+            other.type_of()
+        )),
+        Err(cel::ExecutionError::UndeclaredReference(name)) => {
+            Outcome::Error(format!("the event has no field `{name}`"))
         }
+        Err(e) => Outcome::Error(e.to_string()),
     }
 }
 

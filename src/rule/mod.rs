@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use condition::{cel_fields, to_cel, Evaluator, Outcome, SubValue};
+pub use condition::{cel_fields, to_cel, Evaluator, EventVars, Outcome, SubValue};
 pub use edge::{EdgeGate, Verdict};
 pub use explain::{Blocker, Explanation, SeenEvent, WatchState};
 pub use silence::Silences;
@@ -172,14 +172,17 @@ impl Engine {
         let Some(indices) = self.by_watch.get(&*event.watch).cloned() else {
             return Vec::new();
         };
-        let fields = cel_fields(&event.to_json());
-        let mut out = Vec::new();
+        // One set of variables for every rule of the watch; fields become CEL values
+        // only as conditions read them.
+        let vars = EventVars::new(&event);
+        let ctx = self.evaluator.bind(&vars);
+        let mut out = Vec::with_capacity(indices.len());
         for i in indices {
             let quiet = self.blocked_by(i);
             let rule = &mut self.rules[i];
             let outcome = match &rule.config.when {
                 None => Outcome::Match,
-                Some(c) => self.evaluator.eval(&c.program, &fields),
+                Some(c) => self.evaluator.eval_in(&c.program, &ctx),
             };
             let (verdict, firing) = match outcome {
                 Outcome::Error(e) => {

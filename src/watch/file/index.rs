@@ -10,7 +10,7 @@
 //! overflow among them would lose them. What the directory held before the overflow is the
 //! snapshot with the journal played over it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
@@ -20,50 +20,102 @@ pub struct Names {
     /// Each name followed by a NUL, as the directory was last read.
     snapshot: Vec<u8>,
     entries: usize,
-    /// `(created, name)` in the order inotify reported them, since the snapshot.
-    journal: Vec<(bool, Box<[u8]>)>,
+    /// The names of the journal, back to back: recording an event allocates nothing of
+    /// its own.
+    journal_names: Vec<u8>,
+    /// `(created, start, end)` in `journal_names`, in the order inotify reported them.
+    journal: Vec<(bool, u32, u32)>,
 }
 
 impl Names {
     /// The names found by reading the directory.
     pub fn read(names: &[OsString]) -> Names {
         let mut n = Names::default();
-        n.reset(names);
+        n.reset(names.iter().map(|n| n.as_bytes()));
         n
     }
 
-    /// Starts over from what the directory holds now.
-    pub fn reset(&mut self, names: &[OsString]) {
-        self.snapshot.clear();
+    /// Starts over from these names.
+    pub fn reset<'a>(&mut self, names: impl Iterator<Item = &'a [u8]>) {
+        let mut snapshot = Vec::new();
+        let mut entries = 0;
         for name in names {
-            self.snapshot.extend_from_slice(name.as_bytes());
-            self.snapshot.push(0);
+            snapshot.extend_from_slice(name);
+            snapshot.push(0);
+            entries += 1;
         }
-        self.snapshot.shrink_to_fit();
-        self.entries = names.len();
+        snapshot.shrink_to_fit();
+        self.snapshot = snapshot;
+        self.entries = entries;
         self.journal = Vec::new();
+        self.journal_names = Vec::new();
     }
 
     /// Notes a create (or move in) or a delete (or move out) inotify reported.
     pub fn note(&mut self, created: bool, name: &OsStr) {
-        self.journal.push((created, name.as_bytes().into()));
+        let start = self.journal_names.len();
+        self.journal_names.extend_from_slice(name.as_bytes());
+        let (Ok(start), Ok(end)) = (
+            u32::try_from(start),
+            u32::try_from(self.journal_names.len()),
+        ) else {
+            self.fold();
+            return self.note(created, name);
+        };
+        self.journal.push((created, start, end));
         if self.journal.len() > 64 && self.journal.len() > self.entries {
-            let known: Vec<OsString> = self.known().into_iter().collect();
-            self.reset(&known);
+            self.fold();
         }
+    }
+
+    /// The journal played into a new snapshot: no allocation per name.
+    fn fold(&mut self) {
+        let mut last: HashMap<&[u8], bool> = HashMap::with_capacity(self.journal.len());
+        for (created, a, b) in &self.journal {
+            last.insert(&self.journal_names[*a as usize..*b as usize], *created);
+        }
+        let old: HashSet<&[u8]> = self.snapshot_names().collect();
+        let kept = self
+            .snapshot_names()
+            .filter(|n| last.get(n) != Some(&false));
+        let added = self
+            .journal
+            .iter()
+            .map(|(_, a, b)| &self.journal_names[*a as usize..*b as usize])
+            .filter(|n| last.get(n) == Some(&true) && !old.contains(n));
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let names: Vec<&[u8]> = kept.chain(added).filter(|n| seen.insert(n)).collect();
+        let mut snapshot = Vec::new();
+        for n in &names {
+            snapshot.extend_from_slice(n);
+            snapshot.push(0);
+        }
+        let entries = names.len();
+        drop(names);
+        drop(seen);
+        drop(old);
+        drop(last);
+        snapshot.shrink_to_fit();
+        self.snapshot = snapshot;
+        self.entries = entries;
+        self.journal = Vec::new();
+        self.journal_names = Vec::new();
+    }
+
+    fn snapshot_names(&self) -> impl Iterator<Item = &[u8]> {
+        self.snapshot.split(|b| *b == 0).filter(|n| !n.is_empty())
     }
 
     /// What the directory held as far as hark knows: the snapshot with the journal played
     /// over it.
     pub fn known(&self) -> HashSet<OsString> {
         let mut set: HashSet<OsString> = self
-            .snapshot
-            .split(|b| *b == 0)
-            .filter(|n| !n.is_empty())
+            .snapshot_names()
             .map(|n| OsStr::from_bytes(n).to_os_string())
             .collect();
-        for (created, name) in &self.journal {
-            let name = OsStr::from_bytes(name).to_os_string();
+        for (created, a, b) in &self.journal {
+            let name =
+                OsStr::from_bytes(&self.journal_names[*a as usize..*b as usize]).to_os_string();
             if *created {
                 set.insert(name);
             } else {

@@ -6,6 +6,7 @@
 //! inotify event (hark does not subscribe to opens), so recovering never feeds the queue
 //! it recovers from.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,7 +79,7 @@ impl FileState {
         let names: Vec<_> = entries.iter().map(|(n, _)| n.clone()).collect();
         let d = diff(known, &names);
         if let Some(dir_entry) = self.dirs.by_wd.get_mut(&wd) {
-            dir_entry.names.reset(&names);
+            dir_entry.names.reset(names.iter().map(|n| n.as_bytes()));
         }
         let now = Instant::now();
         let mut n = 0;
