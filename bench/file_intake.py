@@ -180,7 +180,8 @@ def tree(hark, files, dirs, runs):
                     over = metric(port, "hark_file_overflows_total")
                     before = metric(port, "hark_events_total")
                     t1 = time.perf_counter()
-                    deep = os.path.join(root, "a7", f"b{dirs - 3}", "new-deep")
+                    d = dirs - 3
+                    deep = os.path.join(root, f"a{d % 100}", f"b{d}", "new-deep")
                     open(deep, "w").close()
                     open(os.path.join(root, "new-top"), "w").close()
                     ok = wait_metric(port, "hark_events_total", before + 2, 10)
@@ -207,7 +208,8 @@ def overflow(hark, creates, runs):
                 open(os.path.join(watched, f"mod{i}"), "w").close()
             port = free_port()
             cfg = (f'[watch.w]\ntype = "file"\npaths = ["{watched}"]\ndebounce = "0ms"\n\n' + rules)
-            proc, _ = start_hark(hark, cfg, tmp, rust_log="warn", daemon=f'metrics = "127.0.0.1:{port}"\n')
+            proc, _ = start_hark(hark, cfg, tmp, rust_log="warn,hark::daemon=info",
+                                 daemon=f'metrics = "127.0.0.1:{port}"\n')
             try:
                 os.kill(proc.pid, signal.SIGSTOP)
                 create(watched, creates, prefix="new")

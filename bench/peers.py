@@ -9,7 +9,8 @@ import subprocess
 import time
 
 DEBIAN = {"incrond": "incron", "monit": "monit",
-          "prometheus-blackbox-exporter": "prometheus-blackbox-exporter"}
+          "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
+          "inotifywait": "inotify-tools", "watchman": "watchman"}
 
 
 def which(cmd):

@@ -534,6 +534,54 @@ def burst(hark, files, runs, tmp, table):
     table.add("burst: last file written → the (debounced) action ran", "hark", took, "ms", "{:.0f}")
 
 
+# ------------------------------------------------- file intake at the kernel's pace
+def intake(hark, quick, runs, table):
+    """bench/file_intake.py's scenarios, into the side-by-side table."""
+    import file_intake as fi
+    small = fi.cpu_per_event(hark, 1000, runs)
+    big_n = 2000 if quick else 100000
+    big = fi.cpu_per_event(hark, big_n, runs)
+    table.add("CPU per file event (inotify → verdict), burst of 1,000", "hark",
+              [x[0] for x in small], "µs", "{:.1f}")
+    table.add(f"CPU per file event (inotify → verdict), burst of {big_n:,}", "hark",
+              [x[0] for x in big], "µs", "{:.1f}")
+    a, b = fi.med([x[0] for x in small]), fi.med([x[0] for x in big])
+    table.target(f"CPU per file event ≤ 10 µs (bursts of 1,000: {a:.1f}; {big_n:,}: {b:.1f})",
+                 a <= 10 and b <= 10)
+    table.target(f"the two within 1.5× of each other ({max(a, b) / max(min(a, b), 1e-9):.2f}×)",
+                 max(a, b) <= 1.5 * min(a, b))
+    n = 5000 if quick else 100000
+    rows, seen, overflows, _ = fi.burst(hark, n, runs)
+    scenario = f"{n:,}-file burst: the creating process's time"
+    for tool in ("hark", "inotifywait", "watchman", "nothing"):
+        if rows[tool]:
+            table.add(scenario, tool if tool != "nothing" else "nothing watching",
+                      rows[tool], "s")
+    if rows["inotifywait"]:
+        table.ratio_target(scenario, "the creating process's time with hark watching", 1.2,
+                           "inotifywait")
+    table.add(f"{n:,}-file burst: events seen", "hark", seen["hark"], "", "{:.0f}")
+    table.add(f"{n:,}-file burst: events seen", "inotifywait", seen["inotifywait"], "", "{:.0f}")
+    table.target(f"{n:,}-file burst: every event, no overflow (overflows: {sum(overflows):.0f})",
+                 all(x >= n for x in seen["hark"]) and sum(overflows) == 0)
+    files, dirs = (20000, 2000) if quick else (1000000, 100000)
+    trows, made = fi.tree(hark, files, dirs, runs)
+    t = f"tree of {files:,} files in {dirs:,} directories"
+    table.add(f"{t}: READY after", "hark", [r[0] for r in trows], "s")
+    table.add(f"{t}: RSS", "hark", [r[1] for r in trows], "MiB", "{:.1f}")
+    table.add(f"{t}: a create deep and one at the top reported", "hark",
+              [r[4] for r in trows], "ms", "{:.0f}")
+    table.target(f"{t}: READY ≤ 5 s, RSS ≤ 64 MiB, no overflow at start, creates reported",
+                 fi.med([r[0] for r in trows]) <= 5 and fi.med([r[1] for r in trows]) <= 64
+                 and sum(r[2] for r in trows) == 0 and all(r[3] for r in trows))
+    creates = 20000 if quick else 30000
+    orows = fi.overflow(hark, creates, runs)
+    table.add(f"overflow: {creates:,} creates, 100 deletes, 100 modifications while stopped → "
+              "all reported after SIGCONT", "hark", [r[0] for r in orows], "s")
+    table.target(f"overflow recovery: each change once with its kind, within 5 s "
+                 f"({orows[-1][2]})", all(r[1] for r in orows) and fi.med([r[0] for r in orows]) <= 5)
+
+
 # ------------------------------------------------------------- validate of 10,000 rules
 def validate(hark, rules, runs, tmp, table):
     d = os.path.join(tmp, "validate")
@@ -615,6 +663,9 @@ def main():
             if want("burst"):
                 log("burst of file creations")
                 burst(args.hark, 2000 if q else 100000, 1 if q else 3, sub("burst"), table)
+            if want("intake"):
+                log("file intake: CPU per event, bursts, a big tree, overflow recovery")
+                intake(args.hark, q, 1 if q else 3, table)
             if want("validate"):
                 log("validate")
                 validate(args.hark, 500 if q else 10000, 2 if q else 5, sub("validate"), table)

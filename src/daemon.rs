@@ -154,6 +154,8 @@ struct Daemon {
     seen: HashMap<Arc<str>, (u64, Arc<Event>)>,
     /// Per watch, its series of `hark_events_total` and of the event lag, looked up once.
     series: HashMap<Arc<str>, WatchSeries>,
+    /// Per rule and state (firing or not), its series of `hark_firings_total`.
+    firing_series: HashMap<(Arc<str>, bool), prometheus_client::metrics::counter::Counter>,
     last_reload: Option<control::ReloadStatus>,
     started: SystemTime,
     next_seq: u64,
@@ -285,6 +287,7 @@ async fn run_with(
         silences,
         seen: HashMap::new(),
         series: HashMap::new(),
+        firing_series: HashMap::new(),
         last_reload: None,
         started: SystemTime::now(),
         next_seq,
@@ -479,14 +482,22 @@ impl Daemon {
         let mut deliveries: Vec<(u64, Delivery)> = Vec::new();
         let fired = !firings.is_empty();
         for mut firing in firings {
-            crate::metrics::get()
-                .firings
-                .get_or_create(&crate::metrics::labels(
-                    "rule",
-                    &firing.rule,
-                    "state",
-                    firing.state.as_str(),
+            self.firing_series
+                .entry((
+                    Arc::clone(&firing.rule),
+                    firing.state == FiringState::Firing,
                 ))
+                .or_insert_with(|| {
+                    crate::metrics::get()
+                        .firings
+                        .get_or_create(&crate::metrics::labels(
+                            "rule",
+                            &firing.rule,
+                            "state",
+                            firing.state.as_str(),
+                        ))
+                        .clone()
+                })
                 .inc();
             if firing.state == FiringState::Firing {
                 if let Some(until) = self.silences.active(&firing.rule, now) {

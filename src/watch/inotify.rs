@@ -149,10 +149,12 @@ impl Inotify {
 /// Events read before they are handed to the watches.
 const READ_BATCH: usize = 4096;
 
-/// In a stream of events (the last wake-up was less than `STREAM` ago), the thread waits
-/// this long before it reads, so that a burst is read, judged and handed over in batches
-/// instead of one event, and two thread switches, at a time. An event on its own is read
-/// at once.
+/// In a stream of events (events again less than `STREAM` after the last), the thread
+/// stops waiting on inotify and reads it every `LINGER` instead, until a read finds
+/// nothing: a burst is read, judged and handed over in batches, with one wake-up of this
+/// thread and one of the engine's per batch instead of per event (and the kernel has no
+/// reader to wake for each change, which costs the writing process too). An event on its
+/// own is read at once.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 const STREAM: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -283,22 +285,25 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
     let mut raws = Vec::new();
     // When the kernel's queue was last read empty: every change before is known.
     let mut drained = SystemTime::now();
-    let mut last_wake = Instant::now() - STREAM;
+    let mut last_events = Instant::now() - STREAM;
+    let mut streaming = false;
     loop {
         let mut timeout = due.peek().map(|r| r.0 .0);
+        let soon = |t: Option<Instant>, after| {
+            let at = Instant::now() + after;
+            Some(t.map_or(at, |t: Instant| t.min(at)))
+        };
         if !out.is_empty() {
-            let soon = Instant::now() + std::time::Duration::from_millis(5);
-            timeout = Some(timeout.map_or(soon, |t| t.min(soon)));
+            timeout = soon(timeout, std::time::Duration::from_millis(5));
         }
         let read_inotify = out.len() < OUT_MAX;
-        if !wait(&inotify.fd, wake, timeout, read_inotify) {
+        if streaming && read_inotify {
+            timeout = soon(timeout, LINGER);
+        }
+        if !wait(&inotify.fd, wake, timeout, read_inotify && !streaming) {
             return;
         }
         let woke = Instant::now();
-        if read_inotify && woke - last_wake < STREAM {
-            std::thread::sleep(LINGER);
-        }
-        last_wake = woke;
         // Commands first: a watch added is armed before its events are looked at.
         loop {
             match rx.try_recv() {
@@ -339,6 +344,14 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
                 return;
             }
             emptied = raws.len() < READ_BATCH;
+        }
+        if read_inotify {
+            if raws.is_empty() {
+                streaming = false;
+            } else {
+                streaming = streaming || woke - last_events < STREAM;
+                last_events = woke;
+            }
         }
         let now = Instant::now();
         let overflowed = raws.iter().any(|r| r.is(libc::IN_Q_OVERFLOW));
