@@ -282,7 +282,8 @@ def main():
         rows = overflow(args.hark, creates, runs)
         print(f"| overflow: {creates:,} creates + 100 deletes + 100 modifies while stopped | "
               f"SIGCONT → all reported, s | {med([r[0] for r in rows]):.2f} "
-              f"(each once with its kind: {all(r[1] for r in rows)}; {rows[-1][2]}) |")
+              f"(each once with its kind: {all(r[1] for r in rows)}; "
+              f"{'; '.join(str(r[2]) for r in rows)}) |")
 
 
 if __name__ == "__main__":
