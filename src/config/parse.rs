@@ -596,3 +596,25 @@ fn edit_distance_within(a: &str, b: &str, max: usize) -> Option<usize> {
     }
     Some(prev[b.len()]).filter(|d| *d <= max)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_a_near_name_and_stops_at_its_budget() {
+        let known: Vec<String> = (0..1000).map(|i| format!("watch_{i:04}")).collect();
+        let mut budget = SUGGEST_BUDGET;
+        assert_eq!(
+            suggest("watch_0007x", known.iter(), &mut budget),
+            " (did you mean `watch_0007`?)"
+        );
+        assert_eq!(budget, SUGGEST_BUDGET - 1000);
+        // Regression: 20,000 undefined names among 20,000 took minutes; past the budget,
+        // no more comparisons are made.
+        let mut spent = 0;
+        assert_eq!(suggest("watch_0007x", known.iter(), &mut spent), "");
+        assert_eq!(edit_distance_within("kitten", "sitting", 2), None);
+        assert_eq!(edit_distance_within("kitten", "sitten", 2), Some(1));
+    }
+}

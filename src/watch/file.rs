@@ -330,9 +330,19 @@ impl FileState {
         let mut found = Vec::new();
         self.dirs
             .arm(dir, depth, cx.id, cx.inotify, Some(&mut found));
-        if !report {
-            return;
+        if report {
+            self.found_created(found, now, cx);
         }
+    }
+
+    /// Reports paths a scan found as created, unless inotify already did, and remembers
+    /// them so the same create arriving from inotify later is not reported twice.
+    fn found_created(
+        &mut self,
+        found: impl IntoIterator<Item = PathBuf>,
+        now: Instant,
+        cx: &mut Cx<'_>,
+    ) {
         for p in found {
             if self.recent_creates.fresh(&p, now) {
                 continue;
@@ -425,24 +435,11 @@ impl FileState {
             .filter(|(t, before)| t.exists && !before)
             .map(|(t, _)| t.pattern.base.clone())
             .collect();
-        for base in appeared {
-            if !self.recent_creates.fresh(&base, now) {
-                self.synthesized.insert(&base, now);
-                self.recent_creates.insert(&base, now);
-                self.record(base, Kind::Create, None, now, cx);
-            }
-        }
+        self.found_created(appeared, now, cx);
         for (dir, depth) in newly {
             let mut found = Vec::new();
             paths::scan(&dir, depth, &mut found);
-            for p in found {
-                if self.recent_creates.fresh(&p, now) {
-                    continue;
-                }
-                self.synthesized.insert(&p, now);
-                self.recent_creates.insert(&p, now);
-                self.record(p, Kind::Create, None, now, cx);
-            }
+            self.found_created(found, now, cx);
         }
     }
 

@@ -30,6 +30,12 @@ pub struct Cx<'a> {
     pub out: &'a mut VecDeque<(u64, Event)>,
 }
 
+impl<'a> Cx<'a> {
+    fn new(id: u64, inotify: &'a mut Inotify, out: &'a mut VecDeque<(u64, Event)>) -> Self {
+        Cx { id, inotify, out }
+    }
+}
+
 /// Events made and not yet taken by the engine, at most, before the thread stops reading
 /// inotify: the kernel's queue then fills, and overflows visibly, instead of hark's memory.
 const OUT_MAX: usize = 8192;
@@ -308,22 +314,14 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
         loop {
             match rx.try_recv() {
                 Ok(Command::Add(id, mut state, done)) => {
-                    state.arm(&mut Cx {
-                        id,
-                        inotify: &mut inotify,
-                        out: &mut out,
-                    });
+                    state.arm(&mut Cx::new(id, &mut inotify, &mut out));
                     schedule(&mut due, &mut state, id);
                     watches.insert(id, state);
                     let _ = done.send(());
                 }
                 Ok(Command::Remove(id, done)) => {
                     if let Some(mut w) = watches.remove(&id) {
-                        w.disarm(&mut Cx {
-                            id,
-                            inotify: &mut inotify,
-                            out: &mut out,
-                        });
+                        w.disarm(&mut Cx::new(id, &mut inotify, &mut out));
                     }
                     out.retain(|(w, _)| *w != id);
                     let _ = done.send(());
@@ -362,14 +360,7 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
             if raw.is(libc::IN_Q_OVERFLOW) {
                 for (id, w) in watches.iter_mut() {
                     let id = *id;
-                    w.overflow(
-                        drained,
-                        &mut Cx {
-                            id,
-                            inotify: &mut inotify,
-                            out: &mut out,
-                        },
-                    );
+                    w.overflow(drained, &mut Cx::new(id, &mut inotify, &mut out));
                     schedule(&mut due, w, id);
                 }
                 continue;
@@ -380,15 +371,7 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
             }
             for id in users {
                 if let Some(w) = watches.get_mut(&id) {
-                    w.on_raw(
-                        &raw,
-                        now,
-                        &mut Cx {
-                            id,
-                            inotify: &mut inotify,
-                            out: &mut out,
-                        },
-                    );
+                    w.on_raw(&raw, now, &mut Cx::new(id, &mut inotify, &mut out));
                     schedule(&mut due, w, id);
                 }
             }
@@ -400,14 +383,7 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
             }
             due.pop();
             if let Some(w) = watches.get_mut(&id) {
-                w.flush_due(
-                    now,
-                    &mut Cx {
-                        id,
-                        inotify: &mut inotify,
-                        out: &mut out,
-                    },
-                );
+                w.flush_due(now, &mut Cx::new(id, &mut inotify, &mut out));
                 schedule(&mut due, w, id);
             }
         }

@@ -292,3 +292,51 @@ fn a_reload_refuses_an_empty_file_and_a_rule_removed_for_a_moment_keeps_its_stat
         h.log()
     );
 }
+
+#[test]
+fn events_are_judged_while_a_slow_reload_loads() {
+    let base = format!(
+        "[watch.w]\ntype = \"file\"\npaths = [\"@DIR@/in\"]\nevents = [\"create\"]\ndebounce = \"0ms\"\n\n\
+         [rule.r]\nwatch = \"w\"\nthen = [\"rec\"]\n\n[action.rec]\ntype = \"shell\"\ncommand = {}\n",
+        recorder_argv("@DIR@/out", &["{{ event.path }}"])
+    );
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let h = start_in(dir, &base);
+    // Ten thousand rules take a while to load (seconds in a debug build).
+    let mut big = base.clone();
+    for i in 0..10_000 {
+        big.push_str(&format!(
+            "[rule.x{i}]\nwatch = \"w\"\nwhen = 'path.endsWith(\".nope{i}\") && size > {i}'\n\n"
+        ));
+    }
+    h.reload_with(&big);
+    assert!(h.wait_log("SIGHUP: reloading"), "log:\n{}", h.log());
+    let path = h.path("in/during");
+    std::fs::write(&path, "").unwrap();
+    // Regression: the load ran inside the engine's loop, so nothing was judged until it
+    // was done.
+    let mut reloaded_first = false;
+    let fired = wait_for(Duration::from_secs(60), || {
+        let got = records(&h.path("out"))
+            .iter()
+            .any(|r| r == path.as_os_str().as_encoded_bytes());
+        if got {
+            reloaded_first = h.log().contains("configuration reloaded");
+        }
+        got
+    });
+    assert!(fired, "log:\n{}", h.log());
+    assert!(
+        wait_for(Duration::from_secs(120), || h
+            .log()
+            .contains("configuration reloaded")),
+        "log:\n{}",
+        h.log()
+    );
+    assert!(
+        !reloaded_first,
+        "the event waited for the reload; log:\n{}",
+        h.log()
+    );
+}

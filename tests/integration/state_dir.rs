@@ -52,6 +52,21 @@ impl Drop for Tmpfs {
     }
 }
 
+/// hark on `state_dir/file_and_port.toml` with its state directory on a 2 MB tmpfs.
+fn start_on_tmpfs(server: &Server, address: &str) -> (Hark, Tmpfs) {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let fs = Tmpfs::mount(&dir.path().join("state"), "2m");
+    let h = start_in(
+        dir,
+        &fixture(
+            "state_dir/file_and_port.toml",
+            &[("@URL@", &server.url("/hook")), ("@ADDRESS@", address)],
+        ),
+    );
+    (h, fs)
+}
+
 fn wait_requests(server: &Server, n: usize) -> usize {
     wait_for(Duration::from_secs(20), || server.requests().len() >= n);
     server.requests().len()
@@ -62,16 +77,7 @@ fn a_state_dir_that_fills_up_is_a_loud_error_loses_nothing_and_recovers() {
     let server = Server::start();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = port.local_addr().unwrap().to_string();
-    let dir = tempdir();
-    std::fs::create_dir(dir.path().join("in")).unwrap();
-    let fs = Tmpfs::mount(&dir.path().join("state"), "2m");
-    let mut h = start_in(
-        dir,
-        &fixture(
-            "state_dir/file_and_port.toml",
-            &[("@URL@", &server.url("/hook")), ("@ADDRESS@", &address)],
-        ),
-    );
+    let (mut h, fs) = start_on_tmpfs(&server, &address);
     std::fs::write(h.path("in/a"), "x").unwrap();
     assert_eq!(wait_requests(&server, 1), 1, "log:\n{}", h.log());
 
@@ -179,16 +185,7 @@ fn a_delivery_made_while_the_disk_was_full_is_not_left_pending_nor_made_again() 
     server.set_status(503);
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = port.local_addr().unwrap().to_string();
-    let dir = tempdir();
-    std::fs::create_dir(dir.path().join("in")).unwrap();
-    let fs = Tmpfs::mount(&dir.path().join("state"), "2m");
-    let mut h = start_in(
-        dir,
-        &fixture(
-            "state_dir/file_and_port.toml",
-            &[("@URL@", &server.url("/hook")), ("@ADDRESS@", &address)],
-        ),
-    );
+    let (mut h, fs) = start_on_tmpfs(&server, &address);
     std::fs::write(h.path("in/a"), "x").unwrap();
     assert!(h.wait_log("delivery failed; retrying"), "log:\n{}", h.log());
     // Stored while there was room; now the disk is full, and the receiver takes it.
