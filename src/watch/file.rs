@@ -29,6 +29,9 @@ use crate::event::{encode_os, Event, Map, Value};
 const RECENT: Duration = Duration::from_secs(5);
 /// At most this many paths are remembered as just created; past it, the oldest go first.
 const RECENT_MAX: usize = 200_000;
+/// Paths remembered as reported since the queue was last read empty, at most: past it, the
+/// oldest go first.
+const TOUCHED_MAX: usize = 1_000_000;
 /// A rename's first half waits this long for its second before it counts as a move out.
 const RENAME_PAIRING: Duration = Duration::from_millis(20);
 /// Bounds the look-watch-look loop of re-arming (a path is rarely this deep).
@@ -80,7 +83,7 @@ pub fn start(
         renames: HashMap::new(),
         rename_order: VecDeque::new(),
         recent_creates: Recent::default(),
-        recent_modifies: Recent::default(),
+        touched: Touched::default(),
         synthesized: Recent::default(),
         scheduled: None,
         closed: false,
@@ -169,6 +172,38 @@ impl Recent {
     }
 }
 
+/// Paths inotify reported, with when; those from before `keep_from` are forgotten, oldest
+/// first (constant work per path).
+#[derive(Default)]
+pub(super) struct Touched {
+    at: HashMap<Arc<Path>, SystemTime>,
+    order: VecDeque<(SystemTime, Arc<Path>)>,
+}
+
+impl Touched {
+    fn insert(&mut self, path: &Path, now: SystemTime, keep_from: SystemTime) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(t, _)| *t < keep_from || self.order.len() >= TOUCHED_MAX)
+        {
+            if let Some((t, p)) = self.order.pop_front() {
+                if self.at.get(&p) == Some(&t) {
+                    self.at.remove(&p);
+                }
+            }
+        }
+        let p: Arc<Path> = Arc::from(path);
+        self.at.insert(Arc::clone(&p), now);
+        self.order.push_back((now, p));
+    }
+
+    /// Whether inotify reported `path` at or after `since`.
+    pub(super) fn since(&self, path: &Path, since: SystemTime) -> bool {
+        self.at.get(path).is_some_and(|t| *t >= since)
+    }
+}
+
 pub struct FileState {
     name: Arc<str>,
     host: Arc<str>,
@@ -186,10 +221,10 @@ pub struct FileState {
     renames: HashMap<u32, (PathBuf, Instant)>,
     rename_order: VecDeque<(Instant, u32)>,
     recent_creates: Recent,
-    /// Paths inotify reported modified lately: a rescan after an overflow does not report
-    /// them again (nor those just created).
-    recent_modifies: Recent,
     synthesized: Recent,
+    /// Paths inotify reported created or modified since shortly before the kernel's queue
+    /// was last read empty: a rescan after an overflow does not report them again.
+    pub(super) touched: Touched,
     /// The deadline the inotify thread has this watch down for.
     pub scheduled: Option<Instant>,
     /// The engine is gone: nothing more to do.
@@ -267,11 +302,20 @@ impl FileState {
                 None => self.on_create(path, is_dir, now, true, cx),
             }
         } else if raw.is(libc::IN_MODIFY | libc::IN_ATTRIB) {
-            if !self.recent_modifies.fresh(&path, now) {
-                self.recent_modifies.insert(&path, now);
-            }
+            self.touched(&path, cx);
             self.record(path, Kind::Modify, None, now, cx);
         }
+    }
+
+    /// Notes a path inotify reported created or modified, for a rescan after an overflow.
+    fn touched(&mut self, path: &Path, cx: &Cx<'_>) {
+        self.touched.insert(
+            path,
+            SystemTime::now(),
+            cx.drained
+                .checked_sub(recover::CTIME_SLACK)
+                .unwrap_or(cx.drained),
+        );
     }
 
     /// Keeps a directory's names up to date for overflow recovery.
@@ -300,6 +344,7 @@ impl FileState {
             return;
         }
         self.recent_creates.insert(&path, now);
+        self.touched(&path, cx);
         self.record(path.clone(), Kind::Create, None, now, cx);
         let followed = self.follow_if_on_the_way(&path, cx);
         if is_dir && !followed && self.in_tree(&path) {
@@ -515,7 +560,6 @@ impl FileState {
             }
         }
         self.recent_creates.expire(now);
-        self.recent_modifies.expire(now);
         self.synthesized.expire(now);
     }
 

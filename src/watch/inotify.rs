@@ -28,11 +28,23 @@ pub struct Cx<'a> {
     pub id: u64,
     pub inotify: &'a mut Inotify,
     pub out: &'a mut VecDeque<(u64, Event)>,
+    /// When the kernel's queue was last read empty.
+    pub drained: SystemTime,
 }
 
 impl<'a> Cx<'a> {
-    fn new(id: u64, inotify: &'a mut Inotify, out: &'a mut VecDeque<(u64, Event)>) -> Self {
-        Cx { id, inotify, out }
+    fn new(
+        id: u64,
+        inotify: &'a mut Inotify,
+        out: &'a mut VecDeque<(u64, Event)>,
+        drained: SystemTime,
+    ) -> Self {
+        Cx {
+            id,
+            inotify,
+            out,
+            drained,
+        }
     }
 }
 
@@ -314,14 +326,14 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
         loop {
             match rx.try_recv() {
                 Ok(Command::Add(id, mut state, done)) => {
-                    state.arm(&mut Cx::new(id, &mut inotify, &mut out));
+                    state.arm(&mut Cx::new(id, &mut inotify, &mut out, drained));
                     schedule(&mut due, &mut state, id);
                     watches.insert(id, state);
                     let _ = done.send(());
                 }
                 Ok(Command::Remove(id, done)) => {
                     if let Some(mut w) = watches.remove(&id) {
-                        w.disarm(&mut Cx::new(id, &mut inotify, &mut out));
+                        w.disarm(&mut Cx::new(id, &mut inotify, &mut out, drained));
                     }
                     out.retain(|(w, _)| *w != id);
                     let _ = done.send(());
@@ -360,7 +372,7 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
             if raw.is(libc::IN_Q_OVERFLOW) {
                 for (id, w) in watches.iter_mut() {
                     let id = *id;
-                    w.overflow(drained, &mut Cx::new(id, &mut inotify, &mut out));
+                    w.overflow(&mut Cx::new(id, &mut inotify, &mut out, drained));
                     schedule(&mut due, w, id);
                 }
                 continue;
@@ -371,7 +383,7 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
             }
             for id in users {
                 if let Some(w) = watches.get_mut(&id) {
-                    w.on_raw(&raw, now, &mut Cx::new(id, &mut inotify, &mut out));
+                    w.on_raw(&raw, now, &mut Cx::new(id, &mut inotify, &mut out, drained));
                     schedule(&mut due, w, id);
                 }
             }
@@ -383,7 +395,7 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
             }
             due.pop();
             if let Some(w) = watches.get_mut(&id) {
-                w.flush_due(now, &mut Cx::new(id, &mut inotify, &mut out));
+                w.flush_due(now, &mut Cx::new(id, &mut inotify, &mut out, drained));
                 schedule(&mut due, w, id);
             }
         }

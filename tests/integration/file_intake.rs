@@ -99,11 +99,15 @@ fn what_an_overflow_lost_is_reported_once_each_with_its_kind_after_the_overflow_
     );
     for i in 0..created {
         let p = flood.join(format!("new-{i}"));
-        assert_eq!(
-            all.get(p.to_str().unwrap()),
-            Some(&vec!["create".to_string()]),
-            "{p:?}"
-        );
+        let got = all.get(p.to_str().unwrap());
+        if got != Some(&vec!["create".to_string()]) {
+            let about: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains(&format!("{}\"", p.display())) || l.contains("overflow"))
+                .take(20)
+                .collect();
+            panic!("{p:?}: {got:?}\n{}", about.join("\n"));
+        }
     }
     for i in 0..100 {
         let d = flood.join(format!("old-del-{i}"));

@@ -21,12 +21,13 @@ use crate::watch::inotify::Cx;
 
 /// A file's ctime this close before the queue was last read empty counts as after it:
 /// file system timestamps are coarser than the clock.
-const CTIME_SLACK: Duration = Duration::from_millis(20);
+pub(super) const CTIME_SLACK: Duration = Duration::from_millis(20);
 
 impl FileState {
-    /// The kernel's queue overflowed: `since` is when hark last read it empty (every change
-    /// before that was reported).
-    pub fn overflow(&mut self, since: SystemTime, cx: &mut Cx<'_>) {
+    /// The kernel's queue overflowed. `cx.drained` is when hark last read it empty: every
+    /// change before that was reported.
+    pub fn overflow(&mut self, cx: &mut Cx<'_>) {
+        let since = cx.drained;
         tracing::warn!(watch = %self.name, "the kernel's inotify queue overflowed: changes were lost; reporting an overflow and what changed meanwhile");
         crate::metrics::get().file_overflows.inc();
         let path = self
@@ -106,9 +107,10 @@ impl FileState {
         }
         for name in &d.kept {
             let p = dir.join(name);
-            // Created or modified lately and reported by inotify: not news. (A second
-            // change of such a file among what was lost is not told apart from the first.)
-            if self.recent_creates.fresh(&p, now) || self.recent_modifies.fresh(&p, now) {
+            // Created or modified since the queue was last read empty, and reported by
+            // inotify: not news. (A second change of such a file among what was lost is not
+            // told apart from the first.)
+            if self.touched.since(&p, since) {
                 continue;
             }
             let changed = std::fs::symlink_metadata(&p)
