@@ -208,6 +208,12 @@ async fn run_with(
 
     let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let shared = Arc::new(watch::Shared::for_watches(config.watches.values())?);
+    // Where each log file was read to: the log watches take up their own as they start.
+    let positions = blocking(&store, |s| s.positions()).await?;
+    *shared.positions.lock().unwrap_or_else(|p| p.into_inner()) = positions
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+        .collect();
     let watches = start_watches(
         config.watches.values().cloned().collect(),
         Arc::clone(&host),
@@ -400,6 +406,14 @@ impl Daemon {
     }
 
     fn on_event(&mut self, ev: Arc<Event>) -> Vec<Firing> {
+        if let Some(c) = &ev.cursor {
+            // Stored with what this event leads to, in the batch's one transaction.
+            let value = (!c.value.is_empty()).then(|| c.value.clone());
+            self.unsaved.positions.push((c.key.clone(), value));
+            if c.only {
+                return Vec::new();
+            }
+        }
         let seen = self
             .seen
             .entry(Arc::clone(&ev.watch))
@@ -532,12 +546,21 @@ impl Daemon {
         let mut alerts = std::mem::take(&mut self.unsaved.alerts);
         alerts.extend(outbox::alert_changes(&deliveries));
         let mut stored = true;
-        if !changes.is_empty() || !deliveries.is_empty() || !alerts.is_empty() {
+        let positions = latest_per_key(std::mem::take(&mut self.unsaved.positions));
+        if !changes.is_empty()
+            || !deliveries.is_empty()
+            || !alerts.is_empty()
+            || !positions.is_empty()
+        {
             let rows: Vec<(u64, Vec<u8>)> =
                 deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
             let state_changed = !changes.is_empty();
-            let (c, a) = (changes.clone(), alerts.clone());
-            if let Err(e) = blocking(&self.store, move |s| s.commit(&c, &rows, &a)).await {
+            let (c, a, p) = (changes.clone(), alerts.clone(), positions.clone());
+            let written = blocking(&self.store, move |s| s.commit_with(&c, &rows, &a, &p)).await;
+            if written.is_ok() {
+                self.remember_positions(&positions);
+            }
+            if let Err(e) = written {
                 // Deliveries are still attempted: losing an alert is worse than repeating
                 // one; but they will not survive a restart. Rule states go with the next
                 // write (later changes of a key after earlier ones).
@@ -547,6 +570,7 @@ impl Daemon {
                 self.unsaved = Unsaved {
                     rules: latest_per_key(changes),
                     alerts: latest_per_key(alerts),
+                    positions,
                 };
             }
             if state_changed {
@@ -560,6 +584,28 @@ impl Daemon {
         self.dispatcher.start(jobs);
         for (seq, d) in deliveries {
             self.outbox.enqueue(seq, d, stored);
+        }
+    }
+
+    /// Positions stored: a log watch that starts again (a reload) takes up from there.
+    fn remember_positions(&self, positions: &[(String, Option<Vec<u8>>)]) {
+        if positions.is_empty() {
+            return;
+        }
+        let mut known = self
+            .shared
+            .positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (k, v) in positions {
+            match v.as_deref().and_then(|b| serde_json::from_slice(b).ok()) {
+                Some(p) => {
+                    known.insert(k.clone(), p);
+                }
+                None => {
+                    known.remove(k);
+                }
+            }
         }
     }
 
@@ -683,11 +729,13 @@ async fn start_watches(
     .context("watch start-up panicked")
 }
 
-/// Rule state and firing-alert changes a failed write could not store, kept for the next.
+/// Rule state, firing-alert and stream-position changes not stored yet: those of the
+/// events being judged, and those a failed write could not store, kept for the next.
 #[derive(Default)]
 struct Unsaved {
     rules: Vec<(String, Option<Vec<u8>>)>,
     alerts: Vec<(String, Option<Vec<u8>>)>,
+    positions: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// The last change of each key, in the order of those last changes.

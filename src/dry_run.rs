@@ -53,6 +53,7 @@ pub fn parse_event(config: &Config, spec: &str) -> Result<Event, EventError> {
         host: Arc::from(config.daemon.host.as_str()),
         edge: w.kind.is_edge(fields.get("kind").and_then(Value::as_str)),
         fields,
+        cursor: None,
     })
 }
 
@@ -169,6 +170,10 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                 "watch `{name}` (file) reports changes as they happen; nothing to sample. \
                  Try: hark test --event '{name} kind=modify path=/some/file'"
             )),
+            WatchKind::Log(_) => notes.push(format!(
+                "watch `{name}` (log) reports lines as they are written; nothing to sample. \
+                 Try: hark test --event '{name} line=\"error: disk full\" path=/var/log/app.log'"
+            )),
         }
     }
     let mut events = Vec::new();
@@ -192,6 +197,7 @@ fn state_event(
         host,
         edge: false,
         fields,
+        cursor: None,
     }
 }
 

@@ -22,6 +22,20 @@ pub struct Event {
     pub edge: bool,
     /// The type-specific fields (`kind`, `path`, ...).
     pub fields: Map<String, Value>,
+    /// Where a watch that reads a stream (a log file) is after this event: stored with the
+    /// rule states and deliveries the event led to, in one transaction, so a restart
+    /// neither loses nor repeats what the stream said.
+    pub cursor: Option<Box<Cursor>>,
+}
+
+/// A stream's position, as a watch encodes it (the store keeps bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// `watch/what`: a file, a journal.
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Nothing to judge: the event only moves the position (lines no rule would see).
+    pub only: bool,
 }
 
 impl Event {

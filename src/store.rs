@@ -29,6 +29,9 @@ const SILENCES: TableDefinition<&str, &[u8]> = TableDefinition::new("silences");
 /// Alerts posted to Alertmanager as firing and not yet resolved, re-posted while they
 /// fire, by `action/rule/watch`.
 const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
+/// Where streams (log files) were read to, by `watch/what`: written with the rule states
+/// and deliveries their events led to.
+const POSITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("positions");
 
 #[derive(Debug, thiserror::Error)]
 #[error("state store {path}: {message}")]
@@ -254,6 +257,11 @@ impl Store {
         self.read_all(ALERTS, str::to_string)
     }
 
+    /// Every stream position.
+    pub fn positions(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.read_all(POSITIONS, str::to_string)
+    }
+
     /// Every silence.
     pub fn silences(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.read_all(SILENCES, str::to_string)
@@ -299,12 +307,24 @@ impl Store {
         deliveries: &[(u64, Vec<u8>)],
         alerts: &[(String, Option<Vec<u8>>)],
     ) -> Result<(), StoreError> {
+        self.commit_with(rules, deliveries, alerts, &[])
+    }
+
+    /// `commit`, with stream positions (`None` removes) in the same transaction.
+    pub fn commit_with(
+        &self,
+        rules: &[(String, Option<Vec<u8>>)],
+        deliveries: &[(u64, Vec<u8>)],
+        alerts: &[(String, Option<Vec<u8>>)],
+        positions: &[(String, Option<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
         let unsettled = self.unsettled();
         self.write(|db| {
             let mut txn = db.begin_write().map_err(|e| self.error(e))?;
             txn.set_durability(Durability::Immediate);
             self.apply(&txn, RULES, rules)?;
             self.apply(&txn, ALERTS, alerts)?;
+            self.apply(&txn, POSITIONS, positions)?;
             {
                 let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
                 self.apply_outbox(&mut outbox, &unsettled)?;

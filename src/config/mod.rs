@@ -9,6 +9,7 @@ mod condition;
 pub mod diagnostic;
 mod files;
 mod http;
+mod log;
 mod parse;
 mod rule;
 mod secret;
@@ -35,6 +36,7 @@ pub use condition::{
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
+pub use log::LogWatch;
 pub use parse::DEFAULT_CONTROL_SOCKET;
 pub use rule::{RuleConfig, Threshold, TriggerLimit};
 pub use secret::Secret;

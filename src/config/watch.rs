@@ -33,6 +33,7 @@ pub enum WatchKind {
     System(SystemWatch),
     Tcp(TcpWatch),
     Command(CommandWatch),
+    Log(super::log::LogWatch),
 }
 
 impl WatchKind {
@@ -44,6 +45,7 @@ impl WatchKind {
             WatchKind::System(_) => "system",
             WatchKind::Tcp(_) => "tcp",
             WatchKind::Command(_) => "command",
+            WatchKind::Log(_) => "log",
         }
     }
 
@@ -51,21 +53,21 @@ impl WatchKind {
     /// rule's state machine, rather than edges that fire on each match. A process watch
     /// reports both: `start` and `exit` are edges, `sample` a state.
     pub fn reports_states(&self) -> bool {
-        !matches!(self, WatchKind::File(_))
+        !matches!(self, WatchKind::File(_) | WatchKind::Log(_))
     }
 
     /// Whether an event of this watch with this `kind` is an edge (fires on each match)
     /// rather than a state.
     pub fn is_edge(&self, kind: Option<&str>) -> bool {
         match self {
-            WatchKind::File(_) => true,
+            WatchKind::File(_) | WatchKind::Log(_) => true,
             WatchKind::Process(_) => kind != Some("sample"),
             _ => false,
         }
     }
 }
 
-const AVAILABLE: &str = "file, http, process, system, tcp, command";
+const AVAILABLE: &str = "file, log, http, process, system, tcp, command";
 
 #[derive(Debug, Clone)]
 pub struct FileWatch {
@@ -162,6 +164,7 @@ pub(crate) fn parse(
         "system" => WatchKind::System(checks::parse_system(ctx, table, span)?),
         "tcp" => WatchKind::Tcp(checks::parse_tcp(ctx, table, span)?),
         "command" => WatchKind::Command(checks::parse_command(ctx, table, span)?),
+        "log" => WatchKind::Log(super::log::parse(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),
@@ -242,7 +245,7 @@ fn is_glob_component(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
 
-fn path_pattern(
+pub(crate) fn path_pattern(
     ctx: &mut Ctx,
     config_dir: &Path,
     written: &Spanned<String>,
@@ -315,7 +318,7 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-fn ignore_set(ctx: &mut Ctx, patterns: &[Spanned<String>]) -> Ignore {
+pub(crate) fn ignore_set(ctx: &mut Ctx, patterns: &[Spanned<String>]) -> Ignore {
     let mut full = GlobSetBuilder::new();
     let mut name = GlobSetBuilder::new();
     for p in patterns {

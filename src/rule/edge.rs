@@ -165,6 +165,7 @@ mod tests {
             host: "h".into(),
             edge: true,
             fields: Default::default(),
+            cursor: None,
         })
     }
 

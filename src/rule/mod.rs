@@ -572,6 +572,7 @@ times = 3
             host: Arc::from("h"),
             edge: false,
             fields,
+            cursor: None,
         })
     }
 

@@ -44,6 +44,15 @@ pub struct FileWatchHandle {
 }
 
 impl FileWatchHandle {
+    pub(super) fn new(
+        hub: super::inotify::HubHandle,
+        problems: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Self {
+        FileWatchHandle { hub, problems }
+    }
+}
+
+impl FileWatchHandle {
     /// Stops the watch. Blocking: call it off the async runtime.
     pub fn stop(self) {
         self.hub.stop();
@@ -67,35 +76,57 @@ pub fn start(
     events: mpsc::Sender<Event>,
     hub: &super::inotify::Hub,
 ) -> Result<FileWatchHandle, WatchError> {
-    let targets = config.paths.iter().cloned().map(Target::new).collect();
-    let dirs = Dirs::default();
-    let problems = Arc::clone(&dirs.problems);
-    let state = FileState {
-        name: Arc::clone(&name),
-        host,
-        config,
-        events,
-        targets,
-        roots: BTreeMap::new(),
-        dirs,
-        pending: HashMap::new(),
-        deadlines: VecDeque::new(),
-        renames: HashMap::new(),
-        rename_order: VecDeque::new(),
-        recent_creates: Recent::default(),
-        touched: Touched::default(),
-        synthesized: Recent::default(),
-        scheduled: None,
-        closed: false,
-    };
-    let hub = hub.add(state).map_err(|e| match e.raw_os_error() {
+    let state = FileState::new(Arc::clone(&name), host, config, events);
+    let problems = state.problems_handle();
+    let hub = hub
+        .add(super::inotify::Hosted::File(Box::new(state)))
+        .map_err(|e| hub_error(&name, e))?;
+    Ok(FileWatchHandle { hub, problems })
+}
+
+/// Why the inotify thread could not take a watch.
+pub(super) fn hub_error(name: &str, e: std::io::Error) -> WatchError {
+    match e.raw_os_error() {
         Some(libc::EMFILE) => WatchError::InstanceLimit {
             watch: name.to_string(),
             limit: super::read_sysctl("max_user_instances"),
         },
         _ => WatchError::Other(format!("watch `{name}`: cannot start inotify: {e}")),
-    })?;
-    Ok(FileWatchHandle { hub, problems })
+    }
+}
+
+impl FileState {
+    pub fn new(
+        name: Arc<str>,
+        host: Arc<str>,
+        config: FileWatch,
+        events: mpsc::Sender<Event>,
+    ) -> FileState {
+        let targets = config.paths.iter().cloned().map(Target::new).collect();
+        FileState {
+            name,
+            host,
+            config,
+            events,
+            targets,
+            roots: BTreeMap::new(),
+            dirs: Dirs::default(),
+            pending: HashMap::new(),
+            deadlines: VecDeque::new(),
+            renames: HashMap::new(),
+            rename_order: VecDeque::new(),
+            recent_creates: Recent::default(),
+            touched: Touched::default(),
+            synthesized: Recent::default(),
+            scheduled: None,
+            closed: false,
+        }
+    }
+
+    /// What the watch could not arm, shared with its handle.
+    pub fn problems_handle(&self) -> Arc<std::sync::Mutex<Vec<String>>> {
+        Arc::clone(&self.dirs.problems)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -488,7 +519,26 @@ impl FileState {
         }
     }
 
-    fn is_reported(&self, path: &Path) -> bool {
+    /// The files the watch reports that exist now, in the directories it watches.
+    pub fn present(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in self.dirs.by_path.keys() {
+            let Ok(entries) = arm::read_dir(dir) else {
+                continue;
+            };
+            for (name, is_dir) in entries {
+                let p = dir.join(name);
+                if !is_dir && self.is_reported(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    pub fn is_reported(&self, path: &Path) -> bool {
         self.targets
             .iter()
             .any(|t| t.matches(path, self.config.recursive))
@@ -603,6 +653,7 @@ impl FileState {
                 host: Arc::clone(&self.host),
                 edge: true,
                 fields,
+                cursor: None,
             },
         ));
     }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use super::file::FileState;
+use super::log::LogState;
 use crate::event::Event;
 
 /// What a file watch works with on the inotify thread: the instance (to arm and disarm
@@ -33,6 +34,16 @@ pub struct Cx<'a> {
 }
 
 impl<'a> Cx<'a> {
+    /// The same, with events going to `out` instead.
+    pub fn with_out<'b>(&'b mut self, out: &'b mut VecDeque<(u64, Event)>) -> Cx<'b> {
+        Cx {
+            id: self.id,
+            inotify: &mut *self.inotify,
+            out,
+            drained: self.drained,
+        }
+    }
+
     fn new(
         id: u64,
         inotify: &'a mut Inotify,
@@ -50,7 +61,7 @@ impl<'a> Cx<'a> {
 
 /// Events made and not yet taken by the engine, at most, before the thread stops reading
 /// inotify: the kernel's queue then fills, and overflows visibly, instead of hark's memory.
-const OUT_MAX: usize = 8192;
+pub(crate) const OUT_MAX: usize = 8192;
 
 /// What every watch descriptor is armed with.
 pub const MASK: u32 = libc::IN_CREATE
@@ -196,9 +207,98 @@ pub fn parse(mut b: &[u8], out: &mut Vec<Raw>) {
     }
 }
 
+/// What lives on the inotify thread: the closed set of watches that read files.
+pub enum Hosted {
+    File(Box<FileState>),
+    Log(Box<LogState>),
+}
+
+impl Hosted {
+    fn arm(&mut self, cx: &mut Cx<'_>) {
+        match self {
+            Hosted::File(f) => f.arm(cx),
+            Hosted::Log(l) => l.arm(cx),
+        }
+    }
+
+    fn disarm(&mut self, cx: &mut Cx<'_>) {
+        match self {
+            Hosted::File(f) => f.disarm(cx),
+            Hosted::Log(l) => l.disarm(cx),
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        match self {
+            Hosted::File(f) => f.next_wakeup(),
+            Hosted::Log(l) => l.next_wakeup(),
+        }
+    }
+
+    fn on_raw(&mut self, raw: &Raw, now: Instant, cx: &mut Cx<'_>) {
+        match self {
+            Hosted::File(f) => f.on_raw(raw, now, cx),
+            Hosted::Log(l) => l.on_raw(raw, now, cx),
+        }
+    }
+
+    fn flush_due(&mut self, now: Instant, cx: &mut Cx<'_>) {
+        match self {
+            Hosted::File(f) => f.flush_due(now, cx),
+            Hosted::Log(l) => l.flush_due(now, cx),
+        }
+    }
+
+    fn overflow(&mut self, cx: &mut Cx<'_>) {
+        match self {
+            Hosted::File(f) => f.overflow(cx),
+            Hosted::Log(l) => l.overflow(cx),
+        }
+    }
+
+    /// Reads what a log watch still has to read, as far as the engine has room.
+    fn pump(&mut self, cx: &mut Cx<'_>) {
+        if let Hosted::Log(l) = self {
+            l.pump(cx);
+        }
+    }
+
+    fn has_more(&self) -> bool {
+        matches!(self, Hosted::Log(l) if l.has_more())
+    }
+
+    fn closed(&self) -> bool {
+        match self {
+            Hosted::File(f) => f.closed(),
+            Hosted::Log(l) => l.closed(),
+        }
+    }
+
+    fn close(&mut self) {
+        match self {
+            Hosted::File(f) => f.close(),
+            Hosted::Log(l) => l.close(),
+        }
+    }
+
+    fn events(&self) -> &tokio::sync::mpsc::Sender<Event> {
+        match self {
+            Hosted::File(f) => f.events(),
+            Hosted::Log(l) => l.events(),
+        }
+    }
+
+    fn scheduled(&mut self) -> &mut Option<Instant> {
+        match self {
+            Hosted::File(f) => &mut f.scheduled,
+            Hosted::Log(l) => l.scheduled(),
+        }
+    }
+}
+
 /// What the hub's thread is asked to do.
 enum Command {
-    Add(u64, Box<FileState>, mpsc::Sender<()>),
+    Add(u64, Hosted, mpsc::Sender<()>),
     Remove(u64, mpsc::Sender<()>),
 }
 
@@ -216,7 +316,7 @@ struct Running {
 
 impl Hub {
     /// Starts `state` on the hub's thread once it is armed (arming happens there).
-    pub fn add(&self, state: FileState) -> io::Result<HubHandle> {
+    pub fn add(&self, state: Hosted) -> io::Result<HubHandle> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.is_none() {
             *inner = Some(start()?);
@@ -229,7 +329,7 @@ impl Hub {
         let (done_tx, done) = mpsc::channel();
         running
             .tx
-            .send(Command::Add(id, Box::new(state), done_tx))
+            .send(Command::Add(id, state, done_tx))
             .map_err(|_| io::Error::other("the inotify thread stopped"))?;
         wake(&running.wake);
         let handle = HubHandle {
@@ -294,7 +394,7 @@ fn start() -> io::Result<Running> {
 /// The thread: waits for inotify, a command or the next deadline; no polling (but for
 /// the engine: while it is behind, the thread tries again every few milliseconds).
 fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
-    let mut watches: HashMap<u64, Box<FileState>> = HashMap::new();
+    let mut watches: HashMap<u64, Hosted> = HashMap::new();
     // (deadline, watch): the earliest first; a watch may be in it more than once, and
     // an entry whose watch has nothing due by then is a no-op.
     let mut due: BinaryHeap<std::cmp::Reverse<(Instant, u64)>> = BinaryHeap::new();
@@ -317,6 +417,10 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
         let read_inotify = out.len() < OUT_MAX;
         if streaming && read_inotify {
             timeout = soon(timeout, LINGER);
+        }
+        if read_inotify && watches.values().any(Hosted::has_more) {
+            // A log watch has more to read: round again at once.
+            timeout = soon(timeout, std::time::Duration::ZERO);
         }
         if !wait(&inotify.fd, wake, timeout, read_inotify && !streaming) {
             return;
@@ -399,13 +503,21 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
                 schedule(&mut due, w, id);
             }
         }
+        for (id, w) in watches.iter_mut() {
+            if out.len() >= OUT_MAX {
+                break;
+            }
+            if w.has_more() {
+                w.pump(&mut Cx::new(*id, &mut inotify, &mut out, drained));
+            }
+        }
         hand_over(&mut out, &mut watches);
         watches.retain(|_, w| !w.closed());
     }
 }
 
 /// Hands waiting events to the engine, in order, as far as it has room.
-fn hand_over(out: &mut VecDeque<(u64, Event)>, watches: &mut HashMap<u64, Box<FileState>>) {
+fn hand_over(out: &mut VecDeque<(u64, Event)>, watches: &mut HashMap<u64, Hosted>) {
     use tokio::sync::mpsc::error::TrySendError;
     while let Some((id, ev)) = out.pop_front() {
         let Some(w) = watches.get_mut(&id) else {
@@ -424,10 +536,10 @@ fn hand_over(out: &mut VecDeque<(u64, Event)>, watches: &mut HashMap<u64, Box<Fi
 
 /// Puts a watch's next deadline in the heap, unless an entry for it is already due by
 /// then.
-fn schedule(due: &mut BinaryHeap<std::cmp::Reverse<(Instant, u64)>>, w: &mut FileState, id: u64) {
+fn schedule(due: &mut BinaryHeap<std::cmp::Reverse<(Instant, u64)>>, w: &mut Hosted, id: u64) {
     if let Some(t) = w.next_wakeup() {
-        if w.scheduled.is_none_or(|s| t < s) {
-            w.scheduled = Some(t);
+        if w.scheduled().is_none_or(|s| t < s) {
+            *w.scheduled() = Some(t);
             due.push(std::cmp::Reverse((t, id)));
         }
     }

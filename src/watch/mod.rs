@@ -5,6 +5,7 @@ pub mod command;
 pub mod file;
 pub mod http;
 pub mod inotify;
+pub mod log;
 mod periodic;
 pub mod process;
 pub mod system;
@@ -76,6 +77,9 @@ pub struct Shared {
     pub clients: http::Clients,
     pub processes: process::Monitor,
     pub files: inotify::Hub,
+    /// Where each log file was read to, as last stored: a log watch that starts (or
+    /// starts again after a reload) takes up its own.
+    pub positions: std::sync::Mutex<log::Positions>,
 }
 
 impl Shared {
@@ -86,6 +90,7 @@ impl Shared {
             clients: http::Clients::for_watches(watches)?,
             processes: process::Monitor::default(),
             files: inotify::Hub::default(),
+            positions: std::sync::Mutex::default(),
         })
     }
 }
@@ -103,6 +108,25 @@ pub fn start(
     Ok(match &config.kind {
         WatchKind::File(f) => {
             WatchHandle::File(file::start(name, host, f.clone(), events, &shared.files)?)
+        }
+        WatchKind::Log(l) => {
+            let prefix = format!("{name}/");
+            let saved: log::Positions = shared
+                .positions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            WatchHandle::File(log::start(
+                name,
+                host,
+                l.clone(),
+                events,
+                &shared.files,
+                saved,
+            )?)
         }
         WatchKind::Http(h) => WatchHandle::Periodic(http::start(
             name,

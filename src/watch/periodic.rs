@@ -63,6 +63,7 @@ where
                 host: Arc::clone(&host),
                 edge: false,
                 fields,
+                cursor: None,
             };
             tokio::select! {
                 _ = token.cancelled() => return,

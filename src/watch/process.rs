@@ -387,6 +387,7 @@ impl Watched {
             host: Arc::clone(&self.host),
             edge,
             fields,
+            cursor: None,
         }
     }
 

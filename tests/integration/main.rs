@@ -13,6 +13,7 @@ mod hostile_config;
 mod hostile_world;
 mod http_server;
 mod http_watch;
+mod log_watch;
 mod metrics;
 mod process_watch;
 mod reload;
