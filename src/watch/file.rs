@@ -5,8 +5,10 @@
 
 mod arm;
 mod describe;
+mod follow;
 mod index;
 mod paths;
+mod recent;
 mod recover;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -18,7 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
 use self::arm::Dirs;
-use self::paths::{plan, Depth, Target};
+use self::paths::{Depth, Target};
+use self::recent::{Recent, Touched};
 use super::inotify::{Cx, Raw};
 use super::WatchError;
 use crate::config::FileWatch;
@@ -26,12 +29,7 @@ use crate::event::{encode_os, Event, Map, Value};
 
 /// How long a created file counts as "just created" for the atomic-save rule, and how long a
 /// create reported from a scan suppresses the same create arriving from inotify.
-const RECENT: Duration = Duration::from_secs(5);
-/// At most this many paths are remembered as just created; past it, the oldest go first.
-const RECENT_MAX: usize = 200_000;
-/// Paths remembered as reported since the queue was last read empty, at most: past it, the
-/// oldest go first.
-const TOUCHED_MAX: usize = 1_000_000;
+pub(super) const RECENT: Duration = Duration::from_secs(5);
 /// A rename's first half waits this long for its second before it counts as a move out.
 const RENAME_PAIRING: Duration = Duration::from_millis(20);
 /// Bounds the look-watch-look loop of re-arming (a path is rarely this deep).
@@ -163,78 +161,6 @@ struct Pending {
     deadline: Instant,
 }
 
-/// Paths seen recently, forgotten in the order they were noted: constant work per path.
-#[derive(Default)]
-struct Recent {
-    at: HashMap<Arc<Path>, Instant>,
-    order: VecDeque<(Instant, Arc<Path>)>,
-}
-
-impl Recent {
-    fn insert(&mut self, path: &Path, now: Instant) {
-        let p: Arc<Path> = Arc::from(path);
-        self.at.insert(Arc::clone(&p), now);
-        self.order.push_back((now, p));
-        if self.order.len() > RECENT_MAX {
-            self.expire_one();
-        }
-    }
-
-    fn fresh(&self, path: &Path, now: Instant) -> bool {
-        self.at.get(path).is_some_and(|t| now - *t < RECENT)
-    }
-
-    fn remove(&mut self, path: &Path) -> Option<Instant> {
-        self.at.remove(path)
-    }
-
-    fn expire(&mut self, now: Instant) {
-        while self.order.front().is_some_and(|(t, _)| now - *t >= RECENT) {
-            self.expire_one();
-        }
-    }
-
-    fn expire_one(&mut self) {
-        if let Some((t, p)) = self.order.pop_front() {
-            if self.at.get(&p) == Some(&t) {
-                self.at.remove(&p);
-            }
-        }
-    }
-}
-
-/// Paths inotify reported, with when; those from before `keep_from` are forgotten, oldest
-/// first (constant work per path).
-#[derive(Default)]
-pub(super) struct Touched {
-    at: HashMap<Arc<Path>, SystemTime>,
-    order: VecDeque<(SystemTime, Arc<Path>)>,
-}
-
-impl Touched {
-    fn insert(&mut self, path: &Path, now: SystemTime, keep_from: SystemTime) {
-        while self
-            .order
-            .front()
-            .is_some_and(|(t, _)| *t < keep_from || self.order.len() >= TOUCHED_MAX)
-        {
-            if let Some((t, p)) = self.order.pop_front() {
-                if self.at.get(&p) == Some(&t) {
-                    self.at.remove(&p);
-                }
-            }
-        }
-        let p: Arc<Path> = Arc::from(path);
-        self.at.insert(Arc::clone(&p), now);
-        self.order.push_back((now, p));
-    }
-
-    /// Whether inotify reported `path` at or after `since`.
-    pub(super) fn since(&self, path: &Path, since: SystemTime) -> bool {
-        self.at.get(path).is_some_and(|t| *t >= since)
-    }
-}
-
 pub struct FileState {
     name: Arc<str>,
     host: Arc<str>,
@@ -255,7 +181,7 @@ pub struct FileState {
     synthesized: Recent,
     /// Paths inotify reported created or modified since shortly before the kernel's queue
     /// was last read empty: a rescan after an overflow does not report them again.
-    pub(super) touched: Touched,
+    touched: Touched,
     /// The deadline the inotify thread has this watch down for.
     pub scheduled: Option<Instant>,
     /// The engine is gone: nothing more to do.
@@ -386,49 +312,6 @@ impl FileState {
         }
     }
 
-    /// Whether `path` lies inside a directory watched with its whole tree.
-    fn in_tree(&self, path: &Path) -> bool {
-        path.parent()
-            .and_then(|p| self.dirs.by_path.get(p))
-            .is_some_and(|wd| self.dirs.is_tree(*wd))
-    }
-
-    /// Arms `dir` and reports as created what is in it, unless inotify already did, and
-    /// remembers it so the same create arriving from inotify later is not reported twice.
-    fn arm_and_report(
-        &mut self,
-        dir: &Path,
-        depth: Depth,
-        now: Instant,
-        report: bool,
-        cx: &mut Cx<'_>,
-    ) {
-        let mut found = Vec::new();
-        self.dirs
-            .arm(dir, depth, cx.id, cx.inotify, Some(&mut found));
-        if report {
-            self.found_created(found, now, cx);
-        }
-    }
-
-    /// Reports paths a scan found as created, unless inotify already did, and remembers
-    /// them so the same create arriving from inotify later is not reported twice.
-    fn found_created(
-        &mut self,
-        found: impl IntoIterator<Item = PathBuf>,
-        now: Instant,
-        cx: &mut Cx<'_>,
-    ) {
-        for p in found {
-            if self.recent_creates.fresh(&p, now) {
-                continue;
-            }
-            self.synthesized.insert(&p, now);
-            self.recent_creates.insert(&p, now);
-            self.record(p, Kind::Create, None, now, cx);
-        }
-    }
-
     fn on_rename(
         &mut self,
         from: PathBuf,
@@ -456,66 +339,6 @@ impl FileState {
         } else if to_matches || from_matches {
             self.pending.remove(&from);
             self.record(to, Kind::Rename, Some(from), now, cx);
-        }
-    }
-
-    /// A change on the way to a target that is not there yet (or just went away) moves
-    /// where it must be watched from. Returns whether anything was re-armed.
-    fn follow_if_on_the_way(&mut self, path: &Path, cx: &mut Cx<'_>) -> bool {
-        if !self.targets.iter().any(|t| t.is_on_the_way(path)) {
-            return false;
-        }
-        self.rearm(Arm::Follow, cx);
-        true
-    }
-
-    fn rearm(&mut self, why: Arm, cx: &mut Cx<'_>) {
-        let existed: Vec<bool> = self.targets.iter().map(|t| t.exists).collect();
-        let mut newly = Vec::new();
-        // A directory can appear between looking and watching, and then no event would
-        // ever tell us; so look again after watching, until what is watched is what
-        // exists. Each round goes at least one level deeper, so this ends.
-        for _ in 0..MAX_REARM_ROUNDS {
-            let want = plan(&self.config, &mut self.targets);
-            if want == self.roots {
-                break;
-            }
-            for (dir, depth) in &self.roots {
-                if want.get(dir) != Some(depth) {
-                    self.dirs.disarm_under_root(dir, *depth, cx.id, cx.inotify);
-                }
-            }
-            for (dir, depth) in &want {
-                if self.roots.get(dir) != Some(depth) {
-                    newly.push((dir.clone(), *depth));
-                }
-            }
-            for (dir, depth) in &newly {
-                if !self.dirs.by_path.contains_key(dir.as_path()) || *depth == Depth::Tree {
-                    self.dirs.arm(dir, *depth, cx.id, cx.inotify, None);
-                }
-            }
-            tracing::debug!(watch = %self.name, dirs = ?want, "watching");
-            self.roots = want;
-        }
-        if why != Arm::Follow {
-            return;
-        }
-        // Targets that just appeared: report them, and what was created in them before
-        // their watch was in place.
-        let now = Instant::now();
-        let appeared: Vec<PathBuf> = self
-            .targets
-            .iter()
-            .zip(existed)
-            .filter(|(t, before)| t.exists && !before)
-            .map(|(t, _)| t.pattern.base.clone())
-            .collect();
-        self.found_created(appeared, now, cx);
-        for (dir, depth) in newly {
-            let mut found = Vec::new();
-            paths::scan(&dir, depth, &mut found);
-            self.found_created(found, now, cx);
         }
     }
 

@@ -1,0 +1,234 @@
+//! What the engine decided, made to last and set going: rule states, firing alerts,
+//! deliveries and stream positions stored in one transaction before any action starts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use sd_notify::NotifyState;
+
+use super::{blocking, notify, Daemon};
+use crate::action::outbox::{self, Delivery};
+use crate::event::{Firing, FiringState};
+use crate::trace::{Kind, Line};
+
+impl Daemon {
+    /// Stores what the engine decided and starts its actions: a state change and its
+    /// deliveries are on disk, in one transaction, before any action starts, so a restart
+    /// never fires a rule twice for one outage, and loses no delivery.
+    pub(super) async fn act(&mut self, firings: Vec<Firing>) {
+        if self.slots.full() {
+            tracing::warn!(
+                "{} shell actions wait for a slot (max_concurrent_actions); taking no events until some have started",
+                crate::action::MAX_WAITING
+            );
+            // Waiting for actions to start is progress, not a wedge: the watchdog is fed.
+            while self.slots.full() {
+                self.heartbeat.beat();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let now = SystemTime::now();
+        let mut jobs = Vec::new();
+        let mut deliveries: Vec<(u64, Delivery)> = Vec::new();
+        let fired = !firings.is_empty();
+        for mut firing in firings {
+            self.firing_series
+                .entry((
+                    Arc::clone(&firing.rule),
+                    firing.state == FiringState::Firing,
+                ))
+                .or_insert_with(|| {
+                    crate::metrics::get()
+                        .firings
+                        .get_or_create(&crate::metrics::labels(
+                            "rule",
+                            &firing.rule,
+                            "state",
+                            firing.state.as_str(),
+                        ))
+                        .clone()
+                })
+                .inc();
+            if firing.state == FiringState::Firing {
+                if let Some(until) = self.silences.active(&firing.rule, now) {
+                    let until = until.map_or("unsilenced".into(), crate::event::rfc3339);
+                    tracing::info!(rule = %firing.rule, until = %until, "silenced: its actions do not run");
+                    crate::trace::publish(
+                        Line::new(
+                            Kind::Verdict,
+                            "silenced",
+                            format!("silenced until {until}: its actions do not run"),
+                        )
+                        .watch(&firing.event.watch)
+                        .rule(&firing.rule),
+                    );
+                    firing.actions.clear();
+                }
+            }
+            let prepared = self.dispatcher.prepare(firing);
+            jobs.extend(prepared.jobs);
+            for d in prepared.deliveries {
+                deliveries.push((self.next_seq, d));
+                self.next_seq += 1;
+            }
+        }
+        let mut changes = std::mem::take(&mut self.unsaved.rules);
+        changes.extend(
+            self.engine
+                .take_changes(Instant::now(), SystemTime::now())
+                .into_iter()
+                .map(|(k, v)| (k, v.and_then(|s| serde_json::to_vec(&s).ok()))),
+        );
+        let mut alerts = std::mem::take(&mut self.unsaved.alerts);
+        alerts.extend(outbox::alert_changes(&deliveries));
+        let mut stored = true;
+        let positions = latest_per_key(std::mem::take(&mut self.unsaved.positions));
+        if !changes.is_empty()
+            || !deliveries.is_empty()
+            || !alerts.is_empty()
+            || !positions.is_empty()
+        {
+            let rows: Vec<(u64, Vec<u8>)> =
+                deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
+            let state_changed = !changes.is_empty();
+            let (c, a, p) = (changes.clone(), alerts.clone(), positions.clone());
+            let written = blocking(&self.store, move |s| s.commit_with(&c, &rows, &a, &p)).await;
+            if written.is_ok() {
+                self.remember_positions(&positions);
+            }
+            if let Err(e) = written {
+                // Deliveries are still attempted: losing an alert is worse than repeating
+                // one; but they will not survive a restart. Rule states go with the next
+                // write (later changes of a key after earlier ones).
+                tracing::error!(error = %e, deliveries = deliveries.len(), "cannot write to the state store: these firings are not saved, and their deliveries would not survive a restart");
+                crate::metrics::get().store_write_errors.inc();
+                stored = false;
+                self.unsaved = Unsaved {
+                    rules: latest_per_key(changes),
+                    alerts: latest_per_key(alerts),
+                    positions,
+                };
+            }
+            if state_changed {
+                notify(&[NotifyState::Status(&self.status_line())]);
+            }
+        }
+        if fired {
+            self.export_firing();
+        }
+        self.save_again_if_rebuilt().await;
+        self.dispatcher.start(jobs);
+        for (seq, d) in deliveries {
+            self.outbox.enqueue(seq, d, stored);
+        }
+    }
+
+    /// Positions stored: a log watch that starts again (a reload) takes up from there.
+    pub(super) fn remember_positions(&self, positions: &[(String, Option<Vec<u8>>)]) {
+        if positions.is_empty() {
+            return;
+        }
+        let mut known = self
+            .shared
+            .positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (k, v) in positions {
+            match v.as_deref().and_then(|b| serde_json::from_slice(b).ok()) {
+                Some(p) => {
+                    known.insert(k.clone(), p);
+                }
+                None => {
+                    known.remove(k);
+                }
+            }
+        }
+    }
+
+    /// After the store's file was damaged under hark and made anew: the rule states and
+    /// silences hark holds are saved into it.
+    pub(super) async fn save_again_if_rebuilt(&mut self) {
+        if !self.store.take_rebuilt() {
+            return;
+        }
+        let rules: Vec<(String, Option<Vec<u8>>)> = self
+            .engine
+            .all_states(Instant::now(), SystemTime::now())
+            .into_iter()
+            .map(|(k, s)| (k, serde_json::to_vec(&s).ok()))
+            .collect();
+        let silences = self.silences.all();
+        let count = (rules.len(), silences.len());
+        let saved = blocking(&self.store, move |s| {
+            s.commit(&rules, &[], &[])?;
+            s.set_silences(&silences)
+        })
+        .await;
+        match saved {
+            Ok(()) => tracing::warn!(
+                rule_states = count.0,
+                silences = count.1,
+                "saved again into the new state store"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot save into the new state store"),
+        }
+    }
+
+    /// `hark_rule_firing`: one series per rule and watch firing now.
+    pub(super) fn export_firing(&self) {
+        let family = &crate::metrics::get().rules_firing;
+        family.clear();
+        for r in self.engine.status() {
+            if r.state == "firing" {
+                let watch = r.watch.as_deref().unwrap_or("");
+                family
+                    .get_or_create(&crate::metrics::labels("rule", &r.rule, "watch", watch))
+                    .set(1);
+            }
+        }
+    }
+}
+
+/// Rule state, firing-alert and stream-position changes not stored yet: those of the
+/// events being judged, and those a failed write could not store, kept for the next.
+#[derive(Default)]
+pub(super) struct Unsaved {
+    pub(super) rules: Vec<(String, Option<Vec<u8>>)>,
+    pub(super) alerts: Vec<(String, Option<Vec<u8>>)>,
+    pub(super) positions: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The last change of each key, in the order of those last changes.
+pub(super) fn latest_per_key(
+    changes: Vec<(String, Option<Vec<u8>>)>,
+) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<_> = changes
+        .into_iter()
+        .rev()
+        .filter(|(k, _)| seen.insert(k.clone()))
+        .collect();
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsaved_changes_keep_the_last_of_each_key_in_order() {
+        let c = |k: &str, v: Option<&[u8]>| (k.to_string(), v.map(<[u8]>::to_vec));
+        let merged = latest_per_key(vec![
+            c("a", Some(b"1")),
+            c("b", Some(b"1")),
+            c("a", None),
+            c("c", Some(b"1")),
+            c("b", Some(b"2")),
+        ]);
+        assert_eq!(
+            merged,
+            vec![c("a", None), c("c", Some(b"1")), c("b", Some(b"2"))]
+        );
+    }
+}
