@@ -108,6 +108,12 @@ pub struct WatchStatus {
 pub struct RuleStatus {
     pub name: String,
     pub watch: Option<String>,
+    /// The group of a rule with `group_by`: its fields and values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<std::collections::BTreeMap<String, String>>,
+    /// How many groups the rule holds, with `group_by` (only some are listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<usize>,
     /// `ok`, `pending` or `firing`.
     pub state: String,
     pub since: Option<String>,
@@ -423,10 +429,17 @@ pub fn render(s: &Status) -> String {
     }
     out.push_str(&format!("\nrules ({}):\n", s.rules.len()));
     for r in &s.rules {
-        let watch = r.watch.as_deref().unwrap_or("-");
+        let watch = match (&r.watch, &r.group) {
+            (Some(w), Some(g)) => format!("{w} [{}]", crate::rule::group_text(g)),
+            (Some(w), None) => w.clone(),
+            (None, _) => "-".to_string(),
+        };
         out.push_str(&format!("  {:<20} {:<20} {:<8}", r.name, watch, r.state));
         if let Some(since) = &r.since {
             out.push_str(&format!(" since {since}"));
+        }
+        if let Some(n) = r.groups {
+            out.push_str(&format!("  ({n} groups)"));
         }
         match r.silenced_until.as_deref() {
             Some("") => out.push_str("  silenced"),

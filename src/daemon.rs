@@ -25,8 +25,8 @@ use crate::action::outbox::{Delivery, Outbox};
 use crate::action::{Dispatcher, Slots};
 use crate::config::{Config, WatchConfig};
 use crate::control::{self, Call};
-use crate::event::{Event, Firing};
-use crate::rule::{Engine, Saved, Silences};
+use crate::event::{Event, Firing, FiringState};
+use crate::rule::{Engine, Silences};
 use crate::store::{Store, StoreError};
 use crate::trace::{Kind, Line};
 use crate::watch::{self, WatchHandle};
@@ -124,17 +124,7 @@ async fn run_with(
             .context("opening the state store panicked")??,
     );
     let mut engine = Engine::new(&config);
-    let saved: Vec<(String, Saved)> = blocking(&store, |s| s.rule_states())
-        .await?
-        .into_iter()
-        .filter_map(|(k, v)| match serde_json::from_slice(&v) {
-            Ok(saved) => Some((k, saved)),
-            Err(e) => {
-                tracing::warn!(key = %k, error = %e, "ignoring a saved rule state that does not decode");
-                None
-            }
-        })
-        .collect();
+    let saved = blocking(&store, |s| s.rule_states()).await?;
     let stale = engine.restore(saved, Instant::now(), SystemTime::now());
     if !stale.is_empty() {
         tracing::info!(
@@ -396,28 +386,34 @@ impl Daemon {
                 crate::trace::publish(
                     Line::new(Kind::Verdict, d.verdict.code(), d.verdict.to_string())
                         .watch(&ev.watch)
-                        .rule(&d.rule),
+                        .rule(&d.rule)
+                        .group_of(d.firing.as_ref()),
                 );
             }
         }
         decisions.into_iter().filter_map(|d| d.firing).collect()
     }
 
-    /// Firings of debounce windows that have ended.
+    /// Firings of debounce windows that have ended, and resolves of groups quiet for
+    /// `resolve_after`.
     fn on_tick(&mut self) -> Vec<Firing> {
         let firings = self.engine.on_tick(Instant::now());
         for f in &firings {
+            let text = match f.state {
+                FiringState::Resolved => format!(
+                    "no match for resolve_after; resolves after firing for {}",
+                    crate::event::human_duration(f.duration)
+                ),
+                FiringState::Firing => format!(
+                    "debounce window ended; fires for {} matching event(s)",
+                    f.count
+                ),
+            };
             crate::trace::publish(
-                Line::new(
-                    Kind::Verdict,
-                    "firing",
-                    format!(
-                        "debounce window ended; fires for {} matching event(s)",
-                        f.count
-                    ),
-                )
-                .watch(&f.event.watch)
-                .rule(&f.rule),
+                Line::new(Kind::Verdict, f.state.as_str(), text)
+                    .watch(&f.event.watch)
+                    .rule(&f.rule)
+                    .group_of(Some(f)),
             );
         }
         firings

@@ -93,6 +93,37 @@ pub struct Firing {
     pub time: SystemTime,
     /// How long the rule has been firing.
     pub duration: Duration,
+    /// The group (`group_by`'s fields and their values) this firing is about.
+    pub group: Option<Group>,
+    /// A resolve will follow (a state rule, or an event rule with `resolve_after`); an
+    /// event rule's firing without one ends by itself.
+    pub resolves: bool,
+}
+
+/// One group of a rule with `group_by`.
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// The group's values in `group_by`'s order, as a JSON array: its key in the store.
+    pub key: Arc<str>,
+    /// The values by field: what templates see as `group`, and alert labels.
+    pub fields: Arc<BTreeMap<String, String>>,
+}
+
+/// Between a watch's name and a group in the key of a per-group state (`watch␞group`),
+/// and before the group of an event rule's firing group (`␞group`).
+pub const GROUP_MARK: char = '\u{1e}';
+
+impl Firing {
+    /// What of its rule this firing is about, as its state is keyed in the store: the
+    /// watch; with `group_by`, the watch and the group (a state rule) or the group (an
+    /// event rule). Alerts are keyed by it.
+    pub fn scope(&self) -> String {
+        match &self.group {
+            None => self.event.watch.to_string(),
+            Some(g) if self.event.edge => format!("{GROUP_MARK}{}", g.key),
+            Some(g) => format!("{}{GROUP_MARK}{}", self.event.watch, g.key),
+        }
+    }
 }
 
 // Paths and names from the outside world are bytes, not always UTF-8. Each byte that is

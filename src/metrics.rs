@@ -50,6 +50,7 @@ pub struct Metrics {
     pub outbox_oldest_seconds: Gauge<f64, AtomicU64>,
     pub store_write_errors: Counter,
     pub process_events_dropped: Counter,
+    pub groups_dropped: Family<Labels, Counter>,
     pub file_overflows: Counter,
     pub reloads: Family<Labels, Counter>,
     pub reload_seconds: Gauge<f64, AtomicU64>,
@@ -95,6 +96,7 @@ impl Metrics {
             deliveries: Family::default(),
             outbox_pending: Gauge::default(),
             process_events_dropped: Counter::default(),
+            groups_dropped: Family::default(),
             file_overflows: Counter::default(),
             outbox_failed: Gauge::default(),
             outbox_oldest_seconds: Gauge::default(),
@@ -191,6 +193,11 @@ impl Metrics {
             m.file_overflows.clone(),
         );
         r.register(
+            "groups_dropped",
+            "Groups of a rule with group_by dropped (the least recently seen not firing) or not taken (every group firing) to stay within max_groups",
+            m.groups_dropped.clone(),
+        );
+        r.register(
             "process_events_dropped",
             "Times the kernel dropped process events (its connector's buffer was full); each is an overflow event of every process watch",
             m.process_events_dropped.clone(),
@@ -221,6 +228,13 @@ impl Metrics {
             .get_or_create(&label("watch", watch))
             .observe(seconds);
         self.timings.check(watch, seconds);
+    }
+
+    /// A rule's group dropped for room (`max_groups`).
+    pub fn group_dropped(&self, rule: &str) {
+        self.groups_dropped
+            .get_or_create(&label("rule", rule))
+            .inc();
     }
 
     /// An event's way from its occurrence to the rules' verdict.

@@ -49,6 +49,9 @@ pub struct Line {
     pub action: Option<String>,
     pub what: String,
     pub text: String,
+    /// The group of a rule with `group_by` that this verdict is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<std::collections::BTreeMap<String, String>>,
     /// An event's fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<serde_json::Value>,
@@ -76,6 +79,7 @@ impl Line {
             action: None,
             what: what.to_string(),
             text,
+            group: None,
             fields: None,
             exit_code: None,
             duration_ms: None,
@@ -91,6 +95,14 @@ impl Line {
 
     pub fn rule(mut self, r: &str) -> Line {
         self.rule = Some(r.to_string());
+        self
+    }
+
+    /// The firing's group, if it has one.
+    pub fn group_of(mut self, f: Option<&crate::event::Firing>) -> Line {
+        self.group = f
+            .and_then(|f| f.group.as_ref())
+            .map(|g| (*g.fields).clone());
         self
     }
 
@@ -131,6 +143,10 @@ impl Line {
             Kind::Verdict => "rule",
             Kind::Action => "action",
             Kind::Lost => "LOST",
+        };
+        let at = match &self.group {
+            Some(g) => format!("{at} [{}]", crate::rule::group_text(g)),
+            None => at,
         };
         let line = format!("{time} {kind:<6} {at:<24} {}", self.text);
         // Names and texts come from configuration, file names and receivers: no control

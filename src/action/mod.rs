@@ -200,11 +200,11 @@ impl Dispatcher {
                 ActionKind::Alertmanager(am) => {
                     match payload::alert(am, &firing, &ctx, &self.templates) {
                         Ok(body) => {
-                            // An edge rule's alert ends by itself; only a rule that
+                            // An event rule's alert ends by itself; only a firing that
                             // fires until it resolves is posted again.
-                            let alert = (!firing.event.edge).then(|| {
-                                outbox::alert_key(name, &firing.rule, &firing.event.watch)
-                            });
+                            let alert = firing
+                                .resolves
+                                .then(|| outbox::alert_key(name, &firing.rule, &firing.scope()));
                             // Every receiver gets the same delivery, with the same key.
                             let first = outbox::Delivery {
                                 alert,

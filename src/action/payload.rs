@@ -137,9 +137,10 @@ pub fn alert(
     });
     match firing.state {
         FiringState::Resolved => alert["endsAt"] = Value::from(rfc3339(firing.time)),
-        // An edge rule (a file changed, a process exited) never resolves: its alert is
+        // An event rule (a file changed, a process exited) without `resolve_after` never
+        // resolves: its alert is
         // posted once and ends by itself.
-        FiringState::Firing if firing.event.edge => {
+        FiringState::Firing if !firing.resolves => {
             alert["endsAt"] = Value::from(rfc3339(firing.time + am.lifetime()))
         }
         FiringState::Firing => {}
@@ -148,7 +149,7 @@ pub fn alert(
 }
 
 /// `alertname`, `severity`, `host`, `watch` (one rule over several watches is one alert
-/// per watch) and the rule's labels. Empty values are left out: Alertmanager reads an
+/// per watch), the rule's labels and the group's fields (one alert per group). Empty values are left out: Alertmanager reads an
 /// empty label as no label.
 fn alert_labels(firing: &Firing) -> Map<String, Value> {
     let mut labels = Map::new();
@@ -157,6 +158,10 @@ fn alert_labels(firing: &Firing) -> Map<String, Value> {
     labels.insert("host".into(), Value::from(&*firing.event.host));
     labels.insert("watch".into(), Value::from(&*firing.event.watch));
     for (k, v) in firing.labels.iter() {
+        labels.insert(k.clone(), Value::from(v.as_str()));
+    }
+    // One alert per group: its fields tell them apart.
+    for (k, v) in firing.group.iter().flat_map(|g| g.fields.iter()) {
         labels.insert(k.clone(), Value::from(v.as_str()));
     }
     labels.retain(|_, v| v.as_str().is_some_and(|s| !s.is_empty()));

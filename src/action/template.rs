@@ -147,7 +147,8 @@ fn within_output_cap(len: usize) -> Result<(), minijinja::Error> {
 }
 
 /// What a template sees: `rule`, `watch`, `state`, `event`, `summary`, `severity`,
-/// `labels`, `host`, `time`, `count`, `duration`.
+/// `labels`, `host`, `time`, `count`, `duration`, and `group` (a map; empty without
+/// `group_by`).
 pub fn context(firing: &Firing, templates: &Templates) -> RenderContext {
     let event = Value::Object(firing.event.to_json());
     let mut ctx = json!({
@@ -162,6 +163,7 @@ pub fn context(firing: &Firing, templates: &Templates) -> RenderContext {
         "count": firing.count,
         "duration": crate::event::human_duration(firing.duration),
         "summary": "",
+        "group": firing.group.as_ref().map(|g| &*g.fields).cloned().unwrap_or_default(),
     });
     let summary = match &firing.summary {
         Some(s) => templates

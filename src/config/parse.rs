@@ -430,6 +430,20 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
             .filter_map(|(w, _)| all.watches.get(w))
             .collect();
         if watches.len() == r.watch_refs.len()
+            && !watches.iter().any(|w| w.item.kind.reports_edges())
+        {
+            for (key, loc) in &r.edge_keys {
+                errors.push(ConfigError::at(
+                    loc.clone(),
+                    format!(
+                        "`{key}` applies to event watches (file, log, process starts and exits); \
+                         rule `{name}` hears only state watches, which resolve when their \
+                         condition stops holding"
+                    ),
+                ));
+            }
+        }
+        if watches.len() == r.watch_refs.len()
             && !watches.iter().any(|w| w.item.kind.reports_states())
         {
             for (key, loc) in &r.state_keys {
@@ -437,8 +451,9 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
                     loc.clone(),
                     format!(
                         "`{key}` applies to state watches (periodic checks such as http); rule \
-                         `{name}` hears only file watches, whose events fire on each match (limit \
-                         them with `cooldown` or `debounce`)"
+                         `{name}` hears only event watches, whose events fire on each match \
+                         (limit them with `cooldown` or `debounce`, count them with `times` \
+                         and `within`, end a firing with `resolve_after`)"
                     ),
                 ));
             }

@@ -38,7 +38,15 @@ pub struct RuleConfig {
     pub unless: Vec<String>,
     /// `None` when switched off with `trigger_limit = "off"`.
     pub trigger_limit: Option<TriggerLimit>,
+    /// One state (counters, firing, cooldown) per distinct value of these fields.
+    pub group_by: Vec<String>,
+    /// At most this many groups live at once; the least recently seen go first.
+    pub max_groups: usize,
+    /// On event watches: a firing group resolves this long after its last match.
+    pub resolve_after: Option<Duration>,
 }
+
+pub const DEFAULT_MAX_GROUPS: usize = 10_000;
 
 /// What turns matching state events into a firing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +85,8 @@ pub(crate) struct RawRuleChecked {
     /// Keys that only state watches use, with their places, so a rule over edge watches
     /// alone is told they would do nothing.
     pub state_keys: Vec<(&'static str, Location)>,
+    /// Keys that only event watches use (`resolve_after`), likewise.
+    pub edge_keys: Vec<(&'static str, Location)>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +110,9 @@ struct RawRule {
     summary: Option<Spanned<String>>,
     unless: Option<Spanned<NameList>>,
     trigger_limit: Option<Spanned<String>>,
+    group_by: Option<Spanned<Vec<Spanned<String>>>>,
+    max_groups: Option<Spanned<i64>>,
+    resolve_after: Option<Spanned<String>>,
 }
 
 /// Label names as Prometheus and Alertmanager accept them; the names hark sets itself are
@@ -135,16 +148,79 @@ pub(crate) fn parse(
 ) -> Option<RawRuleChecked> {
     let raw: RawRule = deserialize_table(ctx, table, span)?;
     let before = ctx.errors.len();
+    // On event watches, `times` counts within `within` and `resolve` runs after
+    // `resolve_after`: without those, they are keys of state watches alone.
+    let windowed = raw.within.is_some();
+    let resolving = raw.resolve_after.is_some();
     let state_keys: Vec<(&'static str, Location)> = [
-        ("times", raw.times.as_ref().map(|v| v.span())),
-        ("within", raw.within.as_ref().map(|v| v.span())),
+        (
+            "times",
+            raw.times.as_ref().filter(|_| !windowed).map(|v| v.span()),
+        ),
         ("for", raw.hold_for.as_ref().map(|v| v.span())),
         ("repeat", raw.repeat.as_ref().map(|v| v.span())),
-        ("resolve", raw.resolve.as_ref().map(|v| v.span())),
+        (
+            "resolve",
+            raw.resolve
+                .as_ref()
+                .filter(|_| !resolving)
+                .map(|v| v.span()),
+        ),
     ]
     .into_iter()
     .filter_map(|(k, span)| Some((k, ctx.loc(span?))))
     .collect();
+    let edge_keys: Vec<(&'static str, Location)> = raw
+        .resolve_after
+        .as_ref()
+        .map(|v| ("resolve_after", ctx.loc(v.span())))
+        .into_iter()
+        .collect();
+    let group_by: Vec<String> = match &raw.group_by {
+        None => Vec::new(),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                ctx.error(
+                    list.span(),
+                    "`group_by` is empty: name the fields to group by, or leave it out",
+                );
+            }
+            for f in list.get_ref() {
+                if f.get_ref().is_empty() {
+                    ctx.error(f.span(), "an empty field name");
+                }
+            }
+            list.get_ref().iter().map(|f| f.get_ref().clone()).collect()
+        }
+    };
+    let max_groups = match &raw.max_groups {
+        None => DEFAULT_MAX_GROUPS,
+        Some(m) => match usize::try_from(*m.get_ref()) {
+            Ok(n) if (1..=10_000_000).contains(&n) => n,
+            _ => {
+                ctx.error(
+                    m.span(),
+                    "`max_groups` must be a whole number from 1 to 10000000",
+                );
+                DEFAULT_MAX_GROUPS
+            }
+        },
+    };
+    let resolve_after = values::optional_duration(ctx, &raw.resolve_after);
+    if let (Some(d), Some(v)) = (resolve_after, &raw.resolve_after) {
+        if d.is_zero() {
+            ctx.error(v.span(), "`resolve_after` must be longer than zero");
+        }
+    }
+    if let Some(d) = &raw.debounce {
+        if !group_by.is_empty() || windowed || resolving {
+            ctx.error(
+                d.span(),
+                "`debounce` does not combine with `group_by`, `within` or `resolve_after`: \
+                 those count matching events per group (use `cooldown` to space firings)",
+            );
+        }
+    }
     let threshold = threshold(ctx, &raw);
     let repeat = values::optional_duration(ctx, &raw.repeat);
     if let (Some(d), Some(v)) = (repeat, &raw.repeat) {
@@ -208,11 +284,15 @@ pub(crate) fn parse(
             summary: raw.summary.map(Spanned::into_inner),
             unless: unless_refs.iter().map(|(n, _)| n.clone()).collect(),
             trigger_limit,
+            group_by,
+            max_groups,
+            resolve_after,
         },
         watch_refs,
         action_refs: action_refs.into_iter().chain(resolve_refs).collect(),
         unless_refs,
         state_keys,
+        edge_keys,
     })
 }
 

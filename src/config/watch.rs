@@ -56,6 +56,14 @@ impl WatchKind {
         !matches!(self, WatchKind::File(_) | WatchKind::Log(_))
     }
 
+    /// Whether some of its events are edges (a change, a line, a process start).
+    pub fn reports_edges(&self) -> bool {
+        matches!(
+            self,
+            WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Process(_)
+        )
+    }
+
     /// Whether an event of this watch with this `kind` is an edge (fires on each match)
     /// rather than a state.
     pub fn is_edge(&self, kind: Option<&str>) -> bool {

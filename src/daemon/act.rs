@@ -79,6 +79,10 @@ impl Daemon {
                 .into_iter()
                 .map(|(k, v)| (k, v.and_then(|s| serde_json::to_vec(&s).ok()))),
         );
+        changes.extend(
+            self.engine
+                .take_group_changes(Instant::now(), SystemTime::now()),
+        );
         let mut alerts = std::mem::take(&mut self.unsaved.alerts);
         alerts.extend(outbox::alert_changes(&deliveries));
         let mut stored = true;
@@ -156,6 +160,12 @@ impl Daemon {
             .all_states(Instant::now(), SystemTime::now())
             .into_iter()
             .map(|(k, s)| (k, serde_json::to_vec(&s).ok()))
+            .chain(
+                self.engine
+                    .all_group_states(Instant::now(), SystemTime::now())
+                    .into_iter()
+                    .map(|(k, b)| (k, Some(b))),
+            )
             .collect();
         let silences = self.silences.all();
         let count = (rules.len(), silences.len());
@@ -174,17 +184,15 @@ impl Daemon {
         }
     }
 
-    /// `hark_rule_firing`: one series per rule and watch firing now.
+    /// `hark_rule_firing`: one series per rule and watch firing now: how many of its
+    /// states (one, or one per group) are firing.
     pub(super) fn export_firing(&self) {
         let family = &crate::metrics::get().rules_firing;
         family.clear();
-        for r in self.engine.status() {
-            if r.state == "firing" {
-                let watch = r.watch.as_deref().unwrap_or("");
-                family
-                    .get_or_create(&crate::metrics::labels("rule", &r.rule, "watch", watch))
-                    .set(1);
-            }
+        for ((rule, watch), n) in self.engine.firing_counts() {
+            family
+                .get_or_create(&crate::metrics::labels("rule", &rule, "watch", &watch))
+                .set(n as i64);
         }
     }
 }

@@ -44,7 +44,7 @@ impl Daemon {
             .collect();
         let rules = self
             .engine
-            .status()
+            .status(Instant::now())
             .into_iter()
             .map(|r| RuleStatus {
                 silenced_until: self
@@ -53,6 +53,8 @@ impl Daemon {
                     .map(|u| u.map(rfc3339).unwrap_or_default()),
                 name: r.rule.to_string(),
                 watch: r.watch.map(|w| w.to_string()),
+                group: r.group.map(|g| (*g).clone()),
+                groups: r.groups,
                 state: r.state.to_string(),
                 since: r.since.map(at),
             })

@@ -125,7 +125,7 @@ impl EdgeGate {
         out
     }
 
-    fn try_fire(&mut self, count: u64, now: Instant) -> Verdict {
+    pub(super) fn try_fire(&mut self, count: u64, now: Instant) -> Verdict {
         if let (Some(cd), Some(last)) = (self.cooldown, self.last_fire) {
             if now.saturating_duration_since(last) < cd {
                 return Verdict::CoolingDown;

@@ -60,6 +60,9 @@ pub struct Blocker {
 pub struct WatchState {
     /// None for a rule that has seen no state event (edge rules).
     pub watch: Option<String>,
+    /// The group of a rule with `group_by`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<std::collections::BTreeMap<String, String>>,
     /// `ok`, `pending` or `firing`.
     pub state: String,
     /// Counters and timers in words.
@@ -81,25 +84,18 @@ impl Engine {
     pub fn explain(&self, name: &str, now: Instant) -> Option<Explanation> {
         let rule = self.rules.iter().find(|r| &*r.name == name)?;
         let c = &rule.config;
-        let mut states: Vec<WatchState> = Vec::new();
         // Debounce, cooldown and trigger limit of edge events; a rule over state events
-        // has its counters per watch.
-        if rule.states.is_empty() {
-            states.push(WatchState {
-                watch: None,
-                state: "ok".to_string(),
-                notes: rule.gate.describe(now),
-            });
-        }
-        let mut machines: Vec<_> = rule.states.iter().collect();
-        machines.sort_by(|a, b| a.0.cmp(b.0));
-        for (w, m) in machines {
-            states.push(WatchState {
-                watch: Some(w.to_string()),
-                state: m.phase().0.to_string(),
-                notes: m.describe(now),
-            });
-        }
+        // has its counters per watch, a rule with `group_by` per group.
+        let states: Vec<WatchState> = rule
+            .rows(now)
+            .into_iter()
+            .map(|r| WatchState {
+                watch: r.watch.map(|w| w.to_string()),
+                group: r.group.map(|g| (*g).clone()),
+                state: r.state.to_string(),
+                notes: r.notes,
+            })
+            .collect();
         let events = rule
             .recent
             .iter()
@@ -138,6 +134,14 @@ impl Engine {
     }
 }
 
+/// A group as `ip=203.0.113.7 user=root`.
+pub fn group_text(g: &std::collections::BTreeMap<String, String>) -> String {
+    g.iter()
+        .map(|(k, v)| format!("{k}={}", crate::event::display_lossy(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn threshold_text(t: &Threshold) -> String {
     let d = crate::event::human_duration;
     match *t {
@@ -146,7 +150,7 @@ fn threshold_text(t: &Threshold) -> String {
             format!("fires after {n} consecutive matching samples (times = {n})")
         }
         Threshold::Window { times, within } => format!(
-            "fires after {times} matching samples within {} (times, within)",
+            "fires after {times} matching events or samples within {} (times, within)",
             d(within)
         ),
         Threshold::HeldFor(h) => format!("fires when samples have matched for {} (for)", d(h)),
@@ -168,6 +172,19 @@ fn settings(rule: &Rule) -> Vec<String> {
     }
     if let Some(l) = c.trigger_limit {
         out.push(format!("trigger limit {} per {}", l.burst, d(l.interval)));
+    }
+    if let Some(x) = c.resolve_after {
+        out.push(format!("resolve_after {}", d(x)));
+    }
+    if !c.group_by.is_empty() {
+        out.push(format!(
+            "group_by {}: {} groups held (at most {}); {} dropped for room and {} refused since the start",
+            c.group_by.join(", "),
+            rule.groups_held(),
+            c.max_groups,
+            rule.episodes.dropped,
+            rule.episodes.refused
+        ));
     }
     out
 }
@@ -204,7 +221,10 @@ impl std::fmt::Display for Explanation {
         writeln!(f, "\nstate:")?;
         for s in &self.states {
             let watch = s.watch.as_deref().unwrap_or("(all watches)");
-            writeln!(f, "  {watch}: {}", s.state)?;
+            match &s.group {
+                Some(g) => writeln!(f, "  {watch} [{}]: {}", group_text(g), s.state)?,
+                None => writeln!(f, "  {watch}: {}", s.state)?,
+            }
             for n in &s.notes {
                 writeln!(f, "    {n}")?;
             }

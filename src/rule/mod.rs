@@ -7,7 +7,11 @@
 
 mod condition;
 mod edge;
+mod episode;
 mod explain;
+mod lru;
+mod persist;
+mod rows;
 mod silence;
 mod state;
 mod verdict;
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use condition::{cel_fields, to_cel, Evaluator, EventVars, Outcome, SubValue};
 pub use edge::{EdgeGate, Verdict};
-pub use explain::{Blocker, Explanation, SeenEvent, WatchState};
+pub use explain::{group_text, Blocker, Explanation, SeenEvent, WatchState};
 pub use silence::Silences;
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
 pub use verdict::{Decision, RuleVerdict};
@@ -43,6 +47,11 @@ struct Rule {
     logged_errors: HashSet<String>,
     /// The last events it heard, for `hark explain`.
     recent: VecDeque<explain::Seen>,
+    /// Per group, on event watches counted (`times` + `within`), grouped (`group_by`) or
+    /// resolved (`resolve_after`).
+    episodes: episode::Episodes,
+    /// With `group_by` over state watches: the groups (state keys) by when last seen.
+    state_groups: lru::Recency,
 }
 
 /// One row of `hark status`: a rule's state for one watch.
@@ -50,6 +59,10 @@ struct Rule {
 pub struct RuleStatus {
     pub rule: Arc<str>,
     pub watch: Option<Arc<str>>,
+    /// The group of a rule with `group_by`.
+    pub group: Option<Arc<BTreeMap<String, String>>>,
+    /// How many groups the rule holds, with `group_by`.
+    pub groups: Option<usize>,
     /// `ok`, `pending` or `firing`.
     pub state: &'static str,
     pub since: Option<Instant>,
@@ -61,6 +74,8 @@ pub struct Engine {
     evaluator: Evaluator,
     /// (rule, watch) states changed since the last `take_changes`.
     dirty: BTreeSet<(usize, Arc<str>)>,
+    /// (rule, group) episodes whose firing changed since the last `take_changes`.
+    dirty_groups: BTreeSet<(usize, Arc<str>)>,
     /// The states of rules a reload removed, by name, kept for `RETIRED_GRACE` in case
     /// the rule comes back (a file rewritten in place, a config manager's run).
     retired: HashMap<Arc<str>, (States, Instant)>,
@@ -68,6 +83,8 @@ pub struct Engine {
 
 /// One rule's state machines, by watch.
 type States = HashMap<Arc<str>, StateMachine>;
+
+pub use crate::event::GROUP_MARK;
 
 /// How long the states of a rule a reload removed are kept for its return.
 pub const RETIRED_GRACE: Duration = Duration::from_secs(600);
@@ -104,6 +121,8 @@ impl Engine {
                 config: r.clone(),
                 logged_errors: HashSet::new(),
                 recent: VecDeque::new(),
+                episodes: episode::Episodes::default(),
+                state_groups: lru::Recency::default(),
             });
         }
         // A rule is evaluated after the rules it names in `unless`, so when a cause and
@@ -117,6 +136,7 @@ impl Engine {
             by_watch,
             evaluator: Evaluator::default(),
             dirty: BTreeSet::new(),
+            dirty_groups: BTreeSet::new(),
             retired: HashMap::new(),
         }
     }
@@ -124,39 +144,6 @@ impl Engine {
     /// Rules a reload removed whose states are kept for their return.
     pub fn retired_rules(&self) -> impl Iterator<Item = &str> {
         self.retired.keys().map(|k| &**k)
-    }
-
-    /// Takes up states saved by an earlier run. Returns the keys of saved states that no
-    /// longer belong to a rule and watch of this configuration, for removal.
-    pub fn restore(
-        &mut self,
-        saved: Vec<(String, Saved)>,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Vec<String> {
-        let mut stale = Vec::new();
-        for (key, s) in saved {
-            let found = key.split_once('/').and_then(|(rule, watch)| {
-                let r = self.rules.iter_mut().find(|r| &*r.name == rule)?;
-                r.config
-                    .watches
-                    .iter()
-                    .any(|w| w == watch)
-                    .then_some((r, watch))
-            });
-            match found {
-                Some((r, watch)) => {
-                    let mut m = new_machine(&r.config);
-                    m.restore(&s, now, wall);
-                    if m.is_firing() {
-                        tracing::info!(rule = %r.name, watch, "still firing from before the restart");
-                    }
-                    r.states.insert(Arc::from(watch), m);
-                }
-                None => stale.push(key),
-            }
-        }
-        stale
     }
 
     /// Evaluates every rule that hears the event's watch; returns what fires now.
@@ -197,6 +184,13 @@ impl Engine {
                         tracing::debug!(rule = %rule.name, watch = %event.watch, blocker = %blocker, "matched; suppressed by `unless`");
                         (RuleVerdict::Suppressed(blocker), None)
                     }
+                    None if rule.counts_edges() => {
+                        let (verdict, firing, changed) = rule.grouped_edge(&event, now);
+                        if let Some(key) = changed {
+                            self.dirty_groups.insert((i, key));
+                        }
+                        (verdict, firing)
+                    }
                     None => {
                         let verdict = rule.gate.on_match(&event, now);
                         let firing = rule.edge_verdict(&event, &verdict);
@@ -204,19 +198,45 @@ impl Engine {
                     }
                 },
                 matched => {
-                    let watch = Arc::clone(&event.watch);
+                    // One state machine per watch, and per group with `group_by`.
+                    let (watch, group) = match rule.group_of(&event) {
+                        Ok(Some(g)) => (
+                            Arc::from(format!("{}{GROUP_MARK}{}", event.watch, g.key).as_str()),
+                            Some(g),
+                        ),
+                        Ok(None) => (Arc::clone(&event.watch), None),
+                        Err(e) => {
+                            out.push(Decision::error(&rule.name, e));
+                            continue;
+                        }
+                    };
+                    if group.is_some() && !rule.states.contains_key(&watch) {
+                        match rule.room_for_a_group() {
+                            Ok(dropped) => self.dirty.extend(dropped.into_iter().map(|k| (i, k))),
+                            Err(e) => {
+                                out.push(Decision::error(&rule.name, e));
+                                continue;
+                            }
+                        }
+                    }
                     let machine = rule
                         .states
                         .entry(Arc::clone(&watch))
                         .or_insert_with(|| new_machine(&rule.config));
                     let step = machine.on_sample(matched == Outcome::Match, quiet.is_some(), now);
+                    if group.is_some() {
+                        rule.state_groups.saw(&watch, machine.is_firing());
+                    }
                     if matches!(
                         step,
                         Step::Fire { .. } | Step::Repeat { .. } | Step::Resolve { .. }
                     ) {
                         self.dirty.insert((i, watch));
                     }
-                    let firing = rule.state_step(&event, &step, quiet.as_deref());
+                    let mut firing = rule.state_step(&event, &step, quiet.as_deref());
+                    if let Some(f) = &mut firing {
+                        f.group = group;
+                    }
                     (RuleVerdict::State(step), firing)
                 }
             };
@@ -253,32 +273,6 @@ impl Engine {
             .map(|r| Arc::clone(&r.name))
     }
 
-    /// The states changed since the last call, to persist: `None` removes a saved one.
-    pub fn take_changes(&mut self, now: Instant, wall: SystemTime) -> Vec<(String, Option<Saved>)> {
-        std::mem::take(&mut self.dirty)
-            .into_iter()
-            .filter_map(|(i, watch)| {
-                let rule = &self.rules[i];
-                let m = rule.states.get(&watch)?;
-                let saved = m.worth_saving().then(|| m.save(now, wall));
-                Some((crate::store::key(&rule.name, &watch), saved))
-            })
-            .collect()
-    }
-
-    /// Every state worth saving, to write into a store made anew.
-    pub fn all_states(&self, now: Instant, wall: SystemTime) -> Vec<(String, Saved)> {
-        self.rules
-            .iter()
-            .flat_map(|r| {
-                r.states
-                    .iter()
-                    .filter(|(_, m)| m.worth_saving())
-                    .map(move |(w, m)| (crate::store::key(&r.name, w), m.save(now, wall)))
-            })
-            .collect()
-    }
-
     /// Names of the rules firing now, with since when.
     pub fn firing(&self) -> Vec<(Arc<str>, Instant)> {
         self.rules
@@ -288,6 +282,7 @@ impl Engine {
                     .states
                     .values()
                     .filter_map(StateMachine::firing_since)
+                    .chain(r.episodes.firing().map(|(_, s)| s))
                     .min()?;
                 Some((Arc::clone(&r.name), since))
             })
@@ -295,115 +290,51 @@ impl Engine {
     }
 
     /// Each rule's state for each watch it has seen a state event of (a rule that has
-    /// seen none, or hears only edge events, is one `ok` row without a watch).
-    pub fn status(&self) -> Vec<RuleStatus> {
+    /// seen none, or hears only edge events, is one `ok` row without a watch); with
+    /// `group_by`, its firing groups and the most recently seen.
+    pub fn status(&self, now: Instant) -> Vec<RuleStatus> {
         let mut out = Vec::new();
         for r in &self.rules {
-            if r.states.is_empty() {
+            let groups = (!r.config.group_by.is_empty()).then(|| r.groups_held());
+            for row in r.rows(now) {
                 out.push(RuleStatus {
                     rule: Arc::clone(&r.name),
-                    watch: None,
-                    state: "ok",
-                    since: None,
-                });
-            }
-            let mut states: Vec<_> = r.states.iter().collect();
-            states.sort_by(|a, b| a.0.cmp(b.0));
-            for (w, m) in states {
-                let (state, since) = m.phase();
-                out.push(RuleStatus {
-                    rule: Arc::clone(&r.name),
-                    watch: Some(Arc::clone(w)),
-                    state,
-                    since,
+                    watch: row.watch,
+                    group: row.group,
+                    groups,
+                    state: row.state,
+                    since: row.since,
                 });
             }
         }
         out
     }
 
-    /// The engine for a reloaded configuration: rules whose definition did not change
-    /// (named in `unchanged`) keep everything they had, pending progress, debounce and
-    /// cooldown included. Others start afresh, but keep their saved state (firing, last
-    /// fired) for the watches they still hear, as across a restart.
-    pub fn reload(
-        &mut self,
-        config: &Config,
-        unchanged: &HashSet<String>,
-        now: Instant,
-        wall: SystemTime,
-    ) {
-        let mut next = Engine::new(config);
-        next.retired = std::mem::take(&mut self.retired);
-        next.retired
-            .retain(|_, (_, since)| now.saturating_duration_since(*since) < RETIRED_GRACE);
-        for old in &mut self.rules {
-            if !config.rules.contains_key(&*old.name) && !old.states.is_empty() {
-                next.retired.insert(
-                    Arc::clone(&old.name),
-                    (std::mem::take(&mut old.states), now),
-                );
-            }
-        }
-        for r in &mut next.rules {
-            let Some(old) = self.rules.iter_mut().find(|o| o.name == r.name) else {
-                // Back within the grace: what it had, as across a restart.
-                if let Some((states, _)) = next.retired.remove(&r.name) {
-                    for (w, m) in &states {
-                        if m.worth_saving() && r.config.watches.iter().any(|x| **x == **w) {
-                            let mut fresh = new_machine(&r.config);
-                            fresh.restore(&m.save(now, wall), now, wall);
-                            r.states.insert(Arc::clone(w), fresh);
-                        }
-                    }
-                    tracing::info!(rule = %r.name, "rule back in the configuration: it keeps its state");
-                }
-                continue;
-            };
-            if unchanged.contains(&*r.name) {
-                r.gate = std::mem::replace(&mut old.gate, EdgeGate::new(None, None, None));
-                r.states = std::mem::take(&mut old.states);
-                r.logged_errors = std::mem::take(&mut old.logged_errors);
-                r.recent = std::mem::take(&mut old.recent);
-                continue;
-            }
-            for (w, m) in &old.states {
-                if m.worth_saving() && r.config.watches.iter().any(|x| **x == **w) {
-                    let mut fresh = new_machine(&r.config);
-                    fresh.restore(&m.save(now, wall), now, wall);
-                    r.states.insert(Arc::clone(w), fresh);
-                }
-            }
-        }
-        *self = next;
-    }
-
-    /// The store keys (`rule/watch`) of every rule and watch firing now.
-    pub fn firing_keys(&self) -> std::collections::HashSet<String> {
-        self.rules
-            .iter()
-            .flat_map(|r| {
-                r.states
-                    .iter()
-                    .filter(|(_, m)| m.firing_since().is_some())
-                    .map(|(w, _)| crate::store::key(&r.name, w))
-            })
-            .collect()
-    }
-
     /// The next moment `on_tick` has work: the end of a debounce window.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.rules.iter().filter_map(|r| r.gate.deadline()).min()
+        self.rules
+            .iter()
+            .flat_map(|r| [r.gate.deadline(), r.episodes.deadline()])
+            .flatten()
+            .min()
     }
 
     /// Fires the debounced bursts whose window has ended.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Firing> {
         let mut out = Vec::new();
-        for rule in &mut self.rules {
+        for (i, rule) in self.rules.iter_mut().enumerate() {
             if let Some((event, verdict)) = rule.gate.on_tick(now) {
                 if let Some(f) = rule.edge_verdict(&event, &verdict) {
                     out.push(f);
                 }
+            }
+            // Groups quiet for `resolve_after`: their firing ends.
+            for (key, event, count, duration) in rule.episodes.due(now) {
+                tracing::info!(rule = %rule.name, group = %key, firing_for = %crate::event::human_duration(duration), "rule resolved");
+                let mut f = rule.firing(&event, FiringState::Resolved, count, duration);
+                f.group = rule.group_of(&event).ok().flatten();
+                out.push(f);
+                self.dirty_groups.insert((i, key));
             }
         }
         out
@@ -444,7 +375,7 @@ fn new_machine(r: &RuleConfig) -> StateMachine {
 
 impl Rule {
     fn is_firing(&self) -> bool {
-        self.states.values().any(StateMachine::is_firing)
+        self.states.values().any(StateMachine::is_firing) || self.episodes.any_firing()
     }
 
     fn firing(
@@ -468,6 +399,8 @@ impl Rule {
             count,
             time: SystemTime::now(),
             duration,
+            group: None,
+            resolves: !event.edge || self.config.resolve_after.is_some(),
         }
     }
 
@@ -535,26 +468,18 @@ impl Rule {
 }
 
 #[cfg(test)]
-mod reload_tests {
-    use super::*;
+mod groups_tests;
 
-    const BEFORE: &str = r#"
-[watch.port]
-type = "tcp"
-address = "127.0.0.1:1"
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+    use std::time::SystemTime;
 
-[rule.kept]
-watch = "port"
-when = "!connected"
-times = 3
+    use crate::config::Config;
+    use crate::event::Event;
 
-[rule.changed]
-watch = "port"
-when = "!connected"
-times = 3
-"#;
-
-    fn load(text: &str) -> (tempfile::TempDir, Config) {
+    /// A configuration loaded from `text`, with the directory its file is in.
+    pub fn load(text: &str) -> (tempfile::TempDir, Config) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("hark.toml");
         std::fs::write(&file, text).unwrap();
@@ -562,44 +487,24 @@ times = 3
         (dir, config)
     }
 
-    fn down() -> Arc<Event> {
-        let mut fields = serde_json::Map::new();
-        fields.insert("connected".into(), serde_json::Value::Bool(false));
+    /// An event of `watch` with these fields: an edge event or a state sample.
+    pub fn event(
+        watch: &str,
+        source: &'static str,
+        edge: bool,
+        fields: &[(&str, serde_json::Value)],
+    ) -> Arc<Event> {
         Arc::new(Event {
-            watch: Arc::from("port"),
-            source: "tcp",
+            watch: Arc::from(watch),
+            source,
             time: SystemTime::now(),
             host: Arc::from("h"),
-            edge: false,
-            fields,
+            edge,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             cursor: None,
         })
-    }
-
-    #[test]
-    fn an_unchanged_rule_keeps_its_pending_progress_across_a_reload_and_a_changed_one_does_not() {
-        let (_d1, before) = load(BEFORE);
-        let (_d2, after) = load(&BEFORE.replace(
-            "[rule.changed]\nwatch = \"port\"\n",
-            "[rule.changed]\nwatch = \"port\"\nsummary = \"new\"\n",
-        ));
-        let mut engine = Engine::new(&before);
-        let now = Instant::now();
-        assert!(engine.on_event(down(), now).is_empty());
-        assert!(engine.on_event(down(), now).is_empty());
-        let unchanged: HashSet<String> = after
-            .rules
-            .iter()
-            .filter(|(n, r)| before.rules[*n].definition == r.definition)
-            .map(|(n, _)| n.clone())
-            .collect();
-        assert_eq!(unchanged, HashSet::from(["kept".to_string()]));
-        engine.reload(&after, &unchanged, now, SystemTime::now());
-        let fired: Vec<String> = engine
-            .on_event(down(), now)
-            .iter()
-            .map(|f| f.rule.to_string())
-            .collect();
-        assert_eq!(fired, ["kept"], "only the unchanged rule was at 2 of 3");
     }
 }

@@ -16,6 +16,17 @@ pub struct Decision {
     pub firing: Option<Firing>,
 }
 
+impl Decision {
+    /// The rule could not judge the event (a field to group by is missing, no room).
+    pub fn error(rule: &Arc<str>, e: String) -> Decision {
+        Decision {
+            rule: Arc::clone(rule),
+            verdict: RuleVerdict::Error(e),
+            firing: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleVerdict {
     NoMatch,

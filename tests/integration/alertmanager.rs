@@ -216,3 +216,58 @@ fn a_firing_alert_is_still_posted_and_resolved_after_hark_is_killed_and_restarte
         h.log()
     );
 }
+
+#[test]
+fn each_group_is_its_own_alert_labelled_with_its_fields_and_resolves_after_quiet() {
+    let am = Alertmanager::start(free_port());
+    let dir = tempdir();
+    std::fs::write(dir.path().join("auth.log"), "").unwrap();
+    let h = start_in(
+        dir,
+        &format!(
+            "[watch.auth]\ntype = \"log\"\npaths = [\"@DIR@/auth.log\"]\n\
+             pattern = 'Failed password for (?P<user>\\S+) from (?P<ip>[0-9.]+)'\n\n\
+             [rule.brute]\nwatch = \"auth\"\ngroup_by = [\"ip\"]\ntimes = 2\nwithin = \"1m\"\n\
+             resolve_after = \"4s\"\nthen = [\"am\"]\n\n\
+             [action.am]\ntype = \"alertmanager\"\nurl = \"{}\"\nresend = \"1s\"\n",
+            am.url()
+        ),
+    );
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(h.path("auth.log"))
+        .unwrap();
+    for ip in [
+        "203.0.113.7",
+        "198.51.100.2",
+        "203.0.113.7",
+        "198.51.100.2",
+        "192.0.2.1",
+    ] {
+        writeln!(
+            log,
+            "sshd[1]: Failed password for root from {ip} port 22 ssh2"
+        )
+        .unwrap();
+    }
+    drop(log);
+    let alerts = am.wait_alerts(2, Duration::from_secs(20));
+    let mut ips: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["labels"]["ip"].as_str().unwrap_or("none"))
+        .collect();
+    ips.sort();
+    assert_eq!(
+        ips,
+        ["198.51.100.2", "203.0.113.7"],
+        "{alerts:?}\nhark:\n{}",
+        h.log()
+    );
+    assert!(alerts.iter().all(|a| a["labels"]["alertname"] == "brute"));
+    // Both resolve (hark posts their endsAt) once 4 s pass without a match.
+    assert!(
+        am.wait_alerts(0, Duration::from_secs(15)).is_empty(),
+        "hark:\n{}",
+        h.log()
+    );
+}

@@ -9,6 +9,7 @@ mod dry_run;
 mod faults;
 mod file_intake;
 mod file_watch;
+mod groups;
 mod hostile_config;
 mod hostile_world;
 mod http_server;

@@ -39,7 +39,8 @@ pub fn alert_changes(deliveries: &[(u64, Delivery)]) -> Vec<(String, Option<Vec<
             continue;
         }
         let value = (d.state == "firing").then(|| {
-            let watch = key.rsplit('/').next().unwrap_or_default().to_string();
+            // `action/rule/scope`: names hold no '/', a scope (a group's values) may.
+            let watch = key.splitn(3, '/').nth(2).unwrap_or_default().to_string();
             serde_json::to_vec(&ActiveAlert {
                 action: d.action.clone(),
                 rule: d.rule.clone(),

@@ -1,0 +1,443 @@
+//! Event watches (files, logs, process starts) counted per group: `times` matching events
+//! within `within` before the rule fires, and `resolve_after`: a firing ends (its `resolve`
+//! runs) that long after its group's last matching event. fail2ban's ban and unban, with
+//! any action. Time is passed in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use super::lru::Recency;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::edge::EdgeGate;
+use super::state::{Progress, Step};
+use crate::config::RuleConfig;
+use crate::event::{Event, Group};
+
+/// One group's count and firing.
+pub struct Episode {
+    /// Matching events inside the window (`times` + `within`).
+    hits: VecDeque<Instant>,
+    firing_since: Option<Instant>,
+    last_match: Instant,
+    /// Matching events of this episode.
+    count: u64,
+    /// The last matching event: what a resolve's templates see.
+    pub event: Arc<Event>,
+    /// Cooldown and trigger limit, per group.
+    pub gate: EdgeGate,
+    /// When its firing resolves, as scheduled in `Episodes::deadlines`.
+    due: Option<Instant>,
+}
+
+impl Episode {
+    /// `firing` (since when), `pending` (matches in the window) or `ok`, with counters
+    /// and timers in words.
+    pub fn phase(
+        &self,
+        config: &RuleConfig,
+        now: Instant,
+    ) -> (&'static str, Option<Instant>, Vec<String>) {
+        let d = crate::event::human_duration;
+        let mut notes = vec![format!(
+            "last match {} ago",
+            d(now.saturating_duration_since(self.last_match))
+        )];
+        if let Some(since) = self.firing_since {
+            notes.push(format!("{} matching events while firing", self.count));
+            if let Some(due) = self.due {
+                notes.push(format!(
+                    "resolves in {} unless it matches again (resolve_after)",
+                    d(due.saturating_duration_since(now))
+                ));
+            }
+            return ("firing", Some(since), notes);
+        }
+        if let Some((times, within)) = window(config) {
+            let recent: Vec<&Instant> = self
+                .hits
+                .iter()
+                .filter(|t| now.saturating_duration_since(**t) < within)
+                .collect();
+            if let Some(first) = recent.first() {
+                notes.push(format!(
+                    "{} of {times} matching events within {}",
+                    recent.len(),
+                    d(within)
+                ));
+                return ("pending", Some(**first), notes);
+            }
+        }
+        ("ok", None, notes)
+    }
+}
+
+/// Moves a group's resolve deadline (or, `None`, takes it away).
+fn reschedule(
+    deadlines: &mut BTreeSet<(Instant, Arc<str>)>,
+    key: &Arc<str>,
+    g: &mut Episode,
+    at: Option<Instant>,
+) {
+    if let Some(old) = g.due.take() {
+        deadlines.remove(&(old, Arc::clone(key)));
+    }
+    if let Some(at) = at {
+        deadlines.insert((at, Arc::clone(key)));
+        g.due = Some(at);
+    }
+}
+
+/// What survives a restart of a firing group: firing since when, its last match.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedEpisode {
+    pub episode: SavedFiringEpisode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedFiringEpisode {
+    pub since: SystemTime,
+    pub last_match: SystemTime,
+    pub count: u64,
+}
+
+/// The groups of one rule over event watches, at most `max` of them.
+#[derive(Default)]
+pub struct Episodes {
+    pub groups: HashMap<Arc<str>, Episode>,
+    /// The groups by when they were last seen.
+    pub recency: Recency,
+    /// Resolve deadlines of firing groups.
+    deadlines: BTreeSet<(Instant, Arc<str>)>,
+    /// Groups dropped for room, since the start.
+    pub dropped: u64,
+    /// New groups not taken for want of room (every group firing), since the start.
+    pub refused: u64,
+}
+
+fn window(config: &RuleConfig) -> Option<(u32, Duration)> {
+    match config.threshold {
+        crate::config::Threshold::Window { times, within } => Some((times, within)),
+        _ => None,
+    }
+}
+
+impl Episodes {
+    /// A matching event of group `key` at `now`.
+    pub fn on_match(
+        &mut self,
+        config: &RuleConfig,
+        key: &Arc<str>,
+        event: &Arc<Event>,
+        now: Instant,
+    ) -> Step {
+        if !self.groups.contains_key(key) {
+            let Some(dropped) = self.recency.make_room(self.groups.len(), config.max_groups) else {
+                // Every group is firing: the new one waits for room (a firing group ends
+                // by `resolve_after`).
+                self.refused += 1;
+                crate::metrics::get().group_dropped(&config.name);
+                return Step::Ok;
+            };
+            for oldest in dropped {
+                if let Some(mut g) = self.groups.remove(&oldest) {
+                    reschedule(&mut self.deadlines, &oldest, &mut g, None);
+                }
+                self.dropped += 1;
+                crate::metrics::get().group_dropped(&config.name);
+            }
+            self.groups.insert(
+                Arc::clone(key),
+                Episode {
+                    hits: VecDeque::new(),
+                    firing_since: None,
+                    last_match: now,
+                    count: 0,
+                    event: Arc::clone(event),
+                    gate: EdgeGate::new(None, config.cooldown, config.trigger_limit),
+                    due: None,
+                },
+            );
+        }
+        let Some(g) = self.groups.get_mut(key) else {
+            return Step::Ok;
+        };
+        self.recency.saw(key, g.firing_since.is_some());
+        g.last_match = now;
+        g.event = Arc::clone(event);
+        g.count += 1;
+        if let (Some(ra), Some(_)) = (config.resolve_after, g.firing_since) {
+            reschedule(&mut self.deadlines, key, g, Some(now + ra));
+            return Step::StillFiring;
+        }
+        if let Some((times, within)) = window(config) {
+            g.hits.push_back(now);
+            while g
+                .hits
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= within)
+            {
+                g.hits.pop_front();
+            }
+            let n = g.hits.len() as u32;
+            if n < times {
+                return Step::Pending(Progress::Matches { n, times });
+            }
+            g.hits.clear();
+        }
+        let count = g.count;
+        match config.resolve_after {
+            Some(ra) => {
+                g.firing_since = Some(now);
+                self.recency.firing(key, true);
+                reschedule(&mut self.deadlines, key, g, Some(now + ra));
+            }
+            None => g.count = 0,
+        }
+        Step::Fire { count }
+    }
+
+    /// A firing that the gate (cooldown, trigger limit) held back does not stay firing.
+    pub fn held_back(&mut self, key: &Arc<str>) {
+        if let Some(g) = self.groups.get_mut(key) {
+            g.firing_since = None;
+            self.recency.firing(key, false);
+            reschedule(&mut self.deadlines, key, g, None);
+        }
+    }
+
+    /// The next resolve due.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Groups whose `resolve_after` has passed by `now`: (group, last event, count, how
+    /// long it fired).
+    pub fn due(&mut self, now: Instant) -> Vec<(Arc<str>, Arc<Event>, u64, Duration)> {
+        let mut out = Vec::new();
+        while let Some((t, key)) = self.deadlines.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(g) = self.groups.get_mut(&key) {
+                g.due = None;
+                if let Some(since) = g.firing_since.take() {
+                    self.recency.firing(&key, false);
+                    out.push((
+                        key,
+                        Arc::clone(&g.event),
+                        g.count,
+                        now.saturating_duration_since(since),
+                    ));
+                    g.count = 0;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any group is firing now.
+    pub fn any_firing(&self) -> bool {
+        !self.deadlines.is_empty()
+    }
+
+    /// Firing groups with since when, for status.
+    pub fn firing(&self) -> impl Iterator<Item = (&Arc<str>, Instant)> {
+        self.groups
+            .iter()
+            .filter_map(|(k, g)| g.firing_since.map(|s| (k, s)))
+    }
+
+    /// The keys of the firing groups.
+    pub fn firing_keys(&self) -> Vec<Arc<str>> {
+        self.firing().map(|(k, _)| Arc::clone(k)).collect()
+    }
+
+    /// The last matching event of a group.
+    pub fn event(&self, key: &str) -> Option<Arc<Event>> {
+        self.groups.get(key).map(|g| Arc::clone(&g.event))
+    }
+
+    /// What to store for a group: its firing, or nothing (`None` removes a stored one).
+    pub fn save(&self, key: &str, now: Instant, wall: SystemTime) -> Option<SavedEpisode> {
+        let g = self.groups.get(key)?;
+        let since = g.firing_since?;
+        let ago = |t: Instant| wall - now.saturating_duration_since(t);
+        Some(SavedEpisode {
+            episode: SavedFiringEpisode {
+                since: ago(since),
+                last_match: ago(g.last_match),
+                count: g.count,
+            },
+        })
+    }
+
+    /// Takes up a firing group saved by an earlier run (it resolves on time, or at once if
+    /// its `resolve_after` passed while hark was stopped).
+    pub fn restore(
+        &mut self,
+        config: &RuleConfig,
+        key: Arc<str>,
+        saved: &SavedFiringEpisode,
+        event: Arc<Event>,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        let ago = |t: SystemTime| wall.duration_since(t).unwrap_or_default();
+        // An Instant cannot go back before the machine booted: what is older is "now".
+        let back = |t: SystemTime| now.checked_sub(ago(t)).unwrap_or(now);
+        let since = back(saved.since);
+        let last = back(saved.last_match);
+        self.recency.saw(&key, true);
+        let due = config
+            .resolve_after
+            .map(|ra| now + ra.saturating_sub(ago(saved.last_match)));
+        if let Some(due) = due {
+            self.deadlines.insert((due, Arc::clone(&key)));
+        }
+        self.groups.insert(
+            key,
+            Episode {
+                hits: VecDeque::new(),
+                firing_since: Some(since),
+                last_match: last,
+                count: saved.count,
+                event,
+                gate: EdgeGate::new(None, config.cooldown, config.trigger_limit),
+                due,
+            },
+        );
+    }
+}
+
+impl super::Rule {
+    /// An event standing for a group restored from the store (its resolve's templates see
+    /// the group's fields).
+    pub(super) fn group_event(&self, group: &str) -> Arc<Event> {
+        let values: Vec<String> = serde_json::from_str(group).unwrap_or_default();
+        let fields = self
+            .config
+            .group_by
+            .iter()
+            .zip(values)
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v)))
+            .collect();
+        Arc::new(Event {
+            watch: Arc::from(self.config.watches.first().map_or("", String::as_str)),
+            source: "restored",
+            time: SystemTime::now(),
+            host: Arc::from(""),
+            edge: true,
+            fields,
+            cursor: None,
+        })
+    }
+
+    /// Room for one more group's state machine (`group_by` over state watches): the state
+    /// keys dropped for it (groups not firing, least recently seen first), or an error when
+    /// every group is firing.
+    pub(super) fn room_for_a_group(&mut self) -> Result<Vec<Arc<str>>, String> {
+        let max = self.config.max_groups;
+        let Some(dropped) = self.state_groups.make_room(self.states.len(), max) else {
+            self.episodes.refused += 1;
+            crate::metrics::get().group_dropped(&self.config.name);
+            return Err(format!(
+                "{max} groups (max_groups), every one firing: a new group waits for room"
+            ));
+        };
+        for k in &dropped {
+            self.states.remove(k);
+            self.episodes.dropped += 1;
+            crate::metrics::get().group_dropped(&self.config.name);
+        }
+        Ok(dropped)
+    }
+
+    /// Whether this rule's event matches are counted per group (`times` + `within`,
+    /// `group_by`, `resolve_after`) rather than each firing at once.
+    pub(super) fn counts_edges(&self) -> bool {
+        !self.config.group_by.is_empty()
+            || self.config.resolve_after.is_some()
+            || window(&self.config).is_some()
+    }
+
+    /// The event's group: a key (its values, as JSON) and the values by field; `None`
+    /// without `group_by`. A field the event lacks is an error, as in a condition.
+    pub(super) fn group_of(&self, event: &Event) -> Result<Option<Group>, String> {
+        if self.config.group_by.is_empty() {
+            return Ok(None);
+        }
+        let mut values = Vec::with_capacity(self.config.group_by.len());
+        let mut fields = BTreeMap::new();
+        for f in &self.config.group_by {
+            let v = match f.as_str() {
+                "watch" => event.watch.to_string(),
+                "host" => event.host.to_string(),
+                "type" => event.source.to_string(),
+                _ => match event.fields.get(f) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => return Err(format!("the event has no field `{f}` to group by")),
+                },
+            };
+            values.push(serde_json::Value::from(v.clone()));
+            fields.insert(f.clone(), v);
+        }
+        let key = serde_json::Value::Array(values).to_string();
+        Ok(Some(Group {
+            key: Arc::from(key.as_str()),
+            fields: Arc::new(fields),
+        }))
+    }
+
+    /// A matching event of a rule that counts per group: its verdict, what fires, and the
+    /// group whose firing changed (to store).
+    pub(super) fn grouped_edge(
+        &mut self,
+        event: &Arc<Event>,
+        now: Instant,
+    ) -> (
+        super::RuleVerdict,
+        Option<crate::event::Firing>,
+        Option<Arc<str>>,
+    ) {
+        use super::RuleVerdict;
+        let (key, group) = match self.group_of(event) {
+            Ok(Some(g)) => (Arc::clone(&g.key), Some(g)),
+            Ok(None) => (Arc::from(""), None),
+            Err(e) => return (RuleVerdict::Error(e), None, None),
+        };
+        let step = self.episodes.on_match(&self.config, &key, event, now);
+        let Step::Fire { count } = step else {
+            return (RuleVerdict::State(step), None, None);
+        };
+        let gate = self
+            .episodes
+            .groups
+            .get_mut(&key)
+            .map(|g| g.gate.try_fire(count, now));
+        match gate {
+            Some(super::Verdict::Fire { count }) => {
+                tracing::info!(rule = %self.name, watch = %event.watch, group = %key, count, "rule fired");
+                let mut f = self.firing(
+                    event,
+                    crate::event::FiringState::Firing,
+                    count,
+                    Duration::ZERO,
+                );
+                f.group = group;
+                let changed = self.config.resolve_after.is_some().then_some(key);
+                (RuleVerdict::State(Step::Fire { count }), Some(f), changed)
+            }
+            Some(held) => {
+                self.episodes.held_back(&key);
+                let _ = self.edge_verdict(event, &held);
+                (RuleVerdict::Edge(held), None, None)
+            }
+            None => (RuleVerdict::State(Step::Ok), None, None),
+        }
+    }
+}
