@@ -9,7 +9,7 @@ Usage: python3 bench/run.py [--quick] [--write-docs] [--hark PATH] [--only NAME,
                 its figures are not the benchmark)
   --write-docs  also write the table into docs/benchmarks.md (between its markers)
 
-Peers: incron, Monit and blackbox_exporter from Debian, watchexec from crates.io; what is
+Peers: incron, Monit, blackbox_exporter and fail2ban from Debian, watchexec from crates.io; what is
 missing is installed (as root), or skipped with the reason in the table. All traffic
 goes to 127.0.0.1; every loop is bounded; every process started is stopped by its pid
 when the run ends, also on Ctrl-C.
@@ -608,6 +608,36 @@ def validate(hark, rules, runs, tmp, table):
     table.target(f"validate of {rules} rules ≤ 1 s (median {m:.3f} s)", m <= 1.0)
 
 
+def log_intake(hark, quick, runs, trials, tmp, table):
+    """bench/log_intake.py: fail2ban's job beside fail2ban-regex, and line -> action."""
+    import log_intake as li
+    why = li.ensure_fail2ban(log)
+    lines = 20000 if quick else 200000
+    if why:
+        table.notes.append(f"skipped fail2ban-regex: {why}")
+        return
+    failed, rows = li.sshd(hark, lines, runs)
+    s = f"{lines:,}-line sshd log, {failed:,} failed logins (group_by ip, times 5 within 1m)"
+    for tool in ("hark", "fail2ban-regex"):
+        table.add(f"{s}: lines a second", tool, [lines / r[0] for r in rows[tool]],
+                  "lines/s", "{:,.0f}")
+        table.add(f"{s}: peak RSS", tool, [r[1] for r in rows[tool]], "MiB", "{:.1f}")
+        table.add(f"{s}: CPU", tool, [r[2] for r in rows[tool]], "s", "{:.2f}")
+    h = table.median(f"{s}: lines a second", "hark")
+    f = table.median(f"{s}: lines a second", "fail2ban-regex")
+    table.target(f"log intake ≥ 10 × fail2ban-regex's lines a second ({h:,.0f} vs {f:,.0f}: "
+                 f"{h / f:.1f}×)", h >= 10 * f)
+    rss = table.median(f"{s}: peak RSS", "hark")
+    table.target(f"log intake: hark's peak RSS ≤ 32 MiB ({rss:.1f})", rss <= 32)
+    table.target("log intake: every failed login judged by hark and matched by fail2ban",
+                 all(r[3] == failed for r in rows["hark"])
+                 and all(r[3] == failed for r in rows["fail2ban-regex"]))
+    d = li.latency(hark, trials, tmp)
+    table.add("log line appended → action started", "hark", d, "ms")
+    m = statistics.median(d) if d else float("nan")
+    table.target(f"log line → action ≤ 2 ms median ({m:.2f})", bool(d) and m <= 2)
+
+
 def write_docs(text):
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     doc = open(path).read()
@@ -666,6 +696,9 @@ def main():
             if want("intake"):
                 log("file intake: CPU per event, bursts, a big tree, overflow recovery")
                 intake(args.hark, q, 1 if q else 3, table)
+            if want("log"):
+                log("log intake beside fail2ban-regex, line -> action")
+                log_intake(args.hark, q, 1 if q else 5, 5 if q else 30, sub("log"), table)
             if want("validate"):
                 log("validate")
                 validate(args.hark, 500 if q else 10000, 2 if q else 5, sub("validate"), table)

@@ -345,8 +345,9 @@ impl Daemon {
     fn on_event(&mut self, ev: Arc<Event>) -> Vec<Firing> {
         if let Some(c) = &ev.cursor {
             // Stored with what this event leads to, in the batch's one transaction.
-            let value = (!c.value.is_empty()).then(|| c.value.clone());
-            self.unsaved.positions.push((c.key.clone(), value));
+            self.unsaved
+                .positions
+                .insert(Arc::clone(&c.key), c.value.clone());
             if c.only {
                 return Vec::new();
             }

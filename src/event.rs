@@ -28,14 +28,42 @@ pub struct Event {
     pub cursor: Option<Box<Cursor>>,
 }
 
-/// A stream's position, as a watch encodes it (the store keeps bytes).
+/// A stream's position after an event, to store under `key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     /// `watch/what`: a file, a journal.
-    pub key: String,
-    pub value: Vec<u8>,
+    pub key: Arc<str>,
+    pub value: Mark,
     /// Nothing to judge: the event only moves the position (lines no rule would see).
     pub only: bool,
+}
+
+/// Where a stream is; made into bytes only for the last of a batch, when stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    /// The stream is gone: its key is removed.
+    Forget,
+    File(FilePosition),
+}
+
+impl Mark {
+    /// As stored (`None`: remove the key).
+    pub fn to_bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            Mark::Forget => None,
+            Mark::File(p) => serde_json::to_vec(p).ok(),
+        }
+    }
+}
+
+/// Where a file is read to, as a log watch stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FilePosition {
+    pub dev: u64,
+    pub ino: u64,
+    pub offset: u64,
+    /// Hash and length of the file's first bytes (at most `HEAD`).
+    pub head: (u64, u32),
 }
 
 impl Event {

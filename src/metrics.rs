@@ -124,7 +124,7 @@ impl Metrics {
         );
         r.register(
             "rule_firing",
-            "1 for each rule and watch firing now",
+            "For each rule and watch firing now, how many of its states are firing (1, or the firing groups with group_by)",
             m.rules_firing.clone(),
         );
         r.register(

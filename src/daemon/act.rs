@@ -86,7 +86,12 @@ impl Daemon {
         let mut alerts = std::mem::take(&mut self.unsaved.alerts);
         alerts.extend(outbox::alert_changes(&deliveries));
         let mut stored = true;
-        let positions = latest_per_key(std::mem::take(&mut self.unsaved.positions));
+        // The latest of each stream's positions, kept until stored.
+        let unsaved_positions = std::mem::take(&mut self.unsaved.positions);
+        let positions: Vec<(String, Option<Vec<u8>>)> = unsaved_positions
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_bytes()))
+            .collect();
         if !changes.is_empty()
             || !deliveries.is_empty()
             || !alerts.is_empty()
@@ -110,7 +115,7 @@ impl Daemon {
                 self.unsaved = Unsaved {
                     rules: latest_per_key(changes),
                     alerts: latest_per_key(alerts),
-                    positions,
+                    positions: unsaved_positions,
                 };
             }
             if state_changed {
@@ -203,7 +208,8 @@ impl Daemon {
 pub(super) struct Unsaved {
     pub(super) rules: Vec<(String, Option<Vec<u8>>)>,
     pub(super) alerts: Vec<(String, Option<Vec<u8>>)>,
-    pub(super) positions: Vec<(String, Option<Vec<u8>>)>,
+    /// The latest position of each stream.
+    pub(super) positions: std::collections::HashMap<Arc<str>, crate::event::Mark>,
 }
 
 /// The last change of each key, in the order of those last changes.

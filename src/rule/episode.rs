@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use super::lru::Recency;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,12 +23,17 @@ pub struct Episode {
     last_match: Instant,
     /// Matching events of this episode.
     count: u64,
-    /// The last matching event: what a resolve's templates see.
-    pub event: Arc<Event>,
+    /// The last matching event: what a resolve's templates see (kept with
+    /// `resolve_after` only: a rule without holds no event per group).
+    pub event: Option<Arc<Event>>,
+    /// The watch of its last matching event.
+    pub watch: Arc<str>,
     /// Cooldown and trigger limit, per group.
     pub gate: EdgeGate,
     /// When its firing resolves, as scheduled in `Episodes::deadlines`.
     due: Option<Instant>,
+    /// When it was last seen: its place in `Episodes::order`.
+    seen: u64,
 }
 
 impl Episode {
@@ -74,6 +78,9 @@ impl Episode {
     }
 }
 
+/// A group that resolves: its key, its last event, its count, how long it fired.
+pub type Due = (Arc<str>, Option<Arc<Event>>, u64, Duration);
+
 /// Moves a group's resolve deadline (or, `None`, takes it away).
 fn reschedule(
     deadlines: &mut BTreeSet<(Instant, Arc<str>)>,
@@ -107,8 +114,9 @@ pub struct SavedFiringEpisode {
 #[derive(Default)]
 pub struct Episodes {
     pub groups: HashMap<Arc<str>, Episode>,
-    /// The groups by when they were last seen.
-    pub recency: Recency,
+    /// The groups by when they were last seen (a counter), oldest first.
+    order: BTreeMap<u64, Arc<str>>,
+    next_seen: u64,
     /// Resolve deadlines of firing groups.
     deadlines: BTreeSet<(Instant, Arc<str>)>,
     /// Groups dropped for room, since the start.
@@ -125,51 +133,106 @@ fn window(config: &RuleConfig) -> Option<(u32, Duration)> {
 }
 
 impl Episodes {
-    /// A matching event of group `key` at `now`.
+    /// Room for one more group: the least recently seen groups not firing are dropped.
+    /// False when every group held is firing.
+    fn make_room(&mut self, config: &RuleConfig) -> bool {
+        while self.groups.len() >= config.max_groups {
+            let idle = self.order.iter().find_map(|(seen, k)| {
+                let g = self.groups.get(k)?;
+                g.firing_since.is_none().then_some(*seen)
+            });
+            let Some(key) = idle.and_then(|seen| self.order.remove(&seen)) else {
+                return false;
+            };
+            if let Some(mut g) = self.groups.remove(&key) {
+                reschedule(&mut self.deadlines, &key, &mut g, None);
+            }
+            self.dropped += 1;
+            crate::metrics::get().group_dropped(&config.name);
+        }
+        true
+    }
+
+    /// Marks a group the most recently seen.
+    fn touch(order: &mut BTreeMap<u64, Arc<str>>, next: &mut u64, g: &mut Episode) {
+        if let Some(key) = order.remove(&g.seen) {
+            g.seen = *next;
+            *next += 1;
+            order.insert(g.seen, key);
+        }
+    }
+
+    /// The most recently seen groups, newest first.
+    pub fn newest(&self, n: usize) -> impl Iterator<Item = &Arc<str>> {
+        self.order.values().rev().take(n)
+    }
+
+    /// A matching event of group `key` at `now`: the step, and the group's key (None when
+    /// there is no room for a new group).
     pub fn on_match(
         &mut self,
         config: &RuleConfig,
-        key: &Arc<str>,
+        key: &str,
         event: &Arc<Event>,
         now: Instant,
-    ) -> Step {
+    ) -> (Step, Option<Arc<str>>) {
         if !self.groups.contains_key(key) {
-            let Some(dropped) = self.recency.make_room(self.groups.len(), config.max_groups) else {
+            if !self.make_room(config) {
                 // Every group is firing: the new one waits for room (a firing group ends
                 // by `resolve_after`).
                 self.refused += 1;
                 crate::metrics::get().group_dropped(&config.name);
-                return Step::Ok;
-            };
-            for oldest in dropped {
-                if let Some(mut g) = self.groups.remove(&oldest) {
-                    reschedule(&mut self.deadlines, &oldest, &mut g, None);
-                }
-                self.dropped += 1;
-                crate::metrics::get().group_dropped(&config.name);
+                return (Step::Ok, None);
             }
+            let key: Arc<str> = Arc::from(key);
+            let seen = self.next_seen;
+            self.next_seen += 1;
+            self.order.insert(seen, Arc::clone(&key));
             self.groups.insert(
-                Arc::clone(key),
+                key,
                 Episode {
                     hits: VecDeque::new(),
                     firing_since: None,
                     last_match: now,
                     count: 0,
-                    event: Arc::clone(event),
+                    event: None,
+                    watch: Arc::clone(&event.watch),
                     gate: EdgeGate::new(None, config.cooldown, config.trigger_limit),
                     due: None,
+                    seen,
                 },
             );
         }
         let Some(g) = self.groups.get_mut(key) else {
-            return Step::Ok;
+            return (Step::Ok, None);
         };
-        self.recency.saw(key, g.firing_since.is_some());
+        Self::touch(&mut self.order, &mut self.next_seen, g);
+        let Some(key) = self.order.get(&g.seen).cloned() else {
+            return (Step::Ok, None);
+        };
+        let key = &key;
         g.last_match = now;
-        g.event = Arc::clone(event);
+        if config.resolve_after.is_some() {
+            g.event = Some(Arc::clone(event));
+        }
+        if g.watch != event.watch {
+            g.watch = Arc::clone(&event.watch);
+        }
         g.count += 1;
+        let step = Self::count(&mut self.deadlines, config, key, g, now);
+        (step, Some(Arc::clone(key)))
+    }
+
+    /// Counts a match of group `g` (at `now`): what it comes to.
+    fn count(
+        deadlines: &mut BTreeSet<(Instant, Arc<str>)>,
+        config: &RuleConfig,
+        key: &Arc<str>,
+        g: &mut Episode,
+        now: Instant,
+    ) -> Step {
         if let (Some(ra), Some(_)) = (config.resolve_after, g.firing_since) {
-            reschedule(&mut self.deadlines, key, g, Some(now + ra));
+            reschedule(deadlines, key, g, Some(now + ra));
             return Step::StillFiring;
         }
         if let Some((times, within)) = window(config) {
@@ -191,8 +254,7 @@ impl Episodes {
         match config.resolve_after {
             Some(ra) => {
                 g.firing_since = Some(now);
-                self.recency.firing(key, true);
-                reschedule(&mut self.deadlines, key, g, Some(now + ra));
+                reschedule(deadlines, key, g, Some(now + ra));
             }
             None => g.count = 0,
         }
@@ -203,7 +265,6 @@ impl Episodes {
     pub fn held_back(&mut self, key: &Arc<str>) {
         if let Some(g) = self.groups.get_mut(key) {
             g.firing_since = None;
-            self.recency.firing(key, false);
             reschedule(&mut self.deadlines, key, g, None);
         }
     }
@@ -213,9 +274,8 @@ impl Episodes {
         self.deadlines.first().map(|(t, _)| *t)
     }
 
-    /// Groups whose `resolve_after` has passed by `now`: (group, last event, count, how
-    /// long it fired).
-    pub fn due(&mut self, now: Instant) -> Vec<(Arc<str>, Arc<Event>, u64, Duration)> {
+    /// Groups whose `resolve_after` has passed by `now`.
+    pub fn due(&mut self, now: Instant) -> Vec<Due> {
         let mut out = Vec::new();
         while let Some((t, key)) = self.deadlines.first().cloned() {
             if t > now {
@@ -225,10 +285,9 @@ impl Episodes {
             if let Some(g) = self.groups.get_mut(&key) {
                 g.due = None;
                 if let Some(since) = g.firing_since.take() {
-                    self.recency.firing(&key, false);
                     out.push((
                         key,
-                        Arc::clone(&g.event),
+                        g.event.clone(),
                         g.count,
                         now.saturating_duration_since(since),
                     ));
@@ -246,9 +305,10 @@ impl Episodes {
 
     /// Firing groups with since when, for status.
     pub fn firing(&self) -> impl Iterator<Item = (&Arc<str>, Instant)> {
-        self.groups
+        // A firing group is one with a resolve due: no walk over every group.
+        self.deadlines
             .iter()
-            .filter_map(|(k, g)| g.firing_since.map(|s| (k, s)))
+            .filter_map(|(_, k)| Some((k, self.groups.get(k)?.firing_since?)))
     }
 
     /// The keys of the firing groups.
@@ -258,7 +318,7 @@ impl Episodes {
 
     /// The last matching event of a group.
     pub fn event(&self, key: &str) -> Option<Arc<Event>> {
-        self.groups.get(key).map(|g| Arc::clone(&g.event))
+        self.groups.get(key).and_then(|g| g.event.clone())
     }
 
     /// What to store for a group: its firing, or nothing (`None` removes a stored one).
@@ -291,7 +351,9 @@ impl Episodes {
         let back = |t: SystemTime| now.checked_sub(ago(t)).unwrap_or(now);
         let since = back(saved.since);
         let last = back(saved.last_match);
-        self.recency.saw(&key, true);
+        let seen = self.next_seen;
+        self.next_seen += 1;
+        self.order.insert(seen, Arc::clone(&key));
         let due = config
             .resolve_after
             .map(|ra| now + ra.saturating_sub(ago(saved.last_match)));
@@ -305,9 +367,11 @@ impl Episodes {
                 firing_since: Some(since),
                 last_match: last,
                 count: saved.count,
-                event,
+                watch: Arc::clone(&event.watch),
+                event: Some(event),
                 gate: EdgeGate::new(None, config.cooldown, config.trigger_limit),
                 due,
+                seen,
             },
         );
     }
@@ -364,32 +428,36 @@ impl super::Rule {
             || window(&self.config).is_some()
     }
 
-    /// The event's group: a key (its values, as JSON) and the values by field; `None`
-    /// without `group_by`. A field the event lacks is an error, as in a condition.
-    pub(super) fn group_of(&self, event: &Event) -> Result<Option<Group>, String> {
+    /// The event's group key: its values of `group_by`'s fields, as a JSON array;
+    /// `None` without `group_by`. A field the event lacks is an error, as in a condition.
+    pub(super) fn group_key(&self, event: &Event) -> Result<Option<String>, String> {
         if self.config.group_by.is_empty() {
             return Ok(None);
         }
-        let mut values = Vec::with_capacity(self.config.group_by.len());
-        let mut fields = BTreeMap::new();
+        let mut values: Vec<std::borrow::Cow<'_, str>> =
+            Vec::with_capacity(self.config.group_by.len());
         for f in &self.config.group_by {
-            let v = match f.as_str() {
-                "watch" => event.watch.to_string(),
-                "host" => event.host.to_string(),
-                "type" => event.source.to_string(),
+            values.push(match f.as_str() {
+                "watch" => (&*event.watch).into(),
+                "host" => (&*event.host).into(),
+                "type" => event.source.into(),
                 _ => match event.fields.get(f) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
+                    Some(serde_json::Value::String(s)) => s.as_str().into(),
+                    Some(other) => other.to_string().into(),
                     None => return Err(format!("the event has no field `{f}` to group by")),
                 },
-            };
-            values.push(serde_json::Value::from(v.clone()));
-            fields.insert(f.clone(), v);
+            });
         }
-        let key = serde_json::Value::Array(values).to_string();
-        Ok(Some(Group {
-            key: Arc::from(key.as_str()),
-            fields: Arc::new(fields),
+        serde_json::to_string(&values)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The event's group, with its fields; `None` without `group_by`.
+    pub(super) fn group_of(&self, event: &Event) -> Result<Option<Group>, String> {
+        Ok(self.group_key(event)?.map(|key| Group {
+            fields: self.group_fields(&key),
+            key: Arc::from(key),
         }))
     }
 
@@ -405,15 +473,15 @@ impl super::Rule {
         Option<Arc<str>>,
     ) {
         use super::RuleVerdict;
-        let (key, group) = match self.group_of(event) {
-            Ok(Some(g)) => (Arc::clone(&g.key), Some(g)),
-            Ok(None) => (Arc::from(""), None),
+        let key = match self.group_key(event) {
+            Ok(k) => k.unwrap_or_default(),
             Err(e) => return (RuleVerdict::Error(e), None, None),
         };
-        let step = self.episodes.on_match(&self.config, &key, event, now);
-        let Step::Fire { count } = step else {
+        let (step, key) = self.episodes.on_match(&self.config, &key, event, now);
+        let (Step::Fire { count }, Some(key)) = (&step, key) else {
             return (RuleVerdict::State(step), None, None);
         };
+        let count = *count;
         let gate = self
             .episodes
             .groups
@@ -428,7 +496,10 @@ impl super::Rule {
                     count,
                     Duration::ZERO,
                 );
-                f.group = group;
+                f.group = (!self.config.group_by.is_empty()).then(|| Group {
+                    fields: self.group_fields(&key),
+                    key: Arc::clone(&key),
+                });
                 let changed = self.config.resolve_after.is_some().then_some(key);
                 (RuleVerdict::State(Step::Fire { count }), Some(f), changed)
             }

@@ -330,6 +330,7 @@ impl Engine {
             }
             // Groups quiet for `resolve_after`: their firing ends.
             for (key, event, count, duration) in rule.episodes.due(now) {
+                let event = event.unwrap_or_else(|| rule.group_event(&key));
                 tracing::info!(rule = %rule.name, group = %key, firing_for = %crate::event::human_duration(duration), "rule resolved");
                 let mut f = rule.firing(&event, FiringState::Resolved, count, duration);
                 f.group = rule.group_of(&event).ok().flatten();

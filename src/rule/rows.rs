@@ -94,7 +94,7 @@ impl Rule {
             .into_iter()
             .take(SHOWN_FIRING)
             .map(|(_, k)| k)
-            .chain(self.episodes.recency.seen.newest(SHOWN_RECENT));
+            .chain(self.episodes.newest(SHOWN_RECENT));
         let mut listed = std::collections::HashSet::new();
         for k in shown {
             let Some(g) = self.episodes.groups.get(k).filter(|_| listed.insert(k)) else {
@@ -102,7 +102,7 @@ impl Rule {
             };
             let (state, since, notes) = g.phase(&self.config, now);
             out.push(Row {
-                watch: Some(Arc::clone(&g.event.watch)),
+                watch: Some(Arc::clone(&g.watch)),
                 group: (!self.config.group_by.is_empty()).then(|| self.group_fields(k)),
                 state,
                 since,
@@ -137,7 +137,7 @@ impl Engine {
             }
             for (k, _) in r.episodes.firing() {
                 if let Some(g) = r.episodes.groups.get(k) {
-                    *out.entry((Arc::clone(&r.name), Arc::clone(&g.event.watch)))
+                    *out.entry((Arc::clone(&r.name), Arc::clone(&g.watch)))
                         .or_default() += 1;
                 }
             }

@@ -27,16 +27,20 @@ use tokio::sync::mpsc;
 
 use self::lines::Splitter;
 use super::file::{FileState, FileWatchHandle};
-use super::inotify::{Cx, Hosted, Raw, OUT_MAX};
+use super::inotify::{Cx, Hosted, Raw};
 use super::WatchError;
 use crate::config::LogWatch;
-use crate::event::{encode_os, Cursor, Event, Map, Value};
+use crate::event::{encode_os, Cursor, Event, Map, Mark, Value};
 
 /// Bytes read at a time.
 const CHUNK: usize = 64 * 1024;
 /// A file renamed away or deleted is read while its writer appends to it, until it has
 /// been quiet this long.
 const QUIET: Duration = Duration::from_secs(5);
+/// Events a pump adds at most: the file thread hands them on before it reads more, so
+/// a burst holds little in memory (the engine's queue holds the rest).
+const PUMP_MAX: usize = 512;
+
 /// How often such a file is looked at (it has no inotify event of its own any more).
 const DRAIN_EVERY: Duration = Duration::from_millis(250);
 /// The first bytes of a file that tell it from another on a reused inode.
@@ -46,7 +50,9 @@ const HEAD: usize = 256;
 struct Reader {
     file: File,
     path: PathBuf,
-    key: String,
+    key: Arc<str>,
+    /// Its path as an event field.
+    path_text: String,
     dev: u64,
     ino: u64,
     /// The first byte not yet part of a complete line.
@@ -56,6 +62,9 @@ struct Reader {
     head: (u64, u32),
     split: Splitter,
     last_data: Instant,
+    /// The last read stopped for room, not at the end: the next goes on from there
+    /// without looking at the file again (its size, its first bytes).
+    backlog: bool,
 }
 
 pub struct LogState {
@@ -72,6 +81,10 @@ pub struct LogState {
     next_drain: Option<Instant>,
     more: bool,
     scheduled: Option<Instant>,
+    /// What a read reads into.
+    buf: Vec<u8>,
+    /// Where `pattern`'s groups are found in a line.
+    locs: Option<regex::CaptureLocations>,
     problems: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -104,6 +117,8 @@ pub fn start(
         next_drain: None,
         more: false,
         scheduled: None,
+        buf: Vec::new(),
+        locs: None,
         problems: Arc::clone(&problems),
     };
     let hub = hub
@@ -182,7 +197,7 @@ impl LogState {
             .cloned()
             .collect();
         for key in stale {
-            self.send_cursor(key, None, cx);
+            self.send_cursor(Arc::from(key), None, cx);
         }
         self.saved.clear();
     }
@@ -210,7 +225,7 @@ impl LogState {
             },
         };
         let key = self.key(path);
-        let r = reader(file, path.to_path_buf(), key, offset);
+        let r = reader(file, path.to_path_buf(), Arc::from(key), offset);
         self.readers.insert(path.to_path_buf(), r);
         self.more = true;
         let _ = cx;
@@ -285,8 +300,9 @@ impl LogState {
                         if self.files.is_reported(&p) {
                             // Still a file this watch reads, under its new name.
                             let mut r = r;
-                            self.send_cursor(r.key.clone(), None, cx);
-                            r.key = self.key(&p);
+                            self.send_cursor(Arc::clone(&r.key), None, cx);
+                            r.key = Arc::from(self.key(&p));
+                            r.path_text = encode_os(p.as_os_str());
                             r.path = p.clone();
                             self.readers.insert(p, r);
                             self.more = true;
@@ -305,11 +321,11 @@ impl LogState {
 
     /// A file renamed away or deleted: read on, under a key of its own, while written to.
     fn retire(&mut self, mut r: Reader, cx: &mut Cx<'_>) {
-        let renamed = format!("{}@{}", r.key, r.ino);
+        let renamed = Arc::from(format!("{}@{}", r.key, r.ino));
         let old_key = std::mem::replace(&mut r.key, renamed);
         self.send_cursor(old_key, None, cx);
         r.last_data = Instant::now();
-        self.send_cursor(r.key.clone(), Some(r.position()), cx);
+        self.send_cursor(Arc::clone(&r.key), Some(r.position()), cx);
         self.draining.push(r);
         self.next_drain = Some(Instant::now() + DRAIN_EVERY);
         self.more = true;
@@ -327,7 +343,7 @@ impl LogState {
             if now - r.last_data < QUIET {
                 keep.push(r);
             } else {
-                self.send_cursor(r.key.clone(), None, cx);
+                self.send_cursor(Arc::clone(&r.key), None, cx);
             }
         }
         self.draining = keep;
@@ -342,7 +358,7 @@ impl LogState {
             let Some(mut r) = self.readers.remove(&p) else {
                 continue;
             };
-            more |= self.read(&mut r, cx, OUT_MAX);
+            more |= self.read(&mut r, cx, PUMP_MAX);
             self.readers.insert(p, r);
         }
         self.more = more;
@@ -351,39 +367,49 @@ impl LogState {
     /// Reads `r` until its end or until `cx.out` holds `limit` events; whether it has
     /// more.
     fn read(&mut self, r: &mut Reader, cx: &mut Cx<'_>, limit: usize) -> bool {
-        let Ok(meta) = r.file.metadata() else {
-            return false;
-        };
-        // Truncated under its reader (copytruncate): shorter than what was read, or, when
-        // the writer has already appended past that again, starting with other bytes.
-        let rewritten = r.head.1 > 0 && !head_matches(&r.file, r.head);
-        if meta.len() < r.offset || rewritten {
-            tracing::info!(watch = %self.name, path = ?r.path, "log file truncated: reading it again from its start");
-            r.offset = 0;
-            r.read_to = 0;
-            r.split.reset();
-            r.head = head_of(&r.file);
+        if !r.backlog {
+            let Ok(meta) = r.file.metadata() else {
+                return false;
+            };
+            // Truncated under its reader (copytruncate): shorter than what was read, or,
+            // when the writer has already appended past that again, starting with other
+            // bytes.
+            let rewritten = r.head.1 > 0 && !head_matches(&r.file, r.head);
+            if meta.len() < r.offset || rewritten {
+                tracing::info!(watch = %self.name, path = ?r.path, "log file truncated: reading it again from its start");
+                r.offset = 0;
+                r.read_to = 0;
+                r.split.reset();
+                r.head = head_of(&r.file);
+            }
+            if r.head.1 < HEAD as u32 {
+                r.head = head_of(&r.file);
+            }
         }
-        if r.head.1 < HEAD as u32 {
-            r.head = head_of(&r.file);
-        }
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(CHUNK, 0);
         let mut emitted_to = r.offset;
+        let mut at_end = false;
         while cx.out.len() < limit {
             let n = match r.file.read_at(&mut buf, r.read_to) {
-                Ok(0) => break,
+                Ok(0) => {
+                    at_end = true;
+                    break;
+                }
                 Ok(n) => n,
                 Err(e) => {
                     self.problem(format!("cannot read {:?}: {e}", r.path));
+                    at_end = true;
                     break;
                 }
             };
             let mut at = r.offset;
             let mut lines = Vec::new();
-            r.split.feed(&buf[..n], self.config.max_line, |line| {
+            let (config, locs) = (&self.config, &mut self.locs);
+            r.split.feed(&buf[..n], config.max_line, |line| {
                 let start = at;
                 at += line.consumed;
-                if let Some(fields) = lines::fields(&self.config, &line) {
+                if let Some(fields) = lines::fields(config, locs, &line) {
                     lines.push((start, at, fields));
                 }
             });
@@ -394,12 +420,14 @@ impl LogState {
                 emitted_to = end;
             }
         }
+        self.buf = buf;
         if emitted_to < r.offset {
             // Lines no event was made of: only the position moves.
-            let (key, pos) = (r.key.clone(), r.position());
+            let (key, pos) = (Arc::clone(&r.key), r.position());
             self.send_cursor(key, Some(pos), cx);
         }
-        cx.out.len() >= limit && r.read_to < meta.len()
+        r.backlog = !at_end;
+        r.backlog
     }
 
     fn send_line(
@@ -410,7 +438,7 @@ impl LogState {
         mut fields: Map<String, Value>,
         cx: &mut Cx<'_>,
     ) {
-        fields.insert("path".into(), Value::from(encode_os(r.path.as_os_str())));
+        fields.insert("path".into(), Value::from(r.path_text.clone()));
         fields.insert("offset".into(), Value::from(start));
         let pos = Position {
             offset: end,
@@ -426,8 +454,8 @@ impl LogState {
                 edge: true,
                 fields,
                 cursor: Some(Box::new(Cursor {
-                    key: r.key.clone(),
-                    value: serde_json::to_vec(&pos).unwrap_or_default(),
+                    key: Arc::clone(&r.key),
+                    value: Mark::File(pos),
                     only: false,
                 })),
             },
@@ -435,7 +463,7 @@ impl LogState {
     }
 
     /// A position to store (or, `None`, to forget) with nothing to judge.
-    fn send_cursor(&self, key: String, pos: Option<Position>, cx: &mut Cx<'_>) {
+    fn send_cursor(&self, key: Arc<str>, pos: Option<Position>, cx: &mut Cx<'_>) {
         cx.out.push_back((
             cx.id,
             Event {
@@ -447,9 +475,7 @@ impl LogState {
                 fields: Map::new(),
                 cursor: Some(Box::new(Cursor {
                     key,
-                    value: pos
-                        .map(|p| serde_json::to_vec(&p).unwrap_or_default())
-                        .unwrap_or_default(),
+                    value: pos.map_or(Mark::Forget, Mark::File),
                     only: true,
                 })),
             },
@@ -471,13 +497,14 @@ enum Start {
     End,
 }
 
-fn reader(file: File, path: PathBuf, key: String, offset: u64) -> Reader {
+fn reader(file: File, path: PathBuf, key: Arc<str>, offset: u64) -> Reader {
     let meta = file.metadata().ok();
     let head = head_of(&file);
     Reader {
         dev: meta.as_ref().map_or(0, |m| m.dev()),
         ino: meta.as_ref().map_or(0, |m| m.ino()),
         file,
+        path_text: encode_os(path.as_os_str()),
         path,
         key,
         offset,
@@ -485,6 +512,7 @@ fn reader(file: File, path: PathBuf, key: String, offset: u64) -> Reader {
         head,
         split: Splitter::default(),
         last_data: Instant::now(),
+        backlog: false,
     }
 }
 

@@ -75,14 +75,23 @@ fn strip_cr(b: &[u8]) -> &[u8] {
 }
 
 /// The fields of a line's event, or `None` when the watch's pattern does not match it.
-pub fn fields(config: &LogWatch, line: &Line<'_>) -> Option<Map<String, Value>> {
-    let text = String::from_utf8_lossy(line.bytes);
+/// `locs` is where the pattern's groups are found (made once, used for every line).
+pub fn fields(
+    config: &LogWatch,
+    locs: &mut Option<regex::CaptureLocations>,
+    line: &Line<'_>,
+) -> Option<Map<String, Value>> {
+    let text = match std::str::from_utf8(line.bytes) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(line.bytes),
+    };
     let mut fields = Map::new();
     if let Some(re) = &config.pattern {
-        let caps = re.captures(&text)?;
-        for name in re.capture_names().flatten() {
-            if let Some(m) = caps.name(name) {
-                fields.insert(name.to_string(), Value::from(m.as_str()));
+        let locs = locs.get_or_insert_with(|| re.capture_locations());
+        re.captures_read(locs, &text)?;
+        for (i, name) in re.capture_names().enumerate() {
+            if let (Some(name), Some((a, b))) = (name, locs.get(i)) {
+                fields.insert(name.to_string(), Value::from(&text[a..b]));
             }
         }
     }

@@ -4,22 +4,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
-
-use serde::{Deserialize, Serialize};
 
 use super::{reader, LogState, HEAD};
 use crate::watch::inotify::Cx;
 
-/// Where a file is read to, as stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub dev: u64,
-    pub ino: u64,
-    pub offset: u64,
-    /// Hash and length of the file's first bytes (at most `HEAD`).
-    pub head: (u64, u32),
-}
+pub use crate::event::FilePosition as Position;
 
 /// Positions from the store, by key (`watch/path`, or `watch/path@inode` for a file read
 /// to its end after a rename), handed to the watch at its start.
@@ -69,13 +60,13 @@ impl LogState {
         });
         match found.and_then(|p| File::open(&p).ok().map(|f| (p, f))) {
             Some((p, file)) if head_matches(&file, pos.head) => {
-                let mut r = reader(file, p, key.to_string(), pos.offset);
+                let mut r = reader(file, p, Arc::from(key), pos.offset);
                 r.last_data = Instant::now();
                 self.draining.push(r);
                 self.next_drain = Some(Instant::now());
             }
             // Gone, or another file now: nothing left to read; the key is dropped.
-            _ => self.send_cursor(key.to_string(), None, cx),
+            _ => self.send_cursor(Arc::from(key), None, cx),
         }
     }
 }
