@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from procstat import cpu_seconds, start_hark, status_kib, stop, wait_running
+from procstat import cpu_seconds, stamped, start_hark, status_kib, stop, wait_running
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,24 +50,12 @@ command = ["{stamp}", "{stamps}"]
     # A state directory of its own in tmp, and the first trial only once the watch is armed.
     proc, log = start_hark(hark, cfg, tmp, rust_log="warn,hark::daemon=info")
     try:
-        deltas = []
-        for i in range(trials):
-            before = len(open(stamps).read().split()) if os.path.exists(stamps) else 0
+        def write(i):
             t0 = time.time_ns()
             with open(os.path.join(watched, f"f{i}"), "w") as f:
                 f.write("x")
-            deadline = time.time() + 5
-            while time.time() < deadline:
-                if os.path.exists(stamps):
-                    lines = open(stamps).read().split()
-                    if len(lines) > before:
-                        deltas.append((int(lines[before]) - t0) / 1e6)
-                        break
-                time.sleep(0.0005)
-            else:
-                print(f"trial {i}: no stamp within 5 s", file=sys.stderr)
-            time.sleep(0.02)
-        return deltas
+            return t0
+        return stamped(trials, stamps, write)
     finally:
         stop(proc)
         log.close()

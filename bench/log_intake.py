@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from brokers import free_port  # noqa: E402
 from file_intake import metric, wait_metric  # noqa: E402
-from procstat import cpu_seconds, start_hark, status_kib, stop  # noqa: E402
+from procstat import cpu_seconds, stamped, start_hark, status_kib, stop  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILTER = "/etc/fail2ban/filter.d/sshd.conf"
@@ -124,24 +124,12 @@ def latency(hark, trials, tmp):
     proc, hlog = start_hark(hark, cfg, tmp, rust_log="warn,hark::daemon=info")
     try:
         time.sleep(0.3)
-        deltas = []
-        for i in range(trials):
-            before = len(open(stamps).read().split()) if os.path.exists(stamps) else 0
+        def append(i):
             with open(log, "a") as f:
                 t0 = time.time_ns()
                 f.write(f"2026-12-02 ERROR request {i} failed\n")
-            deadline = time.time() + 5
-            while time.time() < deadline:
-                if os.path.exists(stamps):
-                    got = open(stamps).read().split()
-                    if len(got) > before:
-                        deltas.append((int(got[before]) - t0) / 1e6)
-                        break
-                time.sleep(0.0005)
-            else:
-                print(f"trial {i}: no stamp within 5 s", file=sys.stderr)
-            time.sleep(0.02)
-        return deltas
+            return t0
+        return stamped(trials, stamps, append)
     finally:
         stop(proc)
         hlog.close()

@@ -4,6 +4,7 @@ they started, by its pid."""
 import os
 import signal
 import subprocess
+import sys
 import time
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -140,3 +141,24 @@ def start_hark(hark, cfg_text, tmp, rust_log="info", daemon=""):
                             env={**os.environ, "RUST_LOG": rust_log, "NO_COLOR": "1"})
     wait_running(proc, log_path)
     return proc, log
+
+
+def stamped(trials, stamps, act):
+    """Runs `act(i)` (it returns the wall-clock ns just before it acted) `trials` times and
+    waits each time for the stamp program to add a line to `stamps`; the delays in ms."""
+    deltas = []
+    for i in range(trials):
+        before = len(open(stamps).read().split()) if os.path.exists(stamps) else 0
+        t0 = act(i)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if os.path.exists(stamps):
+                got = open(stamps).read().split()
+                if len(got) > before:
+                    deltas.append((int(got[before]) - t0) / 1e6)
+                    break
+            time.sleep(0.0005)
+        else:
+            print(f"trial {i}: no stamp within 5 s", file=sys.stderr)
+        time.sleep(0.02)
+    return deltas
