@@ -260,7 +260,9 @@ impl Engine {
     /// nothing. For `hark test`.
     pub fn preview(&self, name: &str, event: &Arc<Event>, state: FiringState) -> Option<Firing> {
         let rule = self.rules.iter().find(|r| &*r.name == name)?;
-        Some(rule.firing(event, state, 1, Duration::ZERO))
+        let mut f = rule.firing(event, state, 1, Duration::ZERO);
+        f.group = rule.group_of(event).ok().flatten();
+        Some(f)
     }
 
     /// The first rule named in rule `i`'s `unless` that is firing.

@@ -100,7 +100,7 @@ impl fmt::Display for RuleVerdict {
                 Step::Pending(Progress::Matches { n, times }) => {
                     write!(
                         f,
-                        "matches; pending {n}/{times} (fires after {times} matching samples)"
+                        "matches; pending {n}/{times} (fires after {times} matches)"
                     )
                 }
                 Step::Pending(Progress::Held { held, needed }) => {

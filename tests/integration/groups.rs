@@ -125,3 +125,30 @@ fn a_firing_address_stays_firing_across_a_restart_and_resolves_once_on_time() {
     assert_eq!(h.lines().len(), 6);
     assert!(groups(&h).iter().all(|(_, s)| s != "firing"));
 }
+
+#[test]
+fn hark_test_shows_a_log_line_counted_for_its_group_and_the_group_in_the_actions() {
+    let dir = tempdir();
+    let file = dir.path().join("hark.toml");
+    let cfg = with_state_dir(&config("10m")).replace("@DIR@", &dir.path().to_string_lossy());
+    std::fs::write(&file, cfg).unwrap();
+    let out = std::process::Command::new(HARK)
+        .args(["test", "-c"])
+        .arg(&file)
+        .args([
+            "--event",
+            "auth line=\"Failed password for root from 192.0.2.4\" ip=192.0.2.4 user=root",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("rule `brute`: matches; pending 1/3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"192.0.2.4\""),
+        "the group in the rendered argv: {text}"
+    );
+}
