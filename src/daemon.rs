@@ -145,11 +145,12 @@ async fn run_with(
 
     let (tx, mut rx) = mpsc::channel::<Event>(EVENT_QUEUE);
     let shared = Arc::new(watch::Shared::for_watches(config.watches.values())?);
-    // Where each log file was read to: the log watches take up their own as they start.
+    // Where each log file or journal was read to: the watches take up their own as they
+    // start.
     let positions = blocking(&store, |s| s.positions()).await?;
     *shared.positions.lock().unwrap_or_else(|p| p.into_inner()) = positions
         .into_iter()
-        .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+        .filter_map(|(k, v)| Some((k, crate::event::Mark::from_bytes(&v)?)))
         .collect();
     let watches = start_watches(
         config.watches.values().cloned().collect(),

@@ -170,6 +170,11 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                 "watch `{name}` (file) reports changes as they happen; nothing to sample. \
                  Try: hark test --event '{name} kind=modify path=/some/file'"
             )),
+            WatchKind::Journal(_) => notes.push(format!(
+                "watch `{name}` (journal) reports entries as they are written; nothing to \
+                 sample. Try: hark test --event '{name} message=\"Out of memory: Killed \
+                 process 4242\" priority=3 unit=app.service'"
+            )),
             WatchKind::Log(_) => notes.push(format!(
                 "watch `{name}` (log) reports lines as they are written; nothing to sample. \
                  Try: hark test --event '{name} line=\"error: disk full\" path=/var/log/app.log'"

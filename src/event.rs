@@ -44,15 +44,29 @@ pub enum Mark {
     /// The stream is gone: its key is removed.
     Forget,
     File(FilePosition),
+    /// A journal's cursor.
+    Text(Arc<str>),
 }
 
 impl Mark {
-    /// As stored (`None`: remove the key).
+    /// As stored (`None`: remove the key): a file position as a JSON object, a cursor as
+    /// a JSON string.
     pub fn to_bytes(&self) -> Option<Vec<u8>> {
         match self {
             Mark::Forget => None,
             Mark::File(p) => serde_json::to_vec(p).ok(),
+            Mark::Text(t) => serde_json::to_vec(&**t).ok(),
         }
+    }
+
+    /// From what was stored; `None` for bytes that are neither.
+    pub fn from_bytes(b: &[u8]) -> Option<Mark> {
+        if let Ok(p) = serde_json::from_slice::<FilePosition>(b) {
+            return Some(Mark::File(p));
+        }
+        serde_json::from_slice::<String>(b)
+            .ok()
+            .map(|t| Mark::Text(Arc::from(t)))
     }
 }
 
@@ -67,6 +81,30 @@ pub struct FilePosition {
 }
 
 impl Event {
+    /// An event of a stream's watch that only moves its stored position: what was read
+    /// led to nothing to judge.
+    pub fn only_cursor(
+        watch: &Arc<str>,
+        source: &'static str,
+        host: &Arc<str>,
+        key: Arc<str>,
+        value: Mark,
+    ) -> Event {
+        Event {
+            watch: Arc::clone(watch),
+            source,
+            time: SystemTime::now(),
+            host: Arc::clone(host),
+            edge: true,
+            fields: Map::new(),
+            cursor: Some(Box::new(Cursor {
+                key,
+                value,
+                only: true,
+            })),
+        }
+    }
+
     /// Every field a condition or template sees, the common ones included.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut all = self.fields.clone();

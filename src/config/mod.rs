@@ -9,6 +9,7 @@ mod condition;
 pub mod diagnostic;
 mod files;
 mod http;
+mod journal;
 mod log;
 mod parse;
 mod rule;
@@ -36,6 +37,7 @@ pub use condition::{
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
+pub use journal::JournalWatch;
 pub use log::LogWatch;
 pub use parse::DEFAULT_CONTROL_SOCKET;
 pub use rule::{RuleConfig, Threshold, TriggerLimit};

@@ -34,6 +34,7 @@ pub enum WatchKind {
     Tcp(TcpWatch),
     Command(CommandWatch),
     Log(super::log::LogWatch),
+    Journal(super::journal::JournalWatch),
 }
 
 impl WatchKind {
@@ -46,6 +47,7 @@ impl WatchKind {
             WatchKind::Tcp(_) => "tcp",
             WatchKind::Command(_) => "command",
             WatchKind::Log(_) => "log",
+            WatchKind::Journal(_) => "journal",
         }
     }
 
@@ -53,14 +55,17 @@ impl WatchKind {
     /// rule's state machine, rather than edges that fire on each match. A process watch
     /// reports both: `start` and `exit` are edges, `sample` a state.
     pub fn reports_states(&self) -> bool {
-        !matches!(self, WatchKind::File(_) | WatchKind::Log(_))
+        !matches!(
+            self,
+            WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_)
+        )
     }
 
     /// Whether some of its events are edges (a change, a line, a process start).
     pub fn reports_edges(&self) -> bool {
         matches!(
             self,
-            WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Process(_)
+            WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_) | WatchKind::Process(_)
         )
     }
 
@@ -68,14 +73,14 @@ impl WatchKind {
     /// rather than a state.
     pub fn is_edge(&self, kind: Option<&str>) -> bool {
         match self {
-            WatchKind::File(_) | WatchKind::Log(_) => true,
+            WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_) => true,
             WatchKind::Process(_) => kind != Some("sample"),
             _ => false,
         }
     }
 }
 
-const AVAILABLE: &str = "file, log, http, process, system, tcp, command";
+const AVAILABLE: &str = "file, log, journal, http, process, system, tcp, command";
 
 #[derive(Debug, Clone)]
 pub struct FileWatch {
@@ -173,6 +178,7 @@ pub(crate) fn parse(
         "tcp" => WatchKind::Tcp(checks::parse_tcp(ctx, table, span)?),
         "command" => WatchKind::Command(checks::parse_command(ctx, table, span)?),
         "log" => WatchKind::Log(super::log::parse(ctx, table, span)?),
+        "journal" => WatchKind::Journal(super::journal::parse(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),

@@ -143,7 +143,7 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         for (k, v) in positions {
-            match v.as_deref().and_then(|b| serde_json::from_slice(b).ok()) {
+            match v.as_deref().and_then(crate::event::Mark::from_bytes) {
                 Some(p) => {
                     known.insert(k.clone(), p);
                 }

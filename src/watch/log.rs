@@ -464,22 +464,9 @@ impl LogState {
 
     /// A position to store (or, `None`, to forget) with nothing to judge.
     fn send_cursor(&self, key: Arc<str>, pos: Option<Position>, cx: &mut Cx<'_>) {
-        cx.out.push_back((
-            cx.id,
-            Event {
-                watch: Arc::clone(&self.name),
-                source: "log",
-                time: SystemTime::now(),
-                host: Arc::clone(&self.host),
-                edge: true,
-                fields: Map::new(),
-                cursor: Some(Box::new(Cursor {
-                    key,
-                    value: pos.map_or(Mark::Forget, Mark::File),
-                    only: true,
-                })),
-            },
-        ));
+        let mark = pos.map_or(Mark::Forget, Mark::File);
+        let ev = Event::only_cursor(&self.name, "log", &self.host, key, mark);
+        cx.out.push_back((cx.id, ev));
     }
 
     fn problem(&self, p: String) {

@@ -5,6 +5,7 @@ pub mod command;
 pub mod file;
 pub mod http;
 pub mod inotify;
+pub mod journal;
 pub mod log;
 mod periodic;
 pub mod process;
@@ -50,6 +51,7 @@ pub enum WatchHandle {
     File(file::FileWatchHandle),
     Periodic(periodic::PeriodicHandle),
     Process(process::ProcessWatchHandle),
+    Journal(journal::JournalHandle),
 }
 
 impl WatchHandle {
@@ -57,6 +59,7 @@ impl WatchHandle {
     pub fn problems(&self) -> Vec<String> {
         match self {
             WatchHandle::File(h) => h.problems(),
+            WatchHandle::Journal(h) => h.problems(),
             _ => Vec::new(),
         }
     }
@@ -67,6 +70,7 @@ impl WatchHandle {
             WatchHandle::File(h) => h.stop(),
             WatchHandle::Periodic(h) => h.stop(),
             WatchHandle::Process(h) => h.stop(),
+            WatchHandle::Journal(h) => h.stop(),
         }
     }
 }
@@ -77,9 +81,9 @@ pub struct Shared {
     pub clients: http::Clients,
     pub processes: process::Monitor,
     pub files: inotify::Hub,
-    /// Where each log file was read to, as last stored: a log watch that starts (or
-    /// starts again after a reload) takes up its own.
-    pub positions: std::sync::Mutex<log::Positions>,
+    /// Where each log file or journal was read to, as last stored: a watch that starts
+    /// (or starts again after a reload) takes up its own.
+    pub positions: std::sync::Mutex<std::collections::HashMap<String, crate::event::Mark>>,
 }
 
 impl Shared {
@@ -117,7 +121,10 @@ pub fn start(
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
                 .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| (k.clone(), *v))
+                .filter_map(|(k, v)| match v {
+                    crate::event::Mark::File(p) => Some((k.clone(), *p)),
+                    _ => None,
+                })
                 .collect();
             WatchHandle::File(log::start(
                 name,
@@ -127,6 +134,19 @@ pub fn start(
                 &shared.files,
                 saved,
             )?)
+        }
+        WatchKind::Journal(j) => {
+            let key = format!("{name}/journal");
+            let cursor = match shared
+                .positions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+            {
+                Some(crate::event::Mark::Text(c)) => Some(Arc::clone(c)),
+                _ => None,
+            };
+            WatchHandle::Journal(journal::start(name, host, j.clone(), events, cursor)?)
         }
         WatchKind::Http(h) => WatchHandle::Periodic(http::start(
             name,

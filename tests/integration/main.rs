@@ -14,6 +14,7 @@ mod hostile_config;
 mod hostile_world;
 mod http_server;
 mod http_watch;
+mod journal_watch;
 mod log_watch;
 mod metrics;
 mod process_watch;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-struct Sandbox {
+pub struct Sandbox {
     base: tempfile::TempDir,
 }
 
@@ -19,7 +19,7 @@ fn script() -> std::path::PathBuf {
 }
 
 impl Sandbox {
-    fn up() -> Sandbox {
+    pub fn up() -> Sandbox {
         let sandbox = Sandbox { base: tempdir() };
         let out = sandbox.script(&["up"]);
         assert!(
@@ -40,7 +40,7 @@ impl Sandbox {
     }
 
     /// Runs a command inside: whether it succeeded, and its stdout and stderr.
-    fn run(&self, args: &[&str]) -> (bool, String) {
+    pub fn run(&self, args: &[&str]) -> (bool, String) {
         let mut all = vec!["run"];
         all.extend(args);
         let out = self.script(&all);
@@ -52,18 +52,18 @@ impl Sandbox {
         (out.status.success(), text)
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub fn ok(&self, args: &[&str]) -> String {
         let (ok, text) = self.run(args);
         assert!(ok, "{args:?} failed inside:\n{text}");
         text
     }
 
-    fn copy(&self, from: &Path, to: &str) {
+    pub fn copy(&self, from: &Path, to: &str) {
         let out = self.script(&["cp", &from.to_string_lossy(), to]);
         assert!(out.status.success(), "cp {from:?} {to}");
     }
 
-    fn write(&self, to: &str, text: &str) {
+    pub fn write(&self, to: &str, text: &str) {
         let file = self.base.path().join("staged");
         std::fs::write(&file, text).unwrap();
         self.copy(&file, to);

@@ -333,3 +333,34 @@ fn broker_action_errors_point_at_each_bad_value() {
     assert_error_at("bad_brokers.toml", 15, 11, "`subject` must not be empty");
     assert_error_at("bad_brokers.toml", 20, 1, "unknown field `topic`");
 }
+
+#[test]
+fn journal_and_group_keys_are_checked_with_their_places() {
+    let dir = tempdir();
+    let file = dir.path().join("hark.toml");
+    std::fs::write(
+        &file,
+        "[watch.j]\ntype = \"journal\"\nunits = [\"ssh.service\"]\n\
+         match = { syslog_identifier = \"sshd\", _SYSTEMD_UNIT = \"x\" }\n\
+         priority = \"loud\"\npattern = 'from (?P<ip>[0-9.+)'\n\n\
+         [rule.r]\nwatch = \"j\"\ngroup_by = [\"ip\"]\ndebounce = \"1s\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = validate(&[file]);
+    assert_eq!(code, 1, "{err}");
+    for (at, what) in [
+        ("hark.toml:4:11:", "not a journal field name"),
+        ("hark.toml:4:39:", "chosen by `units`"),
+        ("hark.toml:5:12:", "a priority is 0 to 7"),
+        ("hark.toml:6:24:", "invalid regex"),
+        (
+            "hark.toml:11:12:",
+            "`debounce` does not combine with `group_by`",
+        ),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(at) && l.contains(what)),
+            "{at} {what}:\n{err}"
+        );
+    }
+}
