@@ -215,3 +215,38 @@ fn validate_points_at_each_bad_log_key_and_inside_a_bad_pattern() {
         );
     }
 }
+
+#[test]
+fn garbage_a_10_mb_line_and_a_log_replaced_by_a_directory_for_a_while_are_survived() {
+    let mut h = start_log("", "");
+    let log = h.path("logs/app.log");
+    let mut garbage = b"\x00\xff\xfe\x01 binary failed from 10.0.0.1 \xc3\x28\n".to_vec();
+    garbage
+        .extend_from_slice(format!("failed from 10.0.0.2 {}\n", "x".repeat(10 << 20)).as_bytes());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(&garbage)
+        .unwrap();
+    wait_for(Duration::from_secs(20), || h.lines().len() >= 4);
+    let mut got: Vec<String> = h.lines().chunks(2).map(|c| c.join(" ")).collect();
+    got.sort();
+    // The garbage kept (lossily) and matched; the 10 MB line cut and flagged.
+    assert_eq!(got, ["10.0.0.1 False", "10.0.0.2 True"], "{}", h.log());
+    // Deleted, and a directory in its place for a while: nothing stops, status answers.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(h.status()["watches"][0]["name"], "app");
+    // And a file again: read from its beginning.
+    std::fs::remove_dir(&log).unwrap();
+    std::fs::write(&log, "failed from 10.0.0.3\n").unwrap();
+    assert_eq!(
+        wait_ips(&h, 3),
+        ["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+        "{}",
+        h.log()
+    );
+    assert!(h.child.try_wait().unwrap().is_none(), "hark died");
+}
