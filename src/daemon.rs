@@ -264,6 +264,7 @@ async fn run_with(
     loop {
         heartbeat.beat();
         let deadline = d.engine.next_deadline();
+        let positions_due = d.positions_due();
         let firings = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -304,6 +305,7 @@ async fn run_with(
                 None => break,
             },
             _ = sleep_until(deadline), if deadline.is_some() => d.on_tick(),
+            _ = sleep_until(positions_due), if positions_due.is_some() => Vec::new(),
         };
         d.act(firings).await;
         // The other tasks of this thread (the watchdog, the control socket's connections,
@@ -312,6 +314,7 @@ async fn run_with(
     }
 
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    d.store_positions().await;
     control_stop.cancel();
     let _ = std::fs::remove_file(&d.config.daemon.control_socket);
     // Watch threads may be blocked sending to the engine; closing the queue frees them.
@@ -349,6 +352,7 @@ impl Daemon {
             self.unsaved
                 .positions
                 .insert(Arc::clone(&c.key), c.value.clone());
+            self.unsaved.positions_since.get_or_insert_with(Instant::now);
             if c.only {
                 return Vec::new();
             }

@@ -30,6 +30,9 @@ pub struct JournalWatch {
     pub pattern: Option<Arc<regex::Regex>>,
     /// Journal files there instead of the system journal.
     pub directory: Option<PathBuf>,
+    /// A journal never read is read from its beginning (`start = "beginning"`), not from
+    /// its end.
+    pub from_beginning: bool,
 }
 
 const PRIORITIES: [&str; 8] = [
@@ -52,6 +55,7 @@ struct RawJournalWatch {
     priority: Option<Spanned<RawPriority>>,
     pattern: Option<Spanned<String>>,
     directory: Option<Spanned<String>>,
+    start: Option<Spanned<String>>,
 }
 
 /// A journal field name as journald accepts one: capitals, digits and `_`, not starting
@@ -152,6 +156,21 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
             ctx.config_dir().join(p)
         }
     });
+    let from_beginning = match &raw.start {
+        None => false,
+        Some(s) if s.get_ref() == "end" => false,
+        Some(s) if s.get_ref() == "beginning" => true,
+        Some(s) => {
+            ctx.error(
+                s.span(),
+                format!(
+                    "unknown start {:?} (\"end\", the default, or \"beginning\")",
+                    s.get_ref()
+                ),
+            );
+            false
+        }
+    };
     if ctx.errors.len() != before {
         return None;
     }
@@ -162,6 +181,7 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
         priority,
         pattern,
         directory,
+        from_beginning,
     })
 }
 

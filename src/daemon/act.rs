@@ -86,7 +86,24 @@ impl Daemon {
         let mut alerts = std::mem::take(&mut self.unsaved.alerts);
         alerts.extend(outbox::alert_changes(&deliveries));
         let mut stored = true;
+        // Positions of lines and entries that led to nothing else wait a little, to be
+        // stored with later ones in one write (a SIGKILL meanwhile makes hark read them
+        // again, and judge them as it would have: nothing they led to was kept).
+        let nothing_else = !fired
+            && changes.is_empty()
+            && deliveries.is_empty()
+            && alerts.is_empty()
+            && jobs.is_empty();
+        if nothing_else
+            && self
+                .unsaved
+                .positions_since
+                .is_some_and(|t| t.elapsed() < POSITION_DELAY)
+        {
+            return;
+        }
         // The latest of each stream's positions, kept until stored.
+        self.unsaved.positions_since = None;
         let unsaved_positions = std::mem::take(&mut self.unsaved.positions);
         let positions: Vec<(String, Option<Vec<u8>>)> = unsaved_positions
             .iter()
@@ -115,6 +132,7 @@ impl Daemon {
                 self.unsaved = Unsaved {
                     rules: latest_per_key(changes),
                     alerts: latest_per_key(alerts),
+                    positions_since: (!unsaved_positions.is_empty()).then(Instant::now),
                     positions: unsaved_positions,
                 };
             }
@@ -210,6 +228,27 @@ pub(super) struct Unsaved {
     pub(super) alerts: Vec<(String, Option<Vec<u8>>)>,
     /// The latest position of each stream.
     pub(super) positions: std::collections::HashMap<Arc<str>, crate::event::Mark>,
+    /// Since when positions wait to be stored (with nothing else to store).
+    pub(super) positions_since: Option<Instant>,
+}
+
+/// How long positions that led to nothing else wait before they are stored.
+pub(super) const POSITION_DELAY: Duration = Duration::from_secs(1);
+
+impl Daemon {
+    /// When waiting positions are due to be stored.
+    pub(super) fn positions_due(&self) -> Option<Instant> {
+        self.unsaved.positions_since.map(|t| t + POSITION_DELAY)
+    }
+
+    /// Stores the waiting positions now (hark stops).
+    pub(super) async fn store_positions(&mut self) {
+        if self.unsaved.positions.is_empty() {
+            return;
+        }
+        self.unsaved.positions_since = Instant::now().checked_sub(POSITION_DELAY);
+        self.act(Vec::new()).await;
+    }
 }
 
 /// The last change of each key, in the order of those last changes.

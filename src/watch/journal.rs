@@ -88,9 +88,14 @@ pub fn start(
             "watch `{name}`: journalctl cannot be run (install systemd): the journal is read through it"
         )));
     }
-    // A journal never read is read from its end as hark starts: where that is is asked
-    // before the watch is reported started, so nothing written after READY is missed.
-    let cursor = cursor.or_else(|| tail_cursor(&config));
+    // A journal never read is read from its end as hark starts (unless `start =
+    // "beginning"`): where that is is asked before the watch is reported started, so
+    // nothing written after READY is missed.
+    let cursor = match cursor {
+        Some(c) => Some(c),
+        None if config.from_beginning => None,
+        None => tail_cursor(&config),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let child = Arc::new(Mutex::new(None));
     let problems = Arc::new(Mutex::new(Vec::new()));
@@ -188,7 +193,7 @@ impl Reader {
         ]);
         match &self.cursor {
             Some(c) => cmd.arg(format!("--after-cursor={c}")),
-            // An empty journal (no tail to start after): all it will have.
+            // From the beginning, or an empty journal (no tail to start after).
             None => cmd.arg("--lines=all"),
         };
         // SAFETY: prctl(2) only, between fork and exec: async-signal-safe. journalctl
@@ -249,17 +254,21 @@ impl Reader {
                 continue;
             }
             lock(&self.problems).clear();
-            let Ok(Value::Object(entry)) = serde_json::from_slice::<Value>(&line) else {
+            // What decides whether the entry is an event, read first; the other fields are
+            // skipped over, and parsed only for an entry that is one.
+            let Ok(head) = serde_json::from_slice::<Head>(&line) else {
                 continue;
             };
-            let Some(cursor) = text(entry.get("__CURSOR")) else {
+            let Some(cursor) = head.cursor else {
                 continue;
             };
             let cursor: Arc<str> = Arc::from(cursor);
             self.cursor = Some(Arc::clone(&cursor));
             // An entry left out moves the stored cursor too, once the output pauses (the
             // later entries' cursors supersede it until then).
-            let left_out = match self.event(&entry, &cursor) {
+            let unit = text(head.unit.as_ref()).unwrap_or_default();
+            let message = text(head.message.as_ref()).unwrap_or_default();
+            let left_out = match self.event(&line, unit, message, &cursor) {
                 Some(ev) => {
                     if self.events.blocking_send(ev).is_err() {
                         return Ended::Closed;
@@ -276,15 +285,14 @@ impl Reader {
         }
     }
 
-    /// The event of an entry, or `None` when `units` or `pattern` leave it out.
-    fn event(&self, entry: &Map<String, Value>, cursor: &Arc<str>) -> Option<Event> {
-        let unit = text(entry.get("_SYSTEMD_UNIT")).unwrap_or_default();
+    /// The event of an entry (its JSON line, with its unit and message read), or `None`
+    /// when `units` or `pattern` leave it out.
+    fn event(&self, line: &[u8], unit: String, message: String, cursor: &Arc<str>) -> Option<Event> {
         if let Some(globs) = &self.config.unit_globs {
             if !globs.is_match(&unit) {
                 return None;
             }
         }
-        let message = text(entry.get("MESSAGE")).unwrap_or_default();
         let mut fields = Map::new();
         if let Some(re) = &self.config.pattern {
             let caps = re.captures(&message)?;
@@ -294,15 +302,19 @@ impl Reader {
                 }
             }
         }
-        let all: Map<String, Value> = entry
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), Value::from(text(Some(v))?))))
-            .collect();
+        let Ok(Value::Object(entry)) = serde_json::from_slice::<Value>(line) else {
+            return None;
+        };
         let int = |k: &str| text(entry.get(k)).and_then(|t| t.parse::<i64>().ok());
         fields.insert("priority".into(), Value::from(int("PRIORITY").unwrap_or(6)));
         if let Some(pid) = int("_PID") {
             fields.insert("pid".into(), Value::from(pid));
         }
+        let time = int("__REALTIME_TIMESTAMP")
+            .and_then(|us| u64::try_from(us).ok())
+            .map_or_else(SystemTime::now, |us| {
+                SystemTime::UNIX_EPOCH + Duration::from_micros(us)
+            });
         fields.insert("unit".into(), Value::from(unit));
         fields.insert(
             "identifier".into(),
@@ -310,12 +322,14 @@ impl Reader {
         );
         fields.insert("message".into(), Value::from(message));
         fields.insert("cursor".into(), Value::from(&**cursor));
+        let all: Map<String, Value> = entry
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) => Some((k, Value::String(s))),
+                other => Some((k, Value::from(text(Some(&other))?))),
+            })
+            .collect();
         fields.insert("fields".into(), Value::Object(all));
-        let time = int("__REALTIME_TIMESTAMP")
-            .and_then(|us| u64::try_from(us).ok())
-            .map_or_else(SystemTime::now, |us| {
-                SystemTime::UNIX_EPOCH + Duration::from_micros(us)
-            });
         Some(Event {
             watch: Arc::clone(&self.name),
             source: "journal",
@@ -359,6 +373,17 @@ fn tail_cursor(config: &JournalWatch) -> Option<Arc<str>> {
     let last = out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty())?;
     let entry: Map<String, Value> = serde_json::from_slice(last).ok()?;
     text(entry.get("__CURSOR")).map(Arc::from)
+}
+
+/// The fields of an entry that decide whether it is an event.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(rename = "__CURSOR")]
+    cursor: Option<String>,
+    #[serde(rename = "MESSAGE")]
+    message: Option<Value>,
+    #[serde(rename = "_SYSTEMD_UNIT")]
+    unit: Option<Value>,
 }
 
 /// A journal field's value as text: a string, or bytes (journalctl's array of numbers
