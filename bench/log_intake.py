@@ -148,6 +148,86 @@ def sshd(hark, lines, runs):
         return failed, rows
 
 
+SANDBOX = os.path.join(ROOT, "tests", "systemd", "sandbox")
+
+
+def make_journal(base, entries):
+    """A journal of `entries` entries (a third failed logins, SYSLOG_IDENTIFIER=bench)
+    written by a real journald in tests/systemd/sandbox (rate limit off), copied out;
+    returns its directory (None if the sandbox cannot boot: it needs root) and the
+    failed logins in it."""
+    env = {**os.environ, "SYSD_BASE": base}
+    run = lambda *a: subprocess.run([SANDBOX, *a], env=env, capture_output=True,  # noqa: E731
+                                    text=True)
+    if run("up").returncode != 0:
+        return None, 0
+    try:
+        script = (
+            "mkdir -p /etc/systemd/journald.conf.d /mnt/share && "
+            "printf '[Journal]\\nStorage=persistent\\nRateLimitIntervalSec=0\\n' "
+            "> /etc/systemd/journald.conf.d/bench.conf && systemctl restart systemd-journald && "
+            f"seq 1 {entries} | awk '{{ if ($1 % 3 == 0) print \"Failed password for root from "
+            f"10.0.\" ($1 % 250) \".\" ($1 % 200) \" port 22 ssh2\"; else print \"pam_unix(sshd:"
+            f"session): session opened for user deploy \" $1 }}' | systemd-cat -t bench && "
+            "journalctl --sync && cp -a /var/log/journal /mnt/share/"
+        )
+        r = run("run", "sh", "-c", script)
+        if r.returncode != 0:
+            print(r.stderr[-1000:], file=sys.stderr)
+            return None, 0
+    finally:
+        run("down")
+    top = os.path.join(base, "share", "journal")
+    machine = next(iter(os.listdir(top)), None) if os.path.isdir(top) else None
+    return (os.path.join(top, machine) if machine else None), entries // 3
+
+
+def journalctl_alone(directory):
+    """journalctl's own JSON output of the whole journal: seconds (hark's floor)."""
+    t0 = time.perf_counter()
+    subprocess.run(["journalctl", f"--directory={directory}", "--output=json", "--no-pager"],
+                   stdout=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - t0
+
+
+def hark_journal(hark, directory, failed):
+    """hark from its start until every failed login in the journal is judged: seconds,
+    peak RSS (MiB), CPU seconds (hark's, not journalctl's), events."""
+    with tempfile.TemporaryDirectory(prefix="hark-bench-") as tmp:
+        port = free_port()
+        cfg = (f'[watch.auth]\ntype = "journal"\ndirectory = "{directory}"\n'
+               'start = "beginning"\nmatch = { SYSLOG_IDENTIFIER = "bench" }\n'
+               f"pattern = '{PATTERN}'\n\n"
+               '[rule.brute]\nwatch = "auth"\ngroup_by = ["ip"]\ntimes = 5\nwithin = "1m"\n'
+               'trigger_limit = "off"\n')
+        t0 = time.perf_counter()
+        proc, hlog = start_hark(hark, cfg, tmp, rust_log="warn,hark::daemon=info",
+                                daemon=f'metrics = "127.0.0.1:{port}"\n')
+        try:
+            wait_metric(port, "hark_events_total", failed, 600, poll=0.02)
+            took = time.perf_counter() - t0
+            events = metric(port, "hark_events_total")
+            cpu = cpu_seconds(proc.pid)
+            peak = status_kib(proc.pid, "VmHWM") / 1024
+        finally:
+            stop(proc)
+            hlog.close()
+        return took, peak, cpu, events
+
+
+def journal(hark, entries, runs):
+    """Alternate runs of journalctl alone and hark over one journal; None without one."""
+    with tempfile.TemporaryDirectory(prefix="hark-bench-journal-") as base:
+        directory, failed = make_journal(base, entries)
+        if not directory:
+            return None
+        rows = {"journalctl": [], "hark": []}
+        for _ in range(runs):
+            rows["journalctl"].append(journalctl_alone(directory))
+            rows["hark"].append(hark_journal(hark, directory, failed))
+        return failed, rows
+
+
 def ensure_fail2ban(log=print):
     if subprocess.run(["sh", "-c", "command -v fail2ban-regex"],
                       stdout=subprocess.DEVNULL).returncode == 0:

@@ -632,6 +632,22 @@ def log_intake(hark, quick, runs, trials, tmp, table):
     table.target("log intake: every failed login judged by hark and matched by fail2ban",
                  all(r[3] == failed for r in rows["hark"])
                  and all(r[3] == failed for r in rows["fail2ban-regex"]))
+    got = li.journal(hark, 20000 if quick else 200000, runs)
+    if got is None:
+        table.notes.append("skipped the journal: tests/systemd/sandbox did not boot (root?)")
+    else:
+        jfailed, jrows = got
+        n = 20000 if quick else 200000
+        j = f"journal of {n:,} entries, {jfailed:,} failed logins (the same rule)"
+        table.add(f"{j}: entries a second", "hark", [n / r[0] for r in jrows["hark"]],
+                  "entries/s", "{:,.0f}")
+        table.add(f"{j}: entries a second", "journalctl -o json alone",
+                  [n / t for t in jrows["journalctl"]], "entries/s", "{:,.0f}")
+        table.add(f"{j}: peak RSS", "hark", [r[1] for r in jrows["hark"]], "MiB", "{:.1f}")
+        table.add(f"{j}: CPU (hark's, not journalctl's)", "hark", [r[2] for r in jrows["hark"]],
+                  "s", "{:.2f}")
+        table.target("journal: every failed login judged",
+                     all(r[3] == jfailed for r in jrows["hark"]))
     d = li.latency(hark, trials, tmp)
     table.add("log line appended → action started", "hark", d, "ms")
     m = statistics.median(d) if d else float("nan")
