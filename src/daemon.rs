@@ -352,7 +352,9 @@ impl Daemon {
             self.unsaved
                 .positions
                 .insert(Arc::clone(&c.key), c.value.clone());
-            self.unsaved.positions_since.get_or_insert_with(Instant::now);
+            self.unsaved
+                .positions_since
+                .get_or_insert_with(Instant::now);
             if c.only {
                 return Vec::new();
             }

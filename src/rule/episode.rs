@@ -134,14 +134,10 @@ fn window(config: &RuleConfig) -> Option<(u32, Duration)> {
 
 impl Episodes {
     /// Room for one more group: the least recently seen groups not firing are dropped.
-    /// False when every group held is firing.
+    /// False when every group held is firing (`order` holds only the others).
     fn make_room(&mut self, config: &RuleConfig) -> bool {
         while self.groups.len() >= config.max_groups {
-            let idle = self.order.iter().find_map(|(seen, k)| {
-                let g = self.groups.get(k)?;
-                g.firing_since.is_none().then_some(*seen)
-            });
-            let Some(key) = idle.and_then(|seen| self.order.remove(&seen)) else {
+            let Some((_, key)) = self.order.pop_first() else {
                 return false;
             };
             if let Some(mut g) = self.groups.remove(&key) {
@@ -153,16 +149,18 @@ impl Episodes {
         true
     }
 
-    /// Marks a group the most recently seen.
-    fn touch(order: &mut BTreeMap<u64, Arc<str>>, next: &mut u64, g: &mut Episode) {
-        if let Some(key) = order.remove(&g.seen) {
-            g.seen = *next;
-            *next += 1;
-            order.insert(g.seen, key);
+    /// A group not firing takes its place in `order` as the most recently seen; a firing
+    /// one leaves it (it is never dropped for room).
+    fn place(order: &mut BTreeMap<u64, Arc<str>>, next: &mut u64, key: &Arc<str>, g: &mut Episode) {
+        order.remove(&g.seen);
+        g.seen = *next;
+        *next += 1;
+        if g.firing_since.is_none() {
+            order.insert(g.seen, Arc::clone(key));
         }
     }
 
-    /// The most recently seen groups, newest first.
+    /// The most recently seen groups not firing, newest first.
     pub fn newest(&self, n: usize) -> impl Iterator<Item = &Arc<str>> {
         self.order.values().rev().take(n)
     }
@@ -184,12 +182,8 @@ impl Episodes {
                 crate::metrics::get().group_dropped(&config.name);
                 return (Step::Ok, None);
             }
-            let key: Arc<str> = Arc::from(key);
-            let seen = self.next_seen;
-            self.next_seen += 1;
-            self.order.insert(seen, Arc::clone(&key));
             self.groups.insert(
-                key,
+                Arc::from(key),
                 Episode {
                     hits: VecDeque::new(),
                     firing_since: None,
@@ -199,15 +193,15 @@ impl Episodes {
                     watch: Arc::clone(&event.watch),
                     gate: EdgeGate::new(None, config.cooldown, config.trigger_limit),
                     due: None,
-                    seen,
+                    seen: u64::MAX,
                 },
             );
         }
-        let Some(g) = self.groups.get_mut(key) else {
+        let Some((key, _)) = self.groups.get_key_value(key) else {
             return (Step::Ok, None);
         };
-        Self::touch(&mut self.order, &mut self.next_seen, g);
-        let Some(key) = self.order.get(&g.seen).cloned() else {
+        let key = Arc::clone(key);
+        let Some(g) = self.groups.get_mut(&key) else {
             return (Step::Ok, None);
         };
         let key = &key;
@@ -220,6 +214,7 @@ impl Episodes {
         }
         g.count += 1;
         let step = Self::count(&mut self.deadlines, config, key, g, now);
+        Self::place(&mut self.order, &mut self.next_seen, key, g);
         (step, Some(Arc::clone(key)))
     }
 
@@ -266,6 +261,7 @@ impl Episodes {
         if let Some(g) = self.groups.get_mut(key) {
             g.firing_since = None;
             reschedule(&mut self.deadlines, key, g, None);
+            Self::place(&mut self.order, &mut self.next_seen, key, g);
         }
     }
 
@@ -285,6 +281,7 @@ impl Episodes {
             if let Some(g) = self.groups.get_mut(&key) {
                 g.due = None;
                 if let Some(since) = g.firing_since.take() {
+                    Self::place(&mut self.order, &mut self.next_seen, &key, g);
                     out.push((
                         key,
                         g.event.clone(),
@@ -351,9 +348,9 @@ impl Episodes {
         let back = |t: SystemTime| now.checked_sub(ago(t)).unwrap_or(now);
         let since = back(saved.since);
         let last = back(saved.last_match);
+        // Firing: not among the groups that may be dropped for room.
         let seen = self.next_seen;
         self.next_seen += 1;
-        self.order.insert(seen, Arc::clone(&key));
         let due = config
             .resolve_after
             .map(|ra| now + ra.saturating_sub(ago(saved.last_match)));

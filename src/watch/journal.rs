@@ -287,7 +287,13 @@ impl Reader {
 
     /// The event of an entry (its JSON line, with its unit and message read), or `None`
     /// when `units` or `pattern` leave it out.
-    fn event(&self, line: &[u8], unit: String, message: String, cursor: &Arc<str>) -> Option<Event> {
+    fn event(
+        &self,
+        line: &[u8],
+        unit: String,
+        message: String,
+        cursor: &Arc<str>,
+    ) -> Option<Event> {
         if let Some(globs) = &self.config.unit_globs {
             if !globs.is_match(&unit) {
                 return None;
