@@ -290,8 +290,19 @@ impl LogState {
                     self.more = true;
                 }
                 "delete" => {
-                    if let Some(old) = self.readers.remove(&p) {
-                        self.retire(old, cx);
+                    // A delete reported late, once a file made anew at the path is being
+                    // read, is not about that file: same inode and same first bytes.
+                    let current = self.readers.get(&p).is_some_and(|r| {
+                        crate::fsread::open_regular(&p).is_ok_and(|f| {
+                            f.metadata()
+                                .is_ok_and(|m| m.ino() == r.ino && m.dev() == r.dev)
+                                && head_matches(&f, r.head)
+                        })
+                    });
+                    if !current {
+                        if let Some(old) = self.readers.remove(&p) {
+                            self.retire(old, cx);
+                        }
                     }
                 }
                 "rename" => {
