@@ -225,6 +225,9 @@ fn answer(conn: &mut (impl Read + Write), s: &Shared) {
         return;
     }
     s.requests.lock().unwrap().push((reply.status, head));
+    // No longer in flight once the answer is decided: the client may send its next
+    // request the moment it has this answer, before this thread runs again.
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
     let mut location = String::new();
     if reply.status == 429 {
         location.push_str("Retry-After: 1\r\n");
@@ -271,7 +274,6 @@ fn answer(conn: &mut (impl Read + Write), s: &Shared) {
         }
     }
     let _ = conn.flush();
-    s.in_flight.fetch_sub(1, Ordering::SeqCst);
     s.hits.fetch_add(1, Ordering::SeqCst);
 }
 
