@@ -430,7 +430,7 @@ pub fn render(s: &Status) -> String {
     out.push_str(&format!("\nrules ({}):\n", s.rules.len()));
     for r in &s.rules {
         let watch = match (&r.watch, &r.group) {
-            (Some(w), Some(g)) => format!("{w} [{}]", crate::rule::group_text(g)),
+            (Some(w), Some(g)) => format!("{w} [{}]", crate::event::group_text(g)),
             (Some(w), None) => w.clone(),
             (None, _) => "-".to_string(),
         };

@@ -179,6 +179,14 @@ pub struct Group {
 /// and before the group of an event rule's firing group (`␞group`).
 pub const GROUP_MARK: char = '\u{1e}';
 
+/// A group as people read it: `ip=203.0.113.7 user=root`.
+pub fn group_text(g: &BTreeMap<String, String>) -> String {
+    g.iter()
+        .map(|(k, v)| format!("{k}={}", display_lossy(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl Firing {
     /// What of its rule this firing is about, as its state is keyed in the store: the
     /// watch; with `group_by`, the watch and the group (a state rule) or the group (an

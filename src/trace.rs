@@ -145,7 +145,7 @@ impl Line {
             Kind::Lost => "LOST",
         };
         let at = match &self.group {
-            Some(g) => format!("{at} [{}]", crate::rule::group_text(g)),
+            Some(g) => format!("{at} [{}]", crate::event::group_text(g)),
             None => at,
         };
         let line = format!("{time} {kind:<6} {at:<24} {}", self.text);

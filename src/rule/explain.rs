@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::condition::{cel_fields, SubValue};
 use super::{Engine, Rule, RuleVerdict};
 use crate::config::Threshold;
-use crate::event::{event_json_shown, rfc3339, Event};
+use crate::event::{event_json_shown, group_text, rfc3339, Event};
 
 /// Events kept per rule for `hark explain`.
 pub(super) const KEPT_EVENTS: usize = 5;
@@ -132,14 +132,6 @@ impl Engine {
             actions: Vec::new(),
         })
     }
-}
-
-/// A group as `ip=203.0.113.7 user=root`.
-pub fn group_text(g: &std::collections::BTreeMap<String, String>) -> String {
-    g.iter()
-        .map(|(k, v)| format!("{k}={}", crate::event::display_lossy(v)))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn threshold_text(t: &Threshold) -> String {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use condition::{cel_fields, to_cel, Evaluator, EventVars, Outcome, SubValue};
 pub use edge::{EdgeGate, Verdict};
-pub use explain::{group_text, Blocker, Explanation, SeenEvent, WatchState};
+pub use explain::{Blocker, Explanation, SeenEvent, WatchState};
 pub use silence::Silences;
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
 pub use verdict::{Decision, RuleVerdict};
