@@ -86,15 +86,17 @@ def fail2ban(log):
     return took, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, matched
 
 
-def hark_sshd(hark, log, failed):
-    """hark from its start until every failed line is an event judged: seconds, peak RSS
-    (MiB), CPU seconds, events, firings."""
+RULE = ('[rule.brute]\nwatch = "auth"\ngroup_by = ["ip"]\ntimes = 5\nwithin = "1m"\n'
+        'trigger_limit = "off"\n')
+
+
+def hark_until_judged(hark, watch, failed):
+    """hark with the `auth` watch `watch` and the per-address rule, from its start until
+    every failed login is an event judged: seconds, peak RSS (MiB), CPU seconds (hark's
+    own), events, firings."""
     with tempfile.TemporaryDirectory(prefix="hark-bench-") as tmp:
         port = free_port()
-        cfg = (f'[watch.auth]\ntype = "log"\npaths = ["{log}"]\nstart = "beginning"\n'
-               f"pattern = '{PATTERN}'\n\n"
-               '[rule.brute]\nwatch = "auth"\ngroup_by = ["ip"]\ntimes = 5\nwithin = "1m"\n'
-               'trigger_limit = "off"\n')
+        cfg = f"[watch.auth]\n{watch}pattern = '{PATTERN}'\n\n{RULE}"
         t0 = time.perf_counter()
         proc, hlog = start_hark(hark, cfg, tmp, rust_log="warn,hark::daemon=info",
                                 daemon=f'metrics = "127.0.0.1:{port}"\n')
@@ -109,6 +111,12 @@ def hark_sshd(hark, log, failed):
             stop(proc)
             hlog.close()
         return took, peak, cpu, events, firings
+
+
+def hark_sshd(hark, log, failed):
+    """The log watch over the sshd log, from its beginning."""
+    return hark_until_judged(
+        hark, f'type = "log"\npaths = ["{log}"]\nstart = "beginning"\n', failed)
 
 
 def latency(hark, trials, tmp):
@@ -191,28 +199,10 @@ def journalctl_alone(directory):
 
 
 def hark_journal(hark, directory, failed):
-    """hark from its start until every failed login in the journal is judged: seconds,
-    peak RSS (MiB), CPU seconds (hark's, not journalctl's), events."""
-    with tempfile.TemporaryDirectory(prefix="hark-bench-") as tmp:
-        port = free_port()
-        cfg = (f'[watch.auth]\ntype = "journal"\ndirectory = "{directory}"\n'
-               'start = "beginning"\nmatch = { SYSLOG_IDENTIFIER = "bench" }\n'
-               f"pattern = '{PATTERN}'\n\n"
-               '[rule.brute]\nwatch = "auth"\ngroup_by = ["ip"]\ntimes = 5\nwithin = "1m"\n'
-               'trigger_limit = "off"\n')
-        t0 = time.perf_counter()
-        proc, hlog = start_hark(hark, cfg, tmp, rust_log="warn,hark::daemon=info",
-                                daemon=f'metrics = "127.0.0.1:{port}"\n')
-        try:
-            wait_metric(port, "hark_events_total", failed, 600, poll=0.02)
-            took = time.perf_counter() - t0
-            events = metric(port, "hark_events_total")
-            cpu = cpu_seconds(proc.pid)
-            peak = status_kib(proc.pid, "VmHWM") / 1024
-        finally:
-            stop(proc)
-            hlog.close()
-        return took, peak, cpu, events
+    """The journal watch over the journal directory, from its beginning."""
+    return hark_until_judged(
+        hark, f'type = "journal"\ndirectory = "{directory}"\nstart = "beginning"\n'
+              'match = { SYSLOG_IDENTIFIER = "bench" }\n', failed)
 
 
 def journal(hark, entries, runs):

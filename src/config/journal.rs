@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
+use super::log::start;
 use super::parse::deserialize_table;
 use super::values::NameList;
 use super::Ctx;
@@ -156,21 +157,7 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
             ctx.config_dir().join(p)
         }
     });
-    let from_beginning = match &raw.start {
-        None => false,
-        Some(s) if s.get_ref() == "end" => false,
-        Some(s) if s.get_ref() == "beginning" => true,
-        Some(s) => {
-            ctx.error(
-                s.span(),
-                format!(
-                    "unknown start {:?} (\"end\", the default, or \"beginning\")",
-                    s.get_ref()
-                ),
-            );
-            false
-        }
-    };
+    let from_beginning = start(ctx, &raw.start);
     if ctx.errors.len() != before {
         return None;
     }

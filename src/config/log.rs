@@ -76,21 +76,7 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
             false
         }
     };
-    let from_beginning = match &raw.start {
-        None => false,
-        Some(s) if s.get_ref() == "end" => false,
-        Some(s) if s.get_ref() == "beginning" => true,
-        Some(s) => {
-            ctx.error(
-                s.span(),
-                format!(
-                    "unknown start {:?} (\"end\", the default, or \"beginning\")",
-                    s.get_ref()
-                ),
-            );
-            false
-        }
-    };
+    let from_beginning = start(ctx, &raw.start);
     let max_line = match &raw.max_line {
         None => DEFAULT_MAX_LINE,
         Some(m) => match values::size(ctx, m) {
@@ -126,6 +112,25 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
         from_beginning,
         max_line,
     })
+}
+
+/// `start`: `"end"` (the default) or `"beginning"`; whether it is the beginning.
+pub(crate) fn start(ctx: &mut Ctx, value: &Option<Spanned<String>>) -> bool {
+    match value {
+        None => false,
+        Some(s) if s.get_ref() == "end" => false,
+        Some(s) if s.get_ref() == "beginning" => true,
+        Some(s) => {
+            ctx.error(
+                s.span(),
+                format!(
+                    "unknown start {:?} (\"end\", the default, or \"beginning\")",
+                    s.get_ref()
+                ),
+            );
+            false
+        }
+    }
 }
 
 /// A regex, its error pointing inside the string.
