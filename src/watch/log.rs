@@ -211,6 +211,7 @@ impl LogState {
             }
         };
         let Ok(meta) = file.metadata() else { return };
+        self.solved(path);
         let offset = match saved {
             Some(p)
                 if p.dev == meta.dev() && p.ino == meta.ino() && head_matches(&file, p.head) =>
@@ -302,6 +303,13 @@ impl LogState {
                     if !current {
                         if let Some(old) = self.readers.remove(&p) {
                             self.retire(old, cx);
+                        }
+                        // Something else already in its place (a directory, a FIFO): the
+                        // file watch may report no create for it, so it is named here.
+                        if let Err(e @ crate::fsread::ReadError::NotRegular(_)) =
+                            crate::fsread::open_regular(&p)
+                        {
+                            self.problem(format!("cannot read {p:?}: {e}"));
                         }
                     }
                 }
@@ -478,6 +486,13 @@ impl LogState {
         let mark = pos.map_or(Mark::Forget, Mark::File);
         let ev = Event::only_cursor(&self.name, "log", &self.host, key, mark);
         cx.out.push_back((cx.id, ev));
+    }
+
+    /// A file read again: what kept it from being read is no longer shown.
+    fn solved(&self, path: &Path) {
+        let about = format!("cannot read {path:?}: ");
+        let mut problems = self.problems.lock().unwrap_or_else(|e| e.into_inner());
+        problems.retain(|p| !p.starts_with(&about));
     }
 
     fn problem(&self, p: String) {

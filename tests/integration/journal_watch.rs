@@ -1,7 +1,8 @@
 //! The `journal` watch against a real journald (inside tests/systemd/sandbox): entries
 //! written with `logger` and `systemd-cat` become events, filtered at the source by
 //! `match` and here by `pattern`; the cursor is kept across a stop and a SIGKILL, so
-//! entries written while hark was down arrive once and none twice.
+//! entries written while hark was down arrive once and none twice, also when the journal
+//! was rotated and vacuumed meanwhile.
 
 use std::time::Duration;
 
@@ -111,6 +112,38 @@ fn journal_entries_fire_once_each_across_a_stop_and_a_sigkill() {
             "sdd 5 hark-test"
         ]
     );
+
+    // The journal rotated and vacuumed while followed, and while hark was stopped (its
+    // cursor's file gone): not an error, each later entry once.
+    s.ok(&["journalctl", "--rotate"]);
+    s.ok(&["logger", "-t", "hark-test", "disk sde failed"]);
+    s.ok(&["journalctl", "--rotate"]);
+    s.ok(&["journalctl", "--vacuum-files=1"]);
+    s.ok(&["logger", "-t", "hark-test", "disk sdf failed"]);
+    assert_eq!(wait_fired(&s, 6).len(), 6, "{:?}", fired(&s));
+    s.ok(&["systemctl", "stop", "hark-j"]);
+    s.ok(&["journalctl", "--rotate"]);
+    s.ok(&["journalctl", "--vacuum-files=1"]);
+    s.ok(&["logger", "-t", "hark-test", "disk sdg failed"]);
+    s.ok(&["logger", "-t", "hark-test", "disk sdh failed"]);
+    start(&s);
+    let got = wait_fired(&s, 8);
+    let (_, journal) = s.run(&["journalctl", "-u", "hark-j", "--no-pager"]);
+    assert_eq!(
+        got,
+        [
+            "sda 5 hark-test",
+            "sdb 3 hark-test2",
+            "sdc 5 hark-test",
+            "sdd 5 hark-test",
+            "sde 5 hark-test",
+            "sdf 5 hark-test",
+            "sdg 5 hark-test",
+            "sdh 5 hark-test"
+        ],
+        "hark's journal:\n{journal}"
+    );
     let status = s.ok(&["hark", "status", "--socket", "/run/hark-j.sock"]);
     assert!(status.contains("kernelish"), "{status}");
+    assert!(!status.contains("journalctl"), "{status}");
 }

@@ -237,14 +237,33 @@ fn garbage_a_10_mb_line_and_a_log_replaced_by_a_directory_for_a_while_are_surviv
     // Deleted, and a directory in its place for a while: nothing stops, status answers.
     std::fs::remove_file(&log).unwrap();
     std::fs::create_dir(&log).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The directory is named in `hark status`, as a problem of the watch.
+    let named = wait_for(Duration::from_secs(10), || {
+        h.status()["watches"][0]["problems"]
+            .as_array()
+            .is_some_and(|p| {
+                p.iter()
+                    .any(|p| p.as_str().is_some_and(|p| p.contains("directory")))
+            })
+    });
+    assert!(
+        named,
+        "{}\n{}",
+        h.status()["watches"][0]["problems"],
+        h.log()
+    );
     assert_eq!(h.status()["watches"][0]["name"], "app");
-    // And a file again: read from its beginning.
+    // And a file again: read from its beginning, and the problem gone from the status.
     std::fs::remove_dir(&log).unwrap();
     std::fs::write(&log, "failed from 10.0.0.3\n").unwrap();
     assert_eq!(
         wait_ips(&h, 3),
         ["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+        "{}",
+        h.log()
+    );
+    assert!(
+        h.status()["watches"][0]["problems"].is_null(),
         "{}",
         h.log()
     );
