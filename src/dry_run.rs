@@ -170,6 +170,11 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                 "watch `{name}` (file) reports changes as they happen; nothing to sample. \
                  Try: hark test --event '{name} kind=modify path=/some/file'"
             )),
+            WatchKind::Unit(_) => notes.push(format!(
+                "watch `{name}` (unit) follows systemd over the system bus while hark runs. \
+                 Try: hark test --event '{name} unit=nginx.service active_state=failed \
+                 sub_state=failed result=exit-code'"
+            )),
             WatchKind::Journal(_) => notes.push(format!(
                 "watch `{name}` (journal) reports entries as they are written; nothing to \
                  sample. Try: hark test --event '{name} message=\"Out of memory: Killed \

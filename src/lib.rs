@@ -13,5 +13,6 @@ pub mod fsread;
 pub mod metrics;
 pub mod rule;
 pub mod store;
+pub mod systemd_bus;
 pub mod trace;
 pub mod watch;

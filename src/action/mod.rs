@@ -11,6 +11,7 @@ mod broker;
 pub mod outbox;
 mod payload;
 mod shell;
+mod systemd;
 mod template;
 
 use std::collections::HashMap;
@@ -164,17 +165,17 @@ impl Dispatcher {
                             continue;
                         }
                     };
-                    let job = ShellJob {
-                        rule: Arc::clone(&firing.rule),
-                        watch: Arc::clone(&firing.event.watch),
-                        queued: Instant::now(),
-                        action: Arc::clone(action),
-                        prepared,
-                        slots: self.slots.clone(),
-                        kill: self.kill.clone(),
-                    };
-                    jobs.push(job);
+                    jobs.push(self.job(&firing, action, Work::Shell(prepared)));
                 }
+                ActionKind::Systemd(sd) => match self.templates.render(&sd.unit, &ctx) {
+                    Ok(unit) => {
+                        let unit = crate::event::display_lossy(&unit);
+                        jobs.push(self.job(&firing, action, Work::Systemd(unit)));
+                    }
+                    Err(e) => {
+                        tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its unit failed to render");
+                    }
+                },
                 ActionKind::Webhook(w) => {
                     match payload::render(&w.payload, &firing, &ctx, &self.templates) {
                         Ok((body, content_type)) => deliveries.push(outbox::Delivery::new(
@@ -232,6 +233,18 @@ impl Dispatcher {
         Prepared { jobs, deliveries }
     }
 
+    fn job(&self, firing: &Firing, action: &Arc<ActionConfig>, work: Work) -> ShellJob {
+        ShellJob {
+            rule: Arc::clone(&firing.rule),
+            watch: Arc::clone(&firing.event.watch),
+            queued: Instant::now(),
+            action: Arc::clone(action),
+            work,
+            slots: self.slots.clone(),
+            kill: self.kill.clone(),
+        }
+    }
+
     /// What each action of a firing would run, rendered, one line each; runs nothing.
     pub fn preview(&self, firing: &Firing) -> Vec<String> {
         let ctx = template::context(firing, &self.templates);
@@ -266,6 +279,15 @@ impl Dispatcher {
                         }
                     }
                 }
+                ActionKind::Systemd(sd) => match self.templates.render(&sd.unit, &ctx) {
+                    Ok(unit) => out.push(format!(
+                        "systemd `{name}`: {} {:?} (over D-Bus, waiting up to {})",
+                        sd.verb.as_str(),
+                        crate::event::display_lossy(&unit),
+                        humantime::format_duration(sd.timeout)
+                    )),
+                    Err(e) => out.push(format!("systemd `{name}`: the unit fails to render: {e}")),
+                },
                 ActionKind::Broker(b) => match render_message(b, firing, &ctx, &self.templates) {
                     Ok((route, body, content_type)) => out.push(format!(
                         "{} `{name}`: publish to {route:?} ({content_type}) {body}",
@@ -331,16 +353,23 @@ pub struct Prepared {
     pub deliveries: Vec<outbox::Delivery>,
 }
 
-/// A shell action ready to start.
+/// A local action (shell or systemd) ready to start; both take their turn in the slots.
 pub struct ShellJob {
     rule: Arc<str>,
     /// For the trace only (`hark tail --watch`).
     watch: Arc<str>,
     queued: Instant,
     action: Arc<ActionConfig>,
-    prepared: shell::Prepared,
+    work: Work,
     slots: Slots,
     kill: CancellationToken,
+}
+
+/// What a local action runs, rendered.
+enum Work {
+    Shell(shell::Prepared),
+    /// The unit's name.
+    Systemd(String),
 }
 
 /// Counts a job as waiting until it is dropped or marked running, and as running until
@@ -372,9 +401,6 @@ impl Drop for Turn<'_> {
 
 impl ShellJob {
     async fn run(self) {
-        let ActionKind::Shell(shell) = &self.action.kind else {
-            return;
-        };
         let name = &self.action.name;
         let mut turn = Turn {
             slots: &self.slots,
@@ -391,12 +417,6 @@ impl ShellJob {
             }
         };
         turn.run();
-        let argv: Vec<String> = self
-            .prepared
-            .argv
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
         let waited = self.queued.elapsed();
         crate::metrics::get().observe_wait(name, waited);
         let line = |what: &str, text: String| {
@@ -412,8 +432,23 @@ impl ShellJob {
             )
             .took(waited),
         );
+        let (shell, prepared) = match (&self.action.kind, self.work) {
+            (ActionKind::Shell(shell), Work::Shell(prepared)) => (shell, prepared),
+            (ActionKind::Systemd(sd), Work::Systemd(unit)) => {
+                tracing::debug!(rule = %self.rule, action = %name, unit = %unit, verb = sd.verb.as_str(), "action started");
+                let outcome = systemd::run(&unit, sd.verb, sd.timeout, &self.kill).await;
+                trace::publish(systemd_report(&self.rule, name, sd, &unit, outcome, line));
+                return;
+            }
+            _ => return,
+        };
+        let argv: Vec<String> = prepared
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         tracing::debug!(rule = %self.rule, action = %name, argv = ?argv, "action started");
-        match shell::run(shell, self.prepared, &self.kill).await {
+        match shell::run(shell, prepared, &self.kill).await {
             Ok(report) => {
                 log_report(&self.rule, name, &report);
                 let took = human_duration(report.duration);
@@ -442,6 +477,49 @@ impl ShellJob {
                 tracing::error!(rule = %self.rule, action = %name, error = %e, argv = ?argv, "action failed to start");
                 trace::publish(line("error", format!("failed to start: {e}")));
             }
+        }
+    }
+}
+
+/// A systemd action's outcome, logged and counted like a shell action's exit status; its
+/// trace line.
+fn systemd_report(
+    rule: &str,
+    action: &str,
+    sd: &crate::config::SystemdAction,
+    unit: &str,
+    outcome: Result<systemd::Outcome, String>,
+    line: impl Fn(&str, String) -> Line,
+) -> Line {
+    let verb = sd.verb.as_str();
+    match outcome {
+        Ok(o) => {
+            let ms = o.duration.as_millis() as u64;
+            let took = human_duration(o.duration);
+            crate::metrics::get().observe_action(
+                action,
+                if o.ok() { "ok" } else { "failed" },
+                o.duration,
+            );
+            if o.ok() {
+                tracing::info!(rule, action, unit, verb, result = %o.result, duration_ms = ms, "action finished");
+            } else {
+                tracing::warn!(rule, action, unit, verb, result = %o.result, duration_ms = ms, "action failed");
+            }
+            let text = match o.result.as_str() {
+                "timed_out" => format!(
+                    "{verb} {unit}: no end of the job within {}; hark stopped waiting",
+                    humantime::format_duration(sd.timeout)
+                ),
+                "killed" => format!("{verb} {unit}: hark is stopping; it stopped waiting"),
+                r => format!("{verb} {unit}: job {r} after {took}"),
+            };
+            line(&o.result, text).took(o.duration)
+        }
+        Err(e) => {
+            crate::metrics::get().observe_action(action, "error", Duration::ZERO);
+            tracing::error!(rule, action, unit, verb, error = %e, "action failed to start");
+            line("error", format!("{verb} {unit}: {e}"))
         }
     }
 }

@@ -418,7 +418,7 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
             ends_after: Some(am.lifetime()),
         }),
         // Broker messages go through `publish::deliver_batch`.
-        ActionKind::Broker(_) | ActionKind::Shell(_) => None,
+        ActionKind::Broker(_) | ActionKind::Shell(_) | ActionKind::Systemd(_) => None,
     }
 }
 

@@ -41,6 +41,7 @@ impl Templates {
                     }
                     s.env.values().for_each(|v| t.add(v));
                 }
+                ActionKind::Systemd(s) => t.add(&s.unit),
                 ActionKind::Webhook(w) => t.add_payload(&w.payload),
                 ActionKind::Broker(b) => {
                     t.add(&b.route);

@@ -28,9 +28,11 @@ pub enum ActionKind {
     Alertmanager(super::alertmanager::AlertmanagerAction),
     /// `amqp`, `mqtt` and `nats`.
     Broker(super::broker::BrokerAction),
+    /// A unit started, stopped, restarted or reloaded by systemd.
+    Systemd(super::systemd::SystemdAction),
 }
 
-const AVAILABLE: &str = "shell, webhook, alertmanager, amqp, mqtt, nats";
+const AVAILABLE: &str = "shell, systemd, webhook, alertmanager, amqp, mqtt, nats";
 
 #[derive(Debug, Clone)]
 pub struct ShellAction {
@@ -119,6 +121,7 @@ pub(crate) fn parse(
         "alertmanager" => {
             ActionKind::Alertmanager(super::alertmanager::parse(ctx, table, span, templates)?)
         }
+        "systemd" => ActionKind::Systemd(super::systemd::parse(ctx, table, span, templates)?),
         t @ ("amqp" | "mqtt" | "nats") => {
             ActionKind::Broker(super::broker::parse(ctx, t, table, span, templates)?)
         }

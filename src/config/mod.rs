@@ -14,6 +14,8 @@ mod log;
 mod parse;
 mod rule;
 mod secret;
+mod systemd;
+mod unit;
 mod values;
 mod watch;
 mod webhook;
@@ -42,6 +44,8 @@ pub use log::LogWatch;
 pub use parse::DEFAULT_CONTROL_SOCKET;
 pub use rule::{RuleConfig, Threshold, TriggerLimit};
 pub use secret::Secret;
+pub use systemd::{SystemdAction, Verb};
+pub use unit::UnitWatch;
 pub use watch::{FileEvents, FileWatch, PathPattern, WatchConfig, WatchKind};
 pub use webhook::{Payload, WebhookAction};
 

@@ -488,6 +488,16 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
     // `resolve` or not: an alert left firing there would be a lie.
     for rule in all.rules.values_mut() {
         let rule = &mut rule.item.rule;
+        // A rule over unit watches alone keeps one state per unit, as if it said
+        // `group_by = ["unit"]`: one failed unit does not hide another.
+        let only_units = rule.watches.iter().all(|w| {
+            all.watches
+                .get(w)
+                .is_some_and(|w| matches!(w.item.kind, super::WatchKind::Unit(_)))
+        });
+        if only_units && !rule.watches.is_empty() && rule.group_by.is_empty() {
+            rule.group_by = vec!["unit".to_string()];
+        }
         for a in &rule.then {
             let alerting = all
                 .actions

@@ -35,6 +35,7 @@ pub enum WatchKind {
     Command(CommandWatch),
     Log(super::log::LogWatch),
     Journal(super::journal::JournalWatch),
+    Unit(super::unit::UnitWatch),
 }
 
 impl WatchKind {
@@ -48,6 +49,7 @@ impl WatchKind {
             WatchKind::Command(_) => "command",
             WatchKind::Log(_) => "log",
             WatchKind::Journal(_) => "journal",
+            WatchKind::Unit(_) => "unit",
         }
     }
 
@@ -80,7 +82,7 @@ impl WatchKind {
     }
 }
 
-const AVAILABLE: &str = "file, log, journal, http, process, system, tcp, command";
+const AVAILABLE: &str = "file, log, journal, unit, http, process, system, tcp, command";
 
 #[derive(Debug, Clone)]
 pub struct FileWatch {
@@ -179,6 +181,7 @@ pub(crate) fn parse(
         "command" => WatchKind::Command(checks::parse_command(ctx, table, span)?),
         "log" => WatchKind::Log(super::log::parse(ctx, table, span)?),
         "journal" => WatchKind::Journal(super::journal::parse(ctx, table, span)?),
+        "unit" => WatchKind::Unit(super::unit::parse(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),

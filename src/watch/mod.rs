@@ -11,6 +11,7 @@ mod periodic;
 pub mod process;
 pub mod system;
 pub mod tcp;
+pub mod unit;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub enum WatchHandle {
     Periodic(periodic::PeriodicHandle),
     Process(process::ProcessWatchHandle),
     Journal(journal::JournalHandle),
+    Unit(unit::UnitHandle),
 }
 
 impl WatchHandle {
@@ -60,6 +62,7 @@ impl WatchHandle {
         match self {
             WatchHandle::File(h) => h.problems(),
             WatchHandle::Journal(h) => h.problems(),
+            WatchHandle::Unit(h) => h.problems(),
             _ => Vec::new(),
         }
     }
@@ -71,6 +74,7 @@ impl WatchHandle {
             WatchHandle::Periodic(h) => h.stop(),
             WatchHandle::Process(h) => h.stop(),
             WatchHandle::Journal(h) => h.stop(),
+            WatchHandle::Unit(h) => h.stop(),
         }
     }
 }
@@ -163,5 +167,6 @@ pub fn start(
         WatchKind::Command(c) => {
             WatchHandle::Periodic(command::start(name, host, c.clone(), events))
         }
+        WatchKind::Unit(u) => WatchHandle::Unit(unit::start(name, host, u.clone(), events)),
     })
 }

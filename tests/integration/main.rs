@@ -24,6 +24,7 @@ mod state_dir;
 mod state_rules;
 mod systemd;
 mod tail;
+mod unit_watch;
 mod util;
 mod validate;
 mod webhook;

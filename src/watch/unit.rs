@@ -1,0 +1,456 @@
+//! `type = "unit"`: the systemd units matching `units`, a sample of each at start and on
+//! every change of its state, from systemd's own signals on the system bus.
+//!
+//! Over zbus, not libsystemd's sd-bus or `systemctl`: pure Rust, async on hark's own
+//! runtime (the watch is one task), no C library to link and no process per look. While
+//! no unit changes, nothing is asked and nothing wakes the task: systemd's signals do.
+//!
+//! How: the signals are asked for first (so nothing between the listing and them is
+//! missed), then the loaded units are listed, the ones named without a glob loaded (a
+//! unit that does not exist is reported `load_state = "not-found"`), and each match
+//! sampled. A unit's `PropertiesChanged` is answered by reading its properties (the
+//! unit's, and its type's: `Result`, `NRestarts`, `MainPID`) and a sample when any field
+//! differs from the last one; `UnitNew` brings units loaded later (a `daemon-reload`, a
+//! unit started by name). When systemd's bus name changes hands (`daemon-reexec`), hark
+//! subscribes again and samples every unit, so a failure during the re-exec is not
+//! missed. When the connection ends (the bus restarted), the reason is shown in `hark
+//! status`, and hark connects again after 1 s, then up to 30 s, and samples everything.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::Connection;
+
+use crate::config::UnitWatch;
+use crate::event::Event;
+use crate::systemd_bus as bus;
+
+/// A running unit watch.
+pub struct UnitHandle {
+    stop: CancellationToken,
+    problems: Arc<Mutex<Vec<String>>>,
+}
+
+impl UnitHandle {
+    pub fn stop(self) {
+        self.stop.cancel();
+    }
+
+    /// Why the watch is not following systemd now, if it is not.
+    pub fn problems(&self) -> Vec<String> {
+        lock(&self.problems).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts the watch's task on the current runtime.
+pub fn start(
+    name: Arc<str>,
+    host: Arc<str>,
+    config: UnitWatch,
+    events: mpsc::Sender<Event>,
+) -> UnitHandle {
+    let stop = CancellationToken::new();
+    let problems: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut follower = Follower {
+        name,
+        host,
+        config,
+        events,
+        units: HashMap::new(),
+        problems: Arc::clone(&problems),
+    };
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            let ended = tokio::select! {
+                _ = token.cancelled() => return,
+                r = follower.follow() => r,
+            };
+            match ended {
+                Ok(()) => return,
+                // The engine's queue closed: hark is stopping.
+                Err(_) if follower.events.is_closed() => return,
+                Err(why) => follower.problem(why),
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                delay = Duration::from_secs(1);
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    });
+    UnitHandle { stop, problems }
+}
+
+/// A unit followed: its name and the fields of its last sample.
+struct Followed {
+    unit: String,
+    last: Option<Map<String, Value>>,
+}
+
+struct Follower {
+    name: Arc<str>,
+    host: Arc<str>,
+    config: UnitWatch,
+    events: mpsc::Sender<Event>,
+    /// By object path.
+    units: HashMap<String, Followed>,
+    problems: Arc<Mutex<Vec<String>>>,
+}
+
+/// Why following ended: what went wrong with the bus, to show and to retry (or the
+/// engine's queue closed: hark is stopping).
+type Outcome = Result<(), String>;
+
+/// An error of the bus itself (not one unit's answer), in words.
+fn bus_error(what: &str, e: zbus::Error) -> String {
+    format!("system bus: {what}: {e}")
+}
+
+impl Follower {
+    fn problem(&self, why: String) {
+        tracing::warn!(watch = %self.name, "{why}; connecting again");
+        let mut p = lock(&self.problems);
+        p.clear();
+        p.push(why);
+    }
+
+    async fn follow(&mut self) -> Outcome {
+        let conn = bus::connect()
+            .await
+            .map_err(|e| bus_error("cannot connect", e))?;
+        let mut signals = bus::signals(&conn, None, 8192)
+            .await
+            .map_err(|e| bus_error("cannot listen to systemd", e))?;
+        let mut owners = bus::owner_changes(&conn)
+            .await
+            .map_err(|e| bus_error("cannot listen to the bus", e))?;
+        bus::subscribe(&conn)
+            .await
+            .map_err(|e| bus_error("cannot subscribe to systemd's signals", e))?;
+        self.scan(&conn).await?;
+        lock(&self.problems).clear();
+        loop {
+            tokio::select! {
+                m = signals.next() => match m {
+                    Some(Ok(m)) => self.on_signal(&conn, &m).await?,
+                    Some(Err(e)) => return Err(bus_error("reading systemd's signals", e)),
+                    None => return Err("system bus: the connection was closed".into()),
+                },
+                m = owners.next() => match m {
+                    Some(Ok(m)) => {
+                        let (_, _, new): (String, String, String) =
+                            m.body().deserialize().unwrap_or_default();
+                        if !new.is_empty() {
+                            // systemd is back (a re-exec): subscribe again, look again.
+                            tracing::info!(watch = %self.name, "systemd is back on the bus; sampling every unit");
+                            bus::subscribe(&conn)
+                                .await
+                                .map_err(|e| bus_error("cannot subscribe to systemd's signals", e))?;
+                            self.scan(&conn).await?;
+                        }
+                    }
+                    Some(Err(e)) => return Err(bus_error("reading the bus's signals", e)),
+                    None => return Err("system bus: the connection was closed".into()),
+                },
+            }
+        }
+    }
+
+    /// Lists the loaded units, loads the ones named, and samples each match.
+    async fn scan(&mut self, conn: &Connection) -> Outcome {
+        type Listed = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            OwnedObjectPath,
+            u32,
+            String,
+            OwnedObjectPath,
+        );
+        let reply = conn
+            .call_method(
+                Some(bus::DEST),
+                bus::PATH,
+                Some(bus::MANAGER),
+                "ListUnits",
+                &(),
+            )
+            .await
+            .map_err(|e| bus_error("cannot list units", e))?;
+        let listed: Vec<Listed> = reply
+            .body()
+            .deserialize()
+            .map_err(|e| bus_error("cannot read the list of units", e))?;
+        for (unit, .., path, _, _, _) in listed {
+            if self.config.matches(&unit) {
+                self.units
+                    .entry(path.to_string())
+                    .or_insert(Followed { unit, last: None });
+            }
+        }
+        for unit in self.config.names.clone() {
+            if self.units.values().any(|f| f.unit == unit) {
+                continue;
+            }
+            match conn
+                .call_method(
+                    Some(bus::DEST),
+                    bus::PATH,
+                    Some(bus::MANAGER),
+                    "LoadUnit",
+                    &(unit.as_str(),),
+                )
+                .await
+            {
+                Ok(reply) => {
+                    if let Ok(path) = reply.body().deserialize::<OwnedObjectPath>() {
+                        self.units
+                            .insert(path.to_string(), Followed { unit, last: None });
+                    }
+                }
+                Err(zbus::Error::MethodError(name, text, _)) => {
+                    tracing::warn!(watch = %self.name, unit = %unit, error = %name, "cannot load the unit: {}", text.unwrap_or_default());
+                }
+                Err(e) => return Err(bus_error("cannot load a unit", e)),
+            }
+        }
+        let paths: Vec<String> = self.units.keys().cloned().collect();
+        for path in paths {
+            self.sample(conn, &path).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_signal(&mut self, conn: &Connection, m: &zbus::Message) -> Outcome {
+        let header = m.header();
+        let member = header.member().map(|m| m.as_str()).unwrap_or_default();
+        match member {
+            "PropertiesChanged" => {
+                let path = header.path().map(|p| p.as_str()).unwrap_or_default();
+                if self.units.contains_key(path) {
+                    let path = path.to_string();
+                    self.sample(conn, &path).await?;
+                }
+            }
+            "UnitNew" => {
+                if let Ok((unit, path)) = m.body().deserialize::<(String, OwnedObjectPath)>() {
+                    let path = path.to_string();
+                    if self.config.matches(&unit) && !self.units.contains_key(&path) {
+                        self.units
+                            .insert(path.clone(), Followed { unit, last: None });
+                        self.sample(conn, &path).await?;
+                    }
+                }
+            }
+            "Reloading" => {
+                // A daemon-reload done: units may have come or changed their files.
+                if let Ok((false,)) = m.body().deserialize::<(bool,)>() {
+                    self.scan(conn).await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reads a unit's state and sends a sample if it is not the last one sent. A unit
+    /// systemd no longer knows (unloaded meanwhile) is skipped: its last sample stands.
+    async fn sample(&mut self, conn: &Connection, path: &str) -> Outcome {
+        let Some(f) = self.units.get(path) else {
+            return Ok(());
+        };
+        let unit = f.unit.clone();
+        let props = match bus::get_all(conn, path, bus::UNIT).await {
+            Ok(p) => p,
+            Err(zbus::Error::MethodError(..)) => return Ok(()),
+            Err(e) => return Err(bus_error("cannot read a unit's state", e)),
+        };
+        let typed = match type_interface(&unit) {
+            Some(interface) => match bus::get_all(conn, path, interface).await {
+                Ok(p) => p,
+                Err(zbus::Error::MethodError(..)) => HashMap::new(),
+                Err(e) => return Err(bus_error("cannot read a unit's state", e)),
+            },
+            None => HashMap::new(),
+        };
+        let fields = fields_of(&unit, &props, &typed);
+        let Some(f) = self.units.get_mut(path) else {
+            return Ok(());
+        };
+        if f.last.as_ref() == Some(&fields) {
+            return Ok(());
+        }
+        f.last = Some(fields.clone());
+        let event = Event {
+            watch: Arc::clone(&self.name),
+            source: "unit",
+            time: SystemTime::now(),
+            host: Arc::clone(&self.host),
+            edge: false,
+            fields,
+            cursor: None,
+        };
+        // The engine's queue closed: hark is stopping.
+        if self.events.send(event).await.is_err() {
+            return Err("stopping".into());
+        }
+        Ok(())
+    }
+}
+
+/// The interface of a unit's own type, which holds its `Result` (and for services
+/// `NRestarts` and `MainPID`).
+fn type_interface(unit: &str) -> Option<&'static str> {
+    Some(match unit.rsplit_once('.')?.1 {
+        "service" => "org.freedesktop.systemd1.Service",
+        "socket" => "org.freedesktop.systemd1.Socket",
+        "timer" => "org.freedesktop.systemd1.Timer",
+        "mount" => "org.freedesktop.systemd1.Mount",
+        "automount" => "org.freedesktop.systemd1.Automount",
+        "swap" => "org.freedesktop.systemd1.Swap",
+        "path" => "org.freedesktop.systemd1.Path",
+        "scope" => "org.freedesktop.systemd1.Scope",
+        _ => return None,
+    })
+}
+
+fn text(props: &HashMap<String, OwnedValue>, key: &str) -> Option<String> {
+    props
+        .get(key)
+        .and_then(|v| <&str>::try_from(&**v).ok())
+        .map(str::to_string)
+}
+
+fn number(props: &HashMap<String, OwnedValue>, key: &str) -> Option<u64> {
+    let v = props.get(key)?;
+    u64::try_from(&**v)
+        .ok()
+        .or_else(|| u32::try_from(&**v).ok().map(u64::from))
+}
+
+/// A sample's fields from a unit's properties and its type's.
+pub fn fields_of(
+    unit: &str,
+    props: &HashMap<String, OwnedValue>,
+    typed: &HashMap<String, OwnedValue>,
+) -> Map<String, Value> {
+    let mut f = Map::new();
+    f.insert("kind".into(), Value::from("sample"));
+    f.insert("unit".into(), Value::from(unit));
+    for (field, key) in [
+        ("active_state", "ActiveState"),
+        ("sub_state", "SubState"),
+        ("load_state", "LoadState"),
+    ] {
+        f.insert(
+            field.into(),
+            Value::from(text(props, key).unwrap_or_default()),
+        );
+    }
+    if let Some(usec) = number(props, "StateChangeTimestamp").filter(|u| *u > 0) {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(usec);
+        f.insert("since".into(), Value::from(crate::event::rfc3339(at)));
+    }
+    if let Some(r) = text(typed, "Result") {
+        f.insert("result".into(), Value::from(r));
+    }
+    if unit.ends_with(".service") {
+        if let Some(n) = number(typed, "NRestarts") {
+            f.insert("n_restarts".into(), Value::from(n));
+        }
+        if let Some(p) = number(typed, "MainPID") {
+            f.insert("main_pid".into(), Value::from(p));
+        }
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, OwnedValue)]) -> HashMap<String, OwnedValue> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.try_clone().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_service_sample_has_its_result_restarts_and_pid() {
+        let unit = props(&[
+            (
+                "ActiveState",
+                OwnedValue::from(zbus::zvariant::Str::from("failed")),
+            ),
+            (
+                "SubState",
+                OwnedValue::from(zbus::zvariant::Str::from("failed")),
+            ),
+            (
+                "LoadState",
+                OwnedValue::from(zbus::zvariant::Str::from("loaded")),
+            ),
+            (
+                "StateChangeTimestamp",
+                OwnedValue::from(1_796_000_000_000_000u64),
+            ),
+        ]);
+        let typed = props(&[
+            (
+                "Result",
+                OwnedValue::from(zbus::zvariant::Str::from("exit-code")),
+            ),
+            ("NRestarts", OwnedValue::from(3u32)),
+            ("MainPID", OwnedValue::from(0u32)),
+        ]);
+        let f = fields_of("app.service", &unit, &typed);
+        assert_eq!(f["kind"], "sample");
+        assert_eq!(f["unit"], "app.service");
+        assert_eq!(f["active_state"], "failed");
+        assert_eq!(f["result"], "exit-code");
+        assert_eq!(f["n_restarts"], 3);
+        assert_eq!(f["main_pid"], 0);
+        assert!(f["since"].as_str().unwrap().starts_with("2026-"), "{f:?}");
+    }
+
+    #[test]
+    fn a_timer_has_no_restarts_or_pid_and_an_unknown_type_no_result() {
+        let unit = props(&[(
+            "ActiveState",
+            OwnedValue::from(zbus::zvariant::Str::from("active")),
+        )]);
+        let typed = props(&[
+            (
+                "Result",
+                OwnedValue::from(zbus::zvariant::Str::from("success")),
+            ),
+            ("NRestarts", OwnedValue::from(1u32)),
+        ]);
+        let f = fields_of("daily.timer", &unit, &typed);
+        assert_eq!(f["result"], "success");
+        assert!(!f.contains_key("n_restarts") && !f.contains_key("main_pid"));
+        assert!(!f.contains_key("since"));
+        assert_eq!(type_interface("x.device"), None);
+        assert_eq!(type_interface("noext"), None);
+    }
+}
