@@ -11,10 +11,6 @@ use crate::systemd::Sandbox;
 use crate::util::*;
 
 const CONFIG: &str = r#"
-[daemon]
-state_dir = "/var/lib/hark-u"
-control_socket = "/run/hark-u.sock"
-
 [watch.units]
 type = "unit"
 units = ["sleeper.service", "flaky.service", "restarty.service", "late-*.service", "missing.service"]
@@ -42,7 +38,7 @@ then = ["start_broken"]
 
 [action.rec]
 type = "shell"
-command = ["/bin/sh", "-c", 'echo "$1 $2 $3 $4" >> /var/lib/hark-u/fired', "rec", "{{ rule }}", "{{ state }}", "{{ event.unit }}", "{{ event.result }}"]
+command = ["/bin/sh", "-c", 'echo "$1 $2 $3 $4" >> /var/lib/hark/fired', "rec", "{{ rule }}", "{{ state }}", "{{ event.unit }}", "{{ event.result }}"]
 
 [action.restart_it]
 type = "systemd"
@@ -64,7 +60,7 @@ fn unit(s: &Sandbox, name: &str, service: &str) {
 }
 
 fn fired(s: &Sandbox) -> Vec<String> {
-    let (_, text) = s.run(&["cat", "/var/lib/hark-u/fired"]);
+    let (_, text) = s.run(&["cat", "/var/lib/hark/fired"]);
     text.lines()
         .filter(|l| !l.starts_with("cat:"))
         .map(str::to_string)
@@ -79,12 +75,12 @@ fn wait_line(s: &Sandbox, line: &str) -> bool {
 
 /// hark's journal with every field (an action's `RESULT`, `UNIT`).
 fn fields(s: &Sandbox) -> String {
-    s.run(&["journalctl", "-u", "hark-u", "--no-pager", "-o", "verbose"])
+    s.run(&["journalctl", "-u", "hark", "--no-pager", "-o", "verbose"])
         .1
 }
 
 fn journal(s: &Sandbox) -> String {
-    s.run(&["journalctl", "-u", "hark-u", "--no-pager", "-o", "cat"])
+    s.run(&["journalctl", "-u", "hark", "--no-pager", "-o", "cat"])
         .1
 }
 
@@ -92,7 +88,12 @@ fn journal(s: &Sandbox) -> String {
 fn units_fail_restart_and_are_restarted_over_dbus() {
     let s = Sandbox::up();
     s.copy(std::path::Path::new(HARK), "/usr/bin/hark");
-    s.ok(&["mkdir", "-p", "/var/lib/hark-u", "/etc/hark"]);
+    // Under the packaged unit and its sandbox: the system bus must be reachable from it,
+    // and systemd must take hark's requests.
+    s.copy(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/hark.service"),
+        "/etc/systemd/system/hark.service",
+    );
     unit(&s, "sleeper.service", "ExecStart=/bin/sleep 1000");
     unit(&s, "flaky.service", "ExecStart=/bin/sh -c 'exit 3'");
     unit(
@@ -108,17 +109,9 @@ fn units_fail_restart_and_are_restarted_over_dbus() {
     );
     s.ok(&["systemctl", "daemon-reload"]);
     s.ok(&["systemctl", "start", "sleeper.service"]);
-    s.write("/etc/hark/u.toml", CONFIG);
-    s.ok(&["hark", "validate", "-c", "/etc/hark/u.toml"]);
-    s.ok(&[
-        "systemd-run",
-        "--unit=hark-u",
-        "--property=Type=notify",
-        "/usr/bin/hark",
-        "run",
-        "-c",
-        "/etc/hark/u.toml",
-    ]);
+    s.write("/etc/hark/hark.toml", CONFIG);
+    s.ok(&["systemctl", "daemon-reload"]);
+    s.ok(&["systemctl", "start", "hark"]);
 
     // A unit that exits 3: fires with its result; the action that starts a unit whose
     // start fails reports the job's failure.
@@ -137,7 +130,7 @@ fn units_fail_restart_and_are_restarted_over_dbus() {
         "{}",
         fields(&s)
     );
-    let status = s.ok(&["hark", "status", "--socket", "/run/hark-u.sock"]);
+    let status = s.ok(&["hark", "status"]);
     assert!(status.contains("units"), "{status}");
 
     // Restart=on-failure: n_restarts rises to 2 and the rule fires.
@@ -195,6 +188,12 @@ fn units_fail_restart_and_are_restarted_over_dbus() {
         f.contains("RESULT=done") && f.contains("UNIT=sleeper.service"),
         "{f}"
     );
+    // The job's result is the action's outcome in `hark explain`, as an exit status is.
+    let explain = s.ok(&["hark", "explain", "fix_sleeper"]);
+    assert!(
+        explain.contains("restart sleeper.service: job done"),
+        "{explain}"
+    );
 
     // A unit added by daemon-reload after hark started is watched.
     unit(&s, "late-one.service", "ExecStart=/bin/sh -c 'exit 4'");
@@ -230,6 +229,6 @@ fn units_fail_restart_and_are_restarted_over_dbus() {
         journal(&s)
     );
     // A unit named that does not exist is a sample (`not-found`), not an error.
-    let status = s.ok(&["hark", "status", "--socket", "/run/hark-u.sock"]);
+    let status = s.ok(&["hark", "status"]);
     assert!(!status.contains("system bus"), "{status}");
 }

@@ -364,3 +364,45 @@ fn journal_and_group_keys_are_checked_with_their_places() {
         );
     }
 }
+
+#[test]
+fn unit_watch_and_systemd_action_keys_are_checked_with_their_places() {
+    let dir = tempdir();
+    let file = dir.path().join("hark.toml");
+    std::fs::write(
+        &file,
+        "[watch.u]\ntype = \"unit\"\nunits = [\"nginx.service\", \"bad unit\", \"[x\"]\n\n\
+         [watch.none]\ntype = \"unit\"\nunits = []\n\n\
+         [rule.r]\nwatch = \"u\"\nwhen = 'active_state == \"failed\"'\nthen = [\"fix\", \"fix2\"]\n\n\
+         [action.fix]\ntype = \"systemd\"\nunit = \"{{ event.unit \"\nverb = \"bounce\"\n\n\
+         [action.fix2]\ntype = \"systemd\"\nverb = \"restart\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = validate(&[file]);
+    assert_eq!(code, 1, "{err}");
+    for (at, what) in [
+        ("hark.toml:3:27:", "is not a unit name"),
+        ("hark.toml:3:39:", "invalid glob"),
+        ("hark.toml:7:9:", "`units` is empty"),
+        ("hark.toml:16:18:", "invalid template"),
+        ("hark.toml:17:8:", "unknown verb"),
+        ("hark.toml:19:1:", "missing field `unit`"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(at) && l.contains(what)),
+            "{at} {what}:\n{err}"
+        );
+    }
+
+    // A good one validates without a bus, and a rule over it keeps one state per unit.
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[watch.u]\ntype = \"unit\"\nunits = [\"nginx.service\", \"*.timer\"]\n\n\
+         [rule.r]\nwatch = \"u\"\nwhen = 'active_state == \"failed\"'\nthen = [\"fix\"]\n\n\
+         [action.fix]\ntype = \"systemd\"\nunit = \"{{ event.unit }}\"\nverb = \"try-restart\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = validate(&[good]);
+    assert_eq!(code, 0, "{out}{err}");
+}
