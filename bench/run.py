@@ -654,6 +654,26 @@ def log_intake(hark, quick, runs, trials, tmp, table):
     table.target(f"log line → action ≤ 2 ms median ({m:.2f})", bool(d) and m <= 2)
 
 
+def unit_failure(hark, trials, idle, table):
+    """bench/unit_failure.py: a unit's main process SIGKILLed -> action, beside Monit."""
+    import unit_failure as uf
+    try:
+        out = uf.measure(hark, trials, idle)
+    except RuntimeError as e:
+        table.notes.append(f"skipped the unit watch: the systemd sandbox failed ({e})"[:300])
+        return
+    units, one_ms, all_ms = out.pop("idle")
+    what = "unit's main process SIGKILLed → action (after systemd marked it failed)"
+    table.add(what, "hark", out["hark"], "ms")
+    table.add(what, "monit (set daemon 1)", out["monit"], "ms")
+    m = statistics.median(out["hark"]) if out["hark"] else float("nan")
+    table.target(f"unit failed → action ≤ 5 ms median ({m:.2f})", bool(out["hark"]) and m <= 5)
+    table.add(f"idle {idle} s, watching all {units} units: CPU", "hark", [all_ms], "ms", "{:.0f}")
+    table.add(f"idle {idle} s, watching one unit: CPU", "hark", [one_ms], "ms", "{:.0f}")
+    table.target(f"watching every unit costs no CPU while nothing changes ({all_ms:.0f} ms vs "
+                 f"{one_ms:.0f} ms watching one, in {idle} s)", all_ms <= one_ms + 10)
+
+
 def write_docs(text):
     path = os.path.join(ROOT, "docs", "benchmarks.md")
     doc = open(path).read()
@@ -715,6 +735,9 @@ def main():
             if want("log"):
                 log("log intake beside fail2ban-regex, line -> action")
                 log_intake(args.hark, q, 1 if q else 5, 5 if q else 30, sub("log"), table)
+            if want("unit"):
+                log("unit failed -> action beside Monit, idle cost of every unit")
+                unit_failure(args.hark, 3 if q else 20, 5 if q else 30, table)
             if want("validate"):
                 log("validate")
                 validate(args.hark, 500 if q else 10000, 2 if q else 5, sub("validate"), table)

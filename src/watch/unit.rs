@@ -8,9 +8,11 @@
 //! How: the signals are asked for first (so nothing between the listing and them is
 //! missed), then the loaded units are listed, the ones named without a glob loaded (a
 //! unit that does not exist is reported `load_state = "not-found"`), and each match
-//! sampled. A unit's `PropertiesChanged` is answered by reading its properties (the
-//! unit's, and its type's: `Result`, `NRestarts`, `MainPID`) and a sample when any field
-//! differs from the last one; `UnitNew` brings units loaded later (a `daemon-reload`, a
+//! sampled (its properties read: the unit's, and its type's: `Result`, `NRestarts`,
+//! `MainPID`). A unit's `PropertiesChanged` carries the new values: merged into what is
+//! known, with no round trip, and a sample when any field differs from the last one
+//! (reading them instead doubled the time from a failure to its action); `UnitNew` brings
+//! units loaded later (a `daemon-reload`, a
 //! unit started by name). When systemd's bus name changes hands (`daemon-reexec`), hark
 //! subscribes again and samples every unit, so a failure during the re-exec is not
 //! missed. When the connection ends (the bus restarted), the reason is shown in `hark
@@ -97,9 +99,13 @@ pub fn start(
     UnitHandle { stop, problems }
 }
 
-/// A unit followed: its name and the fields of its last sample.
+/// A unit followed: its name, its properties as last known (the unit's and its type's),
+/// and the fields of its last sample.
+#[derive(Default)]
 struct Followed {
     unit: String,
+    props: HashMap<String, OwnedValue>,
+    typed: HashMap<String, OwnedValue>,
     last: Option<Map<String, Value>>,
 }
 
@@ -202,9 +208,10 @@ impl Follower {
             .map_err(|e| bus_error("cannot read the list of units", e))?;
         for (unit, .., path, _, _, _) in listed {
             if self.config.matches(&unit) {
-                self.units
-                    .entry(path.to_string())
-                    .or_insert(Followed { unit, last: None });
+                self.units.entry(path.to_string()).or_insert(Followed {
+                    unit,
+                    ..Default::default()
+                });
             }
         }
         for unit in self.config.names.clone() {
@@ -223,8 +230,13 @@ impl Follower {
             {
                 Ok(reply) => {
                     if let Ok(path) = reply.body().deserialize::<OwnedObjectPath>() {
-                        self.units
-                            .insert(path.to_string(), Followed { unit, last: None });
+                        self.units.insert(
+                            path.to_string(),
+                            Followed {
+                                unit,
+                                ..Default::default()
+                            },
+                        );
                     }
                 }
                 Err(zbus::Error::MethodError(name, text, _)) => {
@@ -248,15 +260,20 @@ impl Follower {
                 let path = header.path().map(|p| p.as_str()).unwrap_or_default();
                 if self.units.contains_key(path) {
                     let path = path.to_string();
-                    self.sample(conn, &path).await?;
+                    self.changed(conn, &path, m).await?;
                 }
             }
             "UnitNew" => {
                 if let Ok((unit, path)) = m.body().deserialize::<(String, OwnedObjectPath)>() {
                     let path = path.to_string();
                     if self.config.matches(&unit) && !self.units.contains_key(&path) {
-                        self.units
-                            .insert(path.clone(), Followed { unit, last: None });
+                        self.units.insert(
+                            path.clone(),
+                            Followed {
+                                unit,
+                                ..Default::default()
+                            },
+                        );
                         self.sample(conn, &path).await?;
                     }
                 }
@@ -272,8 +289,9 @@ impl Follower {
         Ok(())
     }
 
-    /// Reads a unit's state and sends a sample if it is not the last one sent. A unit
-    /// systemd no longer knows (unloaded meanwhile) is skipped: its last sample stands.
+    /// Reads a unit's state (both interfaces) and sends a sample if it is not the last one
+    /// sent. A unit systemd no longer knows (unloaded meanwhile) is skipped: its last
+    /// sample stands.
     async fn sample(&mut self, conn: &Connection, path: &str) -> Outcome {
         let Some(f) = self.units.get(path) else {
             return Ok(());
@@ -292,10 +310,59 @@ impl Follower {
             },
             None => HashMap::new(),
         };
-        let fields = fields_of(&unit, &props, &typed);
+        if let Some(f) = self.units.get_mut(path) {
+            f.props = props;
+            f.typed = typed;
+        }
+        self.send_if_changed(path).await
+    }
+
+    /// A unit's `PropertiesChanged`: the values it carries are merged into what is known
+    /// of the unit, without asking (a property it only names as changed, and hark uses,
+    /// is read). systemd sends the change of the unit's type (`Result`, `NRestarts`)
+    /// first and then the unit's own (`ActiveState`): the sample goes with the latter, so
+    /// a failure's sample has its result.
+    async fn changed(&mut self, conn: &Connection, path: &str, m: &zbus::Message) -> Outcome {
+        type Changed = (String, HashMap<String, OwnedValue>, Vec<String>);
+        let Ok((interface, values, invalidated)) = m.body().deserialize::<Changed>() else {
+            return Ok(());
+        };
         let Some(f) = self.units.get_mut(path) else {
             return Ok(());
         };
+        let unit_side = interface == bus::UNIT;
+        if !unit_side && type_interface(&f.unit) != Some(interface.as_str()) {
+            return Ok(());
+        }
+        let known = if unit_side {
+            &mut f.props
+        } else {
+            &mut f.typed
+        };
+        known.extend(values);
+        if invalidated.iter().any(|p| USED.contains(&p.as_str())) {
+            return self.sample(conn, path).await;
+        }
+        if unit_side {
+            if transient_failure(&f.props, &f.typed) {
+                // systemd passes through `failed` on its way to `auto-restart`, and says
+                // so: what it says now tells which (it answers after the change is done).
+                match bus::get_all(conn, path, bus::UNIT).await {
+                    Ok(now) => f.props.extend(now),
+                    Err(zbus::Error::MethodError(..)) => {}
+                    Err(e) => return Err(bus_error("cannot read a unit's state", e)),
+                }
+            }
+            self.send_if_changed(path).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_if_changed(&mut self, path: &str) -> Outcome {
+        let Some(f) = self.units.get_mut(path) else {
+            return Ok(());
+        };
+        let fields = fields_of(&f.unit, &f.props, &f.typed);
         if f.last.as_ref() == Some(&fields) {
             return Ok(());
         }
@@ -316,6 +383,27 @@ impl Follower {
         Ok(())
     }
 }
+
+/// Whether a `failed` a unit reports may be the step before an automatic restart
+/// (`Restart=` other than `no`): only then is it worth asking what the state is now.
+fn transient_failure(
+    props: &HashMap<String, OwnedValue>,
+    typed: &HashMap<String, OwnedValue>,
+) -> bool {
+    text(props, "ActiveState").as_deref() == Some("failed")
+        && text(typed, "Restart").is_some_and(|r| r != "no")
+}
+
+/// The properties a sample is made of.
+const USED: [&str; 7] = [
+    "ActiveState",
+    "SubState",
+    "LoadState",
+    "StateChangeTimestamp",
+    "Result",
+    "NRestarts",
+    "MainPID",
+];
 
 /// The interface of a unit's own type, which holds its `Result` (and for services
 /// `NRestarts` and `MainPID`).
