@@ -16,6 +16,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+mod peer;
+pub use peer::Peer;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Request {
@@ -36,6 +39,16 @@ pub enum Request {
         watch: Option<String>,
         rule: Option<String>,
     },
+    /// What the outbox holds.
+    Outbox,
+    /// A failed delivery (`id`), or every failed one (no `id`), tried again.
+    OutboxRetry {
+        id: Option<u64>,
+    },
+    /// A delivery dropped, failed or pending.
+    OutboxDrop {
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,6 +65,9 @@ pub struct Response {
     /// For `tail --rule`: the watches the rule hears, whose events it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watches: Option<Vec<String>>,
+    /// For `outbox`: its deliveries; for `outbox retry` and `drop`: the ones concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<Vec<crate::action::outbox::Entry>>,
 }
 
 impl Response {
@@ -157,6 +173,8 @@ pub struct ReloadStatus {
 /// A request from a client, with where its answer goes.
 pub struct Call {
     pub request: Request,
+    /// Who asked (the kernel's word for it), for the log of what changes something.
+    pub who: Peer,
     pub reply: oneshot::Sender<Response>,
 }
 
@@ -198,8 +216,17 @@ pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Answers connections until `stop`: each request goes to `calls`, each answer back.
-pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>, stop: CancellationToken) {
+/// Answers connections until `stop`: each request goes to `calls`, each answer back. A
+/// client that is not root, the daemon's user or in `group` (`control_group`) is refused
+/// and logged, whatever the socket's mode.
+pub async fn serve(
+    listener: UnixListener,
+    calls: mpsc::Sender<Call>,
+    group: Option<u32>,
+    stop: CancellationToken,
+) {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let own_uid = unsafe { libc::geteuid() };
     loop {
         let conn = tokio::select! {
             _ = stop.cancelled() => return,
@@ -213,14 +240,48 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<Call>, stop: Canc
                 continue;
             }
         };
+        let who = match stream.peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid().filter(|p| *p > 0),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket: cannot tell who connected; refused");
+                continue;
+            }
+        };
+        if !peer::allowed(&who, own_uid, group) {
+            tracing::warn!(peer = %who, "control socket: refused a client that is not root, hark's user or in control_group");
+            tokio::spawn(refuse(stream, who));
+            continue;
+        }
         let calls = calls.clone();
         let stop = stop.clone();
-        tokio::spawn(connection(stream, calls, stop));
+        tokio::spawn(connection(stream, who, calls, stop));
     }
 }
 
+/// Tells a client it may not ask, and hangs up: once it has sent its request (so that it
+/// reads the answer rather than a closed socket), or after a second.
+async fn refuse(stream: UnixStream, who: Peer) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
+    let _ = tokio::time::timeout(Duration::from_secs(1), reader.read_line(&mut line)).await;
+    let answer = Response::error(format!(
+        "refused: {who} is not root, hark's user or a member of [daemon] control_group"
+    ));
+    let _ = tokio::time::timeout(Duration::from_secs(1), send(&mut write, &answer)).await;
+}
+
 /// One client: its request, the daemon's answer, and for `tail` the trace after it.
-async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>, stop: CancellationToken) {
+async fn connection(
+    stream: UnixStream,
+    who: Peer,
+    calls: mpsc::Sender<Call>,
+    stop: CancellationToken,
+) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
@@ -247,7 +308,15 @@ async fn connection(stream: UnixStream, calls: mpsc::Sender<Call>, stop: Cancell
         _ => crate::trace::Filter::default(),
     };
     let (tx, rx) = oneshot::channel();
-    if calls.send(Call { request, reply: tx }).await.is_err() {
+    if calls
+        .send(Call {
+            request,
+            who,
+            reply: tx,
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     let Ok(response) = rx.await else { return };

@@ -187,7 +187,12 @@ async fn run_with(
     let group = config.daemon.control_group.as_ref().map(|g| g.id);
     match control::bind(&config.daemon.control_socket, group) {
         Ok(listener) => {
-            tokio::spawn(control::serve(listener, calls_tx, control_stop.clone()));
+            tokio::spawn(control::serve(
+                listener,
+                calls_tx,
+                group,
+                control_stop.clone(),
+            ));
         }
         Err(e) => {
             tracing::error!("{e:#}; `hark status`, `silence` and `unsilence` are unavailable")

@@ -19,6 +19,27 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum OutboxCommand {
+    /// Try a failed delivery again from its first attempt (same idempotency key).
+    Retry {
+        /// The delivery's id (`hark outbox` lists them).
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        id: Option<u64>,
+        /// Every failed delivery.
+        #[arg(long)]
+        failed: bool,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// Drop a delivery, failed or pending: it is not attempted again.
+    Drop {
+        id: u64,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the daemon in the foreground.
     Run {
@@ -89,6 +110,17 @@ enum Command {
     /// last events it saw, its counters and timers, silence, `unless`, its last actions.
     Explain {
         rule: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
+    /// What the outbox holds: pending and failed deliveries (webhooks, Alertmanager,
+    /// brokers); `retry` and `drop` act on them.
+    Outbox {
+        #[command(subcommand)]
+        what: Option<OutboxCommand>,
         /// As JSON.
         #[arg(long)]
         json: bool,
@@ -311,6 +343,35 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Outbox { what, json, socket } => {
+            let (socket, request) = match what {
+                None => (socket, hark::control::Request::Outbox),
+                Some(OutboxCommand::Retry { id, socket, .. }) => {
+                    (socket, hark::control::Request::OutboxRetry { id })
+                }
+                Some(OutboxCommand::Drop { id, socket }) => {
+                    (socket, hark::control::Request::OutboxDrop { id })
+                }
+            };
+            let listing = matches!(request, hark::control::Request::Outbox);
+            let r = match ask(&socket, request) {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            if !listing || r.error.is_some() {
+                return print_answer(r);
+            }
+            let list = r.outbox.unwrap_or_default();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
+            } else {
+                print!("{}", hark::action::outbox::render_entries(&list));
+            }
+            ExitCode::SUCCESS
         }
         Command::Run { config: paths } => {
             init_logging();

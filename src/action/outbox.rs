@@ -27,9 +27,11 @@ use crate::store::Store;
 use crate::trace::{self, Kind, Line};
 
 mod alerts;
+mod manage;
 mod publish;
 
 pub use alerts::{alert_changes, alert_key, ActiveAlert};
+pub use manage::{render_entries, Entry};
 
 /// One accepted delivery, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +123,8 @@ struct Shared {
     active: Mutex<HashMap<String, ActiveAlert>>,
     /// A task is trying to store outbox updates a failed write left.
     settling: Arc<std::sync::atomic::AtomicBool>,
+    /// Pending deliveries dropped by `hark outbox drop`: their lanes let them go.
+    dropped: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// Rule, action, receiver.
@@ -196,6 +200,7 @@ impl Outbox {
                 lanes: Mutex::new(HashMap::new()),
                 active: Mutex::new(HashMap::new()),
                 settling: Arc::default(),
+                dropped: Mutex::default(),
             }),
         }
     }
@@ -446,6 +451,10 @@ const ACTION_GONE_GRACE: Duration = Duration::from_secs(600);
 async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
     let mut gone_since: Option<std::time::Instant> = None;
     loop {
+        if lock(&shared.dropped).remove(&seq) {
+            tracing::info!(rule = %d.rule, action = %d.action, id = seq, "a dropped delivery is not attempted again");
+            return;
+        }
         let action = shared.action(&d.action);
         if action.is_none() {
             let since = *gone_since.get_or_insert_with(|| {

@@ -1,10 +1,11 @@
 //! Calls over the control socket that change or read the daemon: status, silences,
-//! explain and tail are answered here.
+//! explain, tail and the outbox are answered here; what changes something is logged with
+//! who asked.
 
 use std::time::{Duration, SystemTime};
 
 use super::{blocking, Daemon};
-use crate::control::{Call, Request, Response};
+use crate::control::{Call, Peer, Request, Response};
 
 impl Daemon {
     pub(super) async fn answer(&mut self, call: Call) {
@@ -17,16 +18,53 @@ impl Daemon {
                 }
             }
             Request::Silence { rule, for_secs } => {
-                self.silence(&rule, for_secs.map(Duration::from_secs)).await
+                self.silence(&rule, for_secs.map(Duration::from_secs), &call.who)
+                    .await
             }
-            Request::Unsilence { rule } => self.unsilence(&rule).await,
+            Request::Unsilence { rule } => self.unsilence(&rule, &call.who).await,
             Request::Explain { rule } => self.explain(&rule),
             Request::Tail { watch, rule } => self.tail(watch.as_deref(), rule.as_deref()),
+            Request::Outbox => match self.outbox.list().await {
+                Ok(list) => Response {
+                    outbox: Some(list),
+                    ..Response::default()
+                },
+                Err(e) => Response::error(e),
+            },
+            Request::OutboxRetry { id } => match self.outbox.retry(id).await {
+                Ok(queued) => {
+                    let ids: Vec<u64> = queued.iter().map(|e| e.id).collect();
+                    tracing::info!(ids = ?ids, by = %call.who, "outbox: failed deliveries tried again");
+                    Response {
+                        message: Some(match queued.len() {
+                            0 => "no failed delivery to try again".to_string(),
+                            n => format!("{n} failed delivery(ies) tried again: {ids:?}"),
+                        }),
+                        outbox: Some(queued),
+                        ..Response::default()
+                    }
+                }
+                Err(e) => Response::error(e),
+            },
+            Request::OutboxDrop { id } => match self.outbox.drop_delivery(id).await {
+                Ok(e) => {
+                    tracing::info!(id, rule = %e.rule, action = %e.action, by = %call.who, "outbox: delivery dropped");
+                    Response {
+                        message: Some(format!(
+                            "delivery {id} (rule {}, action {}) dropped",
+                            e.rule, e.action
+                        )),
+                        outbox: Some(vec![e]),
+                        ..Response::default()
+                    }
+                }
+                Err(e) => Response::error(e),
+            },
         };
         let _ = call.reply.send(response);
     }
 
-    async fn silence(&mut self, rule: &str, duration: Option<Duration>) -> Response {
+    async fn silence(&mut self, rule: &str, duration: Option<Duration>, who: &Peer) -> Response {
         if !self.config.rules.contains_key(rule) {
             return Response::error(format!("no rule `{rule}` in the running configuration"));
         }
@@ -40,11 +78,11 @@ impl Daemon {
             Some(d) => format!("until {}", crate::event::rfc3339(now + d)),
             None => "until `hark unsilence`".to_string(),
         };
-        tracing::info!(rule, until = %until, "rule silenced");
+        tracing::info!(rule, until = %until, by = %who, "rule silenced");
         Response::message(format!("rule `{rule}` silenced {until}"))
     }
 
-    async fn unsilence(&mut self, rule: &str) -> Response {
+    async fn unsilence(&mut self, rule: &str, who: &Peer) -> Response {
         if !self.silences.remove(rule) {
             return Response::error(format!("rule `{rule}` is not silenced"));
         }
@@ -52,7 +90,7 @@ impl Daemon {
         if let Err(e) = blocking(&self.store, move |s| s.set_silences(&change)).await {
             return Response::error(format!("unsilenced until hark stops, but not saved: {e:#}"));
         }
-        tracing::info!(rule, "rule unsilenced");
+        tracing::info!(rule, by = %who, "rule unsilenced");
         Response::message(format!("rule `{rule}` unsilenced"))
     }
 }

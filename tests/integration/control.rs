@@ -149,3 +149,64 @@ fn the_control_socket_is_for_its_owner_only() {
         .mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
+
+/// `hark status` on `h`'s socket as another user and group, with these supplementary
+/// groups: exit code and stderr.
+fn status_as(h: &Hark, uid: u32, gid: u32, groups: &[u32]) -> (Option<i32>, String) {
+    let groups = if groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        format!(
+            "--groups={}",
+            groups
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    let out = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg(groups)
+        .arg(HARK)
+        .args(["status", "--socket"])
+        .arg(h.path("control.sock"))
+        .output()
+        .expect("run setpriv");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn whatever_the_sockets_mode_only_root_and_control_group_are_answered() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let h = start_in(
+        dir,
+        "[daemon]\ncontrol_group = \"nogroup\"\n\n[watch.w]\ntype = \"file\"\npaths = [\"@DIR@/in\"]\n",
+    );
+    // Opened to everyone by mistake (or by a drop-in): the kernel's word decides.
+    std::fs::set_permissions(
+        h.path("control.sock"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let nogroup = 65534;
+    let (code, err) = status_as(&h, 65533, 65533, &[]);
+    assert_ne!(code, Some(0), "a stranger was answered");
+    assert!(err.contains("refused: uid 65533 gid 65533"), "{err}");
+    assert!(h.wait_log("control socket: refused"), "{}", h.log());
+    assert!(h.log().contains("uid 65533"), "{}", h.log());
+    // In control_group by its own group, or by a supplementary one: answered.
+    let (code, err) = status_as(&h, 65534, nogroup, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = status_as(&h, 65533, 65533, &[nogroup]);
+    assert_eq!(code, Some(0), "{err}");
+    // Root is.
+    assert_eq!(h.ctl(&["status"]).0, Some(0));
+}

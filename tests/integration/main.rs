@@ -17,6 +17,7 @@ mod http_watch;
 mod journal_watch;
 mod log_watch;
 mod metrics;
+mod outbox_commands;
 mod process_watch;
 mod reload;
 mod shell_action;

@@ -20,7 +20,15 @@ pub(super) async fn deliver_batch(
     lane: &LaneState,
     mut batch: Vec<(u64, Delivery)>,
 ) {
-    while let Some((_, first)) = batch.first() {
+    loop {
+        // Messages dropped by `hark outbox drop` while they waited are let go.
+        {
+            let mut dropped = super::lock(&shared.dropped);
+            batch.retain(|(seq, _)| !dropped.remove(seq));
+        }
+        let Some((_, first)) = batch.first() else {
+            return;
+        };
         let action = shared.action(&first.action);
         let Some(ActionKind::Broker(b)) = action.as_deref().map(|a| &a.kind) else {
             // A reload made it another kind of action (or removed it): one at a time.

@@ -1,0 +1,136 @@
+//! `hark outbox`: what the outbox holds, a failed delivery tried again, a delivery
+//! dropped. A delivery dropped while its lane holds it is not attempted again.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{lock, settle, Delivery, Outbox};
+
+/// One delivery in the outbox, as `hark outbox` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    /// Its sequence number: what `retry` and `drop` take.
+    pub id: u64,
+    pub rule: String,
+    pub action: String,
+    /// Of the firing: `firing` or `resolved`.
+    pub state: String,
+    /// RFC 3339.
+    pub accepted: String,
+    pub attempts: u32,
+    /// Why it was given up; `None` while it is pending.
+    pub failed: Option<String>,
+    /// Which receiver of the action (an Alertmanager cluster's member).
+    pub target: u32,
+    /// A broker message's routing key, topic or subject.
+    pub route: Option<String>,
+}
+
+impl Entry {
+    fn of(id: u64, d: &Delivery) -> Entry {
+        Entry {
+            id,
+            rule: d.rule.clone(),
+            action: d.action.clone(),
+            state: d.state.clone(),
+            accepted: crate::event::rfc3339(d.accepted),
+            attempts: d.attempts,
+            failed: d.failed.clone(),
+            target: d.target,
+            route: d.route.clone(),
+        }
+    }
+}
+
+impl Outbox {
+    async fn entries(&self) -> Result<Vec<(u64, Delivery)>, String> {
+        let store = Arc::clone(&self.shared.store);
+        let rows = tokio::task::spawn_blocking(move || store.outbox())
+            .await
+            .map_err(|e| format!("reading the outbox panicked: {e}"))?
+            .map_err(|e| format!("cannot read the outbox: {e}"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, bytes)| Some((id, serde_json::from_slice(&bytes).ok()?)))
+            .collect())
+    }
+
+    /// Every delivery in the outbox, oldest first.
+    pub async fn list(&self) -> Result<Vec<Entry>, String> {
+        Ok(self
+            .entries()
+            .await?
+            .iter()
+            .map(|(id, d)| Entry::of(*id, d))
+            .collect())
+    }
+
+    /// Tries a failed delivery again (`id`), or every failed one (`None`), from its first
+    /// attempt, with the same idempotency key; returns the ones queued.
+    pub async fn retry(&self, id: Option<u64>) -> Result<Vec<Entry>, String> {
+        let all = self.entries().await?;
+        if let Some(id) = id {
+            match all.iter().find(|(i, _)| *i == id) {
+                None => return Err(format!("no delivery {id} in the outbox")),
+                Some((_, d)) if d.failed.is_none() => {
+                    return Err(format!(
+                        "delivery {id} has not failed: it is pending, and tried again by itself"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let mut queued = Vec::new();
+        for (seq, mut d) in all {
+            if d.failed.is_none() || id.is_some_and(|i| i != seq) {
+                continue;
+            }
+            d.failed = None;
+            d.attempts = 0;
+            settle(&self.shared, vec![(seq, Some(d.to_bytes()))]).await;
+            queued.push(Entry::of(seq, &d));
+            self.enqueue(seq, d, true);
+        }
+        Ok(queued)
+    }
+
+    /// Drops a delivery, failed or pending: it is not attempted again.
+    pub async fn drop_delivery(&self, id: u64) -> Result<Entry, String> {
+        let all = self.entries().await?;
+        let Some((_, d)) = all.into_iter().find(|(i, _)| *i == id) else {
+            return Err(format!("no delivery {id} in the outbox"));
+        };
+        if d.failed.is_none() {
+            lock(&self.shared.dropped).insert(id);
+        }
+        settle(&self.shared, vec![(id, None)]).await;
+        Ok(Entry::of(id, &d))
+    }
+}
+
+/// `hark outbox` for a person: one line per delivery, failed ones with why.
+pub fn render_entries(list: &[Entry]) -> String {
+    if list.is_empty() {
+        return "the outbox is empty\n".to_string();
+    }
+    let mut out = String::new();
+    for e in list {
+        let what = match &e.failed {
+            Some(_) => "failed ",
+            None => "pending",
+        };
+        out.push_str(&format!(
+            "{:>6}  {what}  rule {} action {} ({}), accepted {}, {} attempt(s)",
+            e.id, e.rule, e.action, e.state, e.accepted, e.attempts
+        ));
+        if let Some(r) = &e.route {
+            out.push_str(&format!(", to {r:?}"));
+        }
+        if let Some(why) = &e.failed {
+            out.push_str(&format!(": {why}"));
+        }
+        out.push('\n');
+    }
+    out
+}
