@@ -5,9 +5,11 @@
 mod act;
 mod calls;
 mod judge;
+mod page;
 mod pulse;
 mod reload;
 mod status;
+mod web;
 
 use self::act::Unsaved;
 use self::pulse::{feed_watchdog, Heartbeat, WatchSeries};
@@ -189,7 +191,7 @@ async fn run_with(
         Ok(listener) => {
             tokio::spawn(control::serve(
                 listener,
-                calls_tx,
+                calls_tx.clone(),
                 group,
                 control_stop.clone(),
             ));
@@ -202,14 +204,15 @@ async fn run_with(
     if let Some(addr) = config.daemon.metrics {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(listener) => {
-                tracing::info!(address = %addr, "metrics at http://{addr}/metrics");
-                tokio::spawn(crate::metrics::serve(
+                tracing::info!(address = %addr, "status page at http://{addr}/, metrics at /metrics");
+                tokio::spawn(web::serve(
                     listener,
                     Arc::clone(&store),
+                    calls_tx.clone(),
                     control_stop.clone(),
                 ));
             }
-            Err(e) => tracing::error!(address = %addr, error = %e, "cannot serve metrics"),
+            Err(e) => tracing::error!(address = %addr, error = %e, "cannot serve HTTP"),
         }
     }
 

@@ -12,9 +12,6 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
@@ -275,58 +272,8 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `stop`. The outbox gauges are read from the
-/// store at each scrape.
-pub async fn serve(listener: TcpListener, store: Arc<Store>, stop: CancellationToken) {
-    loop {
-        let conn = tokio::select! {
-            _ = stop.cancelled() => return,
-            c = listener.accept() => c,
-        };
-        let Ok((mut stream, _)) = conn else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let store = Arc::clone(&store);
-        tokio::spawn(async move {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            let read = async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                true
-            };
-            if !matches!(
-                tokio::time::timeout(Duration::from_secs(5), read).await,
-                Ok(true)
-            ) {
-                return;
-            }
-            let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let mut parts = line.split_whitespace();
-            let reply = match (parts.next(), parts.next()) {
-                (Some("GET"), Some("/metrics")) => {
-                    update_outbox(&store).await;
-                    let body = get().render();
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                }
-                _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 22\r\nConnection: close\r\n\r\nonly GET /metrics here".to_string(),
-            };
-            let _ = stream.write_all(reply.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
-}
-
-async fn update_outbox(store: &Arc<Store>) {
+/// The outbox gauges, from the store: read when metrics are asked for.
+pub async fn update_outbox(store: &Arc<Store>) {
     let store = Arc::clone(store);
     let Ok(Ok(rows)) = tokio::task::spawn_blocking(move || store.outbox()).await else {
         return;

@@ -60,12 +60,25 @@ pub async fn owner_changes(conn: &Connection) -> zbus::Result<MessageStream> {
     MessageStream::for_match_rule(rule, conn, Some(64)).await
 }
 
-/// Every property of one interface of an object of systemd's.
+/// Where a message stands in what one sender sent: its unique bus name and the
+/// message's serial number, which grows with each message that sender sends (and D-Bus
+/// delivers one sender's messages in order).
+pub type Place = (String, u32);
+
+/// Where `m` stands among its sender's messages.
+pub fn place(m: &zbus::Message) -> Place {
+    let header = m.header();
+    let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
+    (sender, m.primary_header().serial_num().get())
+}
+
+/// Every property of one interface of an object of systemd's, and where systemd's answer
+/// stands among its messages (signals it sent before are older than these values).
 pub async fn get_all(
     conn: &Connection,
     path: &str,
     interface: &str,
-) -> zbus::Result<HashMap<String, OwnedValue>> {
+) -> zbus::Result<(HashMap<String, OwnedValue>, Place)> {
     let reply = conn
         .call_method(
             Some(DEST),
@@ -75,5 +88,5 @@ pub async fn get_all(
             &(interface,),
         )
         .await?;
-    reply.body().deserialize()
+    Ok((reply.body().deserialize()?, place(&reply)))
 }

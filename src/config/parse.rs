@@ -23,6 +23,9 @@ struct RawDaemon {
     host: Option<String>,
     control_socket: Option<String>,
     control_group: Option<Spanned<String>>,
+    /// Where the HTTP listener is: /metrics, /api/status and the status page.
+    http: Option<Spanned<String>>,
+    /// `http`'s older name.
     metrics: Option<Spanned<String>>,
     max_concurrent_actions: Option<Spanned<i64>>,
     stop_timeout: Option<Spanned<String>>,
@@ -342,13 +345,19 @@ fn parse_daemon(
     if let Some(h) = raw.host {
         daemon.host = h;
     }
-    if let Some(m) = raw.metrics {
+    if let (Some(_), Some(old)) = (&raw.http, &raw.metrics) {
+        ctx.error(
+            old.span(),
+            "`metrics` is the older name of `http`: give one of them",
+        );
+    }
+    if let Some(m) = raw.http.or(raw.metrics) {
         match m.get_ref().parse() {
             Ok(addr) => daemon.metrics = Some(addr),
             Err(e) => ctx.error(
                 m.span(),
                 format!(
-                    "invalid metrics address {:?}: {e} (write it like \"127.0.0.1:9797\")",
+                    "invalid HTTP address {:?}: {e} (write it like \"127.0.0.1:9797\")",
                     m.get_ref()
                 ),
             ),

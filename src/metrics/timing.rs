@@ -64,6 +64,9 @@ pub struct TimingStatus {
     pub runtime: RuntimeHealth,
 }
 
+/// Samples kept per check for the last hour's graph, at most (one a second for an hour).
+const HOUR_MAX: usize = 3600;
+
 #[derive(Default)]
 struct Ring(VecDeque<f64>);
 
@@ -94,6 +97,9 @@ impl Ring {
 #[derive(Default)]
 struct Inner {
     checks: BTreeMap<String, Ring>,
+    /// Each periodic check's duration over the last hour (seconds since the epoch, ms),
+    /// for the status page's graphs.
+    hour: BTreeMap<String, VecDeque<(f64, f32)>>,
     lags: BTreeMap<String, Ring>,
     waits: BTreeMap<String, Ring>,
     runs: BTreeMap<String, Ring>,
@@ -121,7 +127,31 @@ impl Timings {
     }
 
     pub fn check(&self, watch: &str, seconds: f64) {
-        self.with(|i| ring(&mut i.checks, watch).push(seconds));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.with(|i| {
+            ring(&mut i.checks, watch).push(seconds);
+            if !i.hour.contains_key(watch) {
+                i.hour.insert(watch.to_string(), VecDeque::new());
+            }
+            if let Some(h) = i.hour.get_mut(watch) {
+                while h.front().is_some_and(|(t, _)| *t < now - 3600.0) || h.len() >= HOUR_MAX {
+                    h.pop_front();
+                }
+                h.push_back((now, (seconds * 1000.0) as f32));
+            }
+        });
+    }
+
+    /// Each periodic check's durations over the last hour: (seconds since the epoch, ms).
+    pub fn last_hour(&self) -> Vec<(String, Vec<(f64, f32)>)> {
+        self.with(|i| {
+            i.hour
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().copied().collect()))
+                .collect()
+        })
     }
 
     pub fn lag(&self, watch: &str, seconds: f64) {

@@ -14,9 +14,12 @@
 //! (reading them instead doubled the time from a failure to its action); `UnitNew` brings
 //! units loaded later (a `daemon-reload`, a
 //! unit started by name). When systemd's bus name changes hands (`daemon-reexec`), hark
-//! subscribes again and samples every unit, so a failure during the re-exec is not
-//! missed. When the connection ends (the bus restarted), the reason is shown in `hark
-//! status`, and hark connects again after 1 s, then up to 30 s, and samples everything.
+//! subscribes again and, once it has been settled for a second, samples every unit: a
+//! failure during the re-exec is not missed, and the states the new instance passes its
+//! units through while it deserializes them are not reported (they made a failed unit
+//! resolve and fire again in a test). When the connection ends (the bus restarted), the
+//! reason is shown in `hark status`, and hark connects again after 1 s, then up to 30 s,
+//! and samples everything.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -70,6 +73,7 @@ pub fn start(
         events,
         units: HashMap::new(),
         problems: Arc::clone(&problems),
+        settle: None,
     };
     let token = stop.clone();
     tokio::spawn(async move {
@@ -106,6 +110,11 @@ struct Followed {
     unit: String,
     props: HashMap<String, OwnedValue>,
     typed: HashMap<String, OwnedValue>,
+    /// Where systemd's answers with these properties (the unit's, its type's) stand
+    /// among its messages: a signal of that interface sent before the answer (still
+    /// queued here when the answer came) is older than what is known, and not applied.
+    unit_at: Option<bus::Place>,
+    typed_at: Option<bus::Place>,
     last: Option<Map<String, Value>>,
 }
 
@@ -117,7 +126,14 @@ struct Follower {
     /// By object path.
     units: HashMap<String, Followed>,
     problems: Arc<Mutex<Vec<String>>>,
+    /// systemd's bus name changed hands (a re-exec) lately: until this time, what its
+    /// signals say is kept but not sent (the new instance passes its units through the
+    /// states it deserializes them from); then every unit is read and sampled.
+    settle: Option<tokio::time::Instant>,
 }
+
+/// How long after systemd's bus name last changed hands its units are read again.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Why following ended: what went wrong with the bus, to show and to retry (or the
 /// engine's queue closed: hark is stopping).
@@ -162,18 +178,24 @@ impl Follower {
                     Some(Ok(m)) => {
                         let (_, _, new): (String, String, String) =
                             m.body().deserialize().unwrap_or_default();
+                        // systemd going (a re-exec) or back: its units are read again
+                        // once it has settled.
+                        tracing::debug!(watch = %self.name, new = %new, "systemd's bus name changed hands");
+                        self.settle = Some(tokio::time::Instant::now() + SETTLE);
                         if !new.is_empty() {
-                            // systemd is back (a re-exec): subscribe again, look again.
-                            tracing::info!(watch = %self.name, "systemd is back on the bus; sampling every unit");
                             bus::subscribe(&conn)
                                 .await
                                 .map_err(|e| bus_error("cannot subscribe to systemd's signals", e))?;
-                            self.scan(&conn).await?;
                         }
                     }
                     Some(Err(e)) => return Err(bus_error("reading the bus's signals", e)),
                     None => return Err("system bus: the connection was closed".into()),
                 },
+                _ = sleep_until(self.settle), if self.settle.is_some() => {
+                    self.settle = None;
+                    tracing::info!(watch = %self.name, "systemd changed hands on the bus (a re-exec); sampling every unit");
+                    self.scan(&conn).await?;
+                }
             }
         }
     }
@@ -297,22 +319,27 @@ impl Follower {
             return Ok(());
         };
         let unit = f.unit.clone();
-        let props = match bus::get_all(conn, path, bus::UNIT).await {
+        // The unit's state first, then its type's: a change between the two reads comes
+        // as a signal of the unit's state (always sent after its type's), which then
+        // meets a type state at least as new as it.
+        let (props, unit_at) = match bus::get_all(conn, path, bus::UNIT).await {
             Ok(p) => p,
             Err(zbus::Error::MethodError(..)) => return Ok(()),
             Err(e) => return Err(bus_error("cannot read a unit's state", e)),
         };
-        let typed = match type_interface(&unit) {
+        let (typed, typed_at) = match type_interface(&unit) {
             Some(interface) => match bus::get_all(conn, path, interface).await {
-                Ok(p) => p,
-                Err(zbus::Error::MethodError(..)) => HashMap::new(),
+                Ok((p, at)) => (p, Some(at)),
+                Err(zbus::Error::MethodError(..)) => (HashMap::new(), None),
                 Err(e) => return Err(bus_error("cannot read a unit's state", e)),
             },
-            None => HashMap::new(),
+            None => (HashMap::new(), None),
         };
         if let Some(f) = self.units.get_mut(path) {
             f.props = props;
             f.typed = typed;
+            f.unit_at = Some(unit_at);
+            f.typed_at = typed_at;
         }
         self.send_if_changed(path).await
     }
@@ -331,6 +358,15 @@ impl Follower {
             return Ok(());
         };
         let unit_side = interface == bus::UNIT;
+        let (sender, serial) = bus::place(m);
+        let known_at = if unit_side { &f.unit_at } else { &f.typed_at };
+        if known_at
+            .as_ref()
+            .is_some_and(|(s, n)| *s == sender && serial < *n)
+        {
+            // Sent before the answer that told what is known now.
+            return Ok(());
+        }
         if !unit_side && type_interface(&f.unit) != Some(interface.as_str()) {
             return Ok(());
         }
@@ -348,7 +384,10 @@ impl Follower {
                 // systemd passes through `failed` on its way to `auto-restart`, and says
                 // so: what it says now tells which (it answers after the change is done).
                 match bus::get_all(conn, path, bus::UNIT).await {
-                    Ok(now) => f.props.extend(now),
+                    Ok((now, at)) => {
+                        f.props.extend(now);
+                        f.unit_at = Some(at);
+                    }
                     Err(zbus::Error::MethodError(..)) => {}
                     Err(e) => return Err(bus_error("cannot read a unit's state", e)),
                 }
@@ -359,6 +398,9 @@ impl Follower {
     }
 
     async fn send_if_changed(&mut self, path: &str) -> Outcome {
+        if self.settle.is_some() {
+            return Ok(());
+        }
         let Some(f) = self.units.get_mut(path) else {
             return Ok(());
         };
@@ -367,6 +409,7 @@ impl Follower {
             return Ok(());
         }
         f.last = Some(fields.clone());
+        tracing::debug!(watch = %self.name, fields = ?fields, "unit sample");
         let event = Event {
             watch: Arc::clone(&self.name),
             source: "unit",
@@ -404,6 +447,13 @@ const USED: [&str; 7] = [
     "NRestarts",
     "MainPID",
 ];
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The interface of a unit's own type, which holds its `Result` (and for services
 /// `NRestarts` and `MainPID`).

@@ -181,10 +181,12 @@ fn redirects_are_reported_unless_followed() {
     server.set(|r| r.redirect_to = Some("/final"));
     assert_eq!(status_with_redirects(&server, "false"), "302");
     assert_eq!(status_with_redirects(&server, "true"), "200");
+    // Followed to /final (any request: a later check may already have asked /start
+    // again, so the last one is not always /final; seen once in CI).
+    let requests = server.requests();
     assert!(
-        server.last_request().contains(" /final "),
-        "{}",
-        server.last_request()
+        requests.iter().any(|(_, r)| r.contains(" /final ")),
+        "{requests:?}"
     );
 }
 

@@ -28,4 +28,5 @@ mod tail;
 mod unit_watch;
 mod util;
 mod validate;
+mod web;
 mod webhook;

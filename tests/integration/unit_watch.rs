@@ -110,6 +110,7 @@ fn units_fail_restart_and_are_restarted_over_dbus() {
     s.ok(&["systemctl", "daemon-reload"]);
     s.ok(&["systemctl", "start", "sleeper.service"]);
     s.write("/etc/hark/hark.toml", CONFIG);
+
     s.ok(&["systemctl", "daemon-reload"]);
     s.ok(&["systemctl", "start", "hark"]);
 
@@ -217,8 +218,21 @@ fn units_fail_restart_and_are_restarted_over_dbus() {
         journal(&s)
     );
 
-    // systemd re-executes: hark follows it again and misses no failure after it.
+    // systemd re-executes: hark follows it again and misses no failure after it; the
+    // units it passes through other states while it deserializes them (late-one, failed
+    // throughout) neither resolve nor fire again.
     s.ok(&["systemctl", "daemon-reexec"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let late: Vec<String> = fired(&s)
+        .into_iter()
+        .filter(|l| l.contains("late-one"))
+        .collect();
+    assert_eq!(
+        late,
+        ["failed firing late-one.service exit-code"],
+        "{}",
+        journal(&s)
+    );
     let _ = s.run(&["systemctl", "reset-failed", "flaky.service"]);
     assert!(
         wait_line(&s, "failed resolved flaky.service success"),

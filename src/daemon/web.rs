@@ -1,0 +1,261 @@
+//! The HTTP listener at `[daemon] http`, on hyper's HTTP/1.1 server: `/metrics`
+//! (OpenMetrics or Prometheus' text format, as the scraper's `Accept` asks), `/api/status`
+//! (`hark status --json`), and `/`, the status page.
+//!
+//! Bounded, so a flood of idle or malformed connections cannot take the daemon's file
+//! descriptors or memory: at most `MAX_CONNECTIONS` at once (more are closed at once), a
+//! request's head within `HEAD_TIME` and `MAX_HEAD` bytes (hyper answers 431 or closes),
+//! a connection's whole life within `CONNECTION_TIME`. The answers come from the daemon's
+//! loop, like the control socket's, within `ANSWER_TIME`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::control::{Call, Peer, Request as Ask, Status};
+use crate::store::Store;
+
+const MAX_CONNECTIONS: usize = 256;
+const HEAD_TIME: Duration = Duration::from_secs(5);
+const MAX_HEAD: usize = 16 * 1024;
+const CONNECTION_TIME: Duration = Duration::from_secs(60);
+const ANSWER_TIME: Duration = Duration::from_secs(5);
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<Store>,
+    calls: mpsc::Sender<Call>,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, from) = tokio::select! {
+            _ = stop.cancelled() => return,
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(
+                    refused,
+                    "http: {MAX_CONNECTIONS} connections open; closing new ones at once"
+                );
+            }
+            continue;
+        };
+        let (store, calls, stop) = (Arc::clone(&store), calls.clone(), stop.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| {
+                let (store, calls) = (Arc::clone(&store), calls.clone());
+                async move { Ok::<_, Infallible>(answer(req, from, &store, &calls).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_TIME)
+                .max_buf_size(MAX_HEAD);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::timeout(CONNECTION_TIME, conn) => {}
+            }
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    from: SocketAddr,
+    store: &Arc<Store>,
+    calls: &mpsc::Sender<Call>,
+) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "only GET and HEAD here\n",
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            crate::metrics::update_outbox(store).await;
+            let text = crate::metrics::get().render();
+            let wants_openmetrics = req
+                .headers()
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/openmetrics-text"));
+            if wants_openmetrics {
+                reply(StatusCode::OK, OPENMETRICS, text)
+            } else {
+                reply(StatusCode::OK, PROMETHEUS_TEXT, prometheus_text(&text))
+            }
+        }
+        "/api/status" => match status(calls).await {
+            Ok(s) => reply(
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_vec_pretty(&s).unwrap_or_default(),
+            ),
+            Err(e) => unavailable(e),
+        },
+        "/" => match status(calls).await {
+            Ok(s) => reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                super::page::render(&s, &crate::metrics::get().timings.last_hour()),
+            ),
+            Err(e) => unavailable(e),
+        },
+        _ => {
+            tracing::debug!(peer = %from, path = req.uri().path(), "http: not found");
+            reply(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found: / (the status page), /api/status, /metrics\n",
+            )
+        }
+    }
+}
+
+fn unavailable(why: &'static str) -> Response<Full<Bytes>> {
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain; charset=utf-8",
+        format!("{why}\n"),
+    )
+}
+
+/// The daemon's status, asked of its loop as `hark status` asks.
+async fn status(calls: &mpsc::Sender<Call>) -> Result<Status, &'static str> {
+    let (tx, rx) = oneshot::channel();
+    // SAFETY: getuid/getgid cannot fail and touch no memory.
+    let who = unsafe {
+        Peer {
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+            pid: None,
+        }
+    };
+    let call = Call {
+        request: Ask::Status,
+        who,
+        reply: tx,
+    };
+    let asked = async {
+        calls.send(call).await.ok()?;
+        rx.await.ok()?.status
+    };
+    match tokio::time::timeout(ANSWER_TIME, asked).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err("hark is stopping"),
+        Err(_) => Err("the daemon did not answer in time; try again"),
+    }
+}
+
+/// OpenMetrics text as Prometheus' text format 0.0.4 (what a scraper that does not ask
+/// for OpenMetrics, and `promtool check metrics`, read): a counter's HELP and TYPE name
+/// its `_total` samples, and `# UNIT`, `# EOF` and `_created` samples are left out.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    // Families whose samples carry a suffix their name lacks: counters (`_total`) and
+    // info metrics (`_info`).
+    let mut suffixed = std::collections::HashMap::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            match rest.split_once(' ') {
+                Some((name, "counter")) => suffixed.insert(name.to_string(), "_total"),
+                Some((name, "info")) => suffixed.insert(name.to_string(), "_info"),
+                _ => None,
+            };
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        if let Some((prefix, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let tail = if prefix == "# TYPE " && tail == "info" {
+                "gauge"
+            } else if prefix == "# TYPE " && tail == "unknown" {
+                "untyped"
+            } else {
+                tail
+            };
+            let suffix = suffixed.get(name).copied().unwrap_or("");
+            out.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            continue;
+        }
+        let sample = line.split(['{', ' ']).next().unwrap_or_default();
+        if sample
+            .strip_suffix("_created")
+            .is_some_and(|f| suffixed.get(f) == Some(&"_total"))
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_by_their_samples_and_openmetrics_only_lines_go() {
+        let om = "# HELP hark_events Events emitted.\n# TYPE hark_events counter\n\
+                  hark_events_total{watch=\"a\"} 3\nhark_events_created{watch=\"a\"} 1.7e9\n\
+                  # HELP hark_lag_seconds Lag.\n# TYPE hark_lag_seconds histogram\n# UNIT hark_lag_seconds seconds\n\
+                  hark_lag_seconds_sum 1.0\n# TYPE hark_build info\nhark_build_info 1\n# EOF\n";
+        let text = prometheus_text(om);
+        assert_eq!(
+            text,
+            "# HELP hark_events_total Events emitted.\n# TYPE hark_events_total counter\n\
+             hark_events_total{watch=\"a\"} 3\n\
+             # HELP hark_lag_seconds Lag.\n# TYPE hark_lag_seconds histogram\n\
+             hark_lag_seconds_sum 1.0\n# TYPE hark_build_info gauge\nhark_build_info 1\n"
+        );
+    }
+}
