@@ -73,14 +73,21 @@ fn start_with(api: &Server, receiver: &Server, address: &str) -> Hark {
     )
 }
 
-#[test]
-fn the_status_page_shows_a_rule_firing_then_resolved_in_a_real_browser() {
+/// hark with its HTTP listener, an endpoint answering 500 (the rule fires) and a
+/// receiver answering 400 (its delivery fails for good).
+fn start_failing() -> (Server, Server, String, Hark) {
     let api = Server::start();
     api.set_status(500);
     let receiver = Server::start();
     receiver.set_status(400);
     let address = free_address();
     let h = start_with(&api, &receiver, &address);
+    (api, receiver, address, h)
+}
+
+#[test]
+fn the_status_page_shows_a_rule_firing_then_resolved_in_a_real_browser() {
+    let (api, _receiver, address, h) = start_failing();
     let firing = "data-rule=\"api_down\" data-state=\"firing\"";
     let mut page = String::new();
     let seen = wait_for(Duration::from_secs(30), || {
@@ -127,12 +134,7 @@ fn the_status_page_shows_a_rule_firing_then_resolved_in_a_real_browser() {
 
 #[test]
 fn api_status_and_metrics_in_both_formats_pass_promtool() {
-    let api = Server::start();
-    api.set_status(500);
-    let receiver = Server::start();
-    receiver.set_status(400);
-    let address = free_address();
-    let h = start_with(&api, &receiver, &address);
+    let (_api, _receiver, address, h) = start_failing();
     assert!(h.wait_log("delivery failed for good"), "{}", h.log());
     h.signal(libc::SIGHUP);
     assert!(h.wait_log("configuration reloaded"), "{}", h.log());
