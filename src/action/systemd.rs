@@ -54,26 +54,39 @@ pub async fn run(
     stop: &CancellationToken,
 ) -> Result<Outcome, String> {
     let started = Instant::now();
-    let conn = connection()
-        .await
-        .map_err(|e| format!("cannot connect to the system bus: {e}"))?;
-    // Listening before asking: the job may end before its path is read.
-    let mut removed = match bus::signals(&conn, Some("JobRemoved"), 1024).await {
-        Ok(s) => s,
-        Err(e) => {
-            forget_connection().await;
-            return Err(format!("system bus: {e}"));
+    // The shared connection may have died with the bus (dbus restarted): then once more
+    // on a new one.
+    let mut tries = 0;
+    let (reply, mut removed) = loop {
+        tries += 1;
+        let conn = connection()
+            .await
+            .map_err(|e| format!("cannot connect to the system bus: {e}"))?;
+        // Listening before asking: the job may end before its path is read.
+        let asked = async {
+            let removed = bus::signals(&conn, Some("JobRemoved"), 1024).await?;
+            let reply = conn
+                .call_method(
+                    Some(bus::DEST),
+                    bus::PATH,
+                    Some(bus::MANAGER),
+                    verb.method(),
+                    &(unit, "replace"),
+                )
+                .await;
+            Ok::<_, zbus::Error>((reply, removed))
+        };
+        match asked.await {
+            Ok((Err(e), _)) | Err(e) if !matches!(e, zbus::Error::MethodError(..)) => {
+                forget_connection().await;
+                if tries >= 2 {
+                    return Err(format!("system bus: {e}"));
+                }
+            }
+            Ok(asked) => break asked,
+            Err(e) => return Err(format!("system bus: {e}")),
         }
     };
-    let reply = conn
-        .call_method(
-            Some(bus::DEST),
-            bus::PATH,
-            Some(bus::MANAGER),
-            verb.method(),
-            &(unit, "replace"),
-        )
-        .await;
     let job: OwnedObjectPath = match reply {
         Ok(r) => r
             .body()
@@ -87,10 +100,7 @@ pub async fn run(
                 text.map(|t| format!(": {t}")).unwrap_or_default()
             ))
         }
-        Err(e) => {
-            forget_connection().await;
-            return Err(format!("system bus: {e}"));
-        }
+        Err(e) => return Err(format!("system bus: {e}")),
     };
     let wait = async {
         while let Some(m) = removed.next().await {

@@ -77,6 +77,7 @@ impl WatchKind {
         match self {
             WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_) => true,
             WatchKind::Process(_) => kind != Some("sample"),
+            WatchKind::Unit(_) => kind == Some("disconnected"),
             _ => false,
         }
     }

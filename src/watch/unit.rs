@@ -17,9 +17,10 @@
 //! subscribes again and, once it has been settled for a second, samples every unit: a
 //! failure during the re-exec is not missed, and the states the new instance passes its
 //! units through while it deserializes them are not reported (they made a failed unit
-//! resolve and fire again in a test). When the connection ends (the bus restarted), the
-//! reason is shown in `hark status`, and hark connects again after 1 s, then up to 30 s,
-//! and samples everything.
+//! resolve and fire again in a test). When the connection ends (the bus restarted), that
+//! is an event of the watch (`kind = "disconnected"`, the reason in `error`, also shown
+//! by `hark status`), and hark connects again after 1 s, then up to 30 s, and samples
+//! everything.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -88,7 +89,17 @@ pub fn start(
                 Ok(()) => return,
                 // The engine's queue closed: hark is stopping.
                 Err(_) if follower.events.is_closed() => return,
-                Err(why) => follower.problem(why),
+                Err(why) => {
+                    follower.problem(why.clone());
+                    if follower
+                        .events
+                        .send(follower.disconnected(why))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
             }
             if started.elapsed() > Duration::from_secs(60) {
                 delay = Duration::from_secs(1);
@@ -150,6 +161,27 @@ impl Follower {
         let mut p = lock(&self.problems);
         p.clear();
         p.push(why);
+    }
+
+    /// The event of the bus gone (or never reached): an edge, `kind = "disconnected"`,
+    /// with the reason in `error`; `unit` and the states empty, so conditions on them are
+    /// simply false and a rule can say `when = 'kind == "disconnected"'`.
+    fn disconnected(&self, why: String) -> Event {
+        let mut fields = Map::new();
+        fields.insert("kind".into(), Value::from("disconnected"));
+        for f in ["unit", "active_state", "sub_state", "load_state", "result"] {
+            fields.insert(f.into(), Value::from(""));
+        }
+        fields.insert("error".into(), Value::from(why));
+        Event {
+            watch: Arc::clone(&self.name),
+            source: "unit",
+            time: SystemTime::now(),
+            host: Arc::clone(&self.host),
+            edge: true,
+            fields,
+            cursor: None,
+        }
     }
 
     async fn follow(&mut self) -> Outcome {

@@ -3,7 +3,7 @@
 //! is active again; a `Restart=on-failure` unit shows `n_restarts` rising; the `systemd`
 //! action restarts a unit and reports the job's result, and a start that fails reports
 //! failure; a unit added by `daemon-reload` is watched; after `daemon-reexec` no failure
-//! is missed.
+//! is missed; the bus restarted is an event of the watch, and what fails after it is seen.
 
 use std::time::Duration;
 
@@ -24,6 +24,11 @@ resolve = ["rec"]
 [rule.restarting]
 watch = "units"
 when = 'unit == "restarty.service" && n_restarts >= 2'
+then = ["rec"]
+
+[rule.bus_lost]
+watch = "units"
+when = 'kind == "disconnected"'
 then = ["rec"]
 
 [rule.fix_sleeper]
@@ -256,4 +261,40 @@ fn units_fail_restart_and_are_restarted_over_dbus() {
     // A unit named that does not exist is a sample (`not-found`), not an error.
     let status = s.ok(&["hark", "status"]);
     assert!(!status.contains("system bus"), "{status}");
+
+    // The bus restarted: an event of the watch, hark connects again, and a failure after
+    // it fires and is restarted over D-Bus (the systemd action's connection renewed).
+    s.ok(&["systemctl", "restart", "dbus"]);
+    assert!(
+        wait_for(Duration::from_secs(30), || fired(&s)
+            .iter()
+            .any(|l| l.starts_with("bus_lost firing"))),
+        "{:?}\n{}",
+        fired(&s),
+        journal(&s)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let sleeper_failures = |s: &Sandbox| {
+        fired(s)
+            .iter()
+            .filter(|l| *l == "failed firing sleeper.service signal")
+            .count()
+    };
+    s.ok(&["systemctl", "kill", "-s", "KILL", "sleeper.service"]);
+    assert!(
+        wait_for(Duration::from_secs(30), || sleeper_failures(&s) == 2),
+        "{:?}\n{}",
+        fired(&s),
+        journal(&s)
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || fired(&s)
+            .iter()
+            .filter(|l| *l == "failed resolved sleeper.service success")
+            .count()
+            == 2),
+        "{:?}\n{}",
+        fired(&s),
+        journal(&s)
+    );
 }
