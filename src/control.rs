@@ -17,7 +17,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 mod peer;
+mod render;
 pub use peer::Peer;
+pub use render::render;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -455,128 +457,4 @@ pub fn tail(
             return Ok(Ok(()));
         }
     }
-}
-
-/// `hark status` for a person.
-pub fn render(s: &Status) -> String {
-    let mut out = format!(
-        "hark {} (pid {}), running since {}\nconfiguration: {}\n",
-        s.version,
-        s.pid,
-        s.started,
-        s.config_files.join(", ")
-    );
-    if let Some(r) = &s.last_reload {
-        if r.ok {
-            out.push_str(&format!("last reload: ok at {}\n", r.time));
-        } else {
-            out.push_str(&format!(
-                "last reload: FAILED at {} (the previous configuration is still running):\n",
-                r.time
-            ));
-            for e in &r.errors {
-                for l in e.lines() {
-                    out.push_str(&format!("  {l}\n"));
-                }
-            }
-        }
-    }
-    out.push_str(&format!("\nwatches ({}):\n", s.watches.len()));
-    for w in &s.watches {
-        let last = w.last_event.as_deref().unwrap_or("no event yet");
-        out.push_str(&format!(
-            "  {:<20} {:<8} {:>7} events  last {last}",
-            w.name, w.kind, w.events
-        ));
-        if let Some(e) = &w.last_error {
-            out.push_str(&format!("  error: {e}"));
-        }
-        out.push('\n');
-        for p in &w.problems {
-            out.push_str(&format!("    not watched: {p}\n"));
-        }
-    }
-    out.push_str(&format!("\nrules ({}):\n", s.rules.len()));
-    for r in &s.rules {
-        let watch = match (&r.watch, &r.group) {
-            (Some(w), Some(g)) => format!("{w} [{}]", crate::event::group_text(g)),
-            (Some(w), None) => w.clone(),
-            (None, _) => "-".to_string(),
-        };
-        out.push_str(&format!("  {:<20} {:<20} {:<8}", r.name, watch, r.state));
-        if let Some(since) = &r.since {
-            out.push_str(&format!(" since {since}"));
-        }
-        if let Some(n) = r.groups {
-            out.push_str(&format!("  ({n} groups)"));
-        }
-        match r.silenced_until.as_deref() {
-            Some("") => out.push_str("  silenced"),
-            Some(t) => out.push_str(&format!("  silenced until {t}")),
-            None => {}
-        }
-        out.push('\n');
-    }
-    out.push_str(&format!(
-        "\nactions: {} running, {} queued\n",
-        s.actions.running, s.actions.queued
-    ));
-    let o = &s.outbox;
-    out.push_str(&format!("outbox: {} pending", o.pending));
-    if let Some(t) = &o.oldest_pending {
-        out.push_str(&format!(" (oldest accepted {t})"));
-    }
-    out.push_str(&format!(", {} failed\n", o.failed.len()));
-    if let Some(e) = &o.error {
-        out.push_str(&format!("  cannot read the outbox: {e}\n"));
-    }
-    for f in &o.failed {
-        out.push_str(&format!(
-            "  failed: rule {} action {} ({}) accepted {}, {} attempt(s): {}\n",
-            f.rule, f.action, f.state, f.accepted, f.attempts, f.error
-        ));
-    }
-    out.push_str(&render_timing(&s.timing));
-    out
-}
-
-/// Where the time goes, for a person: p50 / p99 of the last samples.
-fn render_timing(t: &crate::metrics::TimingStatus) -> String {
-    fn q(label: &str, q: &Option<crate::metrics::Quantiles>) -> String {
-        match q {
-            Some(q) => format!(
-                "{label} p50 {:.1} ms, p99 {:.1} ms (n={})",
-                q.p50_ms, q.p99_ms, q.n
-            ),
-            None => format!("{label} -"),
-        }
-    }
-    let mut out = String::from("\ntiming (the last 1000 samples of each):\n");
-    for w in &t.watches {
-        out.push_str(&format!(
-            "  watch  {:<20} {:<44} {}\n",
-            w.name,
-            q("check", &w.check),
-            q("lag", &w.lag)
-        ));
-    }
-    for a in &t.actions {
-        out.push_str(&format!(
-            "  action {:<20} {:<44} {}\n",
-            a.name,
-            q("wait", &a.wait),
-            q("run", &a.run)
-        ));
-    }
-    let r = &t.runtime;
-    out.push_str(&format!(
-        "runtime: event queue {}/{} (max {} in the last minute), timer lag {:.1} ms (max {:.1} ms in the last minute), {} tasks\n",
-        r.event_queue_depth,
-        r.event_queue_capacity,
-        r.event_queue_max,
-        r.loop_lag_ms,
-        r.loop_lag_max_ms,
-        r.tasks
-    ));
-    out
 }

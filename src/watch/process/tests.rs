@@ -10,6 +10,19 @@ fn watch_named(name: &str) -> ProcessWatch {
     }
 }
 
+/// Waits until the kernel has finished `exec` of `pid` (its arguments are readable):
+/// `spawn` returns once the exec is past its point of no return, not once it is done,
+/// and a sample taken in between saw no cmdline and no memory (seen once in a run).
+fn wait_exec_done(pid: u32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A copy of `sleep` under a name no other process has.
 fn unique_sleep(dir: &std::path::Path) -> (String, std::path::PathBuf) {
     let name = format!("hs{:08x}", fastrand::u32(..));
@@ -23,6 +36,7 @@ fn a_sample_counts_the_processes_the_pass_found() {
     let dir = tempfile::tempdir().unwrap();
     let (name, path) = unique_sleep(dir.path());
     let mut child = std::process::Command::new(&path).arg("30").spawn().unwrap();
+    wait_exec_done(child.id());
     let fields = sample_once(&watch_named(&name));
     let _ = child.kill();
     let _ = child.wait();
