@@ -199,6 +199,15 @@ fn print_answer(r: hark::control::Response) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A client command whose reader went away (`hark tail | head`) ends quietly, as
+        // other tools do, instead of panicking on the broken pipe. The daemon keeps
+        // ignoring SIGPIPE: a client that hangs up is an error on that socket only.
+        // SAFETY: resets one signal's disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Validate { config } => match Config::load(&config) {
             Ok(c) => {

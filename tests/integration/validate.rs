@@ -406,3 +406,26 @@ fn unit_watch_and_systemd_action_keys_are_checked_with_their_places() {
     let (code, out, err) = validate(&[good]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn a_client_command_whose_reader_hangs_up_ends_quietly() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // A pipe of one page, so the completions (24 KB) do not fit: hark is still writing
+    // when its reader takes a few bytes and goes, as `| head` does.
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    // SAFETY: fcntl on a descriptor this test owns.
+    unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    let child = Command::new(HARK)
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hark completions");
+    let mut first = [0u8; 16];
+    reader.read_exact(&mut first).unwrap();
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+}
