@@ -33,7 +33,8 @@ table{border-collapse:collapse}td,th{padding:.2em .8em;border-bottom:1px solid #
 .pending{background:#f1c40f;padding:0 .4em;border-radius:3px}\
 .ok{color:#1e8449}.muted{color:#777}code{font-size:.9em;word-break:break-all}svg{background:#fafafa;border:1px solid #ddd}";
 
-/// The page for `s`; `hour` is each periodic check's (time, ms) over the last hour.
+/// The page for `s`; `hour` is each periodic check's longest duration per 30 s over the
+/// last hour (time, ms).
 pub fn render(s: &Status, hour: &[(String, Vec<(f64, f32)>)]) -> String {
     let mut h = String::new();
     let firing = s.rules.iter().filter(|r| r.state == "firing").count();
@@ -232,7 +233,7 @@ fn graphs(h: &mut String, hour: &[(String, Vec<(f64, f32)>)]) {
             .map(|p| p.1)
             .fold(0.0_f32, f32::max)
             .max(0.001) as f64;
-        // The hour, or as much of it as there are checks for.
+        // The hour, or as much of it as there are points for.
         let first_t = points.first().map_or(last_t, |p| p.0);
         let span = (last_t - first_t).clamp(1.0, 3600.0);
         let start = last_t - span;
@@ -246,12 +247,12 @@ fn graphs(h: &mut String, hour: &[(String, Vec<(f64, f32)>)]) {
             .collect();
         let _ = write!(
             h,
-            "<p>{} <span class=\"muted\">(max {max:.1} ms, {} checks over {})</span><br>\
+            "<p>{} <span class=\"muted\">(max {max:.1} ms; the longest check of each 30 s, \
+             over {})</span><br>\
              <svg width=\"{w}\" height=\"{ht}\" viewBox=\"0 0 {w} {ht}\" role=\"img\" \
              aria-label=\"{} check duration\"><polyline fill=\"none\" stroke=\"#2471a3\" \
              stroke-width=\"1.5\" points=\"{}\"/></svg></p>",
             escape(watch),
-            points.len(),
             crate::event::human_duration(std::time::Duration::from_secs(span as u64)),
             escape(watch),
             coords.join(" ")

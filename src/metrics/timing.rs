@@ -64,8 +64,9 @@ pub struct TimingStatus {
     pub runtime: RuntimeHealth,
 }
 
-/// Samples kept per check for the last hour's graph, at most (one a second for an hour).
-const HOUR_MAX: usize = 3600;
+/// The last hour's graph keeps one point per check and this many seconds (the longest
+/// check in it): 120 points a check, a few KiB, however often it runs.
+const HOUR_STEP: f64 = 30.0;
 
 #[derive(Default)]
 struct Ring(VecDeque<f64>);
@@ -97,8 +98,8 @@ impl Ring {
 #[derive(Default)]
 struct Inner {
     checks: BTreeMap<String, Ring>,
-    /// Each periodic check's duration over the last hour (seconds since the epoch, ms),
-    /// for the status page's graphs.
+    /// Each periodic check's longest duration per `HOUR_STEP` over the last hour (the
+    /// step's start in seconds since the epoch, ms), for the status page's graphs.
     hour: BTreeMap<String, VecDeque<(f64, f32)>>,
     lags: BTreeMap<String, Ring>,
     waits: BTreeMap<String, Ring>,
@@ -136,15 +137,21 @@ impl Timings {
                 i.hour.insert(watch.to_string(), VecDeque::new());
             }
             if let Some(h) = i.hour.get_mut(watch) {
-                while h.front().is_some_and(|(t, _)| *t < now - 3600.0) || h.len() >= HOUR_MAX {
+                while h.front().is_some_and(|(t, _)| *t < now - 3600.0) {
                     h.pop_front();
                 }
-                h.push_back((now, (seconds * 1000.0) as f32));
+                let step = (now / HOUR_STEP).floor() * HOUR_STEP;
+                let ms = (seconds * 1000.0) as f32;
+                match h.back_mut() {
+                    Some((t, max)) if *t == step => *max = max.max(ms),
+                    _ => h.push_back((step, ms)),
+                }
             }
         });
     }
 
-    /// Each periodic check's durations over the last hour: (seconds since the epoch, ms).
+    /// Each periodic check's longest duration per 30 s over the last hour: (the step's
+    /// start in seconds since the epoch, ms).
     pub fn last_hour(&self) -> Vec<(String, Vec<(f64, f32)>)> {
         self.with(|i| {
             i.hour

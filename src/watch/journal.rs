@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::WatchError;
+use super::{lock, WatchError};
 use crate::config::JournalWatch;
 use crate::event::{Cursor, Event, Mark};
 
@@ -55,10 +55,6 @@ impl JournalHandle {
             let _ = t.join();
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn kill(child: &Mutex<Option<u32>>) {

@@ -41,6 +41,12 @@ pub enum WatchError {
     Other(String),
 }
 
+/// Locks a mutex whose data stays consistent even if a holder panicked (a watch's
+/// problems, its child's pid).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub(crate) fn read_sysctl(name: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
         .map(|s| s.trim().to_string())

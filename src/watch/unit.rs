@@ -34,6 +34,7 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::Connection;
 
 use self::sample::{fields_of, transient_failure, type_interface, USED};
+use super::lock;
 use crate::config::UnitWatch;
 use crate::event::Event;
 use crate::systemd_bus as bus;
@@ -55,10 +56,6 @@ impl UnitHandle {
     pub fn problems(&self) -> Vec<String> {
         lock(&self.problems).clone()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Starts the watch's task on the current runtime.

@@ -66,26 +66,34 @@ impl Outbox {
             .collect())
     }
 
+    /// One delivery, read from the store.
+    async fn entry(&self, id: u64) -> Result<Delivery, String> {
+        let store = Arc::clone(&self.shared.store);
+        let bytes = tokio::task::spawn_blocking(move || store.outbox_entry(id))
+            .await
+            .map_err(|e| format!("reading the outbox panicked: {e}"))?
+            .map_err(|e| format!("cannot read the outbox: {e}"))?
+            .ok_or_else(|| format!("no delivery {id} in the outbox"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("delivery {id} does not decode: {e}"))
+    }
+
     /// Tries a failed delivery again (`id`), or every failed one (`None`), from its first
     /// attempt, with the same idempotency key; returns the ones queued.
     pub async fn retry(&self, id: Option<u64>) -> Result<Vec<Entry>, String> {
-        let all = self.entries().await?;
-        if let Some(id) = id {
-            match all.iter().find(|(i, _)| *i == id) {
-                None => return Err(format!("no delivery {id} in the outbox")),
-                Some((_, d)) if d.failed.is_none() => {
+        let chosen = match id {
+            Some(id) => {
+                let d = self.entry(id).await?;
+                if d.failed.is_none() {
                     return Err(format!(
                         "delivery {id} has not failed: it is pending, and tried again by itself"
-                    ))
+                    ));
                 }
-                Some(_) => {}
+                vec![(id, d)]
             }
-        }
+            None => self.entries().await?,
+        };
         let mut queued = Vec::new();
-        for (seq, mut d) in all {
-            if d.failed.is_none() || id.is_some_and(|i| i != seq) {
-                continue;
-            }
+        for (seq, mut d) in chosen.into_iter().filter(|(_, d)| d.failed.is_some()) {
             d.failed = None;
             d.attempts = 0;
             settle(&self.shared, vec![(seq, Some(d.to_bytes()))]).await;
@@ -97,10 +105,7 @@ impl Outbox {
 
     /// Drops a delivery, failed or pending: it is not attempted again.
     pub async fn drop_delivery(&self, id: u64) -> Result<Entry, String> {
-        let all = self.entries().await?;
-        let Some((_, d)) = all.into_iter().find(|(i, _)| *i == id) else {
-            return Err(format!("no delivery {id} in the outbox"));
-        };
+        let d = self.entry(id).await?;
         if d.failed.is_none() {
             lock(&self.shared.dropped).insert(id);
         }

@@ -41,11 +41,12 @@ impl LogState {
                 "delete" => {
                     // A delete reported late, once a file made anew at the path is being
                     // read, is not about that file: same inode and same first bytes.
+                    let now_there = crate::fsread::open_regular(&p);
                     let current = self.readers.get(&p).is_some_and(|r| {
-                        crate::fsread::open_regular(&p).is_ok_and(|f| {
+                        now_there.as_ref().is_ok_and(|f| {
                             f.metadata()
                                 .is_ok_and(|m| m.ino() == r.ino && m.dev() == r.dev)
-                                && head_matches(&f, r.head)
+                                && head_matches(f, r.head)
                         })
                     });
                     if !current {
@@ -54,9 +55,7 @@ impl LogState {
                         }
                         // Something else already in its place (a directory, a FIFO): the
                         // file watch may report no create for it, so it is named here.
-                        if let Err(e @ crate::fsread::ReadError::NotRegular(_)) =
-                            crate::fsread::open_regular(&p)
-                        {
+                        if let Err(e @ crate::fsread::ReadError::NotRegular(_)) = now_there {
                             self.problem(format!("cannot read {p:?}: {e}"));
                         }
                     }
