@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod rule;
 pub mod store;
 pub mod systemd_bus;
+pub mod tls;
 pub mod trace;
 pub mod watch;

@@ -8,6 +8,7 @@
 //! more (and takes no events meanwhile: the watches' own queues then fill and say so).
 
 mod broker;
+pub mod email;
 mod job;
 pub mod outbox;
 mod payload;
@@ -191,6 +192,15 @@ impl Dispatcher {
                         }
                     }
                 }
+                ActionKind::Email(e) => match render_mail(e, &ctx, &self.templates) {
+                    Ok((subject, body)) => deliveries.push(outbox::Delivery {
+                        subject: Some(subject),
+                        ..outbox::Delivery::new(&firing, name, body, "text/plain".into())
+                    }),
+                    Err(e) => {
+                        tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its message failed to render");
+                    }
+                },
                 ActionKind::Broker(b) => match render_message(b, &firing, &ctx, &self.templates) {
                     Ok((route, body, content_type)) => deliveries.push(outbox::Delivery {
                         route: Some(route),
@@ -290,6 +300,18 @@ impl Dispatcher {
                     )),
                     Err(e) => out.push(format!("systemd `{name}`: the unit fails to render: {e}")),
                 },
+                ActionKind::Email(e) => match render_mail(e, &ctx, &self.templates) {
+                    Ok((subject, body)) => out.push(format!(
+                        "email `{name}`: to {} via {}:{}, subject {subject:?}\n{body}",
+                        e.to.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        e.server.host,
+                        e.server.port
+                    )),
+                    Err(e) => out.push(format!("email `{name}`: the message fails to render: {e}")),
+                },
                 ActionKind::Broker(b) => match render_message(b, firing, &ctx, &self.templates) {
                     Ok((route, body, content_type)) => out.push(format!(
                         "{} `{name}`: publish to {route:?} ({content_type}) {body}",
@@ -365,6 +387,19 @@ fn render_message(
     let route = crate::event::display_lossy(&templates.render(&b.route, ctx)?);
     let (body, content_type) = payload::render(&b.payload, firing, ctx, templates)?;
     Ok((route, body, content_type))
+}
+
+/// An email's subject (on one line) and body.
+fn render_mail(
+    e: &crate::config::EmailAction,
+    ctx: &template::RenderContext,
+    templates: &Templates,
+) -> Result<(String, String), minijinja::Error> {
+    let subject = email::one_line(&crate::event::display_lossy(
+        &templates.render(&e.subject, ctx)?,
+    ));
+    let body = crate::event::display_lossy(&templates.render(&e.body, ctx)?);
+    Ok((subject, body))
 }
 
 fn prepare_shell(

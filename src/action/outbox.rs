@@ -61,6 +61,9 @@ pub struct Delivery {
     /// For a broker message: its routing key, topic or subject, rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// For an email: its subject, rendered (the body is `body`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl Delivery {
@@ -81,6 +84,7 @@ impl Delivery {
             alert: None,
             watch: firing.event.watch.to_string(),
             route: None,
+            subject: None,
         }
     }
 
@@ -404,6 +408,28 @@ struct Receiver<'a> {
     ends_after: Option<Duration>,
 }
 
+/// Where one delivery goes: an HTTP receiver or an SMTP server.
+enum Target<'a> {
+    Http(Receiver<'a>),
+    Email(&'a crate::config::EmailAction),
+}
+
+impl Target<'_> {
+    fn retry(&self) -> Option<u32> {
+        match self {
+            Target::Http(r) => r.retry,
+            Target::Email(e) => e.retry,
+        }
+    }
+}
+
+fn target(action: Option<&ActionConfig>, target: u32) -> Option<Target<'_>> {
+    match &action?.kind {
+        ActionKind::Email(e) => (target == 0).then_some(Target::Email(e)),
+        _ => receiver(action, target).map(Target::Http),
+    }
+}
+
 fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> {
     match &action?.kind {
         ActionKind::Webhook(w) => (target == 0).then_some(Receiver {
@@ -422,8 +448,11 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
             retry: am.retry,
             ends_after: Some(am.lifetime()),
         }),
-        // Broker messages go through `publish::deliver_batch`.
-        ActionKind::Broker(_) | ActionKind::Shell(_) | ActionKind::Systemd(_) => None,
+        // Broker messages go through `publish::deliver_batch`; emails through `target`.
+        ActionKind::Broker(_)
+        | ActionKind::Shell(_)
+        | ActionKind::Systemd(_)
+        | ActionKind::Email(_) => None,
     }
 }
 
@@ -468,7 +497,7 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
                 continue;
             }
         }
-        let Some(to) = receiver(action.as_deref(), d.target) else {
+        let Some(to) = target(action.as_deref(), d.target) else {
             give_up(
                 shared,
                 seq,
@@ -494,7 +523,10 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
             m.observe_wait(&d.action, waited);
         }
         let started = std::time::Instant::now();
-        let outcome = attempt(shared.client(), &to, &d).await;
+        let outcome = match &to {
+            Target::Http(r) => attempt(shared.client(), r, &d).await,
+            Target::Email(e) => mail(e, &d).await,
+        };
         let took = started.elapsed();
         m.observe_run(&d.action, took);
         let line = |what: &str, text: String| {
@@ -526,7 +558,7 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
             }
             Outcome::Retry(after, why) => {
                 crate::metrics::get().delivery(&d.action, "retry");
-                if to.retry.is_some_and(|max| d.attempts >= max) {
+                if to.retry().is_some_and(|max| d.attempts >= max) {
                     let why = format!("{why}; no attempts left (retry = {})", d.attempts);
                     give_up(shared, seq, d, why).await;
                     return;
@@ -610,6 +642,20 @@ async fn attempt(client: &Client, to: &Receiver<'_>, d: &Delivery) -> Outcome {
             ),
         ),
         Err(e) => Outcome::Retry(None, error_text(&e)),
+    }
+}
+
+async fn mail(e: &crate::config::EmailAction, d: &Delivery) -> Outcome {
+    let mail = super::email::Mail {
+        key: &d.key,
+        subject: d.subject.as_deref().unwrap_or_default(),
+        body: &d.body,
+        accepted: d.accepted,
+    };
+    match super::email::send(e, &mail).await {
+        Ok(()) => Outcome::Delivered,
+        Err(super::email::Refused::Retry(why)) => Outcome::Retry(None, why),
+        Err(super::email::Refused::Failed(why)) => Outcome::Failed(why),
     }
 }
 

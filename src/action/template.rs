@@ -42,6 +42,10 @@ impl Templates {
                     s.env.values().for_each(|v| t.add(v));
                 }
                 ActionKind::Systemd(s) => t.add(&s.unit),
+                ActionKind::Email(e) => {
+                    t.add(&e.subject);
+                    t.add(&e.body);
+                }
                 ActionKind::Webhook(w) => t.add_payload(&w.payload),
                 ActionKind::Broker(b) => {
                     t.add(&b.route);

@@ -30,9 +30,11 @@ pub enum ActionKind {
     Broker(super::broker::BrokerAction),
     /// A unit started, stopped, restarted or reloaded by systemd.
     Systemd(super::systemd::SystemdAction),
+    /// A message to an SMTP server.
+    Email(super::email::EmailAction),
 }
 
-const AVAILABLE: &str = "shell, systemd, webhook, alertmanager, amqp, mqtt, nats";
+const AVAILABLE: &str = "shell, systemd, webhook, alertmanager, email, amqp, mqtt, nats";
 
 #[derive(Debug, Clone)]
 pub struct ShellAction {
@@ -122,6 +124,7 @@ pub(crate) fn parse(
             ActionKind::Alertmanager(super::alertmanager::parse(ctx, table, span, templates)?)
         }
         "systemd" => ActionKind::Systemd(super::systemd::parse(ctx, table, span, templates)?),
+        "email" => ActionKind::Email(super::email::parse(ctx, table, span, templates)?),
         t @ ("amqp" | "mqtt" | "nats") => {
             ActionKind::Broker(super::broker::parse(ctx, t, table, span, templates)?)
         }

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::parse::deserialize_table;
 use super::secret::{self, Secret};
+use super::tls::{self, TlsOptions};
 use super::values;
 use super::webhook::{payload, retry, Payload};
 use super::Ctx;
@@ -29,6 +30,8 @@ pub struct BrokerAction {
     /// Attempts at most; `None`: until delivered.
     pub retry: Option<u32>,
     pub payload: Payload,
+    /// For amqps://, mqtts:// and tls://.
+    pub tls: TlsOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +73,8 @@ struct RawAmqp {
     json: Option<Spanned<serde_json::Value>>,
     body: Option<Spanned<String>>,
     content_type: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    tls_verify: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +89,8 @@ struct RawMqtt {
     json: Option<Spanned<serde_json::Value>>,
     body: Option<Spanned<String>>,
     content_type: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    tls_verify: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -97,6 +104,8 @@ struct RawNats {
     json: Option<Spanned<serde_json::Value>>,
     body: Option<Spanned<String>>,
     content_type: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    tls_verify: Option<bool>,
 }
 
 /// What every broker action has, read from its raw table.
@@ -108,6 +117,8 @@ struct Common<'a> {
     json: &'a Option<Spanned<serde_json::Value>>,
     body: &'a Option<Spanned<String>>,
     content_type: &'a Option<Spanned<String>>,
+    ca: &'a Option<Spanned<String>>,
+    tls_verify: Option<bool>,
 }
 
 /// The keys every broker action has, from one of the raw tables; `$route` names its
@@ -122,6 +133,8 @@ macro_rules! common {
             json: &$raw.json,
             body: &$raw.body,
             content_type: &$raw.content_type,
+            ca: &$raw.ca,
+            tls_verify: $raw.tls_verify,
         }
     };
 }
@@ -192,6 +205,19 @@ fn finish(
     let timeout = values::positive_duration(ctx, raw.timeout, "timeout", DEFAULT_BROKER_TIMEOUT);
     let retry = retry(ctx, raw.retry);
     let payload = payload(ctx, templates, raw.json, raw.body, raw.content_type);
+    let tls = match (&url, raw.ca) {
+        (Some(u), Some(ca)) if !is_tls(u.expose()) => {
+            ctx.error(
+                ca.span(),
+                format!(
+                    "`ca` has no use without TLS: the url's scheme is {}",
+                    tls_schemes(&protocol)
+                ),
+            );
+            TlsOptions::default()
+        }
+        _ => tls::parse(ctx, raw.ca, raw.tls_verify),
+    };
     if ctx.errors.len() != before {
         return None;
     }
@@ -202,30 +228,39 @@ fn finish(
         timeout,
         retry,
         payload,
+        tls,
     })
+}
+
+/// Whether a broker URL asks for TLS.
+pub fn is_tls(url: &str) -> bool {
+    Url::parse(url.trim()).is_ok_and(|u| matches!(u.scheme(), "amqps" | "mqtts" | "ssl" | "tls"))
+}
+
+fn tls_schemes(protocol: &Protocol) -> &'static str {
+    match protocol {
+        Protocol::Amqp { .. } => "not amqps://",
+        Protocol::Mqtt { .. } => "not mqtts://",
+        Protocol::Nats { .. } => "not tls://",
+    }
 }
 
 /// The URL schemes each client speaks. Messages name neither the value nor the parse
 /// error: both could hold a password.
 fn check_url(ctx: &mut Ctx, protocol: &Protocol, span: Range<usize>, url: &str) {
     let (schemes, example): (&[&str], &str) = match protocol {
-        Protocol::Amqp { .. } => (&["amqp"], "amqp://user:password@127.0.0.1:5672/%2f"),
-        Protocol::Mqtt { .. } => (&["mqtt", "tcp"], "mqtt://user:password@127.0.0.1:1883"),
-        Protocol::Nats { .. } => (&["nats", "tls"], "nats://127.0.0.1:4222"),
+        Protocol::Amqp { .. } => (
+            &["amqp", "amqps"],
+            "amqp://user:password@127.0.0.1:5672/%2f or amqps://user:password@broker.example.org/%2f",
+        ),
+        Protocol::Mqtt { .. } => (
+            &["mqtt", "tcp", "mqtts", "ssl"],
+            "mqtt://user:password@127.0.0.1:1883 or mqtts://broker.example.org:8883",
+        ),
+        Protocol::Nats { .. } => (&["nats", "tls"], "nats://127.0.0.1:4222 or tls://nats.example.org:4222"),
     };
     match Url::parse(url.trim()) {
-        Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some() => {}
-        Ok(u) if matches!(u.scheme(), "amqps" | "mqtts" | "ssl") => ctx.error(
-            span,
-            format!(
-                "`url`: TLS to an {} broker is not supported in this version (use {}:// on a trusted network, or a local TLS tunnel)",
-                protocol.type_name(),
-                schemes[0]
-            ),
-        ),
-        _ => ctx.error(
-            span,
-            format!("`url` must be a URL like {example}"),
-        ),
+        Ok(u) if schemes.contains(&u.scheme()) && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+        _ => ctx.error(span, format!("`url` must be a URL like {example}")),
     }
 }

@@ -7,6 +7,7 @@ mod broker;
 mod checks;
 mod condition;
 pub mod diagnostic;
+mod email;
 mod files;
 mod http;
 mod journal;
@@ -15,6 +16,7 @@ mod parse;
 mod rule;
 mod secret;
 mod systemd;
+mod tls;
 mod unit;
 mod values;
 mod watch;
@@ -31,20 +33,22 @@ pub use action::{
     TEMPLATE_MAX_OUTPUT,
 };
 pub use alertmanager::AlertmanagerAction;
-pub use broker::{BrokerAction, Protocol};
+pub use broker::{is_tls as is_broker_tls, BrokerAction, Protocol};
 pub use checks::{CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
 pub use condition::{
     compile as compile_condition, env as cel_env, Condition, MAX_DEPTH as MAX_CONDITION_DEPTH,
 };
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
+pub use email::{EmailAction, Security, SmtpServer};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
 pub use journal::JournalWatch;
 pub use log::LogWatch;
-pub use parse::DEFAULT_CONTROL_SOCKET;
+pub use parse::{local_hostname, DEFAULT_CONTROL_SOCKET};
 pub use rule::{RuleConfig, Threshold, TriggerLimit};
 pub use secret::Secret;
 pub use systemd::{SystemdAction, Verb};
+pub use tls::{pem_certificates, Ca, TlsOptions};
 pub use unit::UnitWatch;
 pub use watch::{FileEvents, FileWatch, PathPattern, WatchConfig, WatchKind};
 pub use webhook::{Payload, WebhookAction};

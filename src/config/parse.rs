@@ -393,7 +393,7 @@ impl Default for DaemonConfig {
     }
 }
 
-fn local_hostname() -> String {
+pub fn local_hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
     // or truncates, and we read only up to the first NUL.

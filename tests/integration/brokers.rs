@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::util::*;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -28,7 +28,7 @@ fn port_open(port: u16) -> bool {
 
 /// A process started in a process group of its own; the whole group is killed (SIGKILL:
 /// an outage, not a shutdown) by `stop` and when dropped.
-struct Group(Option<Child>);
+pub(crate) struct Group(Option<Child>);
 
 impl Group {
     fn spawn(cmd: &mut Command, log: &Path) -> Group {
@@ -63,19 +63,19 @@ impl Drop for Group {
 }
 
 /// A broker the test can take down and bring back, on the same port and storage.
-trait Broker {
+pub(crate) trait Broker {
     fn start(&mut self);
     fn stop(&mut self);
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime")
 }
 
-fn start_hark(action: &str) -> Hark {
+pub(crate) fn start_hark(action: &str) -> Hark {
     let dir = tempdir();
     std::fs::create_dir(dir.path().join("in")).unwrap();
     start_in(
@@ -84,12 +84,12 @@ fn start_hark(action: &str) -> Hark {
     )
 }
 
-fn drop_file(h: &Hark, name: &str) {
+pub(crate) fn drop_file(h: &Hark, name: &str) {
     std::fs::write(h.path(&format!("in/{name}")), "").unwrap();
 }
 
 /// The file names in the payloads received, with how many times each came.
-fn names(payloads: &[Value]) -> BTreeMap<String, usize> {
+pub(crate) fn names(payloads: &[Value]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for p in payloads {
         assert_eq!(p["rule"], "dropped", "{p}");
@@ -102,7 +102,7 @@ fn names(payloads: &[Value]) -> BTreeMap<String, usize> {
 }
 
 /// Waits (bounded) until every name in `want` was received at least once.
-fn wait_names(
+pub(crate) fn wait_names(
     received: &dyn Fn() -> Vec<Value>,
     want: &[&str],
     h: &Hark,
@@ -309,20 +309,24 @@ fn nats_jetstream_every_firing_arrives_through_an_outage_and_a_sigkill() {
 
 // ---------------------------------------------------------------- MQTT
 
-struct Mosquitto {
+pub(crate) struct Mosquitto {
     process: Group,
-    port: u16,
+    pub port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
     fn new() -> Mosquitto {
-        let dir = tempdir();
+        Mosquitto::with(tempdir(), "")
+    }
+
+    /// With `listeners` (more of mosquitto.conf) after the plain one, in `dir`.
+    pub(crate) fn with(dir: tempfile::TempDir, listeners: &str) -> Mosquitto {
         let port = free_port();
         std::fs::write(
             dir.path().join("mosquitto.conf"),
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\n",
+                "per_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_on_changes true\nautosave_interval 1\nlistener {port} 127.0.0.1\n{listeners}",
                 dir.path().display()
             ),
         )
@@ -365,7 +369,10 @@ impl Broker for Mosquitto {
 
 /// A subscriber to `hark/#` at QoS 1 with a persistent session, so what is published
 /// while it reconnects waits for it; gathers payloads until `stop`.
-fn mqtt_subscriber(port: u16, stop: Arc<std::sync::atomic::AtomicBool>) -> Arc<Mutex<Vec<Value>>> {
+pub(crate) fn mqtt_subscriber(
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Arc<Mutex<Vec<Value>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&got);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -419,16 +426,21 @@ fn mqtt_every_firing_arrives_through_an_outage_and_a_sigkill() {
 
 // ---------------------------------------------------------------- AMQP
 
-struct Rabbit {
+pub(crate) struct Rabbit {
     process: Group,
     _epmd: Group,
-    port: u16,
+    pub port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Rabbit {
     fn new() -> Rabbit {
-        let dir = tempdir();
+        Rabbit::with(tempdir(), "")
+    }
+
+    /// With `conf` as its rabbitmq.conf, in `dir`.
+    pub(crate) fn with(dir: tempfile::TempDir, conf: &str) -> Rabbit {
+        std::fs::write(dir.path().join("rabbitmq.conf"), conf).unwrap();
         std::fs::write(dir.path().join("enabled_plugins"), "[].\n").unwrap();
         let epmd_port = free_port();
         let epmd = Group::spawn(
@@ -446,7 +458,7 @@ impl Rabbit {
         r
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 }
@@ -491,7 +503,7 @@ impl Broker for Rabbit {
 }
 
 /// Declares the topic exchange `hark` and a durable queue bound to `hark.#`.
-fn declare(url: &str) {
+pub(crate) fn declare(url: &str) {
     use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
     rt().block_on(async {
@@ -532,7 +544,7 @@ fn declare(url: &str) {
 
 /// Takes what is in the queue `events` (acknowledging it), added to `kept`; the
 /// properties of each message too.
-fn drain(url: &str, kept: &Mutex<Vec<(Value, lapin::BasicProperties)>>) {
+pub(crate) fn drain(url: &str, kept: &Mutex<Vec<(Value, lapin::BasicProperties)>>) {
     use lapin::options::BasicGetOptions;
     rt().block_on(async {
         let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());

@@ -1,11 +1,13 @@
 //! Drives the real `hark` binary: configs in temp dirs, real files, real processes.
 
 mod alertmanager;
+mod broker_tls;
 mod brokers;
 mod checks_watch;
 mod control;
 mod daemon;
 mod dry_run;
+mod email;
 mod faults;
 mod file_intake;
 mod file_watch;
@@ -18,6 +20,7 @@ mod journal_watch;
 mod log_watch;
 mod metrics;
 mod outbox_commands;
+mod pki;
 mod process_watch;
 mod reload;
 mod shell_action;

@@ -311,12 +311,6 @@ fn alertmanager_and_label_errors_point_at_each_bad_value() {
 
 #[test]
 fn broker_action_errors_point_at_each_bad_value() {
-    assert_error_at(
-        "bad_brokers.toml",
-        3,
-        7,
-        "TLS to an amqp broker is not supported",
-    );
     assert_error_at("bad_brokers.toml", 4, 24, "invalid template");
     assert_error_at(
         "bad_brokers.toml",
@@ -332,6 +326,20 @@ fn broker_action_errors_point_at_each_bad_value() {
     );
     assert_error_at("bad_brokers.toml", 15, 11, "`subject` must not be empty");
     assert_error_at("bad_brokers.toml", 20, 1, "unknown field `topic`");
+    assert_error_at("bad_brokers.toml", 26, 6, "`ca` has no use without TLS");
+    assert_error_at("bad_brokers.toml", 32, 6, "`ca`: cannot read");
+}
+
+#[test]
+fn email_action_errors_point_at_each_bad_value() {
+    let f = "bad_email.toml";
+    assert_error_at(f, 3, 8, "`smtp` must be a URL like smtp+starttls://");
+    assert_error_at(f, 4, 8, "is not a mail address");
+    assert_error_at(f, 5, 6, "`to` must name at least one address");
+    assert_error_at(f, 6, 15, "invalid template");
+    assert_error_at(f, 7, 12, "`username` and `password` go together");
+    assert_error_at(f, 11, 8, "not in the URL");
+    assert_error_at(f, 17, 8, "a password is not sent over plain smtp://");
 }
 
 #[test]

@@ -6,18 +6,24 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
+use lapin::tcp::{AsyncTcpStream, RustlsConnector};
+use lapin::uri::{AMQPScheme, AMQPUri};
+
 use super::{Message, Refused, CONNECT_TIMEOUT};
+use crate::config::TlsOptions;
 
 pub struct Conn {
     url: String,
+    tls: TlsOptions,
     /// The open connection and its confirm-mode channel, once opened.
     session: Mutex<Option<(Connection, Channel)>>,
 }
 
 impl Conn {
-    pub fn new(url: String) -> Conn {
+    pub fn new(url: String, tls: TlsOptions) -> Conn {
         Conn {
             url,
+            tls,
             session: Mutex::new(None),
         }
     }
@@ -31,7 +37,8 @@ impl Conn {
         }
         *session = None;
         let open = async {
-            let conn = Connection::connect(&self.url, ConnectionProperties::default())
+            let conn = self
+                .connect()
                 .await
                 .map_err(|e| format!("cannot connect to the AMQP broker: {e}"))?;
             let ch = conn
@@ -48,6 +55,35 @@ impl Conn {
             .map_err(|_| "cannot connect to the AMQP broker: timed out".to_string())??;
         *session = Some((conn, ch.clone()));
         Ok(ch)
+    }
+
+    /// A connection: plain for amqp://; for amqps://, TLS as `ca` and `tls_verify` say.
+    async fn connect(&self) -> Result<Connection, String> {
+        let uri: AMQPUri = self
+            .url
+            .parse()
+            .map_err(|_| "the broker URL does not parse".to_string())?;
+        if uri.scheme != AMQPScheme::AMQPS {
+            return Connection::connect_uri(uri, ConnectionProperties::default())
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let config = crate::tls::client_config(&self.tls)?;
+        let connector = RustlsConnector::from(config);
+        let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+        Connection::connector(
+            uri,
+            runtime,
+            async move |uri, runtime| {
+                let host = uri.authority.host.clone();
+                let addr = runtime.to_socket_addrs((host.clone(), uri.authority.port));
+                let plain = AsyncTcpStream::connect(&runtime, addr).await?;
+                Ok(plain.into_rustls(&connector, &host).await?)
+            },
+            ConnectionProperties::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Forgets a session that failed, so the next attempt opens a new one.

@@ -49,12 +49,20 @@ impl Brokers {
         let url = action.url.expose().trim().to_string();
         let conn = {
             let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-            let key = (action.protocol.type_name(), url.clone());
+            // Two actions naming one broker with other TLS settings get a connection each.
+            let key = (
+                action.protocol.type_name(),
+                format!(
+                    "{url}\0{:?}\0{}",
+                    action.tls.ca.as_ref().map(|c| &c.path),
+                    action.tls.verify
+                ),
+            );
             Arc::clone(conns.entry(key).or_insert_with(|| {
                 Arc::new(match action.protocol {
-                    Protocol::Amqp { .. } => Conn::Amqp(amqp::Conn::new(url)),
-                    Protocol::Mqtt { .. } => Conn::Mqtt(mqtt::Conn::new(url)),
-                    Protocol::Nats { .. } => Conn::Nats(nats::Conn::new(url)),
+                    Protocol::Amqp { .. } => Conn::Amqp(amqp::Conn::new(url, action.tls.clone())),
+                    Protocol::Mqtt { .. } => Conn::Mqtt(mqtt::Conn::new(url, action.tls.clone())),
+                    Protocol::Nats { .. } => Conn::Nats(nats::Conn::new(url, action.tls.clone())),
                 })
             }))
         };

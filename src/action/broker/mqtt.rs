@@ -10,10 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::oneshot;
 
 use super::{endpoint, Message, Refused};
+use crate::config::TlsOptions;
 
 type Waiter = oneshot::Sender<Result<(), Refused>>;
 
@@ -34,6 +37,7 @@ struct Session {
 
 pub struct Conn {
     url: String,
+    tls: TlsOptions,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
 }
 
@@ -42,9 +46,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Conn {
-    pub fn new(url: String) -> Conn {
+    pub fn new(url: String, tls: TlsOptions) -> Conn {
         Conn {
             url,
+            tls,
             session: tokio::sync::Mutex::new(None),
         }
     }
@@ -56,9 +61,14 @@ impl Conn {
                 return Ok(Arc::clone(s));
             }
         }
-        let e = endpoint(&self.url, 1883)?;
+        let secure = crate::config::is_broker_tls(&self.url);
+        let e = endpoint(&self.url, if secure { 8883 } else { 1883 })?;
         let id = format!("hark-{}-{:08x}", std::process::id(), fastrand::u32(..));
         let mut options = MqttOptions::new(id, e.host, e.port);
+        if secure {
+            let config = crate::tls::client_config(&self.tls)?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        }
         options
             .set_keep_alive(Duration::from_secs(30))
             .set_clean_session(true)

@@ -6,16 +6,19 @@ use async_nats::{Client, ConnectOptions, HeaderMap};
 use tokio::sync::Mutex;
 
 use super::{Message, Refused, CONNECT_TIMEOUT};
+use crate::config::TlsOptions;
 
 pub struct Conn {
     url: String,
+    tls: TlsOptions,
     client: Mutex<Option<Client>>,
 }
 
 impl Conn {
-    pub fn new(url: String) -> Conn {
+    pub fn new(url: String, tls: TlsOptions) -> Conn {
         Conn {
             url,
+            tls,
             client: Mutex::new(None),
         }
     }
@@ -28,7 +31,14 @@ impl Conn {
                 return Ok(c.clone());
             }
         }
-        let c = ConnectOptions::new()
+        let mut options = ConnectOptions::new();
+        if crate::config::is_broker_tls(&self.url) {
+            let config = crate::tls::client_config(&self.tls)?;
+            options = options
+                .require_tls(true)
+                .tls_client_config((*config).clone());
+        }
+        let c = options
             .name(concat!("hark/", env!("CARGO_PKG_VERSION")))
             .connection_timeout(CONNECT_TIMEOUT)
             .connect(self.url.as_str())

@@ -166,6 +166,7 @@ impl Shared {
                     alert: Some(alert_key(&a.action, &a.rule, &a.watch)),
                     watch: a.watch.clone(),
                     route: None,
+                    subject: None,
                 };
                 self.send(Job::Repost(delivery), true);
             }
@@ -221,6 +222,7 @@ mod tests {
             alert: alert.map(str::to_string),
             watch: "w".into(),
             route: None,
+            subject: None,
         }
     }
 

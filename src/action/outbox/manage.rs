@@ -25,6 +25,9 @@ pub struct Entry {
     pub target: u32,
     /// A broker message's routing key, topic or subject.
     pub route: Option<String>,
+    /// An email's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl Entry {
@@ -39,6 +42,7 @@ impl Entry {
             failed: d.failed.clone(),
             target: d.target,
             route: d.route.clone(),
+            subject: d.subject.clone(),
         }
     }
 }
@@ -131,6 +135,9 @@ pub fn render_entries(list: &[Entry]) -> String {
         ));
         if let Some(r) = &e.route {
             out.push_str(&format!(", to {r:?}"));
+        }
+        if let Some(s) = &e.subject {
+            out.push_str(&format!(", subject {s:?}"));
         }
         if let Some(why) = &e.failed {
             out.push_str(&format!(": {why}"));

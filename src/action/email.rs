@@ -1,0 +1,225 @@
+//! The email action: one message to an SMTP server (lettre, rustls), an attempt of an
+//! outbox delivery. The message is accepted once the server answered 250 to it; a 4xx
+//! answer, a connection or TLS failure and a timeout are tried again, a 5xx is a failure
+//! for good. Every attempt sends the same message: its `Message-ID` is built from the
+//! delivery's idempotency key and its `Date` is when the delivery was accepted.
+
+use std::time::SystemTime;
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::{EmailAction, Security};
+
+/// Why a message was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Tried again after the backoff.
+    Retry(String),
+    /// Failed for good: kept in the outbox, visible in `hark status`.
+    Failed(String),
+}
+
+/// One message, as the outbox keeps it.
+pub struct Mail<'a> {
+    /// The idempotency key.
+    pub key: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub accepted: SystemTime,
+}
+
+/// A subject on one line: CR, LF and other control characters become spaces, so no value
+/// can end the header and start another.
+pub fn one_line(s: &str) -> String {
+    let line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    line.trim().to_string()
+}
+
+/// The message's `Message-ID`: the idempotency key at the sender's domain.
+pub fn message_id(key: &str, from: &Mailbox) -> String {
+    format!("<hark.{key}@{}>", from.email.domain())
+}
+
+/// The message as it goes on the wire.
+pub fn message(action: &EmailAction, mail: &Mail<'_>) -> Result<Message, String> {
+    let mut builder = Message::builder()
+        .from(action.from.clone())
+        .subject(one_line(mail.subject))
+        .message_id(Some(message_id(mail.key, &action.from)))
+        .date(mail.accepted)
+        .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")).to_string())
+        .header(ContentType::TEXT_PLAIN);
+    for to in &action.to {
+        builder = builder.to(to.clone());
+    }
+    builder
+        .body(mail.body.to_string())
+        .map_err(|e| format!("cannot build the message: {e}"))
+}
+
+/// One attempt: connects, sends, and says what the server answered.
+pub async fn send(action: &EmailAction, mail: &Mail<'_>) -> Result<(), Refused> {
+    let message = message(action, mail).map_err(Refused::Failed)?;
+    let s = &action.server;
+    let tls = match s.security {
+        Security::Plain => Tls::None,
+        Security::StartTls => Tls::Required(tls_parameters(action)?),
+        Security::Implicit => Tls::Wrapper(tls_parameters(action)?),
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
+        .port(s.port)
+        .tls(tls)
+        .timeout(Some(action.timeout))
+        .hello_name(ClientId::Domain(crate::config::local_hostname()));
+    if let (Some(user), Some(password)) = (&action.username, &action.password) {
+        builder = builder.credentials(Credentials::new(
+            user.expose().to_string(),
+            password.expose().to_string(),
+        ));
+    }
+    let transport = builder.build();
+    let sent = tokio::time::timeout(action.timeout, transport.send(message)).await;
+    let server = format!("{}:{}", s.host, s.port);
+    match sent {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(classify(&e, &server, action)),
+        Err(_) => Err(Refused::Retry(format!(
+            "no answer from the SMTP server {server} within {}",
+            humantime::format_duration(action.timeout)
+        ))),
+    }
+}
+
+fn tls_parameters(action: &EmailAction) -> Result<TlsParameters, Refused> {
+    let mut b = TlsParameters::builder(action.server.host.clone());
+    if let Some(ca) = &action.tls.ca {
+        b = b.certificate_store(lettre::transport::smtp::client::CertificateStore::None);
+        for der in ca.certs.iter() {
+            let cert = Certificate::from_der(der.clone())
+                .map_err(|e| Refused::Failed(format!("`ca` {}: {e}", ca.path.display())))?;
+            b = b.add_root_certificate(cert);
+        }
+    }
+    if !action.tls.verify {
+        b = b.dangerous_accept_invalid_certs(true);
+    }
+    b.build_rustls()
+        .map_err(|e| Refused::Failed(format!("TLS settings: {e}")))
+}
+
+/// A 5xx is for good; a 4xx, and anything on the way (connection, TLS, timeout), is
+/// tried again.
+fn classify(e: &lettre::transport::smtp::Error, server: &str, action: &EmailAction) -> Refused {
+    let text = error_text(e);
+    if e.is_permanent() {
+        Refused::Failed(format!(
+            "the SMTP server {server} refused the message: {text}"
+        ))
+    } else if e.is_transient() {
+        Refused::Retry(format!(
+            "the SMTP server {server} deferred the message: {text}"
+        ))
+    } else if e.is_tls() {
+        let trusted = match &action.tls.ca {
+            Some(ca) => format!("the certificates of `ca` {}", ca.path.display()),
+            None => "the system's roots".to_string(),
+        };
+        Refused::Retry(format!(
+            "TLS with the SMTP server {server} failed (its certificate checked against {trusted}): {text}"
+        ))
+    } else {
+        Refused::Retry(format!("SMTP server {server}: {text}"))
+    }
+}
+
+/// The error and its causes, one after another.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn action() -> EmailAction {
+        EmailAction {
+            server: crate::config::SmtpServer {
+                host: "127.0.0.1".into(),
+                port: 25,
+                security: Security::Plain,
+            },
+            username: None,
+            password: None,
+            from: "hark <hark@example.org>".parse().unwrap(),
+            to: vec!["ops@example.org".parse().unwrap()],
+            subject: String::new(),
+            body: String::new(),
+            tls: Default::default(),
+            timeout: std::time::Duration::from_secs(5),
+            retry: None,
+        }
+    }
+
+    fn formatted(subject: &str, body: &str) -> String {
+        let mail = Mail {
+            key: "0123abcd",
+            subject,
+            body,
+            accepted: SystemTime::UNIX_EPOCH,
+        };
+        String::from_utf8(message(&action(), &mail).unwrap().formatted()).unwrap()
+    }
+
+    #[test]
+    fn the_message_id_is_the_key_and_the_date_the_acceptance() {
+        let m = formatted("disk full", "it is full\n");
+        assert!(
+            m.contains("Message-ID: <hark.0123abcd@example.org>\r\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"),
+            "{m}"
+        );
+        assert!(m.contains("Subject: disk full\r\n"), "{m}");
+    }
+
+    proptest! {
+        /// Whatever a subject holds (CR, LF, a header of its own), the message's header
+        /// block has exactly the headers hark wrote.
+        #[test]
+        fn no_subject_adds_a_header(s in "(\\PC|[\r\n]|Bcc: x@evil.example|\r\nTo: y@evil.example){0,40}") {
+            let m = formatted(&s, "body");
+            let head = m.split("\r\n\r\n").next().unwrap_or_default();
+            let names: Vec<&str> = head
+                .split("\r\n")
+                .filter(|l| !l.starts_with(' ') && !l.starts_with('\t'))
+                .filter_map(|l| l.split(':').next())
+                .collect();
+            let expected = ["From", "To", "Subject", "Message-ID", "Date", "User-Agent", "Content-Type", "Content-Transfer-Encoding", "MIME-Version"];
+            for n in &names {
+                prop_assert!(expected.contains(n), "header {n:?} in {head:?}");
+            }
+            prop_assert_eq!(names.iter().filter(|n| **n == "To").count(), 1);
+        }
+    }
+}
