@@ -255,9 +255,11 @@ async fn run_with(
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&d.status_line())]);
 
-    // WATCHDOG=1 comes from a task of its own, as long as this loop keeps coming round
-    // (a heartbeat at each turn): a burst of events does not starve it, and a loop stuck
-    // on one step (a store write that never returns) stops it, so systemd restarts hark.
+    // WATCHDOG=1 comes from a task of its own, as long as no turn of this loop takes
+    // longer than the watchdog allows (a heartbeat at each turn's start and its steps;
+    // waiting for work counts as fine): a burst of events does not starve it, an idle
+    // daemon keeps feeding it, and a loop stuck on one step (a store write that never
+    // returns) stops it, so systemd restarts hark.
     let heartbeat = d.heartbeat.clone();
     if let Some(every) = sd_notify::watchdog_enabled() {
         tokio::spawn(feed_watchdog(
@@ -270,29 +272,33 @@ async fn run_with(
     let (loaded_tx, mut loaded) = mpsc::channel::<reload::Loaded>(1);
     let mut loading = reload::Loading::default();
     loop {
-        heartbeat.beat();
+        heartbeat.waiting();
         let deadline = d.engine.next_deadline();
         let positions_due = d.positions_due();
         let firings = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             Some(signal) = signals.recv() => {
+                heartbeat.beat();
                 match signal {
                     Signal::Reload => loading.request(&d.paths, &loaded_tx),
                 }
                 continue;
             }
             Some(result) = loaded.recv() => {
+                heartbeat.beat();
                 d.reload(result).await;
                 loading.done(&d.paths, &loaded_tx);
                 continue;
             }
             Some(call) = calls.recv() => {
+                heartbeat.beat();
                 d.answer(call).await;
                 continue;
             }
             ev = rx.recv() => match ev {
                 Some(ev) => {
+                    heartbeat.beat();
                     // Events already waiting are judged together and their firings stored
                     // in one transaction: a burst costs one write, not one per event. A
                     // batch is cut short after BATCH_TIME so that calls and signals wait
@@ -312,8 +318,14 @@ async fn run_with(
                 }
                 None => break,
             },
-            _ = sleep_until(deadline), if deadline.is_some() => d.on_tick(),
-            _ = sleep_until(positions_due), if positions_due.is_some() => Vec::new(),
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                heartbeat.beat();
+                d.on_tick()
+            }
+            _ = sleep_until(positions_due), if positions_due.is_some() => {
+                heartbeat.beat();
+                Vec::new()
+            }
         };
         d.act(firings).await;
         // The other tasks of this thread (the watchdog, the control socket's connections,

@@ -26,23 +26,29 @@ impl WatchSeries {
     }
 }
 
-/// When the main loop last came round.
-#[derive(Clone)]
-pub(super) struct Heartbeat(Arc<std::sync::Mutex<Instant>>);
-
-impl Default for Heartbeat {
-    fn default() -> Self {
-        Heartbeat(Arc::new(std::sync::Mutex::new(Instant::now())))
-    }
-}
+/// Whether the main loop is stuck: since when it has been in one turn without progress
+/// (`None` while it waits for work). Waiting is not being stuck: an idle daemon with only
+/// event watches may wait for hours, and systemd's watchdog must still be fed.
+#[derive(Clone, Default)]
+pub(super) struct Heartbeat(Arc<std::sync::Mutex<Option<Instant>>>);
 
 impl Heartbeat {
+    /// Progress inside a turn (its start, or a step of a long one).
     pub(super) fn beat(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
+    /// The loop waits for work.
+    pub(super) fn waiting(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// How long the current turn has gone without progress; zero while waiting.
     fn age(&self) -> Duration {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map_or(Duration::ZERO, |t| t.elapsed())
     }
 }
 

@@ -75,10 +75,17 @@ impl Daemon {
             actions: ActionStatus { running, queued },
             outbox: self.outbox_status().await,
             last_reload: self.last_reload.clone(),
-            timing: crate::metrics::get().timings.status(
-                &self.config.watches.keys().cloned().collect::<Vec<_>>(),
-                &self.config.actions.keys().cloned().collect::<Vec<_>>(),
-            ),
+            timing: {
+                let mut t = crate::metrics::get().timings.status(
+                    &self.config.watches.keys().cloned().collect::<Vec<_>>(),
+                    &self.config.actions.keys().cloned().collect::<Vec<_>>(),
+                );
+                // Now, not at the last runtime sample (up to 5 s old).
+                let depth = self.events.max_capacity() - self.events.capacity();
+                t.runtime.event_queue_max = t.runtime.event_queue_max.max(depth);
+                t.runtime.event_queue_depth = depth;
+                t
+            },
         }
     }
 

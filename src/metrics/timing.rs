@@ -12,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 /// Samples kept per timing.
 const KEPT: usize = 1000;
 
-/// How often the runtime is sampled, and over how long its maxima are taken.
-const RUNTIME_TICK: Duration = Duration::from_millis(250);
-const RUNTIME_WINDOW: usize = 240;
+/// How often the runtime is sampled, and over how long its maxima are taken (a minute).
+/// Each sample wakes an idle daemon: every 5 s, not every 250 ms, keeps an idle hark's
+/// CPU below Monit's (docs/benchmarks.md, idle footprint).
+const RUNTIME_TICK: Duration = Duration::from_secs(5);
+const RUNTIME_WINDOW: usize = 12;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {

@@ -472,3 +472,53 @@ fn the_watchdog_is_fed_and_status_answers_through_a_burst_on_hundreds_of_rules()
         "a gap of {worst:?} between WATCHDOG=1"
     );
 }
+
+/// A daemon with nothing to do (one file watch, no event for seconds) is not stuck:
+/// WATCHDOG=1 keeps coming. (It used to stop after WatchdogSec without an event, and
+/// systemd would have killed an idle hark.)
+#[test]
+fn the_watchdog_is_fed_while_nothing_happens() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Instant;
+    let dir = tempdir();
+    let config = with_state_dir("[watch.w]\ntype = \"file\"\npaths = [\"@DIR@/quiet\"]\n")
+        .replace("@DIR@", &dir.path().to_string_lossy());
+    let file = dir.path().join("hark.toml");
+    std::fs::write(&file, config).unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut child = std::process::Command::new(HARK)
+        .args(["run", "-c"])
+        .arg(&file)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pings = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                pings.push(Instant::now());
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // Pinged every half second; systemd wants one within each second.
+    assert!(pings.len() >= 8, "{} pings in 6 s", pings.len());
+    let last = pings
+        .last()
+        .copied()
+        .unwrap_or(end - Duration::from_secs(6));
+    assert!(
+        end - last < Duration::from_secs(1),
+        "no ping in the last {:?}",
+        end - last
+    );
+}
