@@ -4,6 +4,7 @@
 
 mod act;
 mod calls;
+mod footprint;
 mod judge;
 mod page;
 mod pulse;
@@ -254,6 +255,7 @@ async fn run_with(
         "hark is running"
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&d.status_line())]);
+    footprint::give_back_start_up();
 
     // WATCHDOG=1 comes from a task of its own, as long as no turn of this loop takes
     // longer than the watchdog allows (a heartbeat at each turn's start and its steps;
@@ -289,6 +291,7 @@ async fn run_with(
                 heartbeat.beat();
                 d.reload(result).await;
                 loading.done(&d.paths, &loaded_tx);
+                footprint::give_back_start_up();
                 continue;
             }
             Some(call) = calls.recv() => {

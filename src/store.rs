@@ -63,22 +63,30 @@ pub fn key(rule: &str, watch: &str) -> String {
     format!("{rule}/{watch}")
 }
 
+/// redb's cache (read pages and the write buffer). Its default lets it grow to 1 GiB and
+/// keep what it wrote; hark's tables are small and written a few pages at a time, and an
+/// idle daemon should not hold a copy of them (docs/benchmarks.md, idle footprint).
+const STORE_CACHE: usize = 256 * 1024;
+
 fn open_db(path: &Path) -> Result<Database, StoreError> {
-    Database::create(path).map_err(|e| {
-        let io = matches!(e, redb::DatabaseError::Storage(_));
-        let message = match e {
+    redb::Builder::new()
+        .set_cache_size(STORE_CACHE)
+        .create(path)
+        .map_err(|e| {
+            let io = matches!(e, redb::DatabaseError::Storage(_));
+            let message = match e {
             redb::DatabaseError::DatabaseAlreadyOpen => {
                 "already in use by another process (is another hark running with this state_dir?)"
                     .to_string()
             }
             e => e.to_string(),
         };
-        StoreError {
-            path: path.to_path_buf(),
-            message,
-            io,
-        }
-    })
+            StoreError {
+                path: path.to_path_buf(),
+                message,
+                io,
+            }
+        })
 }
 
 impl Store {

@@ -1,0 +1,115 @@
+//! What the daemon gives back once it is running. Starting touches code and data that
+//! are never used again (parsing the configuration, compiling CEL, opening the store,
+//! setting up every watch), and the kernel maps the executable's pages 64 KiB around
+//! each fault ("fault-around"): an idle hark kept about 9 MiB of its executable mapped,
+//! of which its steady work uses about a third. After the start, the executable's code
+//! and read-only data are unmapped (they come back from the page cache, page by page,
+//! when used: `MADV_RANDOM` turns fault-around off for them) and the allocator returns
+//! the memory the start freed. Measured in docs/benchmarks.md (idle footprint).
+
+/// Unmaps the executable's read-only mappings that hold no private copy of a page, and
+/// trims the heap. Linux only; errors are ignored (nothing depends on it).
+pub fn give_back_start_up() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let exe = exe.to_string_lossy();
+    for m in mappings(&smaps) {
+        // Only read-only or executable mappings of our own file, and only those with no
+        // anonymous (copied-on-write: relocated) page: dropping such a page would lose
+        // what was written into it.
+        if m.path != exe || m.perms.contains('w') || m.anonymous_kib != 0 {
+            continue;
+        }
+        let len = m.end - m.start;
+        // SAFETY: the range is a whole mapping of the executable, read-only and without
+        // private pages: MADV_DONTNEED drops its page-table entries and the next access
+        // reads the same bytes from the page cache again. MADV_RANDOM only changes how
+        // much is mapped per fault.
+        unsafe {
+            libc::madvise(m.start as *mut libc::c_void, len, libc::MADV_RANDOM);
+            libc::madvise(m.start as *mut libc::c_void, len, libc::MADV_DONTNEED);
+        }
+    }
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Mapping<'a> {
+    start: usize,
+    end: usize,
+    perms: &'a str,
+    path: &'a str,
+    anonymous_kib: u64,
+}
+
+/// The mappings of a /proc/PID/smaps text, with their `Anonymous:` size.
+fn mappings(smaps: &str) -> Vec<Mapping<'_>> {
+    let mut out: Vec<Mapping<'_>> = Vec::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else {
+            continue;
+        };
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            {
+                let perms = fields.next().unwrap_or_default();
+                let path = fields.nth(3).unwrap_or_default();
+                out.push(Mapping {
+                    start,
+                    end,
+                    perms,
+                    path,
+                    anonymous_kib: 0,
+                });
+                continue;
+            }
+        }
+        if first == "Anonymous:" {
+            if let (Some(m), Some(kib)) = (out.last_mut(), fields.next()) {
+                m.anonymous_kib = kib.parse().unwrap_or(u64::MAX);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings_are_read_with_their_anonymous_pages() {
+        let smaps = "\
+00400000-00800000 r--p 00000000 fe:00 42                                 /usr/bin/hark
+Size:               4096 kB
+Anonymous:             0 kB
+00800000-00900000 r-xp 00400000 fe:00 42                                 /usr/bin/hark
+Anonymous:             8 kB
+7f00-7f10 rw-p 00000000 00:00 0
+Anonymous:            64 kB
+";
+        let m = mappings(smaps);
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            m[0],
+            Mapping {
+                start: 0x400000,
+                end: 0x800000,
+                perms: "r--p",
+                path: "/usr/bin/hark",
+                anonymous_kib: 0
+            }
+        );
+        assert_eq!((m[1].perms, m[1].anonymous_kib), ("r-xp", 8));
+        assert_eq!((m[2].path, m[2].anonymous_kib), ("", 64));
+    }
+}
