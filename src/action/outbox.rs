@@ -118,6 +118,8 @@ struct Shared {
     /// Built at the first delivery: loading the TLS roots costs memory a daemon without
     /// webhooks should not pay.
     client: std::sync::OnceLock<Client>,
+    /// Clients for actions with their own `ca` or `tls_verify`.
+    tls_clients: Mutex<Vec<(crate::config::TlsOptions, Client)>>,
     /// Connections to message brokers, shared by the actions that name one.
     brokers: super::broker::Brokers,
     store: Arc<Store>,
@@ -198,6 +200,7 @@ impl Outbox {
                 resending: Mutex::new(stop.child_token()),
                 actions: std::sync::RwLock::new(actions),
                 client: std::sync::OnceLock::new(),
+                tls_clients: Mutex::new(Vec::new()),
                 brokers: super::broker::Brokers::default(),
                 store,
                 stop,
@@ -406,6 +409,7 @@ struct Receiver<'a> {
     retry: Option<u32>,
     /// For Alertmanager: firing alerts end after this unless posted again.
     ends_after: Option<Duration>,
+    tls: &'a crate::config::TlsOptions,
 }
 
 /// Where one delivery goes: an HTTP receiver or an SMTP server.
@@ -439,6 +443,7 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
             timeout: w.timeout,
             retry: w.retry,
             ends_after: None,
+            tls: &w.tls,
         }),
         ActionKind::Alertmanager(am) => Some(Receiver {
             url: am.endpoints.get(target as usize)?,
@@ -447,6 +452,7 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
             timeout: am.timeout,
             retry: am.retry,
             ends_after: Some(am.lifetime()),
+            tls: &am.tls,
         }),
         // Broker messages go through `publish::deliver_batch`; emails through `target`.
         ActionKind::Broker(_)
@@ -457,19 +463,43 @@ fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Receiver<'_>> 
 }
 
 impl Shared {
-    fn client(&self) -> &Client {
-        self.client.get_or_init(|| {
-            // A redirect is not followed: it would send the payload and its secret headers
-            // to whatever the Location names, and a 301/302 turns a POST into a GET whose
-            // 200 would pass for a delivery. A 3xx is a failed delivery that says where.
-            Client::builder()
-                .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")))
-                .redirect(reqwest::redirect::Policy::none())
-                .no_proxy()
-                .build()
-                .unwrap_or_default()
-        })
+    /// The HTTP client for deliveries with `tls`: the system's roots by default (built at
+    /// the first delivery: loading them costs memory a daemon without webhooks should not
+    /// pay); one of its own for each other `ca`/`tls_verify` (rustls as the brokers use
+    /// it, so a refused certificate is named).
+    fn client(&self, tls: &crate::config::TlsOptions) -> Client {
+        if *tls == crate::config::TlsOptions::default() {
+            return self.client.get_or_init(|| build_client(None)).clone();
+        }
+        let mut others = lock(&self.tls_clients);
+        if let Some(c) = others
+            .iter()
+            .find(|(t, _)| t == tls)
+            .map(|(_, c)| c.clone())
+        {
+            return c;
+        }
+        let c = build_client(Some(tls));
+        others.push((tls.clone(), c.clone()));
+        c
     }
+}
+
+/// A redirect is not followed: it would send the payload and its secret headers to
+/// whatever the Location names, and a 301/302 turns a POST into a GET whose 200 would
+/// pass for a delivery. A 3xx is a failed delivery that says where.
+fn build_client(tls: Option<&crate::config::TlsOptions>) -> Client {
+    let mut b = Client::builder()
+        .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    if let Some(tls) = tls {
+        match crate::tls::client_config(tls) {
+            Ok(config) => b = b.use_preconfigured_tls((*config).clone()),
+            Err(e) => tracing::error!(error = %e, "cannot set up TLS for deliveries"),
+        }
+    }
+    b.build().unwrap_or_default()
 }
 
 /// How long a delivery waits for its action to come back into the configuration: a
@@ -524,7 +554,7 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
         }
         let started = std::time::Instant::now();
         let outcome = match &to {
-            Target::Http(r) => attempt(shared.client(), r, &d).await,
+            Target::Http(r) => attempt(&shared.client(r.tls), r, &d).await,
             Target::Email(e) => mail(e, &d).await,
         };
         let took = started.elapsed();

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 use super::parse::deserialize_table;
 use super::secret::{self, Secret};
+use super::tls::{self, TlsOptions};
 use super::values;
 use super::webhook::{headers, retry, DEFAULT_WEBHOOK_TIMEOUT};
 use super::Ctx;
@@ -34,6 +35,8 @@ pub struct AlertmanagerAction {
     pub annotations: BTreeMap<String, String>,
     /// A template; by default `hark://HOST/RULE`.
     pub generator_url: Option<String>,
+    /// For https:// URLs: `ca` and `tls_verify`.
+    pub tls: TlsOptions,
 }
 
 impl AlertmanagerAction {
@@ -57,6 +60,8 @@ struct RawAlertmanager {
     #[serde(default)]
     annotations: BTreeMap<Spanned<String>, Spanned<String>>,
     generator_url: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    tls_verify: Option<bool>,
 }
 
 pub(crate) fn parse(
@@ -125,6 +130,7 @@ pub(crate) fn parse(
     if let Some(g) = &raw.generator_url {
         values::template(ctx, templates, g);
     }
+    let tls = tls::parse(ctx, &raw.ca, raw.tls_verify);
     if ctx.errors.len() != before {
         return None;
     }
@@ -136,6 +142,7 @@ pub(crate) fn parse(
         resend,
         annotations,
         generator_url: raw.generator_url.map(Spanned::into_inner),
+        tls,
     })
 }
 

@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use super::parse::deserialize_table;
 use super::secret::{self, Secret};
+use super::tls::{self, TlsOptions};
 use super::values;
 use super::Ctx;
 
@@ -25,6 +26,8 @@ pub struct WebhookAction {
     /// Attempts at most; `None`: until delivered.
     pub retry: Option<u32>,
     pub payload: Payload,
+    /// For https:// URLs: `ca` and `tls_verify`.
+    pub tls: TlsOptions,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,8 @@ struct RawWebhook {
     json: Option<Spanned<serde_json::Value>>,
     body: Option<Spanned<String>>,
     content_type: Option<Spanned<String>>,
+    ca: Option<Spanned<String>>,
+    tls_verify: Option<bool>,
 }
 
 pub(crate) fn parse(
@@ -85,6 +90,7 @@ pub(crate) fn parse(
     let timeout = values::positive_duration(ctx, &raw.timeout, "timeout", DEFAULT_WEBHOOK_TIMEOUT);
     let retry = retry(ctx, &raw.retry);
     let payload = payload(ctx, templates, &raw.json, &raw.body, &raw.content_type);
+    let tls = tls::parse(ctx, &raw.ca, raw.tls_verify);
     if ctx.errors.len() != before {
         return None;
     }
@@ -95,6 +101,7 @@ pub(crate) fn parse(
         timeout,
         retry,
         payload,
+        tls,
     })
 }
 

@@ -265,3 +265,58 @@ fn sigterm_lets_a_delivery_in_flight_finish_and_it_is_not_made_again() {
         "delivered again after the restart"
     );
 }
+
+/// `ca` and `tls_verify` on a webhook: a receiver whose certificate the named CA signed
+/// gets the delivery; with `tls_verify = false` any certificate does; with a `ca` that
+/// did not sign it the delivery is retried, never made, and the error names the
+/// certificate.
+#[test]
+fn a_webhook_trusts_only_its_ca_and_names_a_certificate_it_refuses() {
+    let dir = tempdir();
+    let pki = crate::pki::make(&dir.path().join("pki"));
+    let server = Server::start_tls_from(&pki.cert, &pki.key);
+    let url = server.url("/hook");
+    let action = |name: &str, extra: &str| {
+        format!("[action.{name}]\ntype = \"webhook\"\nurl = \"{url}\"\n{extra}\n\n")
+    };
+    let actions = [
+        action("trusted", &format!("ca = \"{}\"", pki.ca.display())),
+        action("unchecked", "tls_verify = false"),
+        action("untrusted", &format!("ca = \"{}\"", pki.other_ca.display())),
+    ]
+    .concat();
+    let h_dir = tempdir();
+    std::fs::create_dir(h_dir.path().join("in")).unwrap();
+    let h = start_in(
+        h_dir,
+        &format!(
+            "[watch.drop]\ntype = \"file\"\npaths = [\"@DIR@/in\"]\nevents = [\"create\"]\n\
+             debounce = \"0ms\"\n\n[rule.dropped]\nwatch = \"drop\"\n\
+             then = [\"trusted\", \"unchecked\", \"untrusted\"]\n\n{actions}"
+        ),
+    );
+    std::fs::write(h.path("in/a"), "").unwrap();
+    let got = wait_requests(&server, 2);
+    assert_eq!(got.len(), 2, "{got:?}\n{}", h.log());
+    let retried = || {
+        h.log()
+            .lines()
+            .filter(|l| l.contains("action=untrusted") && l.contains("retrying in"))
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || retried() >= 2),
+        "{}",
+        h.log()
+    );
+    let log = h.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("action=untrusted") && l.contains("retrying in"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("hark test server") && line.contains("hark test CA"),
+        "the refused certificate is not named: {line}"
+    );
+    assert_eq!(server.hits(), 2, "the untrusted delivery was made");
+}

@@ -191,7 +191,7 @@ pub(super) async fn repost(shared: &Shared, d: Delivery) {
     let Some(to) = receiver(action.as_deref(), d.target) else {
         return;
     };
-    match attempt(shared.client(), &to, &d).await {
+    match attempt(&shared.client(to.tls), &to, &d).await {
         Outcome::Delivered => {
             crate::metrics::get().delivery(&d.action, "reposted");
             tracing::debug!(rule = %d.rule, action = %d.action, target = d.target, "firing alert posted again")
