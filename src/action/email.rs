@@ -127,7 +127,8 @@ fn classify(e: &lettre::transport::smtp::Error, server: &str, action: &EmailActi
         Refused::Retry(format!(
             "the SMTP server {server} deferred the message: {text}"
         ))
-    } else if e.is_tls() {
+    } else if e.is_tls() || text.contains("certificate") {
+        // A certificate refused in the handshake comes as a connection error.
         let trusted = match &action.tls.ca {
             Some(ca) => format!("the certificates of `ca` {}", ca.path.display()),
             None => "the system's roots".to_string(),
