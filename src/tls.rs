@@ -65,13 +65,21 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, String> 
     ))
 }
 
-/// Who a certificate says it is and who issued it, for an error message.
+/// Who a certificate says it is and who issued it, for an error message. The server
+/// writes these names: each is cut at `NAME_MAX` characters.
 pub fn describe(der: &[u8]) -> String {
+    const NAME_MAX: usize = 200;
+    let cut = |name: String| -> String {
+        match name.char_indices().nth(NAME_MAX) {
+            Some((at, _)) => format!("{}...", &name[..at]),
+            None => name,
+        }
+    };
     match x509_parser::parse_x509_certificate(der) {
         Ok((_, cert)) => format!(
-            "the certificate of \"{}\" issued by \"{}\"",
-            cert.subject(),
-            cert.issuer()
+            "the certificate of {:?} issued by {:?}",
+            cut(cert.subject().to_string()),
+            cut(cert.issuer().to_string())
         ),
         Err(_) => "a certificate that does not parse".to_string(),
     }

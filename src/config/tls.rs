@@ -49,9 +49,12 @@ pub(crate) fn parse(
     }
 }
 
+/// A `ca` file larger than this is refused (a bundle of every public root is ~200 KiB).
+const CA_MAX: u64 = 4 * 1024 * 1024;
+
 fn read_ca(ctx: &mut Ctx, written: &str, span: Range<usize>) -> Option<Ca> {
     let path = ctx.config_dir().join(written);
-    let text = match std::fs::read(&path) {
+    let text = match crate::fsread::read_regular(&path, CA_MAX) {
         Ok(t) => t,
         Err(e) => {
             ctx.error(span, format!("`ca`: cannot read {}: {e}", path.display()));

@@ -10,15 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::brokers::free_port;
 use crate::pki;
 use crate::util::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 /// The uid and gid Exim's own processes run as (Debian-exim).
 fn exim_user() -> (u32, u32) {

@@ -328,6 +328,7 @@ fn broker_action_errors_point_at_each_bad_value() {
     assert_error_at("bad_brokers.toml", 20, 1, "unknown field `topic`");
     assert_error_at("bad_brokers.toml", 26, 6, "`ca` has no use without TLS");
     assert_error_at("bad_brokers.toml", 32, 6, "`ca`: cannot read");
+    assert_error_at("bad_brokers.toml", 38, 6, "not a regular file");
 }
 
 #[test]
