@@ -46,8 +46,8 @@ where
     let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
-        let offset = every.mul_f64(phase(every));
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
+        let first = next_on_grid(anchor(every), every, std::time::Instant::now());
+        let mut ticks = tokio::time::interval_at(first.into(), every);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -124,6 +124,28 @@ fn phase(every: Duration) -> f64 {
     (*first + group as f64 * 0.618_033_988_749_894_9).fract()
 }
 
+/// Where the schedules of interval `every` are laid out from: one instant for the whole
+/// daemon plus the group's offset, so watches started later (a reload) and the process
+/// monitor's passes fall on the same instants as the others.
+pub fn anchor(every: Duration) -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now) + every.mul_f64(phase(every))
+}
+
+/// The first instant of `anchor + k * every` (k a whole number) after `now`.
+pub fn next_on_grid(
+    anchor: std::time::Instant,
+    every: Duration,
+    now: std::time::Instant,
+) -> std::time::Instant {
+    if now < anchor || every.is_zero() {
+        return anchor;
+    }
+    let since = now - anchor;
+    let k = since.as_nanos() / every.as_nanos() + 1;
+    anchor + every * u32::try_from(k).unwrap_or(u32::MAX)
+}
+
 /// Milliseconds with microsecond precision, as event fields carry them.
 pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
@@ -144,6 +166,14 @@ mod tests {
             .all(|p| *p == phases[PHASE_GROUP]));
         assert_ne!(phases[0], phases[PHASE_GROUP]);
         assert_ne!(phases[PHASE_GROUP], phases[2 * PHASE_GROUP]);
+        // The grid: the next instant after now, never now itself, never before the anchor.
+        let a = std::time::Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(next_on_grid(a, s, a - s), a);
+        assert_eq!(next_on_grid(a, s, a), a + s);
+        assert_eq!(next_on_grid(a, s, a + s / 2), a + s);
+        assert_eq!(next_on_grid(a, s, a + s), a + 2 * s);
+        assert_eq!(next_on_grid(a, s, a + s * 7 + s / 3), a + 8 * s);
         // Another interval has an offset of its own.
         let other = phase(Duration::from_millis(7_778));
         assert!((0.0..1.0).contains(&other));

@@ -190,6 +190,7 @@ impl Monitor {
         let exit_tx = self.inner.exits.clone();
         let mut cache = Cache::default();
         let mut next_pass = Instant::now();
+        let mut anchors: std::collections::HashMap<Duration, Instant> = Default::default();
         // SAFETY: the OwnedFd moves into the AsyncFd and stays open, unchanged, for as
         // long as the AsyncFd lives.
         let mut connector = connector
@@ -240,7 +241,11 @@ impl Monitor {
                 _ = tokio::time::sleep_until(next_pass.into()) => {}
             }
             cache = self.pass(cache, &exit_tx).await;
-            next_pass = Instant::now() + every;
+            // On the grid the periodic checks of this interval use: one wake-up for both.
+            let anchor = *anchors
+                .entry(every)
+                .or_insert_with(|| crate::watch::periodic::anchor(every));
+            next_pass = crate::watch::periodic::next_on_grid(anchor, every, Instant::now());
         }
     }
 
@@ -347,7 +352,10 @@ impl Monitor {
                 };
                 w.apply(*id, &pass.found[i], &pass.stats, exit_tx, &mut out);
                 if due[i] {
-                    w.next_sample = now + w.config.every;
+                    // Due again at the pass nearest one interval from now: passes fall on
+                    // a grid, and one a little early must not skip a sample.
+                    let slack = (w.config.every / 2).min(Duration::from_millis(50));
+                    w.next_sample = now + w.config.every - slack;
                     let ev = w.sample(&pass.stats, pass.uptime, now);
                     out.push((w.events.clone(), ev));
                 }
