@@ -66,6 +66,9 @@ impl Drop for Group {
 pub(crate) trait Broker {
     fn start(&mut self);
     fn stop(&mut self);
+    /// Waits until what the subscriber set up since the last start (its session, its
+    /// subscription) would survive a SIGKILL of the broker.
+    fn settle(&self) {}
 }
 
 pub(crate) fn rt() -> tokio::runtime::Runtime {
@@ -144,6 +147,7 @@ fn outage_and_sigkill(
     );
     broker.start();
     wait_names(received, &["b1", "b2", "b3"], h, "");
+    broker.settle();
 
     let before = retries(h);
     broker.stop();
@@ -364,6 +368,14 @@ impl Broker for Mosquitto {
 
     fn stop(&mut self) {
         self.process.stop();
+    }
+
+    /// mosquitto writes its persistence file at most `autosave_interval` (1 s) after a
+    /// change: the subscriber's subscription, made again after a restart, is on disk
+    /// after that. Without this wait a SIGKILL right after a restart lost it, and with it
+    /// what was published before the subscriber came back (seen once in CI under load).
+    fn settle(&self) {
+        std::thread::sleep(Duration::from_millis(1500));
     }
 }
 
