@@ -9,27 +9,34 @@
 //! an exit is seen at the next pass instead.
 
 mod connector;
+mod hearing;
 mod procfs;
 mod scan;
 mod wake;
+mod watched;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::{mpsc, Notify};
-use tokio::task::AbortHandle;
 
-use self::scan::{Cache, Found};
-use self::wake::{exec_ready, follow_exit, Exit};
+use self::hearing::Hearing;
+use self::scan::{Cache, Look};
+use self::wake::{follow_exit, heard, Exit};
+use self::watched::{Member, Watched};
 use crate::config::ProcessWatch;
 use crate::event::Event;
 
 pub use procfs::{parse_stat, Stat};
+
+/// A pass with no new pid to look at reads the counters of at most this many followed
+/// processes on the runtime itself; more go to a blocking thread.
+const QUICK_PASS_MAX: usize = 64;
 
 /// The monitor every process watch registers with. Cloning shares it.
 #[derive(Clone, Default)]
@@ -62,22 +69,6 @@ struct Registry {
     watches: HashMap<u64, Watched>,
     next_id: u64,
     running: bool,
-}
-
-struct Watched {
-    name: Arc<str>,
-    host: Arc<str>,
-    config: Arc<ProcessWatch>,
-    events: mpsc::Sender<Event>,
-    members: HashMap<i32, Member>,
-    next_sample: Instant,
-}
-
-struct Member {
-    found: Found,
-    /// Counters at the last sample, for CPU usage over the interval.
-    last_cpu: Option<(u64, Instant)>,
-    pidfd: Option<AbortHandle>,
 }
 
 /// A running process watch.
@@ -121,7 +112,12 @@ impl Monitor {
     ) -> ProcessWatchHandle {
         let config = Arc::new(config);
         let found = Cache::default()
-            .pass(std::slice::from_ref(&config), &[false], &HashSet::new())
+            .pass(
+                std::slice::from_ref(&config),
+                &[false],
+                &HashSet::new(),
+                Look::All,
+            )
             .found
             .swap_remove(0);
         let mut reg = self.lock();
@@ -160,7 +156,8 @@ impl Monitor {
             // Opened here, before the daemon says it is ready, so the log says at start
             // whether starts are seen at once or at each pass.
             let connector = match connector::open() {
-                Ok(fd) => Some(fd),
+                // Subscribed: the probe's fork and exit are on their way.
+                Ok(fd) => Some((fd, connector::probe())),
                 Err(e) => {
                     tracing::info!(error = %e, "the kernel's process connector is not available; process starts are found at each pass over /proc");
                     None
@@ -177,7 +174,7 @@ impl Monitor {
         }
     }
 
-    async fn run(self, connector: Option<OwnedFd>) {
+    async fn run(self, connector: Option<(OwnedFd, Option<i32>)>) {
         let taken = self
             .inner
             .exit_rx
@@ -191,6 +188,8 @@ impl Monitor {
         let mut cache = Cache::default();
         let mut next_pass = Instant::now();
         let mut anchors: std::collections::HashMap<Duration, Instant> = Default::default();
+        let (connector, probe) = connector.unzip();
+        let mut hearing = Hearing::new(probe.flatten());
         // SAFETY: the OwnedFd moves into the AsyncFd and stays open, unchanged, for as
         // long as the AsyncFd lives.
         let mut connector = connector
@@ -216,22 +215,25 @@ impl Monitor {
                     self.on_exit(exit).await;
                     continue;
                 }
-                execs = exec_ready(&connector) => {
-                    match execs {
-                        Ok((pids, dropped)) => {
-                            if !pids.is_empty() {
-                                cache = self.check_execs(cache, pids, &exit_tx).await;
+                got = heard(&connector) => {
+                    match got {
+                        Ok((heard, dropped)) => {
+                            let execs = hearing.take(heard);
+                            if !execs.is_empty() {
+                                cache = self.check_execs(cache, execs, &exit_tx).await;
                             }
                             if dropped > 0 {
                                 // Starts of processes still running are found by a pass
                                 // now; those already gone are lost, and said to be.
                                 self.report_dropped(dropped).await;
+                                hearing.lost();
                                 next_pass = Instant::now();
                             }
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "the process connector failed; process starts are found at each pass over /proc");
                             connector = None;
+                            hearing.lost_for_good();
                         }
                     }
                     continue;
@@ -240,7 +242,7 @@ impl Monitor {
                 _ = self.inner.changed.notified() => {}
                 _ = tokio::time::sleep_until(next_pass.into()) => {}
             }
-            cache = self.pass(cache, &exit_tx).await;
+            cache = self.pass(cache, &exit_tx, hearing.next_pass()).await;
             // On the grid the periodic checks of this interval use: one wake-up for both.
             let anchor = *anchors
                 .entry(every)
@@ -316,7 +318,13 @@ impl Monitor {
     }
 
     /// One pass: new and gone processes of every watch, and the samples that are due.
-    async fn pass(&self, mut cache: Cache, exit_tx: &mpsc::UnboundedSender<Exit>) -> Cache {
+    /// `touched`: the pids to look at instead of listing /proc (`None`: list it).
+    async fn pass(
+        &self,
+        mut cache: Cache,
+        exit_tx: &mpsc::UnboundedSender<Exit>,
+        touched: Option<HashSet<i32>>,
+    ) -> Cache {
         let now = Instant::now();
         let (ids, configs) = self.configs();
         let (due, followed) = {
@@ -333,16 +341,31 @@ impl Monitor {
                 .collect();
             (due, followed)
         };
-        let due_now = due.clone();
-        let Ok((back, pass)) = tokio::task::spawn_blocking(move || {
-            let pass = cache.pass(&configs, &due_now, &followed);
-            (cache, pass)
-        })
-        .await
-        else {
-            return Cache::default();
+        // Nothing new to read but the counters of a few followed processes (/proc/PID/stat
+        // never waits on another process's memory, unlike a command line, nor on a disk,
+        // unlike a pid file): done here, without a hand-off to a blocking thread and back.
+        let quick = touched.as_ref().is_some_and(HashSet::is_empty)
+            && followed.len() <= QUICK_PASS_MAX
+            && configs.iter().all(|c| c.pidfile.is_none());
+        let pass = if quick {
+            cache.pass(&configs, &due, &followed, Look::Only(&HashSet::new()))
+        } else {
+            let due_now = due.clone();
+            let Ok((back, pass)) = tokio::task::spawn_blocking(move || {
+                let look = match &touched {
+                    Some(pids) => Look::Only(pids),
+                    None => Look::All,
+                };
+                let pass = cache.pass(&configs, &due_now, &followed, look);
+                (cache, pass)
+            })
+            .await
+            else {
+                return Cache::default();
+            };
+            cache = back;
+            pass
         };
-        cache = back;
         let mut out: Vec<(mpsc::Sender<Event>, Event)> = Vec::new();
         {
             let mut reg = self.lock();
@@ -386,180 +409,16 @@ impl Monitor {
     }
 }
 
-impl Watched {
-    fn event(&self, fields: Map<String, Value>, edge: bool) -> Event {
-        Event {
-            watch: Arc::clone(&self.name),
-            source: "process",
-            time: SystemTime::now(),
-            host: Arc::clone(&self.host),
-            edge,
-            fields,
-            cursor: None,
-        }
-    }
-
-    /// Takes up the processes this pass found; reports starts, and exits the pidfd did
-    /// not report (no pidfd, or a zombie found first).
-    fn apply(
-        &mut self,
-        id: u64,
-        found: &[Found],
-        stats: &HashMap<i32, Stat>,
-        exit_tx: &mpsc::UnboundedSender<Exit>,
-        out: &mut Vec<(mpsc::Sender<Event>, Event)>,
-    ) {
-        self.drop_gone(found, stats, out);
-        self.add_found(id, found, exit_tx, out);
-    }
-
-    /// Members no longer found: an `exit` for those that died.
-    fn drop_gone(
-        &mut self,
-        found: &[Found],
-        stats: &HashMap<i32, Stat>,
-        out: &mut Vec<(mpsc::Sender<Event>, Event)>,
-    ) {
-        let now_found: HashMap<i32, &Found> = found.iter().map(|f| (f.pid, f)).collect();
-        let gone: Vec<i32> = self
-            .members
-            .iter()
-            .filter(|(pid, m)| {
-                now_found
-                    .get(pid)
-                    .is_none_or(|f| f.start_ticks != m.found.start_ticks)
-            })
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in gone {
-            let Some(m) = self.members.remove(&pid) else {
-                continue;
-            };
-            if let Some(a) = &m.pidfd {
-                a.abort();
-            }
-            let stat = stats
-                .get(&pid)
-                .filter(|s| s.start_ticks == m.found.start_ticks);
-            let dead = stat.is_none_or(Stat::is_dead);
-            // Alive but no longer selected (a pid file naming another process now): it
-            // did not exit, so nothing is said.
-            if dead {
-                let status = stat.and_then(|s| s.exit_status);
-                out.push((self.events.clone(), self.exit_event(&m.found, status)));
-            }
-        }
-    }
-
-    /// New members: a `start` for each, and their exits followed.
-    fn add_found(
-        &mut self,
-        id: u64,
-        found: &[Found],
-        exit_tx: &mpsc::UnboundedSender<Exit>,
-        out: &mut Vec<(mpsc::Sender<Event>, Event)>,
-    ) {
-        for f in found {
-            if self.members.contains_key(&f.pid) {
-                continue;
-            }
-            let pidfd = follow_exit(id, f.pid, f.start_ticks, exit_tx.clone());
-            self.members.insert(
-                f.pid,
-                Member {
-                    found: f.clone(),
-                    last_cpu: None,
-                    pidfd,
-                },
-            );
-            let mut fields = self.process_fields(f);
-            fields.insert("kind".into(), Value::from("start"));
-            out.push((self.events.clone(), self.event(fields, true)));
-        }
-    }
-
-    fn process_fields(&self, f: &Found) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("pid".into(), Value::from(f.pid));
-        m.insert("name".into(), Value::from(f.name.as_str()));
-        m.insert("cmdline".into(), Value::from(f.cmdline.as_str()));
-        m.insert("count".into(), Value::from(self.members.len()));
-        m
-    }
-
-    fn exit_event(&self, f: &Found, status: Option<i32>) -> Event {
-        let mut fields = self.process_fields(f);
-        fields.insert("kind".into(), Value::from("exit"));
-        if let Some(st) = status {
-            // A wait status: the exit code in the second byte, or the signal in the low 7 bits.
-            if st & 0x7f == 0 {
-                fields.insert("exit_code".into(), Value::from((st >> 8) & 0xff));
-            } else {
-                fields.insert("signal".into(), Value::from(st & 0x7f));
-            }
-        }
-        self.event(fields, true)
-    }
-
-    /// The `sample` event: totals over the followed processes, and the pid, name and
-    /// uptime of the longest-running one.
-    fn sample(&mut self, stats: &HashMap<i32, Stat>, uptime: Duration, now: Instant) -> Event {
-        let (mut cpu, mut memory, mut threads) = (0.0f64, 0u64, 0u64);
-        let mut oldest: Option<(&Found, Duration)> = None;
-        let mut count = 0usize;
-        for m in self.members.values_mut() {
-            let Some(s) = stats
-                .get(&m.found.pid)
-                .filter(|s| s.start_ticks == m.found.start_ticks && !s.is_dead())
-            else {
-                continue;
-            };
-            count += 1;
-            let age = procfs::age(s.start_ticks, uptime);
-            let (base_ticks, since) = match m.last_cpu {
-                Some(prev) => prev,
-                // First sample of this process: its average since it started.
-                None => (0, now.checked_sub(age).unwrap_or(now)),
-            };
-            let elapsed = now.saturating_duration_since(since).as_secs_f64();
-            if elapsed > 0.0 {
-                let used =
-                    s.cpu_ticks.saturating_sub(base_ticks) as f64 / procfs::clock_ticks() as f64;
-                cpu += used / elapsed * 100.0;
-            }
-            m.last_cpu = Some((s.cpu_ticks, now));
-            memory += s.rss_pages * procfs::page_size();
-            threads += s.threads;
-            if oldest.is_none_or(|(_, a)| age > a) {
-                oldest = Some((&m.found, age));
-            }
-        }
-        let mut f = Map::new();
-        f.insert("kind".into(), Value::from("sample"));
-        f.insert("count".into(), Value::from(count));
-        f.insert(
-            "cpu_percent".into(),
-            Value::from((cpu * 100.0).round() / 100.0),
-        );
-        f.insert("memory_bytes".into(), Value::from(memory));
-        f.insert("threads".into(), Value::from(threads));
-        let (pid, name, cmdline, up) = match oldest {
-            Some((o, age)) => (o.pid, o.name.clone(), o.cmdline.clone(), age.as_secs()),
-            None => (0, String::new(), String::new(), 0),
-        };
-        f.insert("pid".into(), Value::from(pid));
-        f.insert("name".into(), Value::from(name));
-        f.insert("cmdline".into(), Value::from(cmdline));
-        f.insert("uptime_s".into(), Value::from(up));
-        self.event(f, false)
-    }
-}
-
 /// One sample of a process watch, now, for `hark test`: what the selectors find.
 pub fn sample_once(config: &ProcessWatch) -> Map<String, Value> {
     let mut cache = Cache::default();
     let config = Arc::new(config.clone());
-    let first = cache.pass(std::slice::from_ref(&config), &[true], &HashSet::new());
+    let first = cache.pass(
+        std::slice::from_ref(&config),
+        &[true],
+        &HashSet::new(),
+        Look::All,
+    );
     let (tx, _rx) = mpsc::channel(1);
     let mut w = Watched {
         name: Arc::from(""),

@@ -215,3 +215,56 @@ fn cpu_percent_is_measured_over_the_interval() {
     // One core at most, and clearly busy.
     assert!((30.0..=105.0).contains(&cpu), "{got:?}\nlog:\n{}", h.log());
 }
+
+/// A program that forks and whose child never execs: the child carries the program's
+/// name, so it is a start of its own, found at the next pass (over /proc, or through the
+/// forks the process connector reports), and its exit is seen like any other.
+#[test]
+fn a_forked_child_that_never_execs_is_a_start_and_an_exit_of_its_own() {
+    let dir = tempdir();
+    let name = format!("hb{:08x}", std::process::id() ^ fastrand_u32());
+    let path = dir.path().join(&name);
+    std::fs::copy("/bin/bash", &path).unwrap();
+    let fifo = dir.path().join("never-written");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let h = start_in(
+        dir,
+        &fixture(
+            "process/edges.toml",
+            &[("@NAME@", &name), ("@EVERY@", "200ms")],
+        ),
+    );
+    // The subshell is a fork of the copy that runs only builtins: it waits 1.5 s on a
+    // FIFO nobody writes to, then exits 3. (The script ends with a builtin: bash would
+    // exec a last `sleep` in its own process, which then is `sleep`, no longer selected.)
+    let script =
+        r#"sleep 0.5; ( echo $BASHPID; read -t 1.5 x 0<>"$0"; exit 3 ); sleep 0.5; exit 0"#;
+    let parent = Command::new(&path)
+        .args(["-c", script])
+        .arg(&fifo)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ppid = parent.id();
+    let out = parent.wait_with_output().unwrap();
+    let child: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let got = h.wait_lines(4);
+    // Kind and pid (the exit code of the child is read from it before its parent reaps
+    // it, or not at all).
+    let mut seen: Vec<String> = got
+        .iter()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        format!("start {ppid}"),
+        format!("start {child}"),
+        format!("exit {child}"),
+        format!("exit {ppid}"),
+    ];
+    want.sort();
+    assert_eq!(seen, want, "{got:?}\nlog:\n{}", h.log());
+    assert!(got.contains(&format!("start {child}  2")), "{got:?}");
+}

@@ -1,10 +1,13 @@
 //! The netlink process connector: the kernel tells its listeners (root only, in the
-//! initial network namespace) of every exec as it happens, so a process watch sees a
-//! program start at once instead of at its next pass over /proc. Forks are left to the
-//! passes: a shell forks for every command it runs, and the fork carries the shell's name
-//! until it execs, so taking forks would report a start of the shell for each command.
-//! Where the connector cannot be opened, the passes alone find starts; they also catch
-//! whatever a full socket buffer made the connector miss.
+//! initial network namespace) of every fork, exec and exit as it happens. An exec is a
+//! program start, checked at once instead of at the next pass over /proc. Forks and exits
+//! only say which pids the next pass must look at, so it need not list /proc: a fork
+//! carries its parent's name until it execs (a shell forks for every command it runs), so
+//! a fork is judged at the pass, as a listing would find it. The monitor trusts the
+//! connector with that only once it has seen the fork and exit of a probe of its own
+//! (`probe`): a socket outside the initial network or pid namespace would hear nothing or
+//! other pids. Where the connector cannot be opened or is not trusted, each pass lists
+//! /proc; a full socket buffer (events dropped) makes the next pass list it too.
 
 use std::io;
 use std::mem::size_of;
@@ -14,7 +17,9 @@ const NETLINK_CONNECTOR: i32 = 11;
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
+const PROC_EVENT_FORK: u32 = 0x1;
 const PROC_EVENT_EXEC: u32 = 0x2;
+const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 const NLMSG_HDRLEN: usize = 16;
 /// `struct cn_msg`: id (idx, val), seq, ack, len, flags.
 const CN_MSG_LEN: usize = 20;
@@ -96,10 +101,9 @@ pub fn open() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Reads every message waiting on the socket; collects the pids of processes that
-/// exec'd. `WouldBlock` ends it. Returns how often the kernel said it dropped events
+/// Reads every message waiting on the socket; collects the forks, execs and exits. `WouldBlock` ends it. Returns how often the kernel said it dropped events
 /// (ENOBUFS: the buffer was full; how many it dropped, it does not say).
-pub fn drain(fd: &OwnedFd, out: &mut Vec<i32>) -> io::Result<u64> {
+pub fn drain(fd: &OwnedFd, out: &mut Heard) -> io::Result<u64> {
     let mut buf = [0u8; 8192];
     let mut dropped = 0;
     loop {
@@ -129,15 +133,68 @@ fn i32_at(b: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+/// What the connector said since it was last read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Heard {
+    /// Processes that exec'd (thread group ids).
+    pub execs: Vec<i32>,
+    /// New processes (not threads), by fork.
+    pub forks: Vec<i32>,
+    /// Processes whose main thread ended.
+    pub exits: Vec<i32>,
+}
+
 /// Parses one datagram (one netlink message carrying one process event).
-pub fn parse(b: &[u8], out: &mut Vec<i32>) {
+pub fn parse(b: &[u8], out: &mut Heard) {
     let ev = NLMSG_HDRLEN + CN_MSG_LEN;
     let data = ev + PROC_EVENT_HDR;
-    // exec: pid, tgid (the process).
-    if u32_at(b, ev) == Some(PROC_EVENT_EXEC) {
-        if let Some(tgid) = i32_at(b, data + 4) {
-            out.push(tgid);
+    match u32_at(b, ev) {
+        // exec: pid, tgid (the process).
+        Some(PROC_EVENT_EXEC) => {
+            if let Some(tgid) = i32_at(b, data + 4) {
+                out.execs.push(tgid);
+            }
         }
+        // fork: parent pid, parent tgid, child pid, child tgid; a new thread has a child
+        // pid other than its tgid.
+        Some(PROC_EVENT_FORK) => {
+            if let (Some(pid), Some(tgid)) = (i32_at(b, data + 8), i32_at(b, data + 12)) {
+                if pid == tgid {
+                    out.forks.push(pid);
+                }
+            }
+        }
+        // exit: pid, tgid, exit code, signal; only the main thread's end matters.
+        Some(PROC_EVENT_EXIT) => {
+            if let (Some(pid), Some(tgid)) = (i32_at(b, data), i32_at(b, data + 4)) {
+                if pid == tgid {
+                    out.exits.push(pid);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Forks a child that exits at once and reaps it: its fork and exit, heard on the
+/// connector under the pid fork returned, prove the connector hears this pid namespace.
+/// `None` if the fork failed.
+pub fn probe() -> Option<i32> {
+    // SAFETY: the child only calls _exit, which is async-signal-safe, so forking a
+    // multi-threaded process is sound here; the parent reaps its own child by pid.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::_exit(0);
+        }
+        if pid < 0 {
+            return None;
+        }
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+        Some(pid)
     }
 }
 
@@ -156,13 +213,26 @@ mod tests {
     }
 
     #[test]
-    fn execs_are_taken_forks_and_others_not() {
-        let mut out = Vec::new();
+    fn execs_forks_and_exits_of_processes_are_taken_threads_not() {
+        let mut out = Heard::default();
         // fork (0x1): parent pid, parent tgid, child pid, child tgid.
         parse(&event(0x1, &[1, 1, 200, 200]), &mut out);
+        // A new thread of process 200.
+        parse(&event(0x1, &[200, 200, 201, 200]), &mut out);
         parse(&event(PROC_EVENT_EXEC, &[301, 300]), &mut out);
-        parse(&event(0x8000_0000, &[400, 400]), &mut out);
+        parse(&event(0x8000_0000, &[400, 400, 0, 9]), &mut out);
+        // A thread of 400 ending.
+        parse(&event(0x8000_0000, &[401, 400, 0, 0]), &mut out);
+        // uid change (0x4), and garbage.
+        parse(&event(0x4, &[500, 500, 0, 0]), &mut out);
         parse(&[1, 2, 3], &mut out);
-        assert_eq!(out, vec![300]);
+        assert_eq!(
+            out,
+            Heard {
+                execs: vec![300],
+                forks: vec![200],
+                exits: vec![400],
+            }
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! One pass over /proc for every process watch at once: which processes each watch
 //! selects, and the counters of those it samples. Blocking; run it off the async thread.
 //!
-//! Cheap by design: a pass lists /proc (one getdents), reads /proc/PID/stat once for each
-//! process it has not seen before, and reads the other files a selector needs (exe,
+//! Cheap by design: a pass lists /proc (one getdents) or, when the process connector is
+//! trusted, looks only at the pids it heard fork or end since the last pass; it reads
+//! /proc/PID/stat once for each process it has not seen before, and reads the other files a selector needs (exe,
 //! cmdline, owner) once per process, lazily. Only the processes a watch already follows
 //! are read again on later passes. A pid is taken to name the same process from one pass
 //! to the next while it stays listed: Linux hands out pids in increasing order up to
@@ -59,6 +60,15 @@ impl Known {
     }
 }
 
+/// Which processes a pass looks at, besides those followed.
+pub enum Look<'a> {
+    /// Every process: /proc is listed.
+    All,
+    /// Only these, forked or ended since the last pass (the connector said so); every
+    /// other process is as the last pass left it.
+    Only(&'a HashSet<i32>),
+}
+
 /// The process table as the last pass left it.
 #[derive(Default)]
 pub struct Cache {
@@ -83,24 +93,26 @@ pub struct Pass {
 }
 
 impl Cache {
-    /// Lists /proc, selects for each watch, and reads the counters of `followed` and of
-    /// what the watches whose sample is `due` select.
+    /// Lists /proc (or looks at the pids `look` names), selects for each watch, and reads
+    /// the counters of `followed` and of what the watches whose sample is `due` select.
     pub fn pass(
         &mut self,
         watches: &[Arc<ProcessWatch>],
         due: &[bool],
         followed: &HashSet<i32>,
+        look: Look<'_>,
     ) -> Pass {
-        let pids = procfs::list_pids().unwrap_or_default();
-        let listed: HashSet<i32> = pids.iter().copied().collect();
-        self.procs.retain(|pid, _| listed.contains(pid));
-        for &pid in &pids {
-            if self.procs.contains_key(&pid) {
-                continue;
-            }
-            // A process that exits between the listing and this read is simply not seen.
-            if let Ok(s) = procfs::read_stat(pid) {
-                self.procs.insert(pid, known(&s));
+        match look {
+            Look::All => self.list(),
+            Look::Only(pids) => {
+                for &pid in pids {
+                    match procfs::read_stat(pid) {
+                        Ok(s) => self.refresh(pid, &s),
+                        Err(_) => {
+                            self.procs.remove(&pid);
+                        }
+                    }
+                }
             }
         }
         let mut stats = HashMap::new();
@@ -108,14 +120,7 @@ impl Cache {
             let Ok(s) = procfs::read_stat(pid) else {
                 continue;
             };
-            match self.procs.get_mut(&pid) {
-                // Same process: refresh whether it died.
-                Some(k) if k.start_ticks == s.start_ticks => k.dead = s.is_dead(),
-                // A new process under a reused pid: forget what was known of the old one.
-                _ => {
-                    self.procs.insert(pid, known(&s));
-                }
-            }
+            self.refresh(pid, &s);
             stats.insert(pid, s);
         }
         let uptime = procfs::uptime().unwrap_or_default();
@@ -137,6 +142,33 @@ impl Cache {
             found,
             stats,
             uptime,
+        }
+    }
+
+    /// Takes up every process /proc lists now and forgets those it no longer lists.
+    fn list(&mut self) {
+        let pids = procfs::list_pids().unwrap_or_default();
+        let listed: HashSet<i32> = pids.iter().copied().collect();
+        self.procs.retain(|pid, _| listed.contains(pid));
+        for &pid in &pids {
+            if self.procs.contains_key(&pid) {
+                continue;
+            }
+            // A process that exits between the listing and this read is simply not seen.
+            if let Ok(s) = procfs::read_stat(pid) {
+                self.procs.insert(pid, known(&s));
+            }
+        }
+    }
+
+    /// What a fresh read of a process's stat says of it: whether a known process died, or
+    /// a new one under its pid (what was known of the old one is forgotten).
+    fn refresh(&mut self, pid: i32, s: &Stat) {
+        match self.procs.get_mut(&pid) {
+            Some(k) if k.start_ticks == s.start_ticks => k.dead = s.is_dead(),
+            _ => {
+                self.procs.insert(pid, known(s));
+            }
         }
     }
 

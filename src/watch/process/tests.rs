@@ -1,3 +1,4 @@
+use super::scan::Found;
 use super::*;
 
 fn watch_named(name: &str) -> ProcessWatch {
@@ -54,13 +55,18 @@ fn a_process_that_is_gone_before_its_sample_is_not_counted() {
     let mut child = std::process::Command::new(&path).arg("30").spawn().unwrap();
     let config = Arc::new(watch_named(&name));
     let mut cache = Cache::default();
-    let pass = cache.pass(std::slice::from_ref(&config), &[false], &HashSet::new());
+    let pass = cache.pass(
+        std::slice::from_ref(&config),
+        &[false],
+        &HashSet::new(),
+        Look::All,
+    );
     assert_eq!(pass.found[0].len(), 1);
     // Exits between the listing and the sampling.
     let _ = child.kill();
     let _ = child.wait();
     let followed: HashSet<i32> = [child.id() as i32].into();
-    let pass = cache.pass(std::slice::from_ref(&config), &[true], &followed);
+    let pass = cache.pass(std::slice::from_ref(&config), &[true], &followed, Look::All);
     assert!(pass.found[0].is_empty());
     assert!(!pass.stats.contains_key(&(child.id() as i32)));
 }
@@ -126,7 +132,7 @@ fn a_zombie_is_dead() {
     let followed: HashSet<i32> = [child.id() as i32].into();
     assert_eq!(
         cache
-            .pass(std::slice::from_ref(&config), &[true], &followed)
+            .pass(std::slice::from_ref(&config), &[true], &followed, Look::All)
             .found[0]
             .len(),
         1
@@ -134,7 +140,7 @@ fn a_zombie_is_dead() {
     let _ = child.kill();
     // Not reaped yet: a zombie until `wait`.
     std::thread::sleep(Duration::from_millis(100));
-    let pass = cache.pass(std::slice::from_ref(&config), &[true], &followed);
+    let pass = cache.pass(std::slice::from_ref(&config), &[true], &followed, Look::All);
     let _ = child.wait();
     assert!(pass.found[0].is_empty(), "a zombie was selected");
     let st = pass.stats[&(child.id() as i32)].clone();

@@ -1,5 +1,5 @@
 //! What wakes the monitor between passes: a followed process's pidfd becoming readable
-//! (it exited), and the process connector announcing an exec.
+//! (it exited), and the process connector announcing a fork, an exec or an exit.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -19,18 +19,20 @@ pub struct Exit {
     pub status: Option<i32>,
 }
 
-/// The pids of processes that exec'd, once the connector has some, and how often the
-/// kernel dropped events meanwhile; never, without a connector.
-pub async fn exec_ready(connector: &Option<AsyncFd<OwnedFd>>) -> std::io::Result<(Vec<i32>, u64)> {
+/// What the connector heard, once it has something, and how often the kernel dropped
+/// events meanwhile; never, without a connector.
+pub async fn heard(
+    connector: &Option<AsyncFd<OwnedFd>>,
+) -> std::io::Result<(connector::Heard, u64)> {
     let Some(afd) = connector else {
         return std::future::pending().await;
     };
     let mut guard = afd.readable().await?;
-    let mut pids = Vec::new();
-    let dropped = connector::drain(guard.get_inner(), &mut pids)?;
+    let mut heard = connector::Heard::default();
+    let dropped = connector::drain(guard.get_inner(), &mut heard)?;
     // Read until it would block: wait for the next readiness.
     guard.clear_ready();
-    Ok((pids, dropped))
+    Ok((heard, dropped))
 }
 
 /// Opens a pidfd for the process and waits, on the runtime, for it to become readable
