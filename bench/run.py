@@ -344,7 +344,9 @@ def free_port():
 
 
 # ------------------------------------------------------------------- idle footprint
-def idle_footprint(hark, seconds, runs, tmp, skipped, table):
+def idle_world(tmp):
+    """What the idle scenario watches: 5 files, 3 running copies of sleep, 2 HTTP
+    servers on 127.0.0.1 (all stopped by stop_all)."""
     files = []
     for i in range(5):
         f = os.path.join(tmp, f"idle-file-{i}")
@@ -355,19 +357,28 @@ def idle_footprint(hark, seconds, runs, tmp, skipped, table):
         exe = os.path.join(tmp, f"hbidle{i}")
         subprocess.run(["cp", "/bin/sleep", exe], check=True)
         procs.append((f"hbidle{i}", keep(subprocess.Popen([exe, "100000"]))))
-    st, port = start_flip()
+    _, port = start_flip()
     _, port2 = start_flip()
     urls = [f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port2}/"]
+    return files, procs, urls
+
+
+def idle_hark_cfg(files, procs, urls, every):
+    c = f'[watch.files]\ntype = "file"\npaths = {files!r}\n\n'.replace("'", '"')
+    for name, _ in procs:
+        c += f'[watch.{name}]\ntype = "process"\nname = "{name}"\nevery = "{every}s"\n\n'
+        c += (f'[rule.{name}_gone]\nwatch = "{name}"\nwhen = \'kind == "sample" && count == 0\'\n\n')
+    for i, u in enumerate(urls):
+        c += f'[watch.web{i}]\ntype = "http"\nurl = "{u}"\nevery = "{every}s"\n\n'
+        c += f'[rule.web{i}_down]\nwatch = "web{i}"\nwhen = "status != 200"\n\n'
+    return c + '[rule.changed]\nwatch = "files"\n'
+
+
+def idle_footprint(hark, seconds, runs, tmp, skipped, table):
+    files, procs, urls = idle_world(tmp)
 
     def hark_cfg(every):
-        c = f'[watch.files]\ntype = "file"\npaths = {files!r}\n\n'.replace("'", '"')
-        for name, _ in procs:
-            c += f'[watch.{name}]\ntype = "process"\nname = "{name}"\nevery = "{every}s"\n\n'
-            c += (f'[rule.{name}_gone]\nwatch = "{name}"\nwhen = \'kind == "sample" && count == 0\'\n\n')
-        for i, u in enumerate(urls):
-            c += f'[watch.web{i}]\ntype = "http"\nurl = "{u}"\nevery = "{every}s"\n\n'
-            c += f'[rule.web{i}_down]\nwatch = "web{i}"\nwhen = "status != 200"\n\n'
-        return c + '[rule.changed]\nwatch = "files"\n'
+        return idle_hark_cfg(files, procs, urls, every)
 
     def monit_checks():
         c = ""

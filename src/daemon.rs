@@ -256,6 +256,7 @@ async fn run_with(
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&d.status_line())]);
     footprint::give_back_start_up();
+    footprint::give_back_again_later();
 
     // WATCHDOG=1 comes from a task of its own, as long as no turn of this loop takes
     // longer than the watchdog allows (a heartbeat at each turn's start and its steps;
