@@ -513,6 +513,9 @@ pub fn backoff(attempts: u32) -> Duration {
 
 async fn give_up(shared: &Shared, seq: u64, mut d: Delivery, why: String) {
     crate::metrics::get().delivery(&d.action, "failed");
+    // Stored first: once the log says so, `hark status` lists it as failed.
+    d.failed = Some(why.clone());
+    settle(shared, vec![(seq, Some(d.to_bytes()))]).await;
     tracing::error!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, error = %why, "delivery failed for good; kept in the outbox");
     trace::publish(
         Line::new(
@@ -527,8 +530,6 @@ async fn give_up(shared: &Shared, seq: u64, mut d: Delivery, why: String) {
         .rule(&d.rule)
         .action(&d.action),
     );
-    d.failed = Some(why);
-    settle(shared, vec![(seq, Some(d.to_bytes()))]).await;
 }
 
 /// Stores what became of deliveries. What cannot be stored now (a full disk) the store

@@ -3,9 +3,9 @@
 //! setting up every watch), and the kernel maps the executable's pages 64 KiB around
 //! each fault ("fault-around"): an idle hark kept about 9 MiB of its executable mapped,
 //! of which its steady work uses about a third. After the start, the executable's code
-//! and read-only data are unmapped (they come back from the page cache, page by page,
-//! when used: `MADV_RANDOM` turns fault-around off for them) and the allocator returns
-//! the memory the start freed. The first round of work after the start (a first
+//! and read-only data are unmapped (they come back from the page cache when used, still
+//! 64 KiB around each fault where the page cache holds them: `MADV_RANDOM` only stops
+//! read-ahead where it does not) and the allocator returns the memory the start freed. The first round of work after the start (a first
 //! connection to each HTTP target, the first full pass over /proc, the first sample of
 //! the runtime) runs code the steady state does not: the same is done once more
 //! `AGAIN_AFTER` later. Measured in docs/benchmarks.md (idle footprint); the code an idle
@@ -45,7 +45,7 @@ pub fn give_back_start_up() {
         // SAFETY: the range is a whole mapping of the executable, read-only and without
         // private pages: MADV_DONTNEED drops its page-table entries and the next access
         // reads the same bytes from the page cache again. MADV_RANDOM only changes how
-        // much is mapped per fault.
+        // much is read ahead per fault.
         unsafe {
             libc::madvise(m.start as *mut libc::c_void, len, libc::MADV_RANDOM);
             libc::madvise(m.start as *mut libc::c_void, len, libc::MADV_DONTNEED);
