@@ -256,7 +256,7 @@ async fn run_with(
     );
     notify(&[NotifyState::Ready, NotifyState::Status(&d.status_line())]);
     footprint::give_back_start_up();
-    footprint::give_back_again_later();
+    footprint::give_back_again_later(footprint::again_after(d.longest_interval()));
 
     // WATCHDOG=1 comes from a task of its own, as long as no turn of this loop takes
     // longer than the watchdog allows (a heartbeat at each turn's start and its steps;
@@ -293,6 +293,7 @@ async fn run_with(
                 d.reload(result).await;
                 loading.done(&d.paths, &loaded_tx);
                 footprint::give_back_start_up();
+                footprint::give_back_again_later(footprint::again_after(d.longest_interval()));
                 continue;
             }
             Some(call) = calls.recv() => {
@@ -361,6 +362,11 @@ async fn run_with(
 }
 
 impl Daemon {
+    /// The longest interval of the watches that check on one.
+    fn longest_interval(&self) -> Option<std::time::Duration> {
+        self.config.watches.values().filter_map(|w| w.kind.every()).max()
+    }
+
     fn status_line(&self) -> String {
         format!(
             "{} watches, {} rules, {} firing",

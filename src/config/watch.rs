@@ -53,6 +53,18 @@ impl WatchKind {
         }
     }
 
+    /// How often it checks, for the watches that check on an interval.
+    pub fn every(&self) -> Option<std::time::Duration> {
+        match self {
+            WatchKind::Http(w) => Some(w.every),
+            WatchKind::Process(w) => Some(w.every),
+            WatchKind::System(w) => Some(w.every),
+            WatchKind::Tcp(w) => Some(w.every),
+            WatchKind::Command(w) => Some(w.every),
+            _ => None,
+        }
+    }
+
     /// Whether some of its events are states (a check's latest result) that drive a
     /// rule's state machine, rather than edges that fire on each match. A process watch
     /// reports both: `start` and `exit` are edges, `sample` a state.

@@ -13,13 +13,18 @@
 
 use std::time::Duration;
 
-/// When the executable's pages are given back a second time after the start.
-const AGAIN_AFTER: Duration = Duration::from_secs(10);
+/// When the executable's pages are given back a second time, after a start or a reload
+/// that set up watches checking at most every `longest`: once each has made its first
+/// check (inside its first interval), at least 10 s and at most 10 minutes on.
+pub fn again_after(longest: Option<Duration>) -> Duration {
+    let first_round = longest.unwrap_or_default() + Duration::from_secs(5);
+    first_round.clamp(Duration::from_secs(10), Duration::from_secs(600))
+}
 
-/// Gives back once more, `AGAIN_AFTER` from now, on the current runtime.
-pub fn give_back_again_later() {
-    tokio::spawn(async {
-        tokio::time::sleep(AGAIN_AFTER).await;
+/// Gives back once more, `after` from now, on the current runtime.
+pub fn give_back_again_later(after: Duration) {
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
         give_back_start_up();
     });
 }
@@ -102,6 +107,15 @@ fn mappings(smaps: &str) -> Vec<Mapping<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_second_give_back_waits_for_the_first_round_of_checks() {
+        let s = Duration::from_secs;
+        assert_eq!(again_after(None), s(10));
+        assert_eq!(again_after(Some(s(1))), s(10));
+        assert_eq!(again_after(Some(s(30))), s(35));
+        assert_eq!(again_after(Some(s(86_400))), s(600));
+    }
 
     #[test]
     fn mappings_are_read_with_their_anonymous_pages() {
