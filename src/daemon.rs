@@ -364,7 +364,11 @@ async fn run_with(
 impl Daemon {
     /// The longest interval of the watches that check on one.
     fn longest_interval(&self) -> Option<std::time::Duration> {
-        self.config.watches.values().filter_map(|w| w.kind.every()).max()
+        self.config
+            .watches
+            .values()
+            .filter_map(|w| w.kind.every())
+            .max()
     }
 
     fn status_line(&self) -> String {
