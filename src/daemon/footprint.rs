@@ -5,10 +5,11 @@
 //! of which its steady work uses about a third. After the start, the executable's code
 //! and read-only data are unmapped (they come back from the page cache when used, still
 //! 64 KiB around each fault where the page cache holds them: `MADV_RANDOM` only stops
-//! read-ahead where it does not) and the allocator returns the memory the start freed. The first round of work after the start (a first
-//! connection to each HTTP target, the first full pass over /proc, the first sample of
-//! the runtime) runs code the steady state does not: the same is done once more
-//! `AGAIN_AFTER` later. Measured in docs/benchmarks.md (idle footprint); the code an idle
+//! read-ahead where it does not) and the allocator returns the memory the start freed.
+//! The first round of work after the start (a first connection to each HTTP target, the
+//! first full pass over /proc, the first sample of the runtime) runs code the steady
+//! state does not: the same is done once more when every watch has made its first check
+//! (`again_after`). Measured in docs/benchmarks.md (idle footprint); the code an idle
 //! daemon runs is packed together at link time (build.rs).
 
 use std::time::Duration;

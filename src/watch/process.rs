@@ -1,9 +1,11 @@
 //! `process` watches: `start` when a selected process appears, `exit` the moment one ends,
 //! and a `sample` of the selected processes every `every`.
 //!
-//! One monitor task serves every process watch: a single pass over /proc per tick (the
-//! shortest `every` of the watches) finds new processes and reads the counters of the
-//! followed ones (`scan.rs`, on the blocking pool). Exits are not polled: each followed
+//! One monitor task serves every process watch: a single pass per tick (the shortest
+//! `every` of the watches) finds new processes and reads the counters of the followed
+//! ones (`scan.rs`). It lists /proc, or, where the process connector is trusted, looks
+//! only at the pids the connector heard fork or end (`hearing.rs`); it runs on the
+//! blocking pool unless it has nothing new to read. Exits are not polled: each followed
 //! process gets a pidfd, which becomes readable when the process exits (a zombie counts as
 //! dead), and the runtime wakes on it at once. Where pidfds are missing (Linux < 5.3),
 //! an exit is seen at the next pass instead.

@@ -101,7 +101,8 @@ pub fn open() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Reads every message waiting on the socket; collects the forks, execs and exits. `WouldBlock` ends it. Returns how often the kernel said it dropped events
+/// Reads every message waiting on the socket; collects the forks, execs and exits.
+/// `WouldBlock` ends it. Returns how often the kernel said it dropped events
 /// (ENOBUFS: the buffer was full; how many it dropped, it does not say).
 pub fn drain(fd: &OwnedFd, out: &mut Heard) -> io::Result<u64> {
     let mut buf = [0u8; 8192];

@@ -1,14 +1,17 @@
 //! One pass over /proc for every process watch at once: which processes each watch
-//! selects, and the counters of those it samples. Blocking; run it off the async thread.
+//! selects, and the counters of those it samples. Blocking (a command line can wait on
+//! another process's memory), except a pass with nothing new to read (`Look::Only` of no
+//! pid, no pid file): run it off the async thread otherwise.
 //!
 //! Cheap by design: a pass lists /proc (one getdents) or, when the process connector is
 //! trusted, looks only at the pids it heard fork or end since the last pass; it reads
-//! /proc/PID/stat once for each process it has not seen before, and reads the other files a selector needs (exe,
-//! cmdline, owner) once per process, lazily. Only the processes a watch already follows
-//! are read again on later passes. A pid is taken to name the same process from one pass
-//! to the next while it stays listed: Linux hands out pids in increasing order up to
-//! `kernel.pid_max` before reusing one, so a reuse inside one interval would take millions
-//! of process starts; a followed process is checked by its start time on every pass.
+//! /proc/PID/stat once for each process it has not seen before, and reads the other files
+//! a selector needs (exe, cmdline, owner) once per process, lazily. Only the processes a
+//! watch already follows are read again on later passes. A pid is taken to name the same
+//! process from one pass to the next while it stays listed: Linux hands out pids in
+//! increasing order up to `kernel.pid_max` before reusing one, so a reuse inside one
+//! interval would take millions of process starts; a followed process is checked by its
+//! start time on every pass.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
