@@ -11,6 +11,9 @@ use super::connector::Heard;
 /// could not tell.
 const LIST_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
+/// At most this many pids wait for the next pass; more, and it lists /proc.
+const TOUCHED_MAX: usize = 65_536;
+
 pub struct Hearing {
     /// The probe whose fork must be heard before the connector is trusted.
     probe: Option<i32>,
@@ -40,8 +43,17 @@ impl Hearing {
             self.trusted = true;
             tracing::debug!("the process connector hears this pid namespace: passes look only at the processes it names");
         }
-        self.touched.extend(heard.forks);
-        self.touched.extend(heard.exits);
+        // A pass that lists /proc sees everything: nothing to keep for it. A fork storm
+        // between two passes far apart is held to `TOUCHED_MAX` pids: past that, the
+        // next pass lists /proc instead.
+        if !self.list_next {
+            self.touched.extend(heard.forks);
+            self.touched.extend(heard.exits);
+            if self.touched.len() > TOUCHED_MAX {
+                self.touched = HashSet::new();
+                self.list_next = true;
+            }
+        }
         heard.execs
     }
 
@@ -99,6 +111,18 @@ mod tests {
         h.lost_for_good();
         assert_eq!(h.next_pass(), None);
         assert_eq!(h.next_pass(), None);
+    }
+
+    #[test]
+    fn a_fork_storm_between_passes_makes_the_next_one_list_proc() {
+        let mut h = Hearing::new(Some(1));
+        h.take(heard(&[1], &[], &[]));
+        assert_eq!(h.next_pass(), None);
+        let storm: Vec<i32> = (2..=TOUCHED_MAX as i32 + 2).collect();
+        h.take(heard(&storm, &[], &[]));
+        h.take(heard(&[5], &[], &[]));
+        assert_eq!(h.next_pass(), None);
+        assert_eq!(h.next_pass(), Some(HashSet::new()));
     }
 
     #[test]
