@@ -218,10 +218,12 @@ async fn run_with(
     }
 
     let queue = tx.downgrade();
+    let clock = shared.clock.clone();
     tokio::spawn(crate::metrics::watch_runtime(
         move || queue.upgrade().map(|q| EVENT_QUEUE - q.capacity()),
         EVENT_QUEUE,
         control_stop.clone(),
+        move |start, end| clock.sleep_between(start, end),
     ));
 
     let mut d = Daemon {

@@ -12,11 +12,14 @@ use tokio_util::sync::CancellationToken;
 /// Samples kept per timing.
 const KEPT: usize = 1000;
 
-/// How often the runtime is sampled, and over how long its maxima are taken (a minute).
-/// Each sample wakes an idle daemon: every 5 s, not every 250 ms, keeps an idle hark's
-/// CPU below Monit's (docs/benchmarks.md, idle footprint).
+/// How often the runtime is sampled: at a wake-up of the daemon's clock (a periodic
+/// check's) at least 5 s after the last sample, or 35 s after it if none comes. A wake-up
+/// of its own would cost an idle daemon more than its checks (docs/benchmarks.md, idle
+/// footprint); at 35 s, checks every 30 s always take it along.
 const RUNTIME_TICK: Duration = Duration::from_secs(5);
-const RUNTIME_WINDOW: usize = 12;
+const RUNTIME_LATEST: Duration = Duration::from_secs(35);
+/// Maxima are taken over the samples of the last minute.
+const RUNTIME_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {
@@ -106,8 +109,8 @@ struct Inner {
     lags: BTreeMap<String, Ring>,
     waits: BTreeMap<String, Ring>,
     runs: BTreeMap<String, Ring>,
-    /// (loop lag in seconds, event queue depth), newest last.
-    runtime: VecDeque<(f64, usize)>,
+    /// (when, loop lag in seconds, event queue depth), newest last, the last minute's.
+    runtime: VecDeque<(Instant, f64, usize)>,
     queue_capacity: usize,
     tasks: usize,
 }
@@ -176,11 +179,16 @@ impl Timings {
     }
 
     fn runtime_sample(&self, lag: f64, depth: usize, capacity: usize, tasks: usize) {
+        let now = Instant::now();
         self.with(|i| {
-            if i.runtime.len() == RUNTIME_WINDOW {
+            while i
+                .runtime
+                .front()
+                .is_some_and(|r| now.duration_since(r.0) > RUNTIME_WINDOW)
+            {
                 i.runtime.pop_front();
             }
-            i.runtime.push_back((lag, depth));
+            i.runtime.push_back((now, lag, depth));
             i.queue_capacity = capacity;
             i.tasks = tasks;
         });
@@ -189,6 +197,7 @@ impl Timings {
     /// Quantiles of the watches and actions named (others are left out: a reload may have
     /// removed them), and the runtime's health.
     pub fn status(&self, watches: &[String], actions: &[String]) -> TimingStatus {
+        let now = Instant::now();
         self.with(|i| TimingStatus {
             watches: watches
                 .iter()
@@ -207,32 +216,49 @@ impl Timings {
                 })
                 .collect(),
             runtime: RuntimeHealth {
-                event_queue_depth: i.runtime.back().map_or(0, |r| r.1),
-                event_queue_max: i.runtime.iter().map(|r| r.1).max().unwrap_or(0),
+                event_queue_depth: i.runtime.back().map_or(0, |r| r.2),
+                event_queue_max: recent(&i.runtime, now).map(|r| r.2).max().unwrap_or(0),
                 event_queue_capacity: i.queue_capacity,
-                loop_lag_ms: i.runtime.back().map_or(0.0, |r| r.0 * 1000.0),
-                loop_lag_max_ms: i.runtime.iter().map(|r| r.0).fold(0.0, f64::max) * 1000.0,
+                loop_lag_ms: i.runtime.back().map_or(0.0, |r| r.1 * 1000.0),
+                loop_lag_max_ms: recent(&i.runtime, now).map(|r| r.1).fold(0.0, f64::max) * 1000.0,
                 tasks: i.tasks,
             },
         })
     }
 }
 
+/// The runtime samples of the last minute (the newest is kept however old).
+fn recent(
+    samples: &VecDeque<(Instant, f64, usize)>,
+    now: Instant,
+) -> impl Iterator<Item = &(Instant, f64, usize)> {
+    let n = samples.len();
+    samples
+        .iter()
+        .enumerate()
+        .filter(move |(k, r)| k + 1 == n || now.duration_since(r.0) <= RUNTIME_WINDOW)
+        .map(|(_, r)| r)
+}
+
 /// Samples the runtime until `stop`: how late a timer fires (a worker blocked by
 /// something that should have been `spawn_blocking`), the depth of the event queue
 /// (`depth` gives it, `None` once the queue is gone), and the tasks alive.
-pub async fn watch_runtime(
+pub async fn watch_runtime<F: std::future::Future<Output = Instant>>(
     depth: impl Fn() -> Option<usize>,
     capacity: usize,
     stop: CancellationToken,
+    sleep_between: impl Fn(Instant, Instant) -> F,
 ) {
     let m = super::get();
     // The first sample at once: `hark status` right after the start has the queue's size.
-    let mut expected = Instant::now();
+    let mut last = Instant::now();
+    let mut expected = last;
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(expected.into()) => {}
+        if expected > last {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                due = sleep_between(expected, last + RUNTIME_LATEST) => expected = due,
+            }
         }
         let now = Instant::now();
         let lag = now.saturating_duration_since(expected).as_secs_f64();
@@ -244,6 +270,7 @@ pub async fn watch_runtime(
         m.loop_lag_seconds.set(lag);
         m.event_queue_depth.set(depth as i64);
         m.tasks.set(tasks as i64);
+        last = now;
         expected = now + RUNTIME_TICK;
     }
 }

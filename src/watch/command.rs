@@ -20,13 +20,14 @@ pub fn start(
     host: Arc<str>,
     config: CommandWatch,
     events: mpsc::Sender<Event>,
+    clock: super::clock::Clock,
 ) -> PeriodicHandle {
     let every = config.every;
     periodic::spawn_checks(
         name,
         host,
         "command",
-        every,
+        periodic::Schedule { every, clock },
         config,
         |c, stop| async move { check(&c, &stop).await },
         events,

@@ -73,13 +73,14 @@ pub fn start(
     config: HttpWatch,
     client: Client,
     events: mpsc::Sender<Event>,
+    clock: super::clock::Clock,
 ) -> PeriodicHandle {
     let every = config.every;
     periodic::spawn_checks(
         name,
         host,
         "http",
-        every,
+        periodic::Schedule { every, clock },
         (client, config),
         |c, _| async move { check(&c.0, &c.1).await },
         events,

@@ -1,6 +1,7 @@
 //! Watches: one file per watch type. Each emits `Event`s into the engine's channel and
 //! knows nothing of rules.
 
+pub mod clock;
 pub mod command;
 pub mod file;
 pub mod http;
@@ -88,6 +89,8 @@ impl WatchHandle {
 /// What watches share: the HTTP connection pools, the process monitor, and the one
 /// inotify instance and thread of every file watch.
 pub struct Shared {
+    /// What periodic checks, process passes and the runtime sampler wait on.
+    pub clock: clock::Clock,
     pub clients: http::Clients,
     pub processes: process::Monitor,
     pub files: inotify::Hub,
@@ -100,9 +103,11 @@ impl Shared {
     pub fn for_watches<'a>(
         watches: impl IntoIterator<Item = &'a WatchConfig>,
     ) -> Result<Shared, WatchError> {
+        let clock = clock::Clock::new();
         Ok(Shared {
+            processes: process::Monitor::new(clock.clone()),
+            clock,
             clients: http::Clients::for_watches(watches)?,
-            processes: process::Monitor::default(),
             files: inotify::Hub::default(),
             positions: std::sync::Mutex::default(),
         })
@@ -164,15 +169,32 @@ pub fn start(
             h.clone(),
             shared.clients.get(h)?,
             events,
+            shared.clock.clone(),
         )),
         WatchKind::Process(p) => {
             WatchHandle::Process(shared.processes.add(name, host, p.clone(), events))
         }
-        WatchKind::System(s) => WatchHandle::Periodic(system::start(name, host, s.clone(), events)),
-        WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(name, host, t.clone(), events)),
-        WatchKind::Command(c) => {
-            WatchHandle::Periodic(command::start(name, host, c.clone(), events))
-        }
+        WatchKind::System(s) => WatchHandle::Periodic(system::start(
+            name,
+            host,
+            s.clone(),
+            events,
+            shared.clock.clone(),
+        )),
+        WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(
+            name,
+            host,
+            t.clone(),
+            events,
+            shared.clock.clone(),
+        )),
+        WatchKind::Command(c) => WatchHandle::Periodic(command::start(
+            name,
+            host,
+            c.clone(),
+            events,
+            shared.clock.clone(),
+        )),
         WatchKind::Unit(u) => WatchHandle::Unit(unit::start(name, host, u.clone(), events)),
     })
 }

@@ -2,9 +2,10 @@
 //! check at an offset inside the interval, then one every interval. Checks of one
 //! interval share their offset in groups of `PHASE_GROUP` (see `phase`): a daemon with a
 //! few checks wakes once per interval for all of them, not once per check, and a
-//! thousand checks still do not start in the same millisecond. A check is awaited before the next tick is
-//! taken, so checks of one watch never overlap and a slow one delays only its own watch
-//! (`MissedTickBehavior::Delay`).
+//! thousand checks still do not start in the same millisecond. The ticks come from the
+//! daemon's `Clock` (one timerfd for all). A check is awaited before the next tick is
+//! taken, so checks of one watch never overlap; a check that runs past its watch's next
+//! tick skips it (the next check is at the next tick of the grid), and delays no other.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,10 +13,16 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::Clock;
 use crate::event::Event;
+
+/// When a periodic watch checks: every `every`, on its interval's grid, woken by `clock`.
+pub struct Schedule {
+    pub every: Duration,
+    pub clock: Clock,
+}
 
 /// A running periodic watch.
 pub struct PeriodicHandle {
@@ -35,7 +42,7 @@ fn spawn<F, Fut>(
     name: Arc<str>,
     host: Arc<str>,
     source: &'static str,
-    every: Duration,
+    Schedule { every, clock }: Schedule,
     mut check: F,
     events: mpsc::Sender<Event>,
 ) -> PeriodicHandle
@@ -46,13 +53,12 @@ where
     let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
-        let first = next_on_grid(anchor(every), every, std::time::Instant::now());
-        let mut ticks = tokio::time::interval_at(first.into(), every);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let anchor = anchor(every);
+        let mut next = next_on_grid(anchor, every, std::time::Instant::now());
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
-                _ = ticks.tick() => {}
+                _ = clock.sleep_until(next) => {}
             }
             let fields = tokio::select! {
                 _ = token.cancelled() => return,
@@ -71,6 +77,7 @@ where
                 _ = token.cancelled() => return,
                 sent = events.send(event) => if sent.is_err() { return },
             }
+            next = next_on_grid(anchor, every, std::time::Instant::now());
         }
     });
     PeriodicHandle { stop }
@@ -81,7 +88,7 @@ pub fn spawn_checks<C, F, Fut>(
     name: Arc<str>,
     host: Arc<str>,
     source: &'static str,
-    every: Duration,
+    schedule: Schedule,
     config: C,
     check: F,
     events: mpsc::Sender<Event>,
@@ -96,7 +103,7 @@ where
         name,
         host,
         source,
-        every,
+        schedule,
         move |stop| check(Arc::clone(&config), stop),
         events,
     )

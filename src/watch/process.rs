@@ -52,12 +52,15 @@ struct Shared {
     exits: mpsc::UnboundedSender<Exit>,
     /// Taken by the monitor task when it starts.
     exit_rx: Mutex<Option<mpsc::UnboundedReceiver<Exit>>>,
+    /// What the passes wait on, with the periodic checks.
+    clock: super::clock::Clock,
 }
 
 impl Default for Shared {
     fn default() -> Self {
         let (exits, rx) = mpsc::unbounded_channel();
         Shared {
+            clock: super::clock::Clock::new(),
             registry: Mutex::default(),
             changed: Notify::new(),
             exits,
@@ -95,6 +98,16 @@ impl ProcessWatchHandle {
 }
 
 impl Monitor {
+    /// A monitor whose passes wait on `clock`.
+    pub fn new(clock: super::clock::Clock) -> Monitor {
+        Monitor {
+            inner: Arc::new(Shared {
+                clock,
+                ..Shared::default()
+            }),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.inner
             .registry
@@ -242,7 +255,7 @@ impl Monitor {
                 }
                 // A watch came or went: a pass now.
                 _ = self.inner.changed.notified() => {}
-                _ = tokio::time::sleep_until(next_pass.into()) => {}
+                _ = self.inner.clock.sleep_until(next_pass) => {}
             }
             cache = self.pass(cache, &exit_tx, hearing.next_pass()).await;
             // On the grid the periodic checks of this interval use: one wake-up for both.

@@ -35,13 +35,14 @@ pub fn start(
     host: Arc<str>,
     config: SystemWatch,
     events: mpsc::Sender<Event>,
+    clock: super::clock::Clock,
 ) -> PeriodicHandle {
     let every = config.every;
     periodic::spawn_checks(
         name,
         host,
         "system",
-        every,
+        periodic::Schedule { every, clock },
         (config, Mutex::new(Sampler::default())),
         |c, _| async move {
             tokio::task::spawn_blocking(move || {

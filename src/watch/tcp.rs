@@ -16,13 +16,14 @@ pub fn start(
     host: Arc<str>,
     config: TcpWatch,
     events: mpsc::Sender<Event>,
+    clock: super::clock::Clock,
 ) -> PeriodicHandle {
     let every = config.every;
     periodic::spawn_checks(
         name,
         host,
         "tcp",
-        every,
+        periodic::Schedule { every, clock },
         config,
         |c, _| async move { check(&c).await },
         events,
