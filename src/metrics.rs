@@ -151,7 +151,7 @@ impl Metrics {
         );
         r.register(
             "runtime_loop_lag_seconds",
-            "How late the last 250 ms timer on the runtime fired (a blocked worker shows here)",
+            "How late the runtime ran its sampler after the clock woke it (a blocked worker shows here)",
             m.loop_lag_seconds.clone(),
         );
         r.register(

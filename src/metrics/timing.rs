@@ -54,8 +54,8 @@ pub struct RuntimeHealth {
     pub event_queue_depth: usize,
     pub event_queue_max: usize,
     pub event_queue_capacity: usize,
-    /// How late a timer on the runtime fired, last and at most in the last minute: a
-    /// blocked worker thread shows here.
+    /// How late the runtime ran its sampler after the clock woke it, last and at most in
+    /// the last minute: a blocked worker thread shows here.
     pub loop_lag_ms: f64,
     pub loop_lag_max_ms: f64,
     /// Tasks alive on the runtime.
@@ -240,9 +240,11 @@ fn recent(
         .map(|(_, r)| r)
 }
 
-/// Samples the runtime until `stop`: how late a timer fires (a worker blocked by
-/// something that should have been `spawn_blocking`), the depth of the event queue
-/// (`depth` gives it, `None` once the queue is gone), and the tasks alive.
+/// Samples the runtime until `stop`: how late it runs this task after the clock woke it
+/// (a worker blocked by something that should have been `spawn_blocking`), the depth of
+/// the event queue (`depth` gives it, `None` once the queue is gone), and the tasks
+/// alive. `sleep_between(start, end)` waits on the daemon's clock for its first wake-up
+/// in the window and yields the instant it woke for.
 pub async fn watch_runtime<F: std::future::Future<Output = Instant>>(
     depth: impl Fn() -> Option<usize>,
     capacity: usize,
