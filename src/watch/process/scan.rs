@@ -7,7 +7,10 @@
 //! trusted, looks only at the pids it heard fork or end since the last pass; it reads
 //! /proc/PID/stat once for each process it has not seen before, and reads the other files
 //! a selector needs (exe, cmdline, owner) once per process, lazily. Only the processes a
-//! watch already follows are read again on later passes. A pid is taken to name the same
+//! watch already follows are read again on later passes, and a watch's selection is
+//! worked out again only for the processes that changed since the last pass (new, gone,
+//! exec'd, dead): an idle pass costs the followed processes, not the whole table. A pid
+//! is taken to name the same
 //! process from one pass to the next while it stays listed: Linux hands out pids in
 //! increasing order up to `kernel.pid_max` before reusing one, so a reuse inside one
 //! interval would take millions of process starts; a followed process is checked by its
@@ -76,6 +79,11 @@ pub enum Look<'a> {
 #[derive(Default)]
 pub struct Cache {
     procs: HashMap<i32, Known>,
+    /// Pids whose entry came, went or changed (an exec, a death) since the last pass.
+    changed: HashSet<i32>,
+    /// What each (non-pid-file) watch selected at the last pass, by its config's address
+    /// (the Arc kept here, so the address is not another's meanwhile).
+    selected: HashMap<usize, (Arc<ProcessWatch>, Vec<Found>)>,
 }
 
 /// One process a watch selects.
@@ -83,8 +91,8 @@ pub struct Cache {
 pub struct Found {
     pub pid: i32,
     pub start_ticks: u64,
-    pub name: String,
-    pub cmdline: String,
+    pub name: Arc<str>,
+    pub cmdline: Arc<str>,
 }
 
 pub struct Pass {
@@ -111,9 +119,7 @@ impl Cache {
                 for &pid in pids {
                     match procfs::read_stat(pid) {
                         Ok(s) => self.refresh(pid, &s),
-                        Err(_) => {
-                            self.procs.remove(&pid);
-                        }
+                        Err(_) => self.forget(pid),
                     }
                 }
             }
@@ -127,7 +133,7 @@ impl Cache {
             stats.insert(pid, s);
         }
         let uptime = procfs::uptime().unwrap_or_default();
-        let found: Vec<Vec<Found>> = watches.iter().map(|w| self.select(w, uptime)).collect();
+        let found = self.select_each(watches, uptime);
         for (i, list) in found.iter().enumerate() {
             if !due.get(i).copied().unwrap_or(false) {
                 continue;
@@ -152,15 +158,33 @@ impl Cache {
     fn list(&mut self) {
         let pids = procfs::list_pids().unwrap_or_default();
         let listed: HashSet<i32> = pids.iter().copied().collect();
-        self.procs.retain(|pid, _| listed.contains(pid));
+        let changed = &mut self.changed;
+        self.procs.retain(|pid, _| {
+            let keep = listed.contains(pid);
+            if !keep {
+                changed.insert(*pid);
+            }
+            keep
+        });
         for &pid in &pids {
             if self.procs.contains_key(&pid) {
                 continue;
             }
             // A process that exits between the listing and this read is simply not seen.
             if let Ok(s) = procfs::read_stat(pid) {
-                self.procs.insert(pid, known(&s));
+                self.insert(pid, &s);
             }
+        }
+    }
+
+    fn insert(&mut self, pid: i32, s: &Stat) {
+        self.procs.insert(pid, known(s));
+        self.changed.insert(pid);
+    }
+
+    fn forget(&mut self, pid: i32) {
+        if self.procs.remove(&pid).is_some() {
+            self.changed.insert(pid);
         }
     }
 
@@ -168,26 +192,53 @@ impl Cache {
     /// a new one under its pid (what was known of the old one is forgotten).
     fn refresh(&mut self, pid: i32, s: &Stat) {
         match self.procs.get_mut(&pid) {
-            Some(k) if k.start_ticks == s.start_ticks => k.dead = s.is_dead(),
-            _ => {
-                self.procs.insert(pid, known(s));
+            Some(k) if k.start_ticks == s.start_ticks => {
+                if k.dead != s.is_dead() {
+                    k.dead = s.is_dead();
+                    self.changed.insert(pid);
+                }
             }
+            _ => self.insert(pid, s),
         }
     }
 
     /// A process reported as exited: a zombie until its parent reaps it, never selected.
     pub fn mark_dead(&mut self, pid: i32, start_ticks: u64) {
         if let Some(k) = self.procs.get_mut(&pid) {
-            if k.start_ticks == start_ticks {
+            if k.start_ticks == start_ticks && !k.dead {
                 k.dead = true;
+                self.changed.insert(pid);
             }
         }
     }
 
-    fn select(&mut self, w: &ProcessWatch, uptime: Duration) -> Vec<Found> {
-        if let Some(path) = &w.pidfile {
-            return self.pidfile_process(path, uptime).into_iter().collect();
-        }
+    /// What each watch selects now. A watch that was asked at the last pass keeps what it
+    /// selected then, but for the processes that changed since; the others (new watches,
+    /// or after more changes than processes) look at every process.
+    fn select_each(&mut self, watches: &[Arc<ProcessWatch>], uptime: Duration) -> Vec<Vec<Found>> {
+        let mut before = std::mem::take(&mut self.selected);
+        let every = self.changed.len() >= self.procs.len();
+        let found = watches
+            .iter()
+            .map(|w| {
+                if let Some(path) = &w.pidfile {
+                    return self.pidfile_process(path, uptime).into_iter().collect();
+                }
+                let key = Arc::as_ptr(w) as usize;
+                let list = match before.remove(&key) {
+                    Some((_, last)) if !every => self.select_changed(w, last),
+                    _ => self.select(w),
+                };
+                self.selected.insert(key, (Arc::clone(w), list.clone()));
+                list
+            })
+            .collect();
+        self.changed.clear();
+        found
+    }
+
+    /// What `w` selects among every process.
+    fn select(&mut self, w: &ProcessWatch) -> Vec<Found> {
         let mut out: Vec<Found> = self
             .procs
             .iter_mut()
@@ -197,17 +248,28 @@ impl Cache {
         out
     }
 
+    /// What `w` selects, from what it selected at the last pass: a process that did not
+    /// change since is selected as it was.
+    fn select_changed(&mut self, w: &ProcessWatch, mut last: Vec<Found>) -> Vec<Found> {
+        last.retain(|f| !self.changed.contains(&f.pid));
+        for &pid in &self.changed {
+            if let Some(k) = self.procs.get_mut(&pid) {
+                if selects(w, pid, k) {
+                    last.push(found(pid, k));
+                }
+            }
+        }
+        last.sort_by_key(|f| (f.start_ticks, f.pid));
+        last
+    }
+
     /// What the watches select among `pids`, processes that just exec'd: read afresh,
     /// since an exec changes a process's name, executable and command line.
     pub fn check(&mut self, pids: &[i32], watches: &[Arc<ProcessWatch>]) -> Vec<Vec<Found>> {
         for &pid in pids {
             match procfs::read_stat(pid) {
-                Ok(s) => {
-                    self.procs.insert(pid, known(&s));
-                }
-                Err(_) => {
-                    self.procs.remove(&pid);
-                }
+                Ok(s) => self.insert(pid, &s),
+                Err(_) => self.forget(pid),
             }
         }
         watches
@@ -284,7 +346,78 @@ fn found(pid: i32, k: &mut Known) -> Found {
     Found {
         pid,
         start_ticks: k.start_ticks,
-        name: k.name(pid),
-        cmdline: k.cmdline(pid).to_string(),
+        name: Arc::from(k.name(pid)),
+        cmdline: Arc::from(k.cmdline(pid)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(pid: i32, comm: &str, start_ticks: u64, state: char) -> Stat {
+        Stat {
+            pid,
+            comm: comm.to_string(),
+            state,
+            cpu_ticks: 0,
+            threads: 1,
+            start_ticks,
+            rss_pages: 0,
+            exit_status: None,
+        }
+    }
+
+    #[test]
+    fn a_pass_reselects_only_what_changed_and_agrees_with_looking_at_every_process() {
+        let watch = |n: &str| {
+            Arc::new(ProcessWatch {
+                name: Some(n.to_string()),
+                cmdline: None,
+                user: None,
+                pidfile: None,
+                every: Duration::from_secs(1),
+            })
+        };
+        let mut watches = vec![watch("a"), watch("b"), watch("c")];
+        let mut cache = Cache::default();
+        let mut rng = fastrand::Rng::with_seed(22);
+        // Pids no process has (past any pid_max): their exe and cmdline read as none.
+        let pid = |rng: &mut fastrand::Rng| 50_000_000 + rng.i32(0..40);
+        for round in 0..300u64 {
+            for _ in 0..rng.usize(0..6) {
+                let p = pid(&mut rng);
+                let name = ["a", "b", "c", "d"][rng.usize(0..4)];
+                match rng.u8(0..5) {
+                    // A new process, or another under a pid a gone one had.
+                    0 | 1 => cache.refresh(p, &stat(p, name, round, 'S')),
+                    2 => cache.forget(p),
+                    3 => {
+                        let start = cache.procs.get(&p).map(|k| k.start_ticks);
+                        if let Some(start) = start {
+                            cache.mark_dead(p, start);
+                        }
+                    }
+                    // An exec (read afresh, under a new name).
+                    _ => {
+                        let start = cache.procs.get(&p).map_or(round, |k| k.start_ticks);
+                        cache.insert(p, &stat(p, name, start, 'S'));
+                    }
+                }
+            }
+            if round == 150 {
+                // A reload: one watch replaced, one added.
+                watches[1] = watch("b");
+                watches.push(watch("d"));
+            }
+            let got = cache.select_each(&watches, Duration::ZERO);
+            let every: Vec<Vec<Found>> = watches.iter().map(|w| cache.select(w)).collect();
+            assert_eq!(got, every, "round {round}");
+            assert!(cache.changed.is_empty());
+        }
+        assert!(
+            cache.selected.len() == watches.len(),
+            "watches gone are forgotten"
+        );
     }
 }

@@ -125,8 +125,8 @@ impl Watched {
     fn process_fields(&self, f: &Found) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("pid".into(), Value::from(f.pid));
-        m.insert("name".into(), Value::from(f.name.as_str()));
-        m.insert("cmdline".into(), Value::from(f.cmdline.as_str()));
+        m.insert("name".into(), Value::from(&*f.name));
+        m.insert("cmdline".into(), Value::from(&*f.cmdline));
         m.insert("count".into(), Value::from(self.members.len()));
         m
     }
@@ -193,8 +193,8 @@ impl Watched {
         f.insert("memory_bytes".into(), Value::from(memory));
         f.insert("threads".into(), Value::from(threads));
         let (pid, name, cmdline, up) = match oldest {
-            Some((o, age)) => (o.pid, o.name.clone(), o.cmdline.clone(), age.as_secs()),
-            None => (0, String::new(), String::new(), 0),
+            Some((o, age)) => (o.pid, &*o.name, &*o.cmdline, age.as_secs()),
+            None => (0, "", "", 0),
         };
         f.insert("pid".into(), Value::from(pid));
         f.insert("name".into(), Value::from(name));
