@@ -29,6 +29,8 @@ struct Inner {
     fd: Option<OwnedFd>,
     driving: AtomicBool,
     state: Mutex<State>,
+    /// Told when the instant to wake at changes (for a driver left without the timerfd).
+    rearmed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -77,6 +79,7 @@ impl Clock {
             fd,
             driving: AtomicBool::new(false),
             state: Mutex::new(State::default()),
+            rearmed: tokio::sync::Notify::new(),
         }))
     }
 
@@ -206,6 +209,7 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 impl Inner {
     /// Sets the timerfd to go off at `at` (CLOCK_MONOTONIC, the clock `Instant` reads).
     fn arm(&self, at: Instant) {
+        self.rearmed.notify_one();
         let Some(fd) = &self.fd else { return };
         let now = Instant::now();
         let mut ts = libc::timespec {
@@ -274,12 +278,11 @@ impl Inner {
                 }
             }
         }
+        // Set again after every wake-up: the timerfd goes off once per setting.
         let next = s.by_end.first().map(|(at, _)| *at);
-        if next != s.armed || first.is_some() {
-            s.armed = next;
-            if let Some(at) = next {
-                self.arm(at);
-            }
+        s.armed = next;
+        if let Some(at) = next {
+            self.arm(at);
         }
         drop(s);
         for w in wake {
@@ -288,24 +291,38 @@ impl Inner {
     }
 }
 
-/// Waits for the timerfd and wakes what is due, for as long as the runtime runs.
+/// Waits for the timerfd and wakes what is due, for as long as the runtime runs; without
+/// it (it cannot be waited for), a runtime timer at the armed instant does the same.
 async fn drive(clock: Arc<Inner>) {
-    let Some(fd) = clock.fd.as_ref().and_then(|f| f.try_clone().ok()) else {
-        return;
+    if let Err(e) = drive_timerfd(&clock).await {
+        tracing::error!(error = %e, "cannot wait for the periodic checks' timer; they use the runtime's timers");
+    }
+    drive_by_runtime(&clock).await;
+}
+
+async fn drive_by_runtime(clock: &Inner) {
+    loop {
+        let armed = lock(&clock.state).armed;
+        match armed {
+            Some(at) => tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => clock.fire(Instant::now()),
+                _ = clock.rearmed.notified() => {}
+            },
+            None => clock.rearmed.notified().await,
+        }
+    }
+}
+
+async fn drive_timerfd(clock: &Inner) -> io::Result<()> {
+    let fd = match &clock.fd {
+        Some(f) => f.try_clone()?,
+        None => return Err(io::Error::other("no timerfd")),
     };
     // SAFETY: `fd` is an fd of our own (a dup of the timerfd), open for as long as `afd`
     // lives, since `afd` owns it.
-    let afd = match unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot wait for the periodic checks' timer");
-            return;
-        }
-    };
+    let afd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
     loop {
-        let Ok(mut guard) = afd.readable().await else {
-            return;
-        };
+        let mut guard = afd.readable().await?;
         let mut expirations = [0u8; 8];
         let read = guard.try_io(|fd| {
             // SAFETY: reads at most 8 bytes into a buffer of 8.
@@ -374,6 +391,28 @@ mod tests {
             clock.sleep_between(t1 + Duration::from_millis(40), w_end)
         );
         assert_eq!((c, w), (early, w_end));
+    }
+
+    #[tokio::test]
+    async fn without_the_timerfd_a_runtime_timer_drives_the_same_waits() {
+        let clock = Clock::new();
+        // The timerfd is set but nobody reads it: as when it cannot be waited for.
+        clock.0.driving.store(true, Ordering::Release);
+        let inner = Arc::clone(&clock.0);
+        tokio::spawn(async move { drive_by_runtime(&inner).await });
+        let t0 = Instant::now();
+        let late = clock.sleep_until(t0 + Duration::from_millis(60));
+        let early = clock.sleep_until(t0 + Duration::from_millis(20));
+        // Bounded: without a driver the waits would never end.
+        let both =
+            tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(late, early) });
+        assert_eq!(
+            both.await.ok(),
+            Some((
+                t0 + Duration::from_millis(60),
+                t0 + Duration::from_millis(20)
+            ))
+        );
     }
 
     #[tokio::test]

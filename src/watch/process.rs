@@ -41,7 +41,7 @@ pub use procfs::{parse_stat, Stat};
 const QUICK_PASS_MAX: usize = 64;
 
 /// The monitor every process watch registers with. Cloning shares it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Monitor {
     inner: Arc<Shared>,
 }
@@ -56,16 +56,9 @@ struct Shared {
     clock: super::clock::Clock,
 }
 
-impl Default for Shared {
+impl Default for Monitor {
     fn default() -> Self {
-        let (exits, rx) = mpsc::unbounded_channel();
-        Shared {
-            clock: super::clock::Clock::new(),
-            registry: Mutex::default(),
-            changed: Notify::new(),
-            exits,
-            exit_rx: Mutex::new(Some(rx)),
-        }
+        Monitor::new(super::clock::Clock::new())
     }
 }
 
@@ -100,10 +93,14 @@ impl ProcessWatchHandle {
 impl Monitor {
     /// A monitor whose passes wait on `clock`.
     pub fn new(clock: super::clock::Clock) -> Monitor {
+        let (exits, rx) = mpsc::unbounded_channel();
         Monitor {
             inner: Arc::new(Shared {
                 clock,
-                ..Shared::default()
+                registry: Mutex::default(),
+                changed: Notify::new(),
+                exits,
+                exit_rx: Mutex::new(Some(rx)),
             }),
         }
     }
