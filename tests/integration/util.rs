@@ -283,3 +283,18 @@ pub fn recorder_argv(out: &str, args: &[&str]) -> String {
     argv.extend(args.iter().map(|a| format!("\"{a}\"")));
     format!("[{}]", argv.join(", "))
 }
+
+/// Runs a fresh copy of a program. A child another test thread forked while the copy was open
+/// for writing holds that fd until its own exec, and an exec of the copy fails meanwhile
+/// with "text file busy": tried again.
+pub fn spawn_copy(path: &Path, args: &[&str]) -> Child {
+    for _ in 0..200 {
+        match Command::new(path).args(args).spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{} stayed busy for 2 s", path.display());
+}
