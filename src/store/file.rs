@@ -1,16 +1,19 @@
 //! The store's file as something else may touch it: the directory is locked (a second
 //! daemon is refused even if the file was deleted), the file's header is checked before
 //! redb reads it, and before each write the file is checked to be the one hark wrote last
-//! (same inode, size and modification time). What someone else did to it is repaired
-//! rather than written into:
+//! (same inode, size and modification time, and redb's header still in place). What someone
+//! else did to it is repaired rather than written into:
 //! - deleted or replaced: written again from hark's own open copy, nothing lost;
 //! - truncated or written to: set aside as `state.redb.damaged-SECONDS`, a new file made,
 //!   and the daemon saves again what it holds (rule states, silences).
+//!
+//! What cannot be seen this way: a truncation in the middle of hark's own write, after which
+//! that write puts redb's header back (redb writes it last). The file then looks like hark's.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// The first bytes of every redb file.
@@ -117,7 +120,10 @@ impl Guard {
             return Found::Unchanged;
         };
         let now = own.metadata().map(|m| Identity::of(&m)).ok();
-        if now != Some(last) {
+        // The header too: a truncation during hark's last write is recorded as hark's own
+        // size and time, but leaves the file without it.
+        let mut head = [0u8; MAGIC.len()];
+        if now != Some(last) || own.read_exact_at(&mut head, 0).is_err() || head != MAGIC {
             return Found::Damaged;
         }
         match std::fs::metadata(path) {
@@ -195,14 +201,14 @@ mod tests {
     fn deletion_truncation_and_replacement_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        std::fs::write(&p, b"hello").unwrap();
+        std::fs::write(&p, [MAGIC, b"hello"].concat()).unwrap();
         let mut g = Guard::new(lock_dir(dir.path()).unwrap());
         g.record(&p);
         assert_eq!(g.check(&p), Found::Unchanged);
         std::fs::remove_file(&p).unwrap();
         assert_eq!(g.check(&p), Found::Gone);
         assert!(g.restore(&p).unwrap().is_none());
-        assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+        assert_eq!(std::fs::read(&p).unwrap(), [MAGIC, b"hello"].concat());
         g.record(&p);
         assert_eq!(g.check(&p), Found::Unchanged);
         std::fs::OpenOptions::new()
@@ -211,6 +217,10 @@ mod tests {
             .unwrap()
             .set_len(0)
             .unwrap();
+        assert_eq!(g.check(&p), Found::Damaged);
+        // Truncated during hark's own write: what hark records after it is the cut file,
+        // which still lacks redb's header.
+        g.record(&p);
         assert_eq!(g.check(&p), Found::Damaged);
     }
 }

@@ -75,7 +75,7 @@ fn what_an_overflow_lost_is_reported_once_each_with_its_kind_after_the_overflow_
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(16384);
     // Stopped, hark cannot read its queue: more changes than the kernel keeps overflow it.
-    h.signal(libc::SIGSTOP);
+    h.freeze();
     let created = limit + 3000;
     for i in 0..created {
         std::fs::write(flood.join(format!("new-{i}")), "").unwrap();

@@ -298,7 +298,7 @@ command = {}
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(16384);
-    h.signal(libc::SIGSTOP);
+    h.freeze();
     for i in 0..limit + 1000 {
         std::fs::write(h.path(&format!("flood/{i}")), "").unwrap();
     }

@@ -183,6 +183,29 @@ impl Hark {
         }
     }
 
+    /// SIGSTOP, and waits (bounded) until every thread of the daemon is stopped: kill(2)
+    /// returns before they are, and one still running would read what comes next.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        let task = format!("/proc/{}/task", self.child.id());
+        let stopped = || {
+            let Ok(threads) = std::fs::read_dir(&task) else {
+                return false;
+            };
+            threads.flatten().all(|t| {
+                // The state is the first field after the command's closing parenthesis.
+                std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                    s.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+            })
+        };
+        assert!(
+            wait_for(Duration::from_secs(10), stopped),
+            "hark did not stop on SIGSTOP"
+        );
+    }
+
     /// Stops the daemon (SIGTERM) and starts it again on the same config and state.
     pub fn restart(&mut self) {
         assert_eq!(
