@@ -65,7 +65,7 @@ fn a_command_that_times_out_leaves_no_process_behind() {
     let dir = tempdir();
     let name = format!("hc{:08x}", std::process::id());
     let sleep = dir.path().join(&name);
-    std::fs::copy("/bin/sleep", &sleep).unwrap();
+    copy_program("/bin/sleep", &sleep);
     let sleep = sleep.to_string_lossy().into_owned();
     // A child in the background and one in the foreground, both past the timeout.
     let command = format!(r#"["/bin/sh", "-c", "{sleep} 60 & {sleep} 60"]"#);

@@ -232,7 +232,7 @@ fn a_nul_byte_in_a_field_does_not_keep_an_action_from_starting() {
 fn a_process_event_keeps_its_own_count_in_hark_count() {
     let dir = tempdir();
     let sleeper = dir.path().join("hark-count-sleeper");
-    std::fs::copy("/bin/sleep", &sleeper).unwrap();
+    copy_program("/bin/sleep", &sleeper);
     let mut kids: Vec<_> = (0..3).map(|_| spawn_copy(&sleeper, &["30"])).collect();
     let h = start_in(
         dir,
@@ -288,7 +288,7 @@ fn a_name_holding_an_escape_character_reaches_the_action_as_its_own_bytes() {
 fn a_command_watch_timeout_kills_a_child_that_left_the_process_group() {
     let dir = tempdir();
     let sleeper = dir.path().join("hark-setsid-sleeper");
-    std::fs::copy("/bin/sleep", &sleeper).unwrap();
+    copy_program("/bin/sleep", &sleeper);
     let s = sleeper.display();
     let h = start_in(
         dir,

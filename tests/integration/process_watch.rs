@@ -11,7 +11,7 @@ use crate::util::*;
 fn sleep_copy(dir: &Path) -> (String, PathBuf) {
     let name = format!("hs{:08x}", std::process::id() ^ fastrand_u32());
     let path = dir.join(&name);
-    std::fs::copy("/bin/sleep", &path).unwrap();
+    copy_program("/bin/sleep", &path);
     (name, path)
 }
 
@@ -201,7 +201,7 @@ fn cpu_percent_is_measured_over_the_interval() {
     let dir = tempdir();
     let name = format!("hb{:08x}", fastrand_u32());
     let shell = dir.path().join(&name);
-    std::fs::copy("/bin/sh", &shell).unwrap();
+    copy_program("/bin/sh", &shell);
     let h = start_in(dir, &fixture("process/busy.toml", &[("@NAME@", &name)]));
     // Busy for the whole test; killed below.
     let mut busy = Command::new(&shell)
@@ -224,7 +224,7 @@ fn a_forked_child_that_never_execs_is_a_start_and_an_exit_of_its_own() {
     let dir = tempdir();
     let name = format!("hb{:08x}", std::process::id() ^ fastrand_u32());
     let path = dir.path().join(&name);
-    std::fs::copy("/bin/bash", &path).unwrap();
+    copy_program("/bin/bash", &path);
     let fifo = dir.path().join("never-written");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: mkfifo(3) with a valid C string.

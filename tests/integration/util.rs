@@ -307,9 +307,22 @@ pub fn recorder_argv(out: &str, args: &[&str]) -> String {
     format!("[{}]", argv.join(", "))
 }
 
+/// Copies a program to run. The copy is written by a `cp` child, not by this process: a
+/// child another test thread forks while the copy is open for writing would hold that fd
+/// until its own exec, and any exec of the copy (by a shell or by hark too) would fail
+/// meanwhile with "text file busy". `cp`'s fds are nobody else's.
+pub fn copy_program(from: &str, to: &Path) {
+    let status = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp {from} {}: {status}", to.display());
+}
+
 /// Runs a fresh copy of a program. A child another test thread forked while the copy was open
 /// for writing holds that fd until its own exec, and an exec of the copy fails meanwhile
-/// with "text file busy": tried again.
+/// with "text file busy": tried again (copies made by `copy_program` are never busy so).
 pub fn spawn_copy(path: &Path, args: &[&str]) -> Child {
     for _ in 0..200 {
         match Command::new(path).args(args).spawn() {
