@@ -256,9 +256,11 @@ impl Inner {
                 break;
             }
             s.by_end.pop_first();
-            let for_ = *first.get_or_insert(end);
+            first.get_or_insert(end);
             if let Some(slot) = s.slots.get_mut(&i) {
-                slot.woken_for = Some(for_);
+                // Each due wait yields its own instant; windows opened by this wake-up
+                // yield the first (below).
+                slot.woken_for = Some(end);
                 let start = slot.start;
                 wake.push(slot.waker.clone());
                 s.by_start.remove(&(start, i));

@@ -56,12 +56,6 @@ struct Shared {
     clock: super::clock::Clock,
 }
 
-impl Default for Monitor {
-    fn default() -> Self {
-        Monitor::new(super::clock::Clock::new())
-    }
-}
-
 #[derive(Default)]
 struct Registry {
     watches: HashMap<u64, Watched>,

@@ -233,7 +233,14 @@ fn a_process_event_keeps_its_own_count_in_hark_count() {
     let dir = tempdir();
     let sleeper = dir.path().join("hark-count-sleeper");
     copy_program("/bin/sleep", &sleeper);
-    let mut kids: Vec<_> = (0..3).map(|_| spawn_copy(&sleeper, &["30"])).collect();
+    let mut kids: Vec<_> = (0..3)
+        .map(|_| {
+            std::process::Command::new(&sleeper)
+                .arg("30")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
     let h = start_in(
         dir,
         "[watch.p]\ntype = \"process\"\nname = \"hark-count-sleeper\"\nevery = \"200ms\"\n\n\

@@ -23,7 +23,7 @@ fn fastrand_u32() -> u32 {
 }
 
 fn spawn(path: &Path) -> Child {
-    spawn_copy(path, &["60"])
+    Command::new(path).arg("60").spawn().unwrap()
 }
 
 #[test]
@@ -59,7 +59,7 @@ fn an_exit_code_is_reported_when_the_process_ends_by_itself() {
             &[("@NAME@", &name), ("@EVERY@", "200ms")],
         ),
     );
-    let mut child = spawn_copy(&path, &["1.5"]);
+    let mut child = Command::new(&path).arg("1.5").spawn().unwrap();
     let pid = child.id();
     let got = h.wait_lines(2);
     let _ = child.wait();
@@ -176,7 +176,7 @@ fn a_short_lived_program_is_seen_through_the_process_connector() {
             &[("@NAME@", &name), ("@EVERY@", "1h")],
         ),
     );
-    let mut child = spawn_copy(&path, &["0.3"]);
+    let mut child = Command::new(&path).arg("0.3").spawn().unwrap();
     let pid = child.id();
     if h.log().contains("process connector is not available") {
         // Without it (not root, or outside the initial network namespace), starts wait

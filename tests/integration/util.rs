@@ -319,18 +319,3 @@ pub fn copy_program(from: &str, to: &Path) {
         .expect("run cp");
     assert!(status.success(), "cp {from} {}: {status}", to.display());
 }
-
-/// Runs a fresh copy of a program. A child another test thread forked while the copy was open
-/// for writing holds that fd until its own exec, and an exec of the copy fails meanwhile
-/// with "text file busy": tried again (copies made by `copy_program` are never busy so).
-pub fn spawn_copy(path: &Path, args: &[&str]) -> Child {
-    for _ in 0..200 {
-        match Command::new(path).args(args).spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other.unwrap(),
-        }
-    }
-    panic!("{} stayed busy for 2 s", path.display());
-}

@@ -24,34 +24,27 @@ fn wait_exec_done(pid: u32) {
     }
 }
 
-/// A copy of `sleep` under a name no other process has.
+/// A copy of `sleep` under a name no other process has. Written by a `cp` child: a child
+/// another test thread forked while this process held the copy open for writing would
+/// keep that fd until its own exec, and running the copy would fail meanwhile with "text
+/// file busy".
 fn unique_sleep(dir: &std::path::Path) -> (String, std::path::PathBuf) {
     let name = format!("hs{:08x}", fastrand::u32(..));
     let path = dir.join(&name);
-    std::fs::copy("/bin/sleep", &path).unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("/bin/sleep")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(copied.success());
     (name, path)
-}
-
-/// Runs a fresh copy of sleep for 30 s. A child another test thread forked while the copy
-/// was open for writing holds that fd until its own exec, and an exec of the copy fails
-/// meanwhile with "text file busy": tried again.
-fn spawn_sleep(path: &std::path::Path) -> std::process::Child {
-    for _ in 0..200 {
-        match std::process::Command::new(path).arg("30").spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other.unwrap(),
-        }
-    }
-    panic!("{} stayed busy for 2 s", path.display());
 }
 
 #[test]
 fn a_sample_counts_the_processes_the_pass_found() {
     let dir = tempfile::tempdir().unwrap();
     let (name, path) = unique_sleep(dir.path());
-    let mut child = spawn_sleep(&path);
+    let mut child = std::process::Command::new(&path).arg("30").spawn().unwrap();
     wait_exec_done(child.id());
     let fields = sample_once(&watch_named(&name));
     let _ = child.kill();
@@ -67,7 +60,7 @@ fn a_sample_counts_the_processes_the_pass_found() {
 fn a_process_that_is_gone_before_its_sample_is_not_counted() {
     let dir = tempfile::tempdir().unwrap();
     let (name, path) = unique_sleep(dir.path());
-    let mut child = spawn_sleep(&path);
+    let mut child = std::process::Command::new(&path).arg("30").spawn().unwrap();
     let config = Arc::new(watch_named(&name));
     let mut cache = Cache::default();
     let pass = cache.pass(
@@ -141,7 +134,7 @@ fn cpu_percent_is_the_cpu_used_since_the_previous_sample() {
 fn a_zombie_is_dead() {
     let dir = tempfile::tempdir().unwrap();
     let (name, path) = unique_sleep(dir.path());
-    let mut child = spawn_sleep(&path);
+    let mut child = std::process::Command::new(&path).arg("30").spawn().unwrap();
     let config = Arc::new(watch_named(&name));
     let mut cache = Cache::default();
     let followed: HashSet<i32> = [child.id() as i32].into();
