@@ -2,6 +2,7 @@
 //! whole group and output kept up to a cap: what shell actions and command watches share.
 
 use std::ffi::OsString;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -28,6 +29,9 @@ pub struct Spec<'a> {
     pub argv: Vec<OsString>,
     /// Added to the cleared environment (after PATH, LANG, HOME, USER).
     pub env: Vec<(String, OsString)>,
+    /// Given to the process as descriptor 3, named by `HARK_EVENT_FILE` (`/dev/fd/3`): an
+    /// anonymous file holding these bytes, however many.
+    pub event: Option<Vec<u8>>,
     pub user: Option<&'a Account>,
     pub group: Option<&'a Account>,
     pub cwd: Option<&'a PathBuf>,
@@ -90,6 +94,32 @@ pub async fn run(spec: Spec<'_>, stop: &CancellationToken) -> std::io::Result<Re
     for (k, v) in &spec.env {
         cmd.env(k, v);
     }
+    // Kept open until the child has started (it holds its own copy as descriptor 3).
+    let _event = match &spec.event {
+        Some(bytes) => {
+            let fd = event_file(bytes)?;
+            let raw = fd.as_raw_fd();
+            cmd.env("HARK_EVENT_FILE", "/dev/fd/3");
+            // SAFETY: between fork and exec only dup2 is called, which is async-signal-safe;
+            // it gives the child the event file as descriptor 3, without CLOEXEC.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // Already descriptor 3: dup2 would leave its close-on-exec flag.
+                    let rc = if raw == 3 {
+                        libc::fcntl(3, libc::F_SETFD, 0)
+                    } else {
+                        libc::dup2(raw, 3)
+                    };
+                    if rc < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            Some(fd)
+        }
+        None => None,
+    };
     let started = Instant::now();
     let mut child = cmd.spawn()?;
     let pgid = child.id().map(|p| p as i32);
@@ -115,6 +145,23 @@ pub async fn run(spec: Spec<'_>, stop: &CancellationToken) -> std::io::Result<Re
         stdout,
         stderr,
     })
+}
+
+/// An anonymous file (memfd) holding `bytes`, read from its start.
+fn event_file(bytes: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::io::{Seek, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: a NUL-terminated name and flags; the descriptor returned is ours alone.
+    let raw = unsafe { libc::memfd_create(c"hark-event".as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(OwnedFd::from(file))
 }
 
 fn exit_of(status: std::process::ExitStatus) -> Finish {

@@ -9,6 +9,7 @@
 
 mod broker;
 pub mod email;
+mod environment;
 mod job;
 pub mod outbox;
 mod payload;
@@ -17,7 +18,6 @@ mod systemd;
 mod template;
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ActionConfig, ActionKind, Config, ShellAction, ShellProgram};
-use crate::event::{decode_os, Firing};
+use crate::config::{ActionConfig, ActionKind, Config, ShellProgram};
+use crate::event::Firing;
 pub use job::ShellJob;
 use job::Work;
 pub use template::Templates;
@@ -161,7 +161,7 @@ impl Dispatcher {
             };
             match &action.kind {
                 ActionKind::Shell(shell) => {
-                    let prepared = match prepare_shell(shell, &firing, &ctx, &self.templates) {
+                    let prepared = match shell::prepare(shell, &firing, &ctx, &self.templates) {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: a template failed to render");
@@ -268,7 +268,7 @@ impl Dispatcher {
             };
             match &action.kind {
                 ActionKind::Shell(shell) => {
-                    match prepare_shell(shell, firing, &ctx, &self.templates) {
+                    match shell::prepare(shell, firing, &ctx, &self.templates) {
                         Ok(p) => {
                             let argv: Vec<String> = p
                                 .argv
@@ -400,92 +400,4 @@ fn render_mail(
     ));
     let body = crate::event::display_lossy(&templates.render(&e.body, ctx)?);
     Ok((subject, body))
-}
-
-fn prepare_shell(
-    shell: &ShellAction,
-    firing: &Firing,
-    ctx: &template::RenderContext,
-    templates: &Templates,
-) -> Result<shell::Prepared, minijinja::Error> {
-    let mut argv = Vec::new();
-    if let ShellProgram::Argv(args) = &shell.program {
-        for a in args {
-            argv.push(without_nul(decode_os(&templates.render(a, ctx)?)));
-        }
-    }
-    let mut env = hark_env(firing, ctx);
-    for (k, v) in &shell.env {
-        env.push((
-            k.clone(),
-            without_nul(decode_os(&templates.render(v, ctx)?)),
-        ));
-    }
-    Ok(shell::Prepared {
-        argv: shell::argv_for(shell, argv),
-        env,
-    })
-}
-
-/// `HARK_RULE`, `HARK_WATCH`, `HARK_STATE`, `HARK_EVENT` (JSON), `HARK_SUMMARY`,
-/// `HARK_SEVERITY`, `HARK_FIRING_COUNT`, and `HARK_<FIELD>` for each top-level event field.
-/// `HARK_COUNT` is the event's own `count` when it has one (a process watch's), else the
-/// firing's count. Strings carry their original bytes; other values are written as JSON.
-/// A NUL byte, which no environment variable can hold, is written as U+FFFD: one field
-/// must not keep a rule's every action from starting.
-fn hark_env(firing: &Firing, ctx: &template::RenderContext) -> Vec<(String, OsString)> {
-    let fields = firing.event.to_json();
-    let mut env: Vec<(String, OsString)> = Vec::new();
-    for (k, v) in &fields {
-        let key: String = k
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let value = match v {
-            Value::String(s) => decode_os(s),
-            other => OsString::from(other.to_string()),
-        };
-        env.push((format!("HARK_{key}"), without_nul(value)));
-    }
-    let event_json = crate::event::event_json_lossy(&fields).to_string();
-    env.push(("HARK_RULE".into(), (&*firing.rule).into()));
-    env.push(("HARK_WATCH".into(), (&*firing.event.watch).into()));
-    env.push(("HARK_STATE".into(), firing.state.as_str().into()));
-    env.push(("HARK_EVENT".into(), event_json.into()));
-    env.push(("HARK_SEVERITY".into(), (&*firing.severity).into()));
-    env.push(("HARK_FIRING_COUNT".into(), firing.count.to_string().into()));
-    if !fields.contains_key("count") {
-        env.push(("HARK_COUNT".into(), firing.count.to_string().into()));
-    }
-    let summary = ctx
-        .json
-        .get("summary")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    env.push(("HARK_SUMMARY".into(), without_nul(decode_os(summary))));
-    env
-}
-
-/// `s` with each NUL byte (which an argv element or environment variable cannot hold)
-/// replaced by U+FFFD.
-fn without_nul(s: OsString) -> OsString {
-    use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    if !s.as_bytes().contains(&0) {
-        return s;
-    }
-    let mut out = Vec::with_capacity(s.len() + 2);
-    for &b in s.as_bytes() {
-        if b == 0 {
-            out.extend_from_slice("\u{FFFD}".as_bytes());
-        } else {
-            out.push(b);
-        }
-    }
-    OsString::from_vec(out)
 }

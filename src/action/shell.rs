@@ -6,7 +6,10 @@ use std::ffi::OsString;
 
 use tokio_util::sync::CancellationToken;
 
+use super::environment::{self, without_nul};
+use super::template::{self, Templates};
 use crate::config::{ShellAction, ShellProgram};
+use crate::event::{decode_os, Firing};
 use crate::exec::{self, Spec};
 pub use crate::exec::{Finish, Report};
 
@@ -15,6 +18,8 @@ pub use crate::exec::{Finish, Report};
 pub struct Prepared {
     pub argv: Vec<OsString>,
     pub env: Vec<(String, OsString)>,
+    /// The whole event as JSON, given to the process as the file `HARK_EVENT_FILE`.
+    pub event: Vec<u8>,
 }
 
 pub fn argv_for(action: &ShellAction, rendered_argv: Vec<OsString>) -> Vec<OsString> {
@@ -34,6 +39,7 @@ pub async fn run(
         Spec {
             argv: prepared.argv,
             env: prepared.env,
+            event: Some(prepared.event),
             user: action.user.as_ref(),
             group: action.group.as_ref(),
             cwd: action.cwd.as_ref(),
@@ -42,4 +48,45 @@ pub async fn run(
         stop,
     )
     .await
+}
+
+/// Renders the action's argv and environment for `firing`. Every value is held below
+/// what `execve` takes (see `environment`): a field of any size never keeps the action
+/// from starting; the whole event goes to the process as `HARK_EVENT_FILE`.
+pub fn prepare(
+    shell: &ShellAction,
+    firing: &Firing,
+    ctx: &template::RenderContext,
+    templates: &Templates,
+) -> Result<Prepared, minijinja::Error> {
+    let mut argv = Vec::new();
+    let mut cut = 0;
+    if let ShellProgram::Argv(args) = &shell.program {
+        for a in args {
+            let arg = without_nul(decode_os(&templates.render(a, ctx)?));
+            if arg.len() > environment::ARG_MAX {
+                cut += 1;
+                argv.push(environment::cut_to(&arg, environment::ARG_MAX));
+            } else {
+                argv.push(arg);
+            }
+        }
+    }
+    let mut env = environment::hark_env(firing, ctx);
+    for (k, v) in &shell.env {
+        env.push((
+            k.clone(),
+            without_nul(decode_os(&templates.render(v, ctx)?)),
+        ));
+    }
+    cut += environment::fit(&mut env);
+    if cut > 0 {
+        tracing::warn!(rule = %firing.rule, cut, "values too large for a process's arguments or environment were cut (marked \"…[hark cut N bytes]\"); the whole event is in HARK_EVENT_FILE");
+    }
+    let event = crate::event::event_json_lossy(&firing.event.to_json()).to_string();
+    Ok(Prepared {
+        argv: argv_for(shell, argv),
+        env,
+        event: event.into_bytes(),
+    })
 }

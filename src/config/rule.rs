@@ -14,6 +14,10 @@ use super::parse::deserialize_table;
 use super::values::{self, NameList};
 use super::Ctx;
 
+/// The most groups one rule may hold: about 1 KiB each (measured ~770 bytes with its key
+/// and window), so a million is about 1 GiB, what a host can spare for one rule.
+pub const MAX_MAX_GROUPS: usize = 1_000_000;
+
 #[derive(Debug, Clone)]
 pub struct RuleConfig {
     pub name: String,
@@ -196,11 +200,14 @@ pub(crate) fn parse(
     let max_groups = match &raw.max_groups {
         None => DEFAULT_MAX_GROUPS,
         Some(m) => match usize::try_from(*m.get_ref()) {
-            Ok(n) if (1..=10_000_000).contains(&n) => n,
+            Ok(n) if (1..=MAX_MAX_GROUPS).contains(&n) => n,
             _ => {
                 ctx.error(
                     m.span(),
-                    "`max_groups` must be a whole number from 1 to 10000000",
+                    format!(
+                        "`max_groups` must be a whole number from 1 to {MAX_MAX_GROUPS} \
+                         (each group holds about 1 KiB: a million is about 1 GiB)"
+                    ),
                 );
                 DEFAULT_MAX_GROUPS
             }

@@ -123,7 +123,12 @@ pub struct Episodes {
     pub dropped: u64,
     /// New groups not taken for want of room (every group firing), since the start.
     pub refused: u64,
+    /// When a refusal was last logged, and how many came since.
+    refusals_said: Option<(Instant, u64)>,
 }
+
+/// A refused group is logged at most this often per rule.
+const REFUSAL_SAID_EVERY: Duration = Duration::from_secs(60);
 
 fn window(config: &RuleConfig) -> Option<(u32, Duration)> {
     match config.threshold {
@@ -147,6 +152,37 @@ impl Episodes {
             crate::metrics::get().group_dropped(&config.name);
         }
         true
+    }
+
+    /// A new group not taken: counted, and said at most once a minute (a flood of junk
+    /// keys that fills the table would otherwise hide the next real one without a word).
+    pub(super) fn refuse(&mut self, config: &RuleConfig, key: &str, now: Instant) {
+        self.refused += 1;
+        crate::metrics::get().group_dropped(&config.name);
+        if let Some(since) = self.refusal_to_say(now) {
+            let key: String = key.chars().take(200).collect();
+            tracing::warn!(
+                rule = %config.name,
+                max_groups = config.max_groups,
+                refused_total = self.refused,
+                group = %key,
+                "every group this rule holds is firing: a new group was not taken ({since} more refused since this was last said); raise max_groups or shorten resolve_after"
+            );
+        }
+    }
+
+    /// Whether a refusal at `now` is to be said, and how many went unsaid before it.
+    pub(super) fn refusal_to_say(&mut self, now: Instant) -> Option<u64> {
+        match self.refusals_said {
+            Some((at, n)) if now.saturating_duration_since(at) < REFUSAL_SAID_EVERY => {
+                self.refusals_said = Some((at, n + 1));
+                None
+            }
+            said => {
+                self.refusals_said = Some((now, 0));
+                Some(said.map_or(0, |(_, n)| n))
+            }
+        }
     }
 
     /// A group not firing takes its place in `order` as the most recently seen; a firing
@@ -178,8 +214,7 @@ impl Episodes {
             if !self.make_room(config) {
                 // Every group is firing: the new one waits for room (a firing group ends
                 // by `resolve_after`).
-                self.refused += 1;
-                crate::metrics::get().group_dropped(&config.name);
+                self.refuse(config, key, now);
                 return (Step::Ok, None);
             }
             self.groups.insert(
@@ -403,8 +438,8 @@ impl super::Rule {
     pub(super) fn room_for_a_group(&mut self) -> Result<Vec<Arc<str>>, String> {
         let max = self.config.max_groups;
         let Some(dropped) = self.state_groups.make_room(self.states.len(), max) else {
-            self.episodes.refused += 1;
-            crate::metrics::get().group_dropped(&self.config.name);
+            self.episodes
+                .refuse(&self.config, "(a state group)", Instant::now());
             return Err(format!(
                 "{max} groups (max_groups), every one firing: a new group waits for room"
             ));

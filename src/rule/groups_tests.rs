@@ -238,3 +238,33 @@ fn a_state_rule_with_group_by_has_a_state_per_group_bounded_by_max_groups() {
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].state, FiringState::Resolved);
 }
+
+#[test]
+fn a_refused_group_is_said_at_most_once_a_minute_with_the_count_unsaid() {
+    let mut eps = super::episode::Episodes::default();
+    let t0 = Instant::now();
+    assert_eq!(eps.refusal_to_say(t0), Some(0));
+    for i in 1..=99 {
+        assert_eq!(
+            eps.refusal_to_say(t0 + Duration::from_millis(i * 100)),
+            None
+        );
+    }
+    assert_eq!(eps.refusal_to_say(t0 + Duration::from_secs(61)), Some(99));
+    assert_eq!(eps.refusal_to_say(t0 + Duration::from_secs(62)), None);
+}
+
+#[test]
+fn max_groups_past_what_a_host_can_hold_is_refused_by_validate() {
+    let text = SSHD.replace("times = 3", "times = 3\nmax_groups = 10000000");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.toml");
+    std::fs::write(&path, text).unwrap();
+    let err = crate::config::Config::load(&[path])
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("1 to 1000000")),
+        "{err:?}"
+    );
+}

@@ -53,6 +53,7 @@ pub async fn check(config: &CommandWatch, stop: &CancellationToken) -> Map<Strin
             .iter()
             .map(|(k, v)| (k.clone(), OsString::from(v)))
             .collect(),
+        event: None,
         user: config.user.as_ref(),
         group: config.group.as_ref(),
         cwd: config.cwd.as_ref(),

@@ -3,26 +3,32 @@
 //! (`FileState`, whose events this watch reads instead of the engine); this watch keeps a
 //! reader per file and turns what is appended into one event per line.
 //!
+//! Readers are keyed by what they read, device and inode, never by name: each reported
+//! path is mapped to the inode it holds when looked at (whatever event brought the look,
+//! in whatever order), so one file is never read twice, and a file renamed away
+//! (logrotate's `create`) keeps its reader and position and is read to its end while its
+//! writer appends to it. A file truncated under its reader (`copytruncate`) is read again
+//! from its start. Descriptors are held only for files being read (see `fds`); reads are
+//! bounded, so a file far behind never fills memory.
+//!
 //! Positions: each event carries where its file is read to (device, inode, offset and a
 //! hash of the file's first bytes, to tell a reused inode), which the daemon stores with
-//! the rule states and deliveries the line led to, in one transaction. A file renamed away
-//! (logrotate's `create`) is read to its end under a key of its own, for as long as its
-//! writer appends to it; a file truncated under its reader (`copytruncate`) is read again
-//! from its start.
+//! the rule states and deliveries the line led to, in one transaction.
 
+mod fds;
 mod follow;
 mod lines;
+mod open;
 mod position;
+mod read;
+mod restore;
 
-use self::position::{head_matches, head_of};
 pub use self::position::{Position, Positions};
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -31,7 +37,10 @@ use super::file::{FileState, FileWatchHandle};
 use super::inotify::{Cx, Hosted, Raw};
 use super::WatchError;
 use crate::config::LogWatch;
-use crate::event::{encode_os, Cursor, Event, Map, Mark, Value};
+use crate::event::{encode_os, Event, Mark};
+
+/// A file as the kernel knows it: device and inode.
+pub type Id = (u64, u64);
 
 /// Bytes read at a time.
 const CHUNK: usize = 64 * 1024;
@@ -41,21 +50,27 @@ const QUIET: Duration = Duration::from_secs(5);
 /// Events a pump adds at most: the file thread hands them on before it reads more, so
 /// a burst holds little in memory (the engine's queue holds the rest).
 const PUMP_MAX: usize = 512;
-
 /// How often such a file is looked at (it has no inotify event of its own any more).
 const DRAIN_EVERY: Duration = Duration::from_millis(250);
 /// The first bytes of a file that tell it from another on a reused inode.
 const HEAD: usize = 256;
+/// A file read to its end and quiet this long gives its descriptor back.
+const IDLE: Duration = Duration::from_secs(10);
+/// Files a watch keeps open however quiet they are: a few busy logs never reopen.
+const KEEP_OPEN: usize = 16;
+/// A watch that found no descriptor left tries again after this long.
+const RETRY_FD: Duration = Duration::from_millis(100);
 
-/// One open file.
+/// One file being followed.
 struct Reader {
-    file: File,
+    /// Open while it is read; `None` once idle (opened again by its path when it changes).
+    file: Option<fds::Held>,
+    /// The reported path it is at, or was at before it was renamed away or deleted.
     path: PathBuf,
     key: Arc<str>,
     /// Its path as an event field.
     path_text: String,
-    dev: u64,
-    ino: u64,
+    id: Id,
     /// The first byte not yet part of a complete line.
     offset: u64,
     /// What has been read past `offset`: a line without its newline yet.
@@ -66,6 +81,16 @@ struct Reader {
     /// The last read stopped for room, not at the end: the next goes on from there
     /// without looking at the file again (its size, its first bytes).
     backlog: bool,
+    /// Reported paths that hold this file now; none: renamed away or deleted, read while
+    /// its writer appends to it.
+    links: u32,
+    /// Not read before this file (the one it replaced while hark was stopped) has been
+    /// read to its end.
+    after: Option<Id>,
+    /// Read to its end at least once.
+    caught_up: bool,
+    /// In the queue of files to read.
+    queued: bool,
 }
 
 pub struct LogState {
@@ -75,11 +100,23 @@ pub struct LogState {
     files: FileState,
     /// The file watch's events, read here.
     local: VecDeque<(u64, Event)>,
-    readers: HashMap<PathBuf, Reader>,
-    /// Files renamed away or deleted, read while they are still written to.
-    draining: Vec<Reader>,
+    readers: HashMap<Id, Reader>,
+    /// Which file each reported path held when last looked at.
+    at: HashMap<PathBuf, Id>,
+    /// Files with something to read, in the order they were told of.
+    ready: VecDeque<Id>,
+    /// Files renamed away or deleted, read while still written to.
+    away: Vec<Id>,
+    /// Files waiting for a descriptor.
+    starved: Vec<Id>,
     saved: Positions,
     next_drain: Option<Instant>,
+    next_sweep: Option<Instant>,
+    retry_fd: Option<Instant>,
+    /// Readers of this watch holding a descriptor.
+    open: usize,
+    /// Already said that this watch waits for descriptors.
+    said_starved: bool,
     more: bool,
     scheduled: Option<Instant>,
     /// What a read reads into.
@@ -113,9 +150,16 @@ pub fn start(
         files,
         local: VecDeque::new(),
         readers: HashMap::new(),
-        draining: Vec::new(),
+        at: HashMap::new(),
+        ready: VecDeque::new(),
+        away: Vec::new(),
+        starved: Vec::new(),
         saved,
         next_drain: None,
+        next_sweep: None,
+        retry_fd: None,
+        open: 0,
+        said_starved: false,
         more: false,
         scheduled: None,
         buf: Vec::new(),
@@ -150,93 +194,38 @@ impl LogState {
     }
 
     pub fn next_wakeup(&self) -> Option<Instant> {
-        match (self.files.next_wakeup(), self.next_drain) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.files.next_wakeup(),
+            self.next_drain,
+            self.next_sweep,
+            self.retry_fd,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn key(&self, path: &Path) -> String {
         format!("{}/{}", self.name, encode_os(path.as_os_str()))
     }
 
-    /// Arms the file watch and opens what is there: where it was left when hark read it
-    /// before, else at its end (or beginning, with `start = "beginning"`).
+    /// Arms the file watch and takes up every file where hark left it (see `restore`).
     pub fn arm(&mut self, cx: &mut Cx<'_>) {
         let mut local = std::mem::take(&mut self.local);
         self.files.arm(&mut cx.with_out(&mut local));
         local.clear();
         self.local = local;
-        // Files renamed away while hark was stopped: read what they still had.
-        let away: Vec<(String, Position)> = self
-            .saved
-            .iter()
-            .filter(|(k, _)| k.starts_with(&format!("{}/", self.name)) && k.contains('@'))
-            .map(|(k, p)| (k.clone(), *p))
-            .collect();
-        let mut used = std::collections::HashSet::new();
-        for path in self.files.present() {
-            let key = self.key(&path);
-            let saved = self.saved.get(&key).copied();
-            used.insert(key);
-            let start = if self.config.from_beginning {
-                Start::Beginning
-            } else {
-                Start::End
-            };
-            self.open(&path, saved, start, cx);
-        }
-        for (key, pos) in away {
-            self.reopen_renamed(&key, pos, cx);
-        }
-        // Files gone while hark was stopped: their positions go too.
-        let prefix = format!("{}/", self.name);
-        let stale: Vec<String> = self
-            .saved
-            .keys()
-            .filter(|k| k.starts_with(&prefix) && !k.contains('@') && !used.contains(*k))
-            .cloned()
-            .collect();
-        for key in stale {
-            self.send_cursor(Arc::from(key), None, cx);
-        }
-        self.saved.clear();
-    }
-
-    fn open(&mut self, path: &Path, saved: Option<Position>, start: Start, cx: &mut Cx<'_>) {
-        let file = match crate::fsread::open_regular(path) {
-            Ok(f) => f,
-            Err(e) => {
-                self.problem(format!("cannot read {path:?}: {e}"));
-                return;
-            }
-        };
-        let Ok(meta) = file.metadata() else { return };
-        self.solved(path);
-        let offset = match saved {
-            Some(p)
-                if p.dev == meta.dev() && p.ino == meta.ino() && head_matches(&file, p.head) =>
-            {
-                p.offset.min(meta.len())
-            }
-            // Rotated while hark was stopped: this file is new to hark.
-            Some(_) => 0,
-            None => match start {
-                Start::Beginning => 0,
-                Start::End => meta.len(),
-            },
-        };
-        let key = self.key(path);
-        let r = reader(file, path.to_path_buf(), Arc::from(key), offset);
-        self.readers.insert(path.to_path_buf(), r);
-        self.more = true;
-        let _ = cx;
+        self.restore(cx);
     }
 
     pub fn disarm(&mut self, cx: &mut Cx<'_>) {
         self.files.disarm(cx);
         self.readers.clear();
-        self.draining.clear();
+        self.at.clear();
+        self.ready.clear();
+        self.away.clear();
+        self.starved.clear();
+        self.open = 0;
     }
 
     pub fn on_raw(&mut self, raw: &Raw, now: Instant, cx: &mut Cx<'_>) {
@@ -255,6 +244,15 @@ impl LogState {
         if self.next_drain.is_some_and(|t| t <= now) {
             self.drain(now, cx);
         }
+        if self.next_sweep.is_some_and(|t| t <= now) {
+            self.sweep(now, false);
+        }
+        if self.retry_fd.is_some_and(|t| t <= now) {
+            self.retry_fd = None;
+            for id in std::mem::take(&mut self.starved) {
+                self.wake(id);
+            }
+        }
     }
 
     pub fn overflow(&mut self, cx: &mut Cx<'_>) {
@@ -263,138 +261,48 @@ impl LogState {
         self.follow(&mut local, cx);
         self.local = local;
         // What was appended meanwhile is read from where each reader is.
-        self.more = true;
+        let all: Vec<Id> = self.readers.keys().copied().collect();
+        for id in all {
+            self.wake(id);
+        }
     }
 
-    /// Reads the files renamed away; lets go of those quiet for `QUIET`.
-    fn drain(&mut self, now: Instant, cx: &mut Cx<'_>) {
-        let mut keep = Vec::new();
-        for mut r in std::mem::take(&mut self.draining) {
-            let before = r.read_to;
-            self.read(&mut r, cx, usize::MAX);
-            if r.read_to != before {
-                r.last_data = now;
+    /// Puts a file in the queue of those to read.
+    fn wake(&mut self, id: Id) {
+        if let Some(r) = self.readers.get_mut(&id) {
+            if !r.queued {
+                r.queued = true;
+                self.ready.push_back(id);
             }
-            if now - r.last_data < QUIET {
-                keep.push(r);
-            } else {
-                self.send_cursor(Arc::clone(&r.key), None, cx);
-            }
+            self.more = true;
         }
-        self.draining = keep;
-        self.next_drain = (!self.draining.is_empty()).then(|| now + DRAIN_EVERY);
     }
 
-    /// Reads what the open files have, as far as the engine has room.
-    pub fn pump(&mut self, cx: &mut Cx<'_>) {
-        let paths: Vec<PathBuf> = self.readers.keys().cloned().collect();
-        let mut more = false;
-        for p in paths {
-            let Some(mut r) = self.readers.remove(&p) else {
-                continue;
-            };
-            more |= self.read(&mut r, cx, PUMP_MAX);
-            self.readers.insert(p, r);
-        }
-        self.more = more;
-    }
-
-    /// Reads `r` until its end or until `cx.out` holds `limit` events; whether it has
-    /// more.
-    fn read(&mut self, r: &mut Reader, cx: &mut Cx<'_>, limit: usize) -> bool {
-        if !r.backlog {
-            let Ok(meta) = r.file.metadata() else {
-                return false;
-            };
-            // Truncated under its reader (copytruncate): shorter than what was read, or,
-            // when the writer has already appended past that again, starting with other
-            // bytes.
-            let rewritten = r.head.1 > 0 && !head_matches(&r.file, r.head);
-            if meta.len() < r.offset || rewritten {
-                tracing::info!(watch = %self.name, path = ?r.path, "log file truncated: reading it again from its start");
-                r.offset = 0;
-                r.read_to = 0;
-                r.split.reset();
-                r.head = head_of(&r.file);
-            }
-            if r.head.1 < HEAD as u32 {
-                r.head = head_of(&r.file);
-            }
-        }
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.resize(CHUNK, 0);
-        let mut emitted_to = r.offset;
-        let mut at_end = false;
-        while cx.out.len() < limit {
-            let n = match r.file.read_at(&mut buf, r.read_to) {
-                Ok(0) => {
-                    at_end = true;
-                    break;
-                }
-                Ok(n) => n,
-                Err(e) => {
-                    self.problem(format!("cannot read {:?}: {e}", r.path));
-                    at_end = true;
-                    break;
-                }
-            };
-            let mut at = r.offset;
-            let mut lines = Vec::new();
-            let (config, locs) = (&self.config, &mut self.locs);
-            r.split.feed(&buf[..n], config.max_line, |line| {
-                let start = at;
-                at += line.consumed;
-                if let Some(fields) = lines::fields(config, locs, &line) {
-                    lines.push((start, at, fields));
-                }
-            });
-            r.offset = at;
-            r.read_to += n as u64;
-            for (start, end, fields) in lines {
-                self.send_line(r, start, end, fields, cx);
-                emitted_to = end;
-            }
-        }
-        self.buf = buf;
-        if emitted_to < r.offset {
-            // Lines no event was made of: only the position moves.
-            let (key, pos) = (Arc::clone(&r.key), r.position());
-            self.send_cursor(key, Some(pos), cx);
-        }
-        r.backlog = !at_end;
-        r.backlog
-    }
-
-    fn send_line(
-        &self,
-        r: &Reader,
-        start: u64,
-        end: u64,
-        mut fields: Map<String, Value>,
-        cx: &mut Cx<'_>,
-    ) {
-        fields.insert("path".into(), Value::from(r.path_text.clone()));
-        fields.insert("offset".into(), Value::from(start));
-        let pos = Position {
-            offset: end,
-            ..r.position()
-        };
-        cx.out.push_back((
-            cx.id,
-            Event {
-                watch: Arc::clone(&self.name),
-                source: "log",
-                time: SystemTime::now(),
-                host: Arc::clone(&self.host),
-                edge: true,
-                fields,
-                cursor: Some(Box::new(Cursor {
-                    key: Arc::clone(&r.key),
-                    value: Mark::File(pos),
-                    only: false,
-                })),
+    /// A new reader of the file `id` at `path`, from `offset` (its head, when known,
+    /// tells a reused inode when it is opened), queued to be read.
+    fn add_reader(&mut self, path: &Path, id: Id, offset: u64, head: (u64, u32)) {
+        let key: Arc<str> = Arc::from(self.key(path));
+        self.readers.insert(
+            id,
+            Reader {
+                file: None,
+                path_text: encode_os(path.as_os_str()),
+                path: path.to_path_buf(),
+                key,
+                id,
+                offset,
+                read_to: offset,
+                head,
+                split: Splitter::default(),
+                last_data: Instant::now(),
+                backlog: false,
+                links: 1,
+                after: None,
+                caught_up: false,
+                queued: false,
             },
-        ));
+        );
+        self.wake(id);
     }
 
     /// A position to store (or, `None`, to forget) with nothing to judge.
@@ -420,36 +328,11 @@ impl LogState {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Start {
-    Beginning,
-    End,
-}
-
-fn reader(file: File, path: PathBuf, key: Arc<str>, offset: u64) -> Reader {
-    let meta = file.metadata().ok();
-    let head = head_of(&file);
-    Reader {
-        dev: meta.as_ref().map_or(0, |m| m.dev()),
-        ino: meta.as_ref().map_or(0, |m| m.ino()),
-        file,
-        path_text: encode_os(path.as_os_str()),
-        path,
-        key,
-        offset,
-        read_to: offset,
-        head,
-        split: Splitter::default(),
-        last_data: Instant::now(),
-        backlog: false,
-    }
-}
-
 impl Reader {
     fn position(&self) -> Position {
         Position {
-            dev: self.dev,
-            ino: self.ino,
+            dev: self.id.0,
+            ino: self.id.1,
             offset: self.offset,
             head: self.head,
         }

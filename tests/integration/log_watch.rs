@@ -110,12 +110,13 @@ fn no_line_is_lost_or_repeated_across_a_sigkill_and_lines_written_while_down() {
     );
 }
 
-fn logrotate(h: &Hark, how: &str) {
+/// Debian's logrotate, forced, over `logs/app.log` with the directives in `how`.
+pub(crate) fn logrotate(h: &Hark, how: &str) {
     let conf = h.path("logrotate.conf");
     std::fs::write(
         &conf,
         format!(
-            "{} {{\n  rotate 3\n  {how}\n  missingok\n  nocompress\n}}\n",
+            "{} {{\n  rotate 20\n  {how}\n  missingok\n}}\n",
             h.path("logs/app.log").display()
         ),
     )
@@ -142,13 +143,13 @@ fn logrotate_create_and_copytruncate_lose_no_line() {
     // `create`: the file is renamed to app.log.1 and a new one made; the writer, still
     // holding the old one, appends a line to it after the rename.
     let mut writer = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-    logrotate(&h, "create");
+    logrotate(&h, "create\n  nocompress");
     writer.write_all(b"failed from 10.0.0.2\n").unwrap();
     drop(writer);
     append(&log, "failed from 10.0.0.3\n");
     // `copytruncate`: copied to app.log.1, then truncated in place.
     std::thread::sleep(Duration::from_millis(300));
-    logrotate(&h, "copytruncate");
+    logrotate(&h, "copytruncate\n  nocompress");
     append(&log, "failed from 10.0.0.4\n");
     let got = wait_ips(&h, 4);
     assert_eq!(

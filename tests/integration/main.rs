@@ -17,6 +17,7 @@ mod hostile_world;
 mod http_server;
 mod http_watch;
 mod journal_watch;
+mod log_rotation;
 mod log_watch;
 mod metrics;
 mod outbox_commands;

@@ -16,6 +16,8 @@ pub struct Hark {
     pub child: Child,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
+    /// Applied to the command at each start.
+    prepare: fn(&mut Command),
 }
 
 pub fn tempdir() -> tempfile::TempDir {
@@ -32,21 +34,33 @@ pub fn start(config: &str) -> Hark {
 }
 
 pub fn start_in(dir: tempfile::TempDir, config: &str) -> Hark {
+    start_with(dir, config, |_| {})
+}
+
+/// As [`start_in`], with `prepare` applied to the command first (limits, environment).
+pub fn start_with(dir: tempfile::TempDir, config: &str, prepare: fn(&mut Command)) -> Hark {
     let config = with_state_dir(config).replace("@DIR@", &dir.path().to_string_lossy());
     let file = dir.path().join("hark.toml");
     std::fs::write(&file, config).expect("write config");
-    let (child, log) = spawn_ready(dir.path(), &file);
-    Hark { child, dir, log }
+    let (child, log) = spawn_ready(dir.path(), &file, prepare);
+    Hark {
+        child,
+        dir,
+        log,
+        prepare,
+    }
 }
 
 /// Starts `hark run -c file` and waits for READY=1 on a notify socket in `dir`.
-fn spawn_ready(dir: &Path, file: &Path) -> (Child, Arc<Mutex<String>>) {
+fn spawn_ready(dir: &Path, file: &Path, prepare: fn(&mut Command)) -> (Child, Arc<Mutex<String>>) {
     let sock_path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut child = Command::new(HARK)
+    let mut cmd = Command::new(HARK);
+    prepare(&mut cmd);
+    let mut child = cmd
         .arg("run")
         .arg("-c")
         .arg(file)
@@ -215,7 +229,7 @@ impl Hark {
             self.log()
         );
         let file = self.dir.path().join("hark.toml");
-        let (child, log) = spawn_ready(self.dir.path(), &file);
+        let (child, log) = spawn_ready(self.dir.path(), &file, self.prepare);
         self.child = child;
         self.log = log;
     }
@@ -226,7 +240,7 @@ impl Hark {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let file = self.dir.path().join("hark.toml");
-        let (child, log) = spawn_ready(self.dir.path(), &file);
+        let (child, log) = spawn_ready(self.dir.path(), &file, self.prepare);
         self.child = child;
         self.log = log;
     }

@@ -2,13 +2,9 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Instant;
+use std::os::unix::fs::FileExt;
 
-use super::{reader, LogState, HEAD};
-use crate::watch::inotify::Cx;
+use super::HEAD;
 
 pub use crate::event::FilePosition as Position;
 
@@ -16,10 +12,15 @@ pub use crate::event::FilePosition as Position;
 /// to its end after a rename), handed to the watch at its start.
 pub type Positions = HashMap<String, Position>;
 
+/// The head of a file whose first bytes hark has not read yet: any file matches it.
+pub const EMPTY_HEAD: (u64, u32) = (FNV_BASIS, 0);
+
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// A hash of bytes that stays the same across runs.
 pub(super) fn fingerprint(b: &[u8]) -> u64 {
     // FNV-1a: std's hasher is seeded per process.
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, x| {
+    b.iter().fold(FNV_BASIS, |h, x| {
         (h ^ u64::from(*x)).wrapping_mul(0x0100_0000_01b3)
     })
 }
@@ -38,35 +39,20 @@ pub(super) fn head_of(file: &File) -> (u64, u32) {
     (fingerprint(&buf[..n]), n as u32)
 }
 
-impl LogState {
-    /// A file renamed away before a restart, found again by its inode in the directory
-    /// of the path it had.
-    pub(super) fn reopen_renamed(&mut self, key: &str, pos: Position, cx: &mut Cx<'_>) {
-        let Some(path) = key
-            .split_once('/')
-            .and_then(|(_, rest)| rest.rsplit_once('@'))
-            .map(|(p, _)| crate::event::decode_os(p))
-        else {
-            return;
-        };
-        let dir = Path::new(&path)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
-            entries.flatten().map(|e| e.path()).find(|p| {
-                std::fs::metadata(p).is_ok_and(|m| m.ino() == pos.ino && m.dev() == pos.dev)
-            })
-        });
-        match found.and_then(|p| File::open(&p).ok().map(|f| (p, f))) {
-            Some((p, file)) if head_matches(&file, pos.head) => {
-                let mut r = reader(file, p, Arc::from(key), pos.offset);
-                r.last_data = Instant::now();
-                self.draining.push(r);
-                self.next_drain = Some(Instant::now());
-            }
-            // Gone, or another file now: nothing left to read; the key is dropped.
-            _ => self.send_cursor(Arc::from(key), None, cx),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_head_matches_any_file_and_a_head_only_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "first line\n").unwrap();
+        let f = File::open(&p).unwrap();
+        assert!(head_matches(&f, EMPTY_HEAD));
+        let head = head_of(&f);
+        assert!(head_matches(&f, head));
+        std::fs::write(&p, "other line\n").unwrap();
+        assert!(!head_matches(&File::open(&p).unwrap(), head));
     }
 }
