@@ -208,6 +208,7 @@ async fn run_with(
                 tracing::info!(address = %addr, "status page at http://{addr}/, metrics at /metrics");
                 tokio::spawn(web::serve(
                     listener,
+                    web::Hosts::new(addr, &config.daemon.http_hosts),
                     Arc::clone(&store),
                     calls_tx.clone(),
                     control_stop.clone(),

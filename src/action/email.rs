@@ -6,7 +6,7 @@
 
 use std::time::SystemTime;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -48,11 +48,64 @@ pub fn message_id(key: &str, from: &Mailbox) -> String {
     format!("<hark.{key}@{}>", from.email.domain())
 }
 
+/// A subject with what a mail client would decode as an encoded word (`=?utf-8?q?…?=`),
+/// which lettre sends as is when it is ASCII: sent encoded as a whole (RFC 2047 base64
+/// words), so the client shows the text a field held, not what it decodes to.
+#[derive(Clone)]
+struct LiteralSubject(String);
+
+impl Header for LiteralSubject {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Subject")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(LiteralSubject(s.to_string()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::dangerous_new_pre_encoded(Self::name(), self.0.clone(), encoded_words(&self.0))
+    }
+}
+
+/// `s` as RFC 2047 base64 words of at most 75 characters, one a folded line.
+fn encoded_words(s: &str) -> String {
+    use base64::Engine;
+    let mut words = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        // 39 bytes are 52 base64 characters; with `=?utf-8?b?` and `?=`, 64: a line with
+        // `Subject: ` in front stays under 78.
+        let mut cut = rest.len().min(39);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        words.push(format!(
+            "=?utf-8?b?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(piece)
+        ));
+        rest = tail;
+    }
+    words.join("\r\n ")
+}
+
+/// A body's line breaks as SMTP requires: a bare CR (RFC 5321 forbids it) becomes a line
+/// break like a bare LF, which lettre sends as CRLF.
+fn normal_lines(body: &str) -> String {
+    body.replace("\r\n", "\n").replace('\r', "\n")
+}
+
 /// The message as it goes on the wire.
 pub fn message(action: &EmailAction, mail: &Mail<'_>) -> Result<Message, String> {
-    let mut builder = Message::builder()
-        .from(action.from.clone())
-        .subject(one_line(mail.subject))
+    let subject = one_line(mail.subject);
+    let mut builder = Message::builder().from(action.from.clone());
+    builder = if subject.contains("=?") {
+        builder.header(LiteralSubject(subject))
+    } else {
+        builder.subject(subject)
+    };
+    let mut builder = builder
         .message_id(Some(message_id(mail.key, &action.from)))
         .date(mail.accepted)
         .user_agent(concat!("hark/", env!("CARGO_PKG_VERSION")).to_string())
@@ -61,7 +114,7 @@ pub fn message(action: &EmailAction, mail: &Mail<'_>) -> Result<Message, String>
         builder = builder.to(to.clone());
     }
     builder
-        .body(mail.body.to_string())
+        .body(normal_lines(mail.body))
         .map_err(|e| format!("cannot build the message: {e}"))
 }
 
@@ -202,6 +255,48 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("Subject: disk full\r\n"), "{m}");
+    }
+
+    #[test]
+    fn a_bare_cr_in_the_body_becomes_a_line_break() {
+        let m = formatted("s", "one\rtwo\r\nthree\nfour\r");
+        let body = m.split_once("\r\n\r\n").unwrap().1;
+        assert!(body.contains("one\r\ntwo\r\nthree\r\nfour"), "{body:?}");
+        let bytes = m.as_bytes();
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\r' {
+                assert_eq!(bytes.get(i + 1), Some(&b'\n'), "bare CR at {i} in {m:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_encoded_word_in_a_field_reaches_the_subject_as_text() {
+        use base64::Engine;
+        let literal = "disk =?utf-8?q?P=C3=B6wned?= on web-01, and a long tail to fold over lines";
+        let m = formatted(literal, "body");
+        let head = m.split("\r\n\r\n").next().unwrap();
+        let subject: String = head
+            .split("\r\n")
+            .skip_while(|l| !l.starts_with("Subject: "))
+            .take_while(|l| l.starts_with("Subject: ") || l.starts_with(' '))
+            .map(|l| l.trim_start_matches("Subject: ").trim().to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(!subject.contains("=?utf-8?q?"), "{subject}");
+        // What a client decodes is the text as written.
+        let decoded: String = subject
+            .split(' ')
+            .map(|w| {
+                let b64 = w.trim_start_matches("=?utf-8?b?").trim_end_matches("?=");
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap();
+                String::from_utf8(raw).unwrap()
+            })
+            .collect();
+        assert_eq!(decoded, literal);
+        assert!(head.split("\r\n").all(|l| l.len() <= 78), "{head}");
     }
 
     proptest! {

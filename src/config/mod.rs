@@ -71,6 +71,9 @@ pub struct DaemonConfig {
     /// Members may use the control socket too (root always can).
     pub control_group: Option<Account>,
     pub metrics: Option<std::net::SocketAddr>,
+    /// Names a loopback listener answers to besides loopback names and addresses (a
+    /// reverse proxy's public name); any other `Host` is refused (DNS rebinding).
+    pub http_hosts: Vec<String>,
     pub max_concurrent_actions: usize,
     /// How long running actions may go on after SIGTERM before they are killed.
     pub stop_timeout: Duration,

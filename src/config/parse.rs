@@ -27,6 +27,8 @@ struct RawDaemon {
     http: Option<Spanned<String>>,
     /// `http`'s older name.
     metrics: Option<Spanned<String>>,
+    /// Names besides loopback ones that a loopback listener answers to (`Host`).
+    http_hosts: Option<Vec<Spanned<String>>>,
     max_concurrent_actions: Option<Spanned<i64>>,
     stop_timeout: Option<Spanned<String>>,
 }
@@ -363,6 +365,17 @@ fn parse_daemon(
             ),
         }
     }
+    for h in raw.http_hosts.iter().flatten() {
+        let name = h.get_ref().trim().to_ascii_lowercase();
+        if name.is_empty() || name.contains(['/', ' ', '@']) {
+            ctx.error(
+                h.span(),
+                "a host name as a browser sends it in `Host`, like \"status.example.org\"",
+            );
+        } else {
+            daemon.http_hosts.push(name);
+        }
+    }
     if let Some(n) = raw.max_concurrent_actions {
         match usize::try_from(*n.get_ref()) {
             Ok(v) if v >= 1 => daemon.max_concurrent_actions = v,
@@ -387,6 +400,7 @@ impl Default for DaemonConfig {
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             control_group: None,
             metrics: None,
+            http_hosts: Vec::new(),
             max_concurrent_actions: 16,
             stop_timeout: Duration::from_secs(10),
         }

@@ -78,13 +78,49 @@ pub fn check_header(path: &Path) -> Result<(), String> {
     if len == 0 {
         return Ok(());
     }
-    let mut head = [0u8; MAGIC.len()];
-    if len < MAGIC.len() as u64 || f.read_exact(&mut head).is_err() || head != MAGIC {
+    let mut head = [0u8; HEADER_FIELDS];
+    if len < HEADER_FIELDS as u64 || f.read_exact(&mut head).is_err() || !head.starts_with(MAGIC) {
         return Err(format!(
             "damaged: {len} bytes without the header of a redb database (truncated or overwritten?)"
         ));
     }
-    Ok(())
+    match layout_len(&head) {
+        Some(want) if len >= want => Ok(()),
+        // redb asserts the file holds what its header describes, and an assertion would
+        // take the daemon down at every start (a crash loop under Restart=on-failure).
+        Some(want) => Err(format!(
+            "damaged: cut short at {len} bytes where its header describes {want} (truncated?)"
+        )),
+        None => Err(format!(
+            "damaged: the header of a redb database that describes no valid layout ({len} bytes)"
+        )),
+    }
+}
+
+/// Bytes of redb's header that describe the file's layout (redb 2's format: page size,
+/// region header pages, region data pages, full regions, trailing region's data pages, as
+/// little-endian u32 from byte 12).
+const HEADER_FIELDS: usize = 32;
+
+/// How long a file redb's header describes must be at least: one page for the header,
+/// the full regions and the trailing one.
+fn layout_len(head: &[u8; HEADER_FIELDS]) -> Option<u64> {
+    let field = |at: usize| {
+        head.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(|b: [u8; 4]| u64::from(u32::from_le_bytes(b)))
+    };
+    let (page, header_pages, data_pages) = (field(12)?, field(16)?, field(20)?);
+    let (full, trailing) = (field(24)?, field(28)?);
+    if !page.is_power_of_two() || !(512..=1 << 20).contains(&page) || full + trailing == 0 {
+        return None;
+    }
+    let region = (header_pages + data_pages).checked_mul(page)?;
+    let mut want = page.checked_add(full.checked_mul(region)?)?;
+    if trailing > 0 {
+        want = want.checked_add((header_pages + trailing).checked_mul(page)?)?;
+    }
+    Some(want)
 }
 
 impl Guard {
@@ -191,6 +227,24 @@ mod tests {
     }
 
     #[test]
+    fn a_database_cut_short_with_its_header_intact_is_refused_before_redb_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.redb");
+        {
+            let db = redb::Database::create(&p).unwrap();
+            let table: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("t");
+            let w = db.begin_write().unwrap();
+            w.open_table(table).unwrap().insert("k", "v").unwrap();
+            w.commit().unwrap();
+        }
+        assert!(check_header(&p).is_ok(), "{:?}", check_header(&p));
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(4096).unwrap();
+        let err = check_header(&p).unwrap_err();
+        assert!(err.contains("cut short at 4096 bytes"), "{err}");
+    }
+
+    #[test]
     fn the_directory_lock_refuses_a_second_holder() {
         let dir = tempfile::tempdir().unwrap();
         let _a = lock_dir(dir.path()).unwrap();
@@ -201,6 +255,7 @@ mod tests {
     fn deletion_truncation_and_replacement_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
+        // Only the magic is looked at here, not the layout (see `check_header`).
         std::fs::write(&p, [MAGIC, b"hello"].concat()).unwrap();
         let mut g = Guard::new(lock_dir(dir.path()).unwrap());
         g.record(&p);

@@ -14,7 +14,7 @@ fn scrape(address: &str, path: &str) -> (u16, String) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     );
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);

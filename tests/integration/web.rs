@@ -34,7 +34,7 @@ fn raw(address: &str, request: &[u8]) -> String {
 fn get(address: &str, path: &str, accept: &str) -> String {
     raw(
         address,
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n")
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\nConnection: close\r\n\r\n")
             .as_bytes(),
     )
 }
@@ -187,13 +187,13 @@ fn api_status_and_metrics_in_both_formats_pass_promtool() {
     // HEAD: the head only; another method: 405 with Allow; another path: 404.
     let head = raw(
         &address,
-        b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"HEAD /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "a body after HEAD: {head}");
     let post = raw(
         &address,
-        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     );
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
     assert!(
@@ -221,7 +221,7 @@ fn malformed_requests_a_huge_header_and_2000_idle_connections_do_not_take_it_dow
         bad_line.is_empty() || bad_line.starts_with("HTTP/1.1 400"),
         "{bad_line}"
     );
-    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    let mut huge = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 1 << 20));
     huge.extend_from_slice(b"\r\n\r\n");
     let big = raw(&address, &huge);
@@ -255,4 +255,33 @@ fn malformed_requests_a_huge_header_and_2000_idle_connections_do_not_take_it_dow
         &page[..page.len().min(300)]
     );
     assert!(h.child.try_wait().ok().flatten().is_none(), "hark died");
+}
+
+#[test]
+fn a_loopback_listener_refuses_a_foreign_host_and_answers_its_listed_names() {
+    let address = free_address();
+    let _h = start(&format!(
+        "[daemon]\nhttp = \"{address}\"\nhttp_hosts = [\"status.example.org\"]\n"
+    ));
+    let with_host = |host: &str| {
+        raw(
+            &address,
+            format!("GET /api/status HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+    };
+    // A page on another site whose name was made to resolve to 127.0.0.1 (DNS
+    // rebinding) sends its own name: refused before anything is read.
+    let rebound = with_host("evil.example:80");
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(!rebound.contains("watches"), "{rebound}");
+    for ok in [
+        "localhost",
+        &address,
+        "STATUS.example.org:9797",
+        "[::1]:9797",
+    ] {
+        let got = with_host(ok);
+        assert!(got.starts_with("HTTP/1.1 200"), "{ok}: {got}");
+    }
 }
