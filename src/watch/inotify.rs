@@ -286,6 +286,8 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
             }
             if w.has_more() {
                 w.pump(&mut Cx::new(*id, &mut inotify, &mut out, drained));
+                // A pump may set a deadline of its own (a retry for a descriptor, a sweep).
+                schedule(&mut due, w, *id);
             }
         }
         hand_over(&mut out, &mut watches);
