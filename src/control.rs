@@ -150,6 +150,9 @@ pub struct OutboxStatus {
     pub pending: usize,
     pub oldest_pending: Option<String>,
     pub failed: Vec<FailedDelivery>,
+    /// Pending deliveries being tried again: their attempts, last error and next try.
+    #[serde(default)]
+    pub retrying: Vec<crate::action::outbox::Entry>,
     /// Why the outbox could not be read, if it could not.
     pub error: Option<String>,
 }

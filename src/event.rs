@@ -156,6 +156,10 @@ pub struct Firing {
     pub summary: Option<Arc<str>>,
     /// How many matching events this firing stands for (a debounced burst counts each).
     pub count: u64,
+    /// Of a burst (a debounce window, matches held by the cooldown): its last event
+    /// (`event` is its first) and the kinds its events had, in the order first seen.
+    pub last: Option<Arc<Event>>,
+    pub kinds: Vec<Arc<str>>,
     pub time: SystemTime,
     /// How long the rule has been firing.
     pub duration: Duration,

@@ -20,7 +20,8 @@ pub const ARG_MAX: usize = 64 * 1024;
 /// What a variable cut to make room for others keeps.
 const SQUEEZED: usize = 1024;
 
-/// `HARK_RULE`, `HARK_WATCH`, `HARK_STATE`, `HARK_EVENT` (JSON), `HARK_SUMMARY`,
+/// `HARK_RULE`, `HARK_WATCH`, `HARK_STATE`, `HARK_EVENT` (JSON), `HARK_LAST` (a burst's
+/// last event, JSON), `HARK_KINDS` (its events' kinds, space-separated), `HARK_SUMMARY`,
 /// `HARK_SEVERITY`, `HARK_FIRING_COUNT`, and `HARK_<FIELD>` for each top-level event field.
 /// `HARK_COUNT` is the event's own `count` when it has one (a process watch's), else the
 /// firing's count. Strings carry their original bytes; other values are written as JSON.
@@ -50,6 +51,13 @@ pub fn hark_env(firing: &Firing, ctx: &template::RenderContext) -> Vec<(String, 
     env.push(("HARK_WATCH".into(), (&*firing.event.watch).into()));
     env.push(("HARK_STATE".into(), firing.state.as_str().into()));
     env.push(("HARK_EVENT".into(), event_json(&fields).into()));
+    if let Some(last) = &firing.last {
+        env.push(("HARK_LAST".into(), event_json(&last.to_json()).into()));
+    }
+    env.push((
+        "HARK_KINDS".into(),
+        template::kinds(firing).join(" ").into(),
+    ));
     env.push(("HARK_SEVERITY".into(), (&*firing.severity).into()));
     env.push(("HARK_FIRING_COUNT".into(), firing.count.to_string().into()));
     if !fields.contains_key("count") {

@@ -129,6 +129,36 @@ struct Shared {
     settling: Arc<std::sync::atomic::AtomicBool>,
     /// Pending deliveries dropped by `hark outbox drop`: their lanes let them go.
     dropped: Mutex<std::collections::HashSet<u64>>,
+    /// Deliveries being tried again: their attempts, last error and next try, which the
+    /// store has only once one fails for good; the views show them live.
+    retrying: Mutex<HashMap<u64, Retrying>>,
+}
+
+/// A delivery being tried again, as `hark outbox` and `hark status` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrying {
+    pub attempts: u32,
+    pub error: String,
+    pub next: SystemTime,
+}
+
+impl Shared {
+    /// An attempt of `seq` failed and is tried again after `wait`.
+    fn note_retry(&self, seq: u64, attempts: u32, error: &str, wait: Duration) {
+        lock(&self.retrying).insert(
+            seq,
+            Retrying {
+                attempts,
+                error: error.to_string(),
+                next: SystemTime::now() + wait,
+            },
+        );
+    }
+
+    /// `seq` is tried again no more (delivered, failed for good, dropped).
+    fn retry_done(&self, seq: u64) {
+        lock(&self.retrying).remove(&seq);
+    }
 }
 
 /// Rule, action, receiver.
@@ -206,6 +236,7 @@ impl Outbox {
                 active: Mutex::new(HashMap::new()),
                 settling: Arc::default(),
                 dropped: Mutex::default(),
+                retrying: Mutex::default(),
             }),
         }
     }
@@ -469,6 +500,7 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
                         human_duration(took)
                     ),
                 ));
+                shared.retry_done(seq);
                 settle(shared, vec![(seq, None)]).await;
                 return;
             }
@@ -484,6 +516,7 @@ async fn deliver(shared: &Shared, lane: &LaneState, seq: u64, mut d: Delivery) {
                     return;
                 }
                 let wait = after.unwrap_or_else(|| backoff(d.attempts));
+                shared.note_retry(seq, d.attempts, &why, wait);
                 tracing::warn!(rule = %d.rule, action = %d.action, attempts = d.attempts, error = %why, "delivery failed; retrying in {}", human_duration(wait));
                 let mut l = line(
                     "retrying",
@@ -513,6 +546,7 @@ pub fn backoff(attempts: u32) -> Duration {
 
 async fn give_up(shared: &Shared, seq: u64, mut d: Delivery, why: String) {
     crate::metrics::get().delivery(&d.action, "failed");
+    shared.retry_done(seq);
     // Stored first: once the log says so, `hark status` lists it as failed.
     d.failed = Some(why.clone());
     settle(shared, vec![(seq, Some(d.to_bytes()))]).await;

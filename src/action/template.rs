@@ -152,8 +152,9 @@ fn within_output_cap(len: usize) -> Result<(), minijinja::Error> {
 }
 
 /// What a template sees: `rule`, `watch`, `state`, `event`, `summary`, `severity`,
-/// `labels`, `host`, `time`, `count`, `duration`, and `group` (a map; empty without
-/// `group_by`).
+/// `labels`, `host`, `time`, `count`, `last` (a burst's last event; else `event`),
+/// `kinds` (the kinds of a burst's events), `duration`, and `group` (a map; empty
+/// without `group_by`).
 pub fn context(firing: &Firing, templates: &Templates) -> RenderContext {
     let event = Value::Object(firing.event.to_json());
     let mut ctx = json!({
@@ -166,6 +167,8 @@ pub fn context(firing: &Firing, templates: &Templates) -> RenderContext {
         "host": &*firing.event.host,
         "time": crate::event::rfc3339(firing.time),
         "count": firing.count,
+        "last": firing.last.as_ref().map_or_else(|| event.clone(), |l| Value::Object(l.to_json())),
+        "kinds": kinds(firing),
         "duration": crate::event::human_duration(firing.duration),
         "summary": "",
         "group": firing.group.as_ref().map(|g| &*g.fields).cloned().unwrap_or_default(),
@@ -189,6 +192,20 @@ pub fn context(firing: &Firing, templates: &Templates) -> RenderContext {
     RenderContext {
         value: minijinja::Value::from(minijinja::value::Serde(&ctx)),
         json: ctx,
+    }
+}
+
+/// The kinds of a burst's events, or the one event's kind.
+pub fn kinds(firing: &Firing) -> Vec<String> {
+    if firing.kinds.is_empty() {
+        firing
+            .event
+            .kind()
+            .map(str::to_string)
+            .into_iter()
+            .collect()
+    } else {
+        firing.kinds.iter().map(|k| k.to_string()).collect()
     }
 }
 

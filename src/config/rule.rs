@@ -34,6 +34,9 @@ pub struct RuleConfig {
     /// While firing, `then` runs again this often.
     pub repeat: Option<Duration>,
     pub cooldown: Option<Duration>,
+    /// `during_cooldown = "drop"`: matches inside the cooldown are dropped, not held
+    /// until it ends.
+    pub drop_in_cooldown: bool,
     /// A burst of matches inside this window is one firing.
     pub debounce: Option<Duration>,
     pub severity: String,
@@ -102,6 +105,7 @@ struct RawRule {
     then: Option<Spanned<NameList>>,
     resolve: Option<Spanned<NameList>>,
     cooldown: Option<Spanned<String>>,
+    during_cooldown: Option<Spanned<String>>,
     debounce: Option<Spanned<String>>,
     times: Option<Spanned<i64>>,
     within: Option<Spanned<String>>,
@@ -256,6 +260,26 @@ pub(crate) fn parse(
     let unless_refs = refs(ctx, &raw.unless);
     let when = raw.when.as_ref().and_then(|w| condition::condition(ctx, w));
     let cooldown = values::optional_duration(ctx, &raw.cooldown);
+    let drop_in_cooldown = match &raw.during_cooldown {
+        None => false,
+        Some(v) => match v.get_ref().as_str() {
+            "hold" => false,
+            "drop" => true,
+            other => {
+                ctx.error(
+                    v.span(),
+                    format!(
+                        "unknown `during_cooldown` {other:?}: \"hold\" (the default: matches inside \
+                         the cooldown fire once when it ends) or \"drop\""
+                    ),
+                );
+                false
+            }
+        },
+    };
+    if let (Some(v), None) = (&raw.during_cooldown, &raw.cooldown) {
+        ctx.error(v.span(), "`during_cooldown` needs a `cooldown`");
+    }
     let debounce = values::optional_duration(ctx, &raw.debounce);
     if let Some(s) = &raw.summary {
         values::template(ctx, templates, s);
@@ -281,6 +305,7 @@ pub(crate) fn parse(
             threshold: threshold?,
             repeat,
             cooldown,
+            drop_in_cooldown,
             debounce,
             severity: raw.severity.unwrap_or_else(|| "warning".to_string()),
             labels: raw

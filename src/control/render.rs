@@ -81,6 +81,18 @@ pub fn render(s: &Status) -> String {
             f.rule, f.action, f.state, f.accepted, f.attempts, f.error
         ));
     }
+    for r in &o.retrying {
+        out.push_str(&format!(
+            "  retrying: rule {} action {} ({}) accepted {}, {} attempt(s), last: {}; next at {}\n",
+            r.rule,
+            r.action,
+            r.state,
+            r.accepted,
+            r.attempts,
+            r.last_error.as_deref().unwrap_or("-"),
+            r.next_attempt.as_deref().unwrap_or("-")
+        ));
+    }
     out.push_str(&render_timing(&s.timing));
     out
 }

@@ -69,17 +69,18 @@ impl Daemon {
     /// `resolve_after`.
     pub(super) fn on_tick(&mut self) -> Vec<Firing> {
         let firings = self.engine.on_tick(Instant::now());
-        for f in &firings {
-            let text = match f.state {
-                FiringState::Resolved => format!(
-                    "no match for resolve_after; resolves after firing for {}",
-                    crate::event::human_duration(f.duration)
-                ),
-                FiringState::Firing => format!(
-                    "debounce window ended; fires for {} matching event(s)",
-                    f.count
-                ),
-            };
+        for note in self.engine.take_tick_notes() {
+            crate::trace::publish(
+                Line::new(Kind::Verdict, note.code, note.text)
+                    .watch(&note.watch)
+                    .rule(&note.rule),
+            );
+        }
+        for f in firings.iter().filter(|f| f.state == FiringState::Resolved) {
+            let text = format!(
+                "no match for resolve_after; resolves after firing for {}",
+                crate::event::human_duration(f.duration)
+            );
             crate::trace::publish(
                 Line::new(Kind::Verdict, f.state.as_str(), text)
                     .watch(&f.event.watch)

@@ -142,10 +142,16 @@ impl Daemon {
         };
         let mut status = OutboxStatus::default();
         let mut oldest: Option<SystemTime> = None;
-        for (_, bytes) in rows {
+        let retrying = self.outbox.retrying();
+        for (id, bytes) in rows {
             let Ok(d) = serde_json::from_slice::<Delivery>(&bytes) else {
                 continue;
             };
+            if let (None, Some(r)) = (&d.failed, retrying.get(&id)) {
+                status
+                    .retrying
+                    .push(crate::action::outbox::Entry::live(id, &d, Some(r)));
+            }
             match d.failed {
                 Some(error) => status.failed.push(FailedDelivery {
                     rule: d.rule,

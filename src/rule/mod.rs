@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use condition::{cel_fields, to_cel, Evaluator, EventVars, Outcome, SubValue};
-pub use edge::{EdgeGate, Verdict};
+pub use edge::{EdgeGate, Ended, Verdict};
 pub use explain::{Blocker, Explanation, SeenEvent, WatchState};
 pub use silence::Silences;
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
@@ -79,6 +79,19 @@ pub struct Engine {
     /// The states of rules a reload removed, by name, kept for `RETIRED_GRACE` in case
     /// the rule comes back (a file rewritten in place, a config manager's run).
     retired: HashMap<Arc<str>, (States, Instant)>,
+    /// What the last `on_tick` decided of windows that ended, for the live trace.
+    ticked: Vec<TickNote>,
+}
+
+/// A window that ended at a tick (a debounce window, a cooldown that held matches), and
+/// what came of it, in words for `hark tail`.
+#[derive(Debug, Clone)]
+pub struct TickNote {
+    pub rule: Arc<str>,
+    pub watch: Arc<str>,
+    /// `firing`, `held`, `trigger_limited`.
+    pub code: &'static str,
+    pub text: String,
 }
 
 /// One rule's state machines, by watch.
@@ -111,7 +124,8 @@ impl Engine {
                 severity: Arc::from(r.severity.as_str()),
                 labels: Arc::new(r.labels.clone()),
                 summary: r.summary.as_deref().map(Arc::from),
-                gate: EdgeGate::new(r.debounce, r.cooldown, r.trigger_limit),
+                gate: EdgeGate::new(r.debounce, r.cooldown, r.trigger_limit)
+                    .dropping_in_cooldown(r.drop_in_cooldown),
                 states: HashMap::new(),
                 unless: r
                     .unless
@@ -138,6 +152,7 @@ impl Engine {
             dirty: BTreeSet::new(),
             dirty_groups: BTreeSet::new(),
             retired: HashMap::new(),
+            ticked: Vec::new(),
         }
     }
 
@@ -321,12 +336,21 @@ impl Engine {
             .min()
     }
 
+    /// What the windows that ended at the last ticks came to, for the live trace.
+    pub fn take_tick_notes(&mut self) -> Vec<TickNote> {
+        std::mem::take(&mut self.ticked)
+    }
+
     /// Fires the debounced bursts whose window has ended.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Firing> {
         let mut out = Vec::new();
         for (i, rule) in self.rules.iter_mut().enumerate() {
-            if let Some((event, verdict)) = rule.gate.on_tick(now) {
-                if let Some(f) = rule.edge_verdict(&event, &verdict) {
+            while let Some((ended, burst, verdict)) = rule.gate.on_tick(now) {
+                self.ticked
+                    .push(TickNote::of(&rule.name, &burst.event, ended, &verdict));
+                if let Some(mut f) = rule.edge_verdict(&burst.event, &verdict) {
+                    f.last = Some(burst.last);
+                    f.kinds = burst.kinds;
                     out.push(f);
                 }
             }
@@ -400,6 +424,8 @@ impl Rule {
             labels: Arc::clone(&self.labels),
             summary: self.summary.clone(),
             count,
+            last: None,
+            kinds: Vec::new(),
             time: SystemTime::now(),
             duration,
             group: None,
@@ -449,8 +475,14 @@ impl Rule {
                 tracing::debug!(rule = %self.name, watch = %event.watch, path = ?path, "matched; folded into the debounce window");
                 None
             }
+            Verdict::Held { held, left } => {
+                if *held == 1 {
+                    tracing::info!(rule = %self.name, watch = %event.watch, path = ?path, "matched inside the cooldown: held, fires once when it ends in {}", crate::event::human_duration(*left));
+                }
+                None
+            }
             Verdict::CoolingDown => {
-                tracing::debug!(rule = %self.name, watch = %event.watch, path = ?path, "matched; cooling down");
+                tracing::debug!(rule = %self.name, watch = %event.watch, path = ?path, "matched; cooling down (during_cooldown = \"drop\")");
                 None
             }
             Verdict::TriggerLimited { first_hit } => {
@@ -466,6 +498,36 @@ impl Rule {
                 }
                 None
             }
+        }
+    }
+}
+
+impl TickNote {
+    fn of(rule: &Arc<str>, event: &Event, ended: Ended, verdict: &Verdict) -> TickNote {
+        let watch = &event.watch;
+        let d = crate::event::human_duration;
+        let what = match ended {
+            Ended::Debounce => "debounce window ended",
+            Ended::Cooldown => "cooldown ended",
+        };
+        let (code, text) = match verdict {
+            Verdict::Fire { count } => ("firing", format!("{what}; fires for {count} matching event(s)")),
+            Verdict::Held { held, left } => (
+                "held",
+                format!(
+                    "{what} inside the cooldown; held: fires once when it ends in {}, for {held} matching event(s)",
+                    d(*left)
+                ),
+            ),
+            Verdict::CoolingDown => ("cooling_down", format!("{what}; dropped: cooling down")),
+            Verdict::TriggerLimited { .. } => ("trigger_limited", format!("{what}; trigger limit hit")),
+            Verdict::Debounced => ("debounced", what.to_string()),
+        };
+        TickNote {
+            rule: Arc::clone(rule),
+            watch: Arc::clone(watch),
+            code,
+            text,
         }
     }
 }

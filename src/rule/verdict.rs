@@ -58,6 +58,7 @@ impl RuleVerdict {
             RuleVerdict::Edge(v) => match v {
                 Verdict::Fire { .. } => "firing",
                 Verdict::Debounced => "debounced",
+                Verdict::Held { .. } => "held",
                 Verdict::CoolingDown => "cooling_down",
                 Verdict::TriggerLimited { .. } => "trigger_limited",
             },
@@ -91,7 +92,12 @@ impl fmt::Display for RuleVerdict {
             RuleVerdict::Edge(v) => match v {
                 Verdict::Fire { .. } => f.write_str("matches; fires"),
                 Verdict::Debounced => f.write_str("matches; fires when its debounce window ends"),
-                Verdict::CoolingDown => f.write_str("matches; cooling down"),
+                Verdict::Held { held, left } => write!(
+                    f,
+                    "matches; cooling down: held, fires once when it ends in {} ({held} held)",
+                    d(*left)
+                ),
+                Verdict::CoolingDown => f.write_str("matches; cooling down: dropped"),
                 Verdict::TriggerLimited { .. } => f.write_str("matches; trigger limit hit"),
             },
             RuleVerdict::State(s) => match s {

@@ -114,3 +114,46 @@ fn a_failed_delivery_is_listed_retried_once_fixed_and_one_dropped_never_again() 
     assert!(outbox(&h).is_empty());
     assert!(h.log().contains("outbox: delivery dropped"), "{}", h.log());
 }
+
+#[test]
+fn a_delivery_being_retried_shows_its_attempts_last_error_and_next_try_live() {
+    let receiver = Server::start();
+    receiver.set_status(503);
+    let h = start_with(&receiver);
+    std::fs::write(h.path("in/a"), "x").unwrap();
+    // Backoff from 1 s: two attempts within a few seconds.
+    let list = wait_outbox(&h, |l| {
+        l.first()
+            .is_some_and(|e| e["attempts"].as_u64().is_some_and(|n| n >= 2))
+    });
+    let e = &list[0];
+    assert!(e["failed"].is_null(), "{list:?}");
+    assert!(e["attempts"].as_u64().unwrap() >= 2, "{list:?}");
+    assert!(
+        e["last_error"].as_str().is_some_and(|s| s.contains("503")),
+        "{list:?}"
+    );
+    assert!(e["next_attempt"].as_str().is_some(), "{list:?}");
+    let (_, text, _) = h.ctl(&["outbox"]);
+    assert!(
+        text.contains("last attempt failed") && text.contains("next attempt at"),
+        "{text}"
+    );
+    let st = h.status();
+    let retrying = &st["outbox"]["retrying"][0];
+    assert!(
+        retrying["last_error"]
+            .as_str()
+            .is_some_and(|s| s.contains("503")),
+        "{st}"
+    );
+    let (_, text, _) = h.ctl(&["status"]);
+    assert!(text.contains("retrying: rule dropped"), "{text}");
+    // Delivered: nothing of it is left to show.
+    receiver.set_status(200);
+    let list = wait_outbox(&h, |l| l.is_empty());
+    assert!(list.is_empty(), "{list:?}");
+    assert!(h.status()["outbox"]["retrying"]
+        .as_array()
+        .is_some_and(|a| a.is_empty()));
+}

@@ -352,3 +352,73 @@ fn status_shows_where_the_time_goes() {
     assert!(text.contains("action record"), "{text}");
     assert!(text.contains("runtime: event queue "), "{text}");
 }
+
+/// The README's first rule (debounce 1 s, cooldown 10 s, here 3 s), its action recording
+/// each run with the count it stands for.
+fn start_reload_rule() -> Hark {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    start_in(
+        dir,
+        &format!(
+            "[watch.conf]\ntype = \"file\"\npaths = [\"@DIR@/conf/*.conf\"]\ndebounce = \"200ms\"\n\n\
+             [rule.reload]\nwatch = \"conf\"\nwhen = 'exists'\nthen = [\"rec\"]\n\
+             debounce = \"1s\"\ncooldown = \"3s\"\n\n\
+             [action.rec]\ntype = \"shell\"\ncommand = {}\n",
+            recorder_argv("@DIR@/out", &["{{ count }}"])
+        ),
+    )
+}
+
+#[test]
+fn a_change_inside_the_cooldown_fires_once_when_it_ends_and_tail_says_so() {
+    let h = start_reload_rule();
+    let tail = Tail::start(&h, &["--json", "--rule", "reload"]);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(h.path("conf/a.conf"), "a").unwrap();
+    let first = wait_records(&h.path("out"), 1);
+    assert_eq!(first, [b"1".to_vec()], "{}", h.log());
+    // A burst 300 ms after the first reload (inside the 3 s cooldown): a git checkout.
+    for i in 0..5 {
+        std::fs::write(h.path(&format!("conf/f{i}.conf")), "b").unwrap();
+    }
+    let held = tail.wait_json(|l| l["what"] == "held");
+    assert!(held.is_some(), "{:?}", tail.text());
+    assert!(
+        records(&h.path("out")).len() == 1,
+        "fired inside the cooldown"
+    );
+    // Then, when the cooldown ends, once, standing for the five changes.
+    let all = wait_records(&h.path("out"), 2);
+    assert_eq!(all, [b"1".to_vec(), b"5".to_vec()], "{}", h.log());
+    let fired = tail.wait_json(|l| {
+        l["what"] == "firing"
+            && l["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("cooldown ended"))
+    });
+    assert!(fired.is_some(), "{:?}", tail.text());
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(records(&h.path("out")).len(), 2, "{}", h.log());
+}
+
+#[test]
+fn during_cooldown_drop_drops_a_change_inside_the_cooldown() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    let h = start_in(
+        dir,
+        &format!(
+            "[watch.conf]\ntype = \"file\"\npaths = [\"@DIR@/conf/*.conf\"]\n\n\
+             [rule.reload]\nwatch = \"conf\"\nwhen = 'exists'\nthen = [\"rec\"]\n\
+             cooldown = \"2s\"\nduring_cooldown = \"drop\"\n\n\
+             [action.rec]\ntype = \"shell\"\ncommand = {}\n",
+            recorder_argv("@DIR@/out", &["{{ count }}"])
+        ),
+    );
+    std::fs::write(h.path("conf/a.conf"), "a").unwrap();
+    assert_eq!(wait_records(&h.path("out"), 1).len(), 1, "{}", h.log());
+    std::fs::write(h.path("conf/b.conf"), "b").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(records(&h.path("out")).len(), 1, "{}", h.log());
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{lock, settle, Delivery, Outbox};
+use super::{lock, settle, Delivery, Outbox, Retrying};
 
 /// One delivery in the outbox, as `hark outbox` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -21,6 +21,12 @@ pub struct Entry {
     pub attempts: u32,
     /// Why it was given up; `None` while it is pending.
     pub failed: Option<String>,
+    /// While it is tried again: why the last attempt failed, and when the next is due
+    /// (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<String>,
     /// Which receiver of the action (an Alertmanager cluster's member).
     pub target: u32,
     /// A broker message's routing key, topic or subject.
@@ -32,14 +38,22 @@ pub struct Entry {
 
 impl Entry {
     fn of(id: u64, d: &Delivery) -> Entry {
+        Entry::live(id, d, None)
+    }
+
+    /// With what the lane knows of it while it is tried again.
+    pub(crate) fn live(id: u64, d: &Delivery, retrying: Option<&Retrying>) -> Entry {
+        let retrying = retrying.filter(|_| d.failed.is_none());
         Entry {
             id,
             rule: d.rule.clone(),
             action: d.action.clone(),
             state: d.state.clone(),
             accepted: crate::event::rfc3339(d.accepted),
-            attempts: d.attempts,
+            attempts: retrying.map_or(d.attempts, |r| r.attempts.max(d.attempts)),
             failed: d.failed.clone(),
+            last_error: retrying.map(|r| r.error.clone()),
+            next_attempt: retrying.map(|r| crate::event::rfc3339(r.next)),
             target: d.target,
             route: d.route.clone(),
             subject: d.subject.clone(),
@@ -60,14 +74,21 @@ impl Outbox {
             .collect())
     }
 
-    /// Every delivery in the outbox, oldest first.
+    /// Every delivery in the outbox, oldest first; those being tried again with their
+    /// attempts, last error and next try as they are now.
     pub async fn list(&self) -> Result<Vec<Entry>, String> {
+        let retrying = self.retrying();
         Ok(self
             .entries()
             .await?
             .iter()
-            .map(|(id, d)| Entry::of(*id, d))
+            .map(|(id, d)| Entry::live(*id, d, retrying.get(id)))
             .collect())
+    }
+
+    /// The deliveries being tried again now, by id.
+    pub fn retrying(&self) -> std::collections::HashMap<u64, Retrying> {
+        lock(&self.shared.retrying).clone()
     }
 
     /// One delivery, read from the store.
@@ -113,6 +134,7 @@ impl Outbox {
         if d.failed.is_none() {
             lock(&self.shared.dropped).insert(id);
         }
+        self.shared.retry_done(id);
         settle(&self.shared, vec![(id, None)]).await;
         Ok(Entry::of(id, &d))
     }
@@ -141,6 +163,12 @@ pub fn render_entries(list: &[Entry]) -> String {
         }
         if let Some(why) = &e.failed {
             out.push_str(&format!(": {why}"));
+        }
+        if let Some(why) = &e.last_error {
+            out.push_str(&format!(": last attempt failed: {why}"));
+        }
+        if let Some(t) = &e.next_attempt {
+            out.push_str(&format!("; next attempt at {t}"));
         }
         out.push('\n');
     }

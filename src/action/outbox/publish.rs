@@ -87,6 +87,9 @@ pub(super) async fn deliver_batch(
             );
         }
         if !batch.is_empty() {
+            for (seq, _) in &batch {
+                shared.retry_done(*seq);
+            }
             settle(shared, batch.iter().map(|(seq, _)| (*seq, None)).collect()).await;
         }
         batch = rest;
@@ -104,6 +107,9 @@ pub(super) async fn deliver_batch(
             continue;
         }
         let wait = backoff(first.attempts);
+        for (seq, d) in &batch {
+            shared.note_retry(*seq, d.attempts, &why, wait);
+        }
         tracing::warn!(rule = %first.rule, action = %first.action, attempts = first.attempts, waiting = batch.len(), error = %why, "delivery failed; retrying in {}", human_duration(wait));
         let mut l = Line::new(
             Kind::Action,
