@@ -44,6 +44,9 @@ pub struct SystemWatch {
     pub every: Duration,
     /// Mount points to report under `disks`; all real file systems when `None`.
     pub mounts: Option<GlobSet>,
+    /// Mount points named without a glob: always reported, whatever their file system
+    /// (a tmpfs, a FUSE mount), since someone asked for them by name.
+    pub named_mounts: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +171,34 @@ pub(crate) fn parse_system(
     let raw: RawSystem = deserialize_table(ctx, table, span)?;
     let before = ctx.errors.len();
     let every = values::positive_duration(ctx, &raw.every, "every", DEFAULT_SYSTEM_EVERY);
+    let mut named_mounts = Vec::new();
+    let mut points: Option<Vec<PathBuf>> = None;
+    for m in raw.mounts.iter().flatten() {
+        let text = m.get_ref();
+        if text.contains(['*', '?', '[', '{']) {
+            continue;
+        }
+        let trimmed = text.trim_end_matches('/');
+        let path = PathBuf::from(if trimmed.is_empty() { "/" } else { trimmed });
+        let points = points.get_or_insert_with(mount_points);
+        if points.contains(&path) {
+            named_mounts.push(path);
+        } else {
+            let mut known: Vec<String> = points
+                .iter()
+                .filter(|p| !p.starts_with("/proc") && !p.starts_with("/sys"))
+                .map(|p| p.display().to_string())
+                .collect();
+            known.truncate(12);
+            ctx.error(
+                m.span(),
+                format!(
+                    "{text:?} is not a mount point here (mount points: {})",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
     let mounts = raw.mounts.as_ref().map(|list| {
         let mut b = GlobSetBuilder::new();
         for m in list {
@@ -189,7 +220,47 @@ pub(crate) fn parse_system(
     if ctx.errors.len() != before {
         return None;
     }
-    Some(SystemWatch { every, mounts })
+    Some(SystemWatch {
+        every,
+        mounts,
+        named_mounts,
+    })
+}
+
+/// The mount points of this mount namespace, from /proc/self/mountinfo (its fifth field,
+/// with `\040`-style escapes for spaces and the like).
+fn mount_points() -> Vec<PathBuf> {
+    let text =
+        crate::fsread::read_regular_text(std::path::Path::new("/proc/self/mountinfo"), 16 << 20)
+            .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount(p)))
+        .collect()
+}
+
+/// `\NNN` (octal) escapes of mountinfo undone.
+fn unescape_mount(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = (b[i] == b'\\' && i + 3 < b.len())
+            .then(|| &b[i + 1..i + 4])
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .and_then(|d| {
+                u8::try_from(d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0'))).ok()
+            });
+        if let Some(byte) = octal {
+            out.push(byte);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::ffi::OsString::from_vec(out)
 }
 
 #[derive(Deserialize)]
@@ -273,4 +344,14 @@ pub(crate) fn parse_command(
         cwd,
         env,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_escapes_are_undone_and_a_bad_one_is_kept_as_written() {
+        assert_eq!(super::unescape_mount("/mnt/my\\040disk"), "/mnt/my disk");
+        assert_eq!(super::unescape_mount("/a\\777b\\09"), "/a\\777b\\09");
+        assert!(super::mount_points().contains(&std::path::PathBuf::from("/")));
+    }
 }

@@ -198,6 +198,20 @@ fn span(
         .filter_map(|p| span(info, source, p))
         .chain(own)
         .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))?;
+    let mut stop = stop;
+    if let Expr::Select(sel) = &e.expr {
+        // A select's own token is its dot: the field's name follows it.
+        let name: Vec<char> = sel.field.chars().collect();
+        if let Some((dot, _)) = own {
+            let mut i = dot + 1;
+            while source.get(i).is_some_and(|ch| ch.is_whitespace()) {
+                i += 1;
+            }
+            if source.get(i..i + name.len()) == Some(&name[..]) {
+                stop = stop.max(i + name.len() - 1);
+            }
+        }
+    }
     if let Expr::Call(c) = &e.expr {
         let name: Vec<char> = c.func_name.chars().collect();
         let is_function = c.target.is_none()
@@ -299,10 +313,12 @@ pub fn cel_text(v: &cel::Value) -> String {
             let items: Vec<String> = l.iter().map(cel_text).collect();
             format!("[{}]", items.join(", "))
         }
-        other => {
-            let s = format!("{other:?}");
-            serde_json::Value::String(s).to_string()
-        }
+        // Maps (a JSON body's objects), timestamps, durations and bytes as JSON: what a
+        // person wrote the condition against.
+        other => match other.json() {
+            Ok(j) => j.to_string(),
+            Err(_) => serde_json::Value::String(format!("{other:?}")).to_string(),
+        },
     }
 }
 
@@ -385,6 +401,25 @@ mod tests {
             "a loop variable is not shown: {exprs:?}"
         );
         assert_eq!(subs[0].value, "true", "{subs:?}");
+    }
+
+    #[test]
+    fn explain_names_a_json_field_by_its_path_and_shows_objects_as_json() {
+        let program =
+            cel::Program::compile("json.status == 'up' && json.checks . db == 1").unwrap();
+        let fields = json!({"json": {"status": "up", "checks": {"db": 1}}});
+        let Value::Object(map) = fields else { panic!() };
+        let subs = Evaluator::default().explain(&program, &cel_fields(&map));
+        let shown: Vec<(&str, &str)> = subs
+            .iter()
+            .map(|s| (s.expr.as_str(), s.value.as_str()))
+            .collect();
+        assert!(shown.contains(&("json.status", "\"up\"")), "{shown:?}");
+        assert!(shown.contains(&("json.checks . db", "1")), "{shown:?}");
+        let json_value = shown.iter().find(|(e, _)| *e == "json").unwrap().1;
+        let parsed: Value = serde_json::from_str(json_value).unwrap();
+        assert_eq!(parsed, json!({"status": "up", "checks": {"db": 1}}));
+        assert!(subs.iter().all(|s| !s.value.contains("Map(")), "{shown:?}");
     }
 
     #[test]

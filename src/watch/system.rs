@@ -99,6 +99,12 @@ impl Sampler {
                 disks.insert(mount.to_string_lossy().into_owned(), usage);
             }
         }
+        // Named ones whatever their file system (sysinfo lists only real disks).
+        for mount in &config.named_mounts {
+            if let Some(usage) = disk_usage(mount) {
+                disks.insert(mount.to_string_lossy().into_owned(), usage);
+            }
+        }
         f.insert("disks".into(), Value::Object(disks));
         f
     }

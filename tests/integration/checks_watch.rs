@@ -142,3 +142,59 @@ fn a_system_sample_carries_cpu_memory_load_and_the_filtered_disks() {
     let got = h.wait_lines(1);
     assert_eq!(got, vec!["1 True"], "log:\n{}", h.log());
 }
+
+#[test]
+fn a_tmpfs_named_in_mounts_is_reported_and_a_path_that_is_no_mount_point_is_refused() {
+    let dir = tempdir();
+    let mnt = dir.path().join("ram");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "mounting a tmpfs needs root (CI runs as root)");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let m = mnt.display().to_string();
+    // Not a mount point: refused at its place.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("[watch.host]\ntype = \"system\"\nmounts = [\"/\", \"{m}/sub\"]\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(HARK)
+        .args(["validate", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "bad.toml:3:16: error: \"{m}/sub\" is not a mount point"
+        )),
+        "{err}"
+    );
+    // A tmpfs named explicitly is in `disks`, though it is no disk.
+    let h = start_in(
+        dir,
+        &format!(
+            "[watch.host]\ntype = \"system\"\nevery = \"200ms\"\nmounts = [\"{m}\"]\n\n\
+             [rule.seen]\nwatch = \"host\"\nwhen = 'disks[\"{m}\"].used_percent >= 0'\nthen = [\"rec\"]\n\n\
+             [action.rec]\ntype = \"shell\"\ncommand = {}\n",
+            recorder_argv("@DIR@/out", &["{{ event.disks | length }}"])
+        ),
+    );
+    let got = h.wait_lines(1);
+    assert_eq!(got, vec!["1"], "log:\n{}", h.log());
+}
