@@ -10,21 +10,45 @@ use std::sync::Arc;
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
+    /// Where each line starts, found once (at the first error): a file with 20,000
+    /// errors is not scanned from its start for each.
+    line_starts: std::sync::OnceLock<Vec<usize>>,
 }
 
 impl SourceFile {
+    pub fn new(path: PathBuf, text: String) -> SourceFile {
+        SourceFile {
+            path,
+            text,
+            line_starts: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        })
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
+        let starts = self.line_starts();
+        let line = starts.partition_point(|s| *s <= offset).max(1);
+        let line_start = starts[line - 1];
+        let col = self.text[line_start..offset].chars().count() + 1;
         (line, col)
     }
 
     fn line_text(&self, line: usize) -> &str {
-        self.text.lines().nth(line.saturating_sub(1)).unwrap_or("")
+        let starts = self.line_starts();
+        let Some(&start) = starts.get(line.saturating_sub(1)) else {
+            return "";
+        };
+        let end = starts.get(line).map_or(self.text.len(), |e| e - 1);
+        self.text[start..end.max(start)].trim_end_matches('\r')
     }
 }
 
@@ -216,10 +240,28 @@ mod tests {
     use super::*;
 
     fn file(text: &str) -> SourceFile {
-        SourceFile {
-            path: PathBuf::from("x.toml"),
-            text: text.to_string(),
+        SourceFile::new(PathBuf::from("x.toml"), text.to_string())
+    }
+
+    #[test]
+    fn line_starts_agree_with_a_scan_from_the_start_everywhere() {
+        let text = "a\r\nbé\n\nlast line without newline";
+        let f = file(text);
+        for offset in 0..=text.len() {
+            if !text.is_char_boundary(offset) {
+                continue;
+            }
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let col = before[start..].chars().count() + 1;
+            assert_eq!(f.line_col(offset), (line, col), "at {offset}");
         }
+        assert_eq!(f.line_text(1), "a");
+        assert_eq!(f.line_text(2), "bé");
+        assert_eq!(f.line_text(3), "");
+        assert_eq!(f.line_text(4), "last line without newline");
+        assert_eq!(f.line_text(9), "");
     }
 
     #[test]

@@ -70,10 +70,7 @@ pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
                 continue;
             }
         };
-        let file = Arc::new(SourceFile {
-            path: path.clone(),
-            text,
-        });
+        let file = Arc::new(SourceFile::new(path.clone(), text));
         let mut ctx = Ctx {
             file: Arc::clone(&file),
             errors: Vec::new(),
@@ -94,10 +91,7 @@ pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
 pub fn parse_text(path: &std::path::Path, text: &str) -> Result<Config, ConfigErrors> {
     let mut all = Collected::default();
     let templates = action::template_env();
-    let file = Arc::new(SourceFile {
-        path: path.to_path_buf(),
-        text: text.to_string(),
-    });
+    let file = Arc::new(SourceFile::new(path.to_path_buf(), text.to_string()));
     let mut ctx = Ctx {
         file,
         errors: Vec::new(),

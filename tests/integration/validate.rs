@@ -438,3 +438,37 @@ fn a_client_command_whose_reader_hangs_up_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn twenty_thousand_errors_of_one_file_are_all_reported_each_at_its_line() {
+    let dir = tempdir();
+    let mut text = String::from("[watch.w]\ntype = \"file\"\npaths = [\"/tmp/x\"]\n\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("[rule.r{i}]\nwatch = \"nope{i}\"\n\n"));
+    }
+    let file = dir.path().join("many.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(HARK)
+        .args(["validate", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let located: Vec<&str> = err.lines().filter(|l| l.contains(": error: ")).collect();
+    assert_eq!(
+        located.len(),
+        20_000,
+        "{}",
+        &err[err.len().saturating_sub(500)..]
+    );
+    // The last rule's `watch` is on line 4 + 3 * 19,999 + 2.
+    let f = file.display();
+    assert!(
+        located
+            .iter()
+            .any(|l| l.starts_with(&format!("{f}:60003:9: error: "))),
+        "{}",
+        located[19_999]
+    );
+}
