@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::parse::deserialize_table;
+use super::table::deserialize_table;
 use super::values;
 use super::Ctx;
 
@@ -185,10 +185,12 @@ fn parse_shell(
             return None;
         }
         (None, None) => {
-            ctx.error(
-                span,
-                "a shell action needs `command = [...]` (argv) or `shell = \"...\"` (a script)",
-            );
+            if !ctx.taken_out.iter().any(|k| k == "command" || k == "shell") {
+                ctx.error(
+                    span,
+                    "a shell action needs `command = [...]` (argv) or `shell = \"...\"` (a script)",
+                );
+            }
             return None;
         }
     };

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::parse::deserialize_table;
 use super::secret::{self, Secret};
+use super::table::deserialize_table_also;
 use super::tls::{self, TlsOptions};
 use super::values;
 use super::webhook::{headers, retry, DEFAULT_WEBHOOK_TIMEOUT};
@@ -71,7 +71,7 @@ pub(crate) fn parse(
     templates: &minijinja::Environment<'static>,
 ) -> Option<AlertmanagerAction> {
     let headers_value = table.remove_entry("headers").map(|(_, v)| v);
-    let raw: RawAlertmanager = deserialize_table(ctx, table, span.clone())?;
+    let raw: RawAlertmanager = deserialize_table_also(ctx, table, span.clone(), &["headers"])?;
     let before = ctx.errors.len();
     let written: Vec<&Spanned<String>> = match (&raw.url, &raw.urls) {
         (Some(u), None) => vec![u],

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::parse::deserialize_table;
 use super::secret::{self, Secret};
+use super::table::deserialize_table;
 use super::tls::{self, TlsOptions};
 use super::values;
 use super::webhook::{payload, retry, Payload};

@@ -12,7 +12,7 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::action::{check_env_name, lookup, run_as, Account, Kind};
-use super::parse::deserialize_table;
+use super::table::deserialize_table;
 use super::values;
 use super::Ctx;
 

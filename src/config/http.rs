@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::parse::deserialize_table;
+use super::table::deserialize_table_also;
 use super::values;
 use super::Ctx;
 
@@ -61,7 +61,7 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
     // `headers` is a TOML table; walk it as pairs so each name and value keeps its span.
     let mut table = table;
     let headers_table = table.remove_entry("headers").map(|(_, v)| v);
-    let raw: RawHttpWatch = deserialize_table(ctx, table, span)?;
+    let raw: RawHttpWatch = deserialize_table_also(ctx, table, span, &["headers"])?;
     let before = ctx.errors.len();
     let url = parse_url(ctx, &raw.url);
     let method = match &raw.method {

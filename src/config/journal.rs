@@ -12,7 +12,7 @@ use toml::de::DeTable;
 use toml::Spanned;
 
 use super::log::start;
-use super::parse::deserialize_table;
+use super::table::deserialize_table;
 use super::values::NameList;
 use super::Ctx;
 

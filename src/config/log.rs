@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::parse::deserialize_table;
+use super::table::deserialize_table;
 use super::values;
 use super::watch::{path_pattern, FileEvents, FileWatch};
 use super::Ctx;

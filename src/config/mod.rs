@@ -15,7 +15,9 @@ mod log;
 mod parse;
 mod rule;
 mod secret;
+mod suggest;
 mod systemd;
+mod table;
 mod tls;
 mod unit;
 mod values;
@@ -149,6 +151,9 @@ fn plural(n: usize, suffix: &'static str) -> &'static str {
 pub(crate) struct Ctx {
     pub file: Arc<SourceFile>,
     pub errors: Vec<ConfigError>,
+    /// Keys of the table read last that were taken out for an error of their own: a
+    /// check that they are missing would only repeat it.
+    pub taken_out: Vec<String>,
 }
 
 impl Ctx {

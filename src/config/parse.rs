@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 use super::files::check_permissions;
+use super::suggest::{suggest, SUGGEST_BUDGET};
+use super::table::{deserialize_table, first_line};
 use super::values::{self, check_name};
 use super::{action, rule, watch, Config, Ctx, DaemonConfig};
 
@@ -74,6 +76,7 @@ pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
         let mut ctx = Ctx {
             file: Arc::clone(&file),
             errors: Vec::new(),
+            taken_out: Vec::new(),
         };
         parse_document(&mut ctx, &mut all, &templates);
         all.errors.append(&mut ctx.errors);
@@ -95,6 +98,7 @@ pub fn parse_text(path: &std::path::Path, text: &str) -> Result<Config, ConfigEr
     let mut ctx = Ctx {
         file,
         errors: Vec::new(),
+        taken_out: Vec::new(),
     };
     parse_document(&mut ctx, &mut all, &templates);
     all.errors.append(&mut ctx.errors);
@@ -154,6 +158,9 @@ fn parse_document(ctx: &mut Ctx, all: &mut Collected, templates: &minijinja::Env
                 ) {
                     Some(mut r) => {
                         r.rule.definition = def;
+                        if r.broken {
+                            all.broken.insert(format!("rule.{name}"));
+                        }
                         insert_named(ctx, &mut all.rules, "rule", name, name_span, r)
                     }
                     None => {
@@ -182,10 +189,6 @@ fn parse_document(ctx: &mut Ctx, all: &mut Collected, templates: &minijinja::Env
             ),
         }
     }
-}
-
-fn first_line(s: &str) -> &str {
-    s.trim().lines().next().unwrap_or("")
 }
 
 /// `[watch.NAME]` and friends: each entry must be a table.
@@ -286,24 +289,6 @@ fn insert_named<T>(
 }
 
 /// Deserialises a table into `T`, reporting the error at the key or value serde blames.
-pub(crate) fn deserialize_table<T: for<'de> Deserialize<'de>>(
-    ctx: &mut Ctx,
-    table: DeTable<'_>,
-    span: Range<usize>,
-) -> Option<T> {
-    let value = Spanned::new(span.clone(), DeValue::Table(table));
-    match T::deserialize(ValueDeserializer::from(value)) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            ctx.error(
-                e.span().unwrap_or(span),
-                first_line(e.message()).to_string(),
-            );
-            None
-        }
-    }
-}
-
 fn parse_daemon(
     ctx: &mut Ctx,
     all: &mut Collected,
@@ -593,70 +578,4 @@ fn unless_cycles(rules: &BTreeMap<String, Named<rule::RawRuleChecked>>) -> Vec<C
         }
     }
     errors
-}
-
-/// How many names "did you mean" compares, over a whole load: 20,000 undefined names among
-/// 20,000 defined ones would otherwise be 400 million comparisons (minutes). Past it, errors
-/// come without a suggestion.
-const SUGGEST_BUDGET: usize = 2_000_000;
-
-/// ", did you mean `x`?" when a defined name is one or two edits away.
-fn suggest<'a>(name: &str, known: impl Iterator<Item = &'a String>, budget: &mut usize) -> String {
-    let mut best: Option<(usize, &String)> = None;
-    for k in known {
-        if *budget == 0 {
-            break;
-        }
-        *budget -= 1;
-        if name.len().abs_diff(k.len()) > 2 {
-            continue;
-        }
-        if let Some(d) = edit_distance_within(name, k, 2) {
-            if best.is_none_or(|(b, bk)| (d, k) < (b, bk)) {
-                best = Some((d, k));
-            }
-        }
-    }
-    best.map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
-}
-
-/// The edit distance of `a` and `b` when it is at most `max`.
-fn edit_distance_within(a: &str, b: &str, max: usize) -> Option<usize> {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        if cur.iter().min().is_some_and(|m| *m > max) {
-            return None;
-        }
-        prev = cur;
-    }
-    Some(prev[b.len()]).filter(|d| *d <= max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn did_you_mean_finds_a_near_name_and_stops_at_its_budget() {
-        let known: Vec<String> = (0..1000).map(|i| format!("watch_{i:04}")).collect();
-        let mut budget = SUGGEST_BUDGET;
-        assert_eq!(
-            suggest("watch_0007x", known.iter(), &mut budget),
-            " (did you mean `watch_0007`?)"
-        );
-        assert_eq!(budget, SUGGEST_BUDGET - 1000);
-        // Regression: 20,000 undefined names among 20,000 took minutes; past the budget,
-        // no more comparisons are made.
-        let mut spent = 0;
-        assert_eq!(suggest("watch_0007x", known.iter(), &mut spent), "");
-        assert_eq!(edit_distance_within("kitten", "sitting", 2), None);
-        assert_eq!(edit_distance_within("kitten", "sitten", 2), Some(1));
-    }
 }

@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::condition::{self, Condition};
 use super::diagnostic::Location;
-use super::parse::deserialize_table;
+use super::table::deserialize_table;
 use super::values::{self, NameList};
 use super::Ctx;
 
@@ -85,6 +85,8 @@ pub const DEFAULT_TRIGGER_LIMIT: TriggerLimit = TriggerLimit {
 /// A rule as parsed from one file, with the places of the names it refers to, so a
 /// reference that does not resolve is reported where it is written.
 pub(crate) struct RawRuleChecked {
+    /// It had errors of its own: its references are still checked.
+    pub broken: bool,
     pub rule: RuleConfig,
     pub watch_refs: Vec<(String, Location)>,
     pub action_refs: Vec<(String, Location)>,
@@ -154,8 +156,8 @@ pub(crate) fn parse(
     span: Range<usize>,
     templates: &minijinja::Environment<'static>,
 ) -> Option<RawRuleChecked> {
-    let raw: RawRule = deserialize_table(ctx, table, span)?;
     let before = ctx.errors.len();
+    let raw: RawRule = deserialize_table(ctx, table, span)?;
     // On event watches, `times` counts within `within` and `resolve` runs after
     // `resolve_after`: without those, they are keys of state watches alone.
     let windowed = raw.within.is_some();
@@ -291,10 +293,12 @@ pub(crate) fn parse(
         None => Some(DEFAULT_TRIGGER_LIMIT),
         Some(v) => parse_trigger_limit(ctx, v)?,
     };
-    if ctx.errors.len() != before {
-        return None;
-    }
+    // A rule with errors is still handed on, so its references are checked in the same
+    // run (a bad action name is not hidden behind a type error); no configuration is
+    // made of it.
+    let broken = ctx.errors.len() != before;
     Some(RawRuleChecked {
+        broken,
         rule: RuleConfig {
             name: name.to_string(),
             definition: String::new(),

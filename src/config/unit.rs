@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::parse::deserialize_table;
+use super::table::deserialize_table;
 use super::values::NameList;
 use super::Ctx;
 

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::checks::{self, CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
 use super::http::HttpWatch;
-use super::parse::deserialize_table;
+use super::table::deserialize_table;
 use super::values;
 use super::Ctx;
 

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::parse::deserialize_table;
 use super::secret::{self, Secret};
+use super::table::deserialize_table_also;
 use super::tls::{self, TlsOptions};
 use super::values;
 use super::Ctx;
@@ -66,7 +66,7 @@ pub(crate) fn parse(
     templates: &minijinja::Environment<'static>,
 ) -> Option<WebhookAction> {
     let headers_value = table.remove_entry("headers").map(|(_, v)| v);
-    let raw: RawWebhook = deserialize_table(ctx, table, span)?;
+    let raw: RawWebhook = deserialize_table_also(ctx, table, span, &["headers"])?;
     let before = ctx.errors.len();
     let url = secret::resolve(ctx, &raw.url);
     if let Some(u) = &url {

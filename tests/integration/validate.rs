@@ -71,7 +71,7 @@ fn toml_syntax_error_points_at_the_break() {
 
 #[test]
 fn unknown_key_points_at_the_key() {
-    assert_error_at("unknown_key.toml", 4, 1, "unknown field `recursiv`");
+    assert_error_at("unknown_key.toml", 4, 1, "unknown key `recursiv` (did you mean `recursive`?); the keys here are `checksum`, `debounce`, `events`, `ignore`, `paths`, `recursive`");
 }
 
 #[test]
@@ -169,6 +169,8 @@ fn every_error_is_reported_at_once() {
         (4, 12, "invalid duration \"soon\""),
         (8, 17, "invalid CEL condition"),
         (9, 12, "invalid duration \"forever\""),
+        // Not hidden behind the rule's own errors.
+        (10, 9, "names action `missing`, which is not defined"),
         (14, 15, "templates are not expanded in `shell`"),
     ] {
         let want = format!("{f}:{line}:{col}: error: ");
@@ -177,7 +179,7 @@ fn every_error_is_reported_at_once() {
             "expected `{want}{msg}` in:\n{err}"
         );
     }
-    assert!(err.contains("4 errors found"), "{err}");
+    assert!(err.contains("5 errors found"), "{err}");
 }
 
 #[test]
@@ -325,7 +327,7 @@ fn broker_action_errors_point_at_each_bad_value() {
         "`url` must be a URL like nats://127.0.0.1:4222",
     );
     assert_error_at("bad_brokers.toml", 15, 11, "`subject` must not be empty");
-    assert_error_at("bad_brokers.toml", 20, 1, "unknown field `topic`");
+    assert_error_at("bad_brokers.toml", 20, 1, "unknown key `topic`");
     assert_error_at("bad_brokers.toml", 26, 6, "`ca` has no use without TLS");
     assert_error_at("bad_brokers.toml", 32, 6, "`ca`: cannot read");
     assert_error_at("bad_brokers.toml", 38, 6, "not a regular file");
@@ -471,4 +473,33 @@ fn twenty_thousand_errors_of_one_file_are_all_reported_each_at_its_line() {
         "{}",
         located[19_999]
     );
+}
+
+#[test]
+fn a_file_with_independent_mistakes_is_reported_whole_in_one_run() {
+    let file = fixture("six_mistakes.toml");
+    let out = Command::new(HARK)
+        .args(["validate", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let f = file.display();
+    for want in [
+        format!("{f}:5:1: error: unknown key `evry` (did you mean `every`?); the keys here are `body`, `every`, `follow_redirects`, `headers`,"),
+        format!("{f}:6:11: error: expected a string in quotes"),
+        format!("{f}:14:17: error: invalid CEL condition"),
+        format!("{f}:15:9: error: expected a whole number, like 3, not string \"3\""),
+        format!("{f}:16:9: error: rule `r` names action `nope`, which is not defined"),
+        format!("{f}:17:15: error: invalid template"),
+        format!("{f}:21:10: error: `repeat` applies to state watches"),
+        format!("{f}:26:11: error: expected a list, like [\"a\", \"b\"], not string \"true\""),
+    ] {
+        assert!(
+            err.lines().any(|l| l.starts_with(&want)),
+            "want {want} in:\n{err}"
+        );
+    }
+    assert!(err.contains("8 errors found"), "{err}");
 }
