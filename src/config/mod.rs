@@ -8,6 +8,8 @@ mod checks;
 mod condition;
 pub mod diagnostic;
 mod email;
+mod field_check;
+mod fields;
 mod files;
 mod http;
 mod journal;

@@ -398,6 +398,35 @@ pub fn local_hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// A rule's condition against the fields its watches' events carry (see `field_check`).
+fn check_fields(
+    r: &rule::RawRuleChecked,
+    watches: &[&Named<super::WatchConfig>],
+) -> Vec<ConfigError> {
+    let (Some(cond), Some(loc)) = (&r.rule.when, &r.when_at) else {
+        return Vec::new();
+    };
+    let Some(fields) = watches
+        .iter()
+        .map(|w| w.item.kind.fields())
+        .reduce(super::fields::Fields::union)
+    else {
+        return Vec::new();
+    };
+    let names: Vec<String> = r.rule.watches.iter().map(|w| format!("`{w}`")).collect();
+    let which = match names.len() {
+        1 => format!("watch {}", names[0]),
+        _ => format!("watches {}", names.join(", ")),
+    };
+    super::field_check::check(&cond.program, &fields, &which)
+        .into_iter()
+        .map(|f| {
+            let at = super::diagnostic::offset_in_string_value(&loc.file, &loc.span, f.at);
+            ConfigError::at(Location::new(&loc.file, at..at + 1), f.message)
+        })
+        .collect()
+}
+
 /// Checks every reference between items once all files are read.
 fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
     let mut errors = Vec::new();
@@ -459,6 +488,9 @@ fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> {
                     ),
                 ));
             }
+        }
+        if watches.len() == r.watch_refs.len() {
+            errors.extend(check_fields(r, &watches));
         }
         for (u, loc) in &r.unless_refs {
             if all.broken.contains(&format!("rule.{u}")) {

@@ -88,6 +88,8 @@ pub(crate) struct RawRuleChecked {
     /// It had errors of its own: its references are still checked.
     pub broken: bool,
     pub rule: RuleConfig,
+    /// Where `when` is, to say where in it a field is unknown or of another type.
+    pub when_at: Option<Location>,
     pub watch_refs: Vec<(String, Location)>,
     pub action_refs: Vec<(String, Location)>,
     pub unless_refs: Vec<(String, Location)>,
@@ -299,6 +301,7 @@ pub(crate) fn parse(
     let broken = ctx.errors.len() != before;
     Some(RawRuleChecked {
         broken,
+        when_at: raw.when.as_ref().map(|w| ctx.loc(w.span())),
         rule: RuleConfig {
             name: name.to_string(),
             definition: String::new(),

@@ -42,9 +42,9 @@ type = "file"
 paths = ["@DIR@/d"]
 debounce = "0ms"
 
-[rule.needs_status]
+[rule.needs_old_path]
 watch = "w"
-when = 'status == 500'
+when = 'old_path == "x"'
 then = ["touch"]
 
 [rule.plain]
@@ -64,7 +64,9 @@ shell = 'printf "%s\0" "$HARK_RULE" >> "@DIR@/out"'
     let got = wait_records(&h.path("out"), 3);
     assert!(got.iter().all(|r| r == b"plain"), "{got:?}");
     assert_eq!(
-        h.log().matches("the event has no field `status`").count(),
+        // A field of the watch's events that this event lacks (only a rename has
+        // `old_path`; a name no event has is a `validate` error).
+        h.log().matches("the event has no field `old_path`").count(),
         1,
         "{}",
         h.log()

@@ -503,3 +503,35 @@ fn a_file_with_independent_mistakes_is_reported_whole_in_one_run() {
     }
     assert!(err.contains("8 errors found"), "{err}");
 }
+
+#[test]
+fn a_mistyped_field_and_a_comparison_across_types_are_refused_at_their_column() {
+    let dir = tempdir();
+    let file = dir.path().join("typo.toml");
+    std::fs::write(
+        &file,
+        "[watch.api]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/\"\n\n\
+         [rule.a]\nwatch = \"api\"\nwhen = 'stauts == 200'\n\n\
+         [rule.b]\nwatch = \"api\"\nwhen = 'ok && status == \"200\"'\n\n\
+         [watch.auth]\ntype = \"log\"\npaths = [\"/var/log/auth.log\"]\npattern = 'from (?P<ip>\\S+)'\n\n\
+         [rule.c]\nwatch = \"auth\"\nwhen = 'ip == \"10.0.0.1\" && line.contains(\"x\")'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(HARK)
+        .args(["validate", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let f = file.display();
+    for want in [
+        format!("{f}:7:9: error: the events of watch `api` have no field `stauts` (did you mean `status`?)"),
+        format!("{f}:11:25: error: `status` is a number, compared with a string: this comparison never holds (write the number without quotes)"),
+    ] {
+        assert!(err.lines().any(|l| l.starts_with(&want)), "want {want} in:\n{err}");
+    }
+    // The log pattern's groups are fields: rule c is fine.
+    assert!(err.contains("2 errors found"), "{err}");
+}
