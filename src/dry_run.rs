@@ -237,6 +237,20 @@ pub fn report(config: &Config, events: Vec<Event>) -> (String, Vec<Firing>) {
         for d in decisions {
             let _ = writeln!(out, "  rule `{}`: {}", d.rule, d.verdict);
             now.extend(d.firing);
+            // A test does not wait out a debounce window: the burst fires at once.
+            let waits = matches!(
+                d.verdict,
+                crate::rule::RuleVerdict::Edge(crate::rule::Verdict::Debounced)
+            );
+            if waits {
+                if let Some(f) = engine.preview(&d.rule, &event, FiringState::Firing) {
+                    let _ = writeln!(
+                        out,
+                        "    (in a test it fires at once, as it would when its debounce window ends)"
+                    );
+                    now.push(f);
+                }
+            }
             if !d.verdict.matched() {
                 continue;
             }
@@ -270,7 +284,8 @@ pub async fn execute(config: &Config, firings: Vec<Firing>) {
         let webhooks = dispatcher.dispatch(f);
         if !webhooks.is_empty() {
             println!(
-                "webhook and Alertmanager deliveries are not sent by `hark test --execute` ({} skipped)",
+                "deliveries (webhook, email, Alertmanager, brokers) are shown above but not sent by \
+                 `hark test --execute`: they go through the daemon's outbox ({} not sent)",
                 webhooks.len()
             );
         }

@@ -155,3 +155,30 @@ fn a_synthetic_process_exit_is_an_edge_and_a_sample_a_state() {
         "{out}"
     );
 }
+
+#[test]
+fn execute_fires_a_debounced_rule_at_once_as_the_readme_example_would() {
+    // The README's first rule, with a recorder for its action.
+    let cfg = with_state_dir(&format!(
+        "[watch.nginx_conf]\ntype = \"file\"\npaths = [\"@DIR@/nginx/**/*.conf\"]\ndebounce = \"200ms\"\n\n\
+         [rule.nginx_reload]\nwatch = \"nginx_conf\"\nwhen = 'exists && !path.endsWith(\".dpkg-new\")'\n\
+         then = [\"check_and_reload\"]\ndebounce = \"1s\"\ncooldown = \"10s\"\n\n\
+         [action.check_and_reload]\ntype = \"shell\"\ncommand = {}\n",
+        recorder_argv("@DIR@/out", &["{{ rule }}", "{{ last.kind }}", "{{ count }}"])
+    ));
+    let (code, out, err, executed) = hark_test_in(
+        &cfg,
+        &[
+            "--event",
+            "nginx_conf kind=modify path=/etc/nginx/nginx.conf exists=true",
+            "--execute",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("in a test it fires at once"), "{out}");
+    assert_eq!(
+        executed,
+        vec!["nginx_reload", "modify", "1"],
+        "{out}\n{err}"
+    );
+}
