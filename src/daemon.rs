@@ -251,6 +251,10 @@ async fn run_with(
         heartbeat: Heartbeat::default(),
     };
     d.export_firing();
+    crate::metrics::get().declare(
+        d.config.watches.keys().map(String::as_str),
+        d.config.rules.keys().map(String::as_str),
+    );
     tracing::info!(
         watches = d.config.watches.len(),
         rules = d.config.rules.len(),

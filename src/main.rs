@@ -11,7 +11,7 @@ use hark::config::Config;
 #[command(
     name = "hark",
     version,
-    about = "A monitoring and event-trigger daemon: watches (files, processes, HTTP, TCP, system, commands), rules in CEL, actions (shell, webhook, Alertmanager)"
+    about = "A monitoring and event-trigger daemon: watches (files, logs, the journal, systemd units, processes, HTTP, TCP, system, commands), rules in CEL, actions (shell, systemd, webhook, Alertmanager, email, AMQP, MQTT, NATS)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +33,7 @@ enum OutboxCommand {
     },
     /// Drop a delivery, failed or pending: it is not attempted again.
     Drop {
+        /// The delivery's id (`hark outbox` lists them).
         id: u64,
         #[command(flatten)]
         socket: SocketArgs,
@@ -50,12 +51,18 @@ enum Command {
     },
     /// Check the configuration without starting anything.
     Validate {
+        /// A TOML file, or a directory whose *.toml files are all loaded (sorted by name);
+        /// may be given more than once. Default: /etc/hark/hark.toml and
+        /// /etc/hark/rules.d/*.toml.
         #[arg(short = 'c', long = "config", value_name = "PATH")]
         config: Vec<PathBuf>,
     },
     /// Dry run: sample every watch once (or take --event), show each rule's verdict and
-    /// the actions it would run, rendered. Executes nothing.
+    /// the actions it would run, rendered. Executes nothing unless --execute.
     Test {
+        /// A TOML file, or a directory whose *.toml files are all loaded (sorted by name);
+        /// may be given more than once. Default: /etc/hark/hark.toml and
+        /// /etc/hark/rules.d/*.toml.
         #[arg(short = 'c', long = "config", value_name = "PATH")]
         config: Vec<PathBuf>,
         /// A synthetic event instead of sampling: 'WATCH key=value ...' (values are read
@@ -77,6 +84,7 @@ enum Command {
     },
     /// Mute a rule's actions (maintenance); kept across restarts. A resolve is still sent.
     Silence {
+        /// The rule to mute (its name in the configuration).
         rule: String,
         /// How long, e.g. 2h (default: until `hark unsilence`).
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
@@ -86,6 +94,7 @@ enum Command {
     },
     /// End a silence.
     Unsilence {
+        /// The rule to let speak again.
         rule: String,
         #[command(flatten)]
         socket: SocketArgs,
@@ -109,6 +118,7 @@ enum Command {
     /// Why a rule is in its state: its condition with each sub-expression's value on the
     /// last events it saw, its counters and timers, silence, `unless`, its last actions.
     Explain {
+        /// The rule to explain (its name in the configuration).
         rule: String,
         /// As JSON.
         #[arg(long)]
@@ -421,12 +431,35 @@ fn main() -> ExitCode {
 fn tail(socket: &SocketArgs, request: hark::control::Request, json: bool) -> ExitCode {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
+    // A burst gives one rule the same verdict many times (50 matches held in a debounce
+    // window): for a person, the first is printed and the rest folded into one "×N" line
+    // when that rule's next verdict differs. JSON lines are all given.
+    let mut repeats: std::collections::HashMap<String, (String, u64)> = Default::default();
     let streamed = hark::control::tail(&socket.path(), &request, |line| {
-        let text = if json {
-            serde_json::to_string(&line).unwrap_or_default()
-        } else {
-            line.render()
-        };
+        if json {
+            let text = serde_json::to_string(&line).unwrap_or_default();
+            return writeln!(out, "{text}").and_then(|_| out.flush()).is_ok();
+        }
+        let mut text = String::new();
+        if let (hark::trace::Kind::Verdict, Some(rule)) = (line.kind, &line.rule) {
+            match repeats.get_mut(rule) {
+                Some((last, n)) if *last == line.text => {
+                    *n += 1;
+                    return true;
+                }
+                Some((last, n)) if *n > 0 => {
+                    text.push_str(&format!(
+                        "{:12} {:<6} {rule:<24} ×{} {last}\n",
+                        "",
+                        "rule",
+                        *n + 1
+                    ));
+                }
+                _ => {}
+            }
+            repeats.insert(rule.clone(), (line.text.clone(), 0));
+        }
+        text.push_str(&line.render());
         writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
     });
     match streamed {

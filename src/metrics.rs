@@ -56,6 +56,8 @@ pub struct Metrics {
     pub event_queue_depth: Gauge,
     pub loop_lag_seconds: Gauge<f64, AtomicU64>,
     pub tasks: Gauge,
+    /// `hark_build_info{version}`: always 1, so a dashboard can tell which build runs.
+    pub build_info: Family<Labels, Gauge>,
     /// The last samples, for the quantiles of `hark status`.
     pub timings: Timings,
 }
@@ -105,6 +107,7 @@ impl Metrics {
             event_queue_depth: Gauge::default(),
             loop_lag_seconds: Gauge::default(),
             tasks: Gauge::default(),
+            build_info: Family::default(),
             timings: Timings::default(),
         };
         let mut r = Registry::with_prefix("hark");
@@ -209,8 +212,35 @@ impl Metrics {
             "How long the last reload took",
             m.reload_seconds.clone(),
         );
+        r.register(
+            "build_info",
+            "The running build: always 1, labelled with its version",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
+            .set(1);
         m.registry = r;
         m
+    }
+
+    /// Series at zero for each configured watch and rule, so a scraper tells "none yet"
+    /// from "no such watch" (a counter that is absent cannot be alerted on with `rate`).
+    pub fn declare<'a>(
+        &self,
+        watches: impl Iterator<Item = &'a str>,
+        rules: impl Iterator<Item = &'a str>,
+    ) {
+        for w in watches {
+            let _ = self.events.get_or_create(&label("watch", w));
+        }
+        for r in rules {
+            for state in ["firing", "resolved"] {
+                let _ = self
+                    .firings
+                    .get_or_create(&labels("rule", r, "state", state));
+            }
+        }
     }
 
     /// The text exposition.

@@ -105,6 +105,12 @@ fn rules(h: &mut String, s: &Status) {
             Some(u) => u.clone(),
             None => String::new(),
         };
+        // How long, in words, beside when: "firing for 3h 12m".
+        let since = match (r.since.as_deref(), since_words(r.since.as_deref())) {
+            (Some(at), Some(d)) => format!("{} for {d} (since {at})", r.state),
+            (Some(at), None) => at.to_string(),
+            (None, _) => String::new(),
+        };
         let _ = write!(
             h,
             "<tr data-rule=\"{n}\" data-state=\"{st}\"><td>{n}</td><td>{w}</td><td>{g}</td>\
@@ -113,11 +119,25 @@ fn rules(h: &mut String, s: &Status) {
             w = escape(r.watch.as_deref().unwrap_or("")),
             g = escape(&group),
             st = escape(&r.state),
-            since = escape(r.since.as_deref().unwrap_or("")),
+            since = escape(&since),
             sil = escape(&silenced),
         );
     }
     h.push_str("</table>");
+}
+
+/// How long ago an RFC 3339 time was, in words to the minute ("3h 12m"); `None` when it
+/// does not parse.
+fn since_words(at: Option<&str>) -> Option<String> {
+    let at = humantime::parse_rfc3339_weak(at?.trim_end_matches('Z')).ok()?;
+    let ago = std::time::SystemTime::now().duration_since(at).ok()?;
+    let minutes = ago.as_secs() / 60;
+    Some(match (minutes / 1440, minutes / 60 % 24, minutes % 60) {
+        (0, 0, 0) => format!("{}s", ago.as_secs()),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    })
 }
 
 fn watches(h: &mut String, s: &Status) {
@@ -264,6 +284,25 @@ fn graphs(h: &mut String, hour: &[(String, Vec<(f64, f32)>)]) {
 mod tests {
     use super::*;
     use crate::control::{RuleStatus, WatchStatus};
+
+    #[test]
+    fn a_firing_rule_says_for_how_long_in_words() {
+        let at = |ago: u64| {
+            crate::event::rfc3339(
+                std::time::SystemTime::now() - std::time::Duration::from_secs(ago),
+            )
+        };
+        assert_eq!(
+            since_words(Some(&at(3 * 3600 + 12 * 60 + 5))).as_deref(),
+            Some("3h 12m")
+        );
+        assert_eq!(since_words(Some(&at(42))).as_deref(), Some("42s"));
+        assert_eq!(
+            since_words(Some(&at(2 * 86400 + 3600))).as_deref(),
+            Some("2d 1h")
+        );
+        assert_eq!(since_words(Some("not a time")), None);
+    }
 
     #[test]
     fn names_are_escaped_and_firing_rules_come_first() {

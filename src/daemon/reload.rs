@@ -246,6 +246,10 @@ impl Daemon {
             rules = new.rules.len(),
             "new configuration in place"
         );
+        crate::metrics::get().declare(
+            new.watches.keys().map(String::as_str),
+            new.rules.keys().map(String::as_str),
+        );
         self.config = new;
         ReloadStatus {
             time: rfc3339(SystemTime::now()),

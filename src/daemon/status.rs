@@ -52,7 +52,13 @@ impl Daemon {
                     .active(&r.rule, wall)
                     .map(|u| u.map(rfc3339).unwrap_or_default()),
                 name: r.rule.to_string(),
-                watch: r.watch.map(|w| w.to_string()),
+                // An event rule has one state for all its watches: they are named.
+                watch: r.watch.map(|w| w.to_string()).or_else(|| {
+                    self.config
+                        .rules
+                        .get(&*r.rule)
+                        .map(|c| c.watches.join(", "))
+                }),
                 group: r.group.map(|g| (*g).clone()),
                 groups: r.groups,
                 state: r.state.to_string(),

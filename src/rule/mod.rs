@@ -468,7 +468,7 @@ impl Rule {
             .unwrap_or_default();
         match verdict {
             Verdict::Fire { count } => {
-                tracing::info!(rule = %self.name, watch = %event.watch, kind = event.kind().unwrap_or(""), path = ?path, count, "rule fired");
+                tracing::info!(rule = %self.name, watch = %event.watch, kind = event.kind(), path = ?path, count, "rule fired");
                 Some(self.firing(event, FiringState::Firing, *count, Duration::ZERO))
             }
             Verdict::Debounced => {

@@ -83,6 +83,18 @@ fn metrics_count_what_the_daemon_does() {
         ),
         ("hark_outbox_failed", 1.0),
         ("hark_outbox_pending", 0.0),
+        // A rule that has not resolved yet has its series at zero, not absent.
+        (
+            "hark_firings_total{rule=\"api_down\",state=\"resolved\"}",
+            0.0,
+        ),
+        (
+            &*format!(
+                "hark_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            1.0,
+        ),
         (
             "hark_action_runs_total{action=\"record\",result=\"ok\"}",
             1.0,

@@ -149,6 +149,8 @@ fn a_delivery_being_retried_shows_its_attempts_last_error_and_next_try_live() {
     );
     let (_, text, _) = h.ctl(&["status"]);
     assert!(text.contains("retrying: rule dropped"), "{text}");
+    // An event rule's row names its watches (not "-").
+    assert_eq!(st["rules"][0]["watch"], "drop", "{st}");
     // Delivered: nothing of it is left to show.
     receiver.set_status(200);
     let list = wait_outbox(&h, |l| l.is_empty());

@@ -422,3 +422,25 @@ fn during_cooldown_drop_drops_a_change_inside_the_cooldown() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(records(&h.path("out")).len(), 1, "{}", h.log());
 }
+
+#[test]
+fn a_burst_of_one_verdict_is_folded_into_one_line_with_its_count() {
+    let h = start_reload_rule();
+    let tail = Tail::start(&h, &["--rule", "reload"]);
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..5 {
+        std::fs::write(h.path(&format!("conf/f{i}.conf")), "b").unwrap();
+    }
+    let folded = wait_for(Duration::from_secs(10), || {
+        tail.text()
+            .iter()
+            .any(|l| l.contains("×5 matches; fires when its debounce window ends"))
+    });
+    assert!(folded, "{:#?}", tail.text());
+    let debounced = tail
+        .text()
+        .iter()
+        .filter(|l| l.contains("rule") && l.contains("fires when its debounce window ends"))
+        .count();
+    assert_eq!(debounced, 2, "the first and the fold: {:#?}", tail.text());
+}
