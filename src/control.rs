@@ -137,6 +137,9 @@ pub struct RuleStatus {
     pub since: Option<String>,
     /// `Some("")` when silenced with no end.
     pub silenced_until: Option<String>,
+    /// While firing: the summary of its latest firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -106,6 +106,8 @@ struct Daemon {
     series: HashMap<Arc<str>, WatchSeries>,
     /// Per rule and state (firing or not), its series of `hark_firings_total`.
     firing_series: HashMap<(Arc<str>, bool), prometheus_client::metrics::counter::Counter>,
+    /// The summary of each rule's latest firing while it fires (the status page shows it).
+    summaries: HashMap<Arc<str>, String>,
     last_reload: Option<control::ReloadStatus>,
     started: SystemTime,
     next_seq: u64,
@@ -244,6 +246,7 @@ async fn run_with(
         seen: HashMap::new(),
         series: HashMap::new(),
         firing_series: HashMap::new(),
+        summaries: HashMap::new(),
         last_reload: None,
         started: SystemTime::now(),
         next_seq,

@@ -143,15 +143,20 @@ impl Dispatcher {
     /// Renders every action of a firing: shell actions ready to start, webhook deliveries
     /// ready to store. Starts nothing.
     pub fn prepare(&self, firing: Firing) -> Prepared {
+        let ctx = template::context(&firing, &self.templates);
+        let summary = ctx
+            .json
+            .get("summary")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if firing.actions.is_empty() {
-            // Nothing to render for (a rule without actions, a silenced firing): the
-            // template context, the event serialised, is not made for nothing.
             return Prepared {
                 jobs: Vec::new(),
                 deliveries: Vec::new(),
+                summary,
             };
         }
-        let ctx = template::context(&firing, &self.templates);
         let mut deliveries = Vec::new();
         let mut jobs = Vec::new();
         for name in &firing.actions {
@@ -242,7 +247,11 @@ impl Dispatcher {
                 }
             }
         }
-        Prepared { jobs, deliveries }
+        Prepared {
+            jobs,
+            deliveries,
+            summary,
+        }
     }
 
     fn job(&self, firing: &Firing, action: &Arc<ActionConfig>, work: Work) -> ShellJob {
@@ -375,6 +384,8 @@ impl Dispatcher {
 pub struct Prepared {
     pub jobs: Vec<ShellJob>,
     pub deliveries: Vec<outbox::Delivery>,
+    /// The firing's summary, rendered (what the status page shows of a firing rule).
+    pub summary: String,
 }
 
 /// A broker message: its routing key (topic, subject), body and content type.

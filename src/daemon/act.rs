@@ -65,7 +65,16 @@ impl Daemon {
                     firing.actions.clear();
                 }
             }
+            let (rule, state) = (Arc::clone(&firing.rule), firing.state);
             let prepared = self.dispatcher.prepare(firing);
+            match state {
+                FiringState::Firing => {
+                    self.summaries.insert(rule, prepared.summary.clone());
+                }
+                FiringState::Resolved => {
+                    self.summaries.remove(&rule);
+                }
+            }
             jobs.extend(prepared.jobs);
             for d in prepared.deliveries {
                 deliveries.push((self.next_seq, d));

@@ -111,6 +111,10 @@ fn rules(h: &mut String, s: &Status) {
             (Some(at), None) => at.to_string(),
             (None, _) => String::new(),
         };
+        let since = match &r.summary {
+            Some(s) if !s.is_empty() => format!("{since}: {s}"),
+            _ => since,
+        };
         let _ = write!(
             h,
             "<tr data-rule=\"{n}\" data-state=\"{st}\"><td>{n}</td><td>{w}</td><td>{g}</td>\

@@ -61,6 +61,9 @@ impl Daemon {
                 }),
                 group: r.group.map(|g| (*g).clone()),
                 groups: r.groups,
+                summary: (r.state == "firing")
+                    .then(|| self.summaries.get(&r.rule).cloned())
+                    .flatten(),
                 state: r.state.to_string(),
                 since: r.since.map(at),
             })

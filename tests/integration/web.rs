@@ -100,6 +100,20 @@ fn the_status_page_shows_a_rule_firing_then_resolved_in_a_real_browser() {
         h.log()
     );
     assert!(page.contains("<svg"), "no latency graph:\n{page}");
+    // How long, and what: "firing for 2s (since ...): api_down is firing ...".
+    let row = page
+        .split("data-rule=\"api_down\"")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default();
+    assert!(row.contains("firing for "), "{row}");
+    assert!(
+        h.status()["rules"].as_array().into_iter().flatten().any(
+            |r| r["name"] == "api_down" && r["summary"].as_str().is_some_and(|s| !s.is_empty())
+        ),
+        "{}",
+        h.status()
+    );
     assert!(
         page.contains("id=\"failed\""),
         "no failed delivery:\n{page}"
