@@ -41,6 +41,18 @@ fn copied(dir: &tempfile::TempDir, names: &[&str]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Asserts that `err` has, for each `(line, col, msg)`, an error of `file` there whose
+/// message starts with `msg`.
+fn assert_errors(err: &str, file: &Path, wants: &[(usize, usize, &str)]) {
+    for (line, col, msg) in wants {
+        let want = format!("{}:{line}:{col}: error: {msg}", file.display());
+        assert!(
+            err.lines().any(|l| l.starts_with(&want)),
+            "want {want} in:\n{err}"
+        );
+    }
+}
+
 /// Asserts that validating `name` fails with an error at `line:col` whose message contains `msg`.
 fn assert_error_at(name: &str, line: usize, col: usize, msg: &str) {
     let dir = tempdir();
@@ -477,30 +489,24 @@ fn twenty_thousand_errors_of_one_file_are_all_reported_each_at_its_line() {
 
 #[test]
 fn a_file_with_independent_mistakes_is_reported_whole_in_one_run() {
-    let file = fixture("six_mistakes.toml");
-    let out = Command::new(HARK)
-        .args(["validate", "-c"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    let f = file.display();
-    for want in [
-        format!("{f}:5:1: error: unknown key `evry` (did you mean `every`?); the keys here are `body`, `every`, `follow_redirects`, `headers`,"),
-        format!("{f}:6:11: error: expected a string in quotes"),
-        format!("{f}:14:17: error: invalid CEL condition"),
-        format!("{f}:15:9: error: expected a whole number, like 3, not string \"3\""),
-        format!("{f}:16:9: error: rule `r` names action `nope`, which is not defined"),
-        format!("{f}:17:15: error: invalid template"),
-        format!("{f}:21:10: error: `repeat` applies to state watches"),
-        format!("{f}:26:11: error: expected a list, like [\"a\", \"b\"], not string \"true\""),
-    ] {
-        assert!(
-            err.lines().any(|l| l.starts_with(&want)),
-            "want {want} in:\n{err}"
-        );
-    }
+    let dir = tempdir();
+    let files = copied(&dir, &["six_mistakes.toml"]);
+    let (code, _, err) = validate(&files);
+    assert_eq!(code, 1, "{err}");
+    assert_errors(
+        &err,
+        &files[0],
+        &[
+            (5, 1, "unknown key `evry` (did you mean `every`?); the keys here are `body`, `every`, `follow_redirects`, `headers`,"),
+            (6, 11, "expected a string in quotes"),
+            (14, 17, "invalid CEL condition"),
+            (15, 9, "expected a whole number, like 3, not string \"3\""),
+            (16, 9, "rule `r` names action `nope`, which is not defined"),
+            (17, 15, "invalid template"),
+            (21, 10, "`repeat` applies to state watches"),
+            (26, 11, "expected a list, like [\"a\", \"b\"], not string \"true\""),
+        ],
+    );
     assert!(err.contains("8 errors found"), "{err}");
 }
 
@@ -518,20 +524,16 @@ fn a_mistyped_field_and_a_comparison_across_types_are_refused_at_their_column() 
     )
     .unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(HARK)
-        .args(["validate", "-c"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    let f = file.display();
-    for want in [
-        format!("{f}:7:9: error: the events of watch `api` have no field `stauts` (did you mean `status`?)"),
-        format!("{f}:11:25: error: `status` is a number, compared with a string: this comparison never holds (write the number without quotes)"),
-    ] {
-        assert!(err.lines().any(|l| l.starts_with(&want)), "want {want} in:\n{err}");
-    }
+    let (code, _, err) = validate(std::slice::from_ref(&file));
+    assert_eq!(code, 1, "{err}");
+    assert_errors(
+        &err,
+        &file,
+        &[
+            (7, 9, "the events of watch `api` have no field `stauts` (did you mean `status`?)"),
+            (11, 25, "`status` is a number, compared with a string: this comparison never holds (write the number without quotes)"),
+        ],
+    );
     // The log pattern's groups are fields: rule c is fine.
     assert!(err.contains("2 errors found"), "{err}");
 }
