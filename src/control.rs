@@ -18,8 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 mod peer;
 mod render;
+
+pub use crate::action::outbox::Entry as OutboxEntry;
 pub use peer::Peer;
 pub use render::render;
+pub use render::{outbox as render_outbox, TailText};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]

@@ -211,7 +211,7 @@ async fn run_with(
                 tokio::spawn(web::serve(
                     listener,
                     web::Hosts::new(addr, &config.daemon.http_hosts),
-                    Arc::clone(&store),
+                    outbox.clone(),
                     calls_tx.clone(),
                     control_stop.clone(),
                 ));

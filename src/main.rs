@@ -396,7 +396,7 @@ fn main() -> ExitCode {
                     serde_json::to_string_pretty(&list).unwrap_or_default()
                 );
             } else {
-                print!("{}", hark::action::outbox::render_entries(&list));
+                print!("{}", hark::control::render_outbox(&list));
             }
             ExitCode::SUCCESS
         }
@@ -431,36 +431,17 @@ fn main() -> ExitCode {
 fn tail(socket: &SocketArgs, request: hark::control::Request, json: bool) -> ExitCode {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    // A burst gives one rule the same verdict many times (50 matches held in a debounce
-    // window): for a person, the first is printed and the rest folded into one "×N" line
-    // when that rule's next verdict differs. JSON lines are all given.
-    let mut repeats: std::collections::HashMap<String, (String, u64)> = Default::default();
+    let mut text = hark::control::TailText::default();
     let streamed = hark::control::tail(&socket.path(), &request, |line| {
-        if json {
-            let text = serde_json::to_string(&line).unwrap_or_default();
-            return writeln!(out, "{text}").and_then(|_| out.flush()).is_ok();
+        let shown = if json {
+            Some(serde_json::to_string(&line).unwrap_or_default())
+        } else {
+            text.line(&line)
+        };
+        match shown {
+            Some(t) => writeln!(out, "{t}").and_then(|_| out.flush()).is_ok(),
+            None => true,
         }
-        let mut text = String::new();
-        if let (hark::trace::Kind::Verdict, Some(rule)) = (line.kind, &line.rule) {
-            match repeats.get_mut(rule) {
-                Some((last, n)) if *last == line.text => {
-                    *n += 1;
-                    return true;
-                }
-                Some((last, n)) if *n > 0 => {
-                    text.push_str(&format!(
-                        "{:12} {:<6} {rule:<24} ×{} {last}\n",
-                        "",
-                        "rule",
-                        *n + 1
-                    ));
-                }
-                _ => {}
-            }
-            repeats.insert(rule.clone(), (line.text.clone(), 0));
-        }
-        text.push_str(&line.render());
-        writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
     });
     match streamed {
         Ok(Ok(())) => ExitCode::SUCCESS,

@@ -3,8 +3,8 @@
 //! the endpoint only reads it.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime};
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -12,8 +12,6 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-
-use crate::store::Store;
 
 mod timing;
 
@@ -302,30 +300,11 @@ impl Metrics {
     }
 }
 
-/// The outbox gauges, from the store: read when metrics are asked for.
-pub async fn update_outbox(store: &Arc<Store>) {
-    let store = Arc::clone(store);
-    let Ok(Ok(rows)) = tokio::task::spawn_blocking(move || store.outbox()).await else {
-        return;
-    };
-    let (mut pending, mut failed) = (0i64, 0i64);
-    let mut oldest: Option<SystemTime> = None;
-    for (_, bytes) in rows {
-        let Ok(d) = serde_json::from_slice::<crate::action::outbox::Delivery>(&bytes) else {
-            continue;
-        };
-        if d.failed.is_some() {
-            failed += 1;
-        } else {
-            pending += 1;
-            oldest = Some(oldest.map_or(d.accepted, |o| o.min(d.accepted)));
-        }
+impl Metrics {
+    /// The outbox's gauges, as the outbox counted them (it reports; metrics read no store).
+    pub fn set_outbox(&self, pending: i64, failed: i64, oldest_pending: Duration) {
+        self.outbox_pending.set(pending);
+        self.outbox_failed.set(failed);
+        self.outbox_oldest_seconds.set(oldest_pending.as_secs_f64());
     }
-    let m = get();
-    m.outbox_pending.set(pending);
-    m.outbox_failed.set(failed);
-    let age = oldest
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .unwrap_or_default();
-    m.outbox_oldest_seconds.set(age.as_secs_f64());
 }

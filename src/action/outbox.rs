@@ -33,7 +33,7 @@ mod send;
 use send::{attempt, mail, receiver, target, Outcome, Target};
 
 pub use alerts::{alert_changes, alert_key, ActiveAlert};
-pub use manage::{render_entries, Entry};
+pub use manage::Entry;
 
 /// One accepted delivery, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +103,9 @@ pub fn new_key() -> String {
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-/// Hands deliveries to the lane of their rule and receiver.
+/// Hands deliveries to the lane of their rule and receiver. A clone is another handle on
+/// the same outbox.
+#[derive(Clone)]
 pub struct Outbox {
     shared: Arc<Shared>,
 }

@@ -137,3 +137,73 @@ fn render_timing(t: &crate::metrics::TimingStatus) -> String {
     ));
     out
 }
+
+/// `hark outbox` for a person: one line per delivery, failed ones with why.
+pub fn outbox(list: &[super::OutboxEntry]) -> String {
+    if list.is_empty() {
+        return "the outbox is empty\n".to_string();
+    }
+    let mut out = String::new();
+    for e in list {
+        let what = match &e.failed {
+            Some(_) => "failed ",
+            None => "pending",
+        };
+        out.push_str(&format!(
+            "{:>6}  {what}  rule {} action {} ({}), accepted {}, {} attempt(s)",
+            e.id, e.rule, e.action, e.state, e.accepted, e.attempts
+        ));
+        if let Some(r) = &e.route {
+            out.push_str(&format!(", to {r:?}"));
+        }
+        if let Some(s) = &e.subject {
+            out.push_str(&format!(", subject {s:?}"));
+        }
+        if let Some(why) = &e.failed {
+            out.push_str(&format!(": {why}"));
+        }
+        if let Some(why) = &e.last_error {
+            out.push_str(&format!(": last attempt failed: {why}"));
+        }
+        if let Some(t) = &e.next_attempt {
+            out.push_str(&format!("; next attempt at {t}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `hark tail` for a person. A burst gives one rule the same verdict many times (50
+/// matches held in a debounce window): the first is shown and the rest folded into one
+/// "×N" line when that rule's next verdict differs.
+#[derive(Default)]
+pub struct TailText {
+    repeats: std::collections::HashMap<String, (String, u64)>,
+}
+
+impl TailText {
+    /// What to print for `line`, if anything yet.
+    pub fn line(&mut self, line: &crate::trace::Line) -> Option<String> {
+        let mut text = String::new();
+        if let (crate::trace::Kind::Verdict, Some(rule)) = (line.kind, &line.rule) {
+            match self.repeats.get_mut(rule) {
+                Some((last, n)) if *last == line.text => {
+                    *n += 1;
+                    return None;
+                }
+                Some((last, n)) if *n > 0 => {
+                    text.push_str(&format!(
+                        "{:12} {:<6} {rule:<24} ×{} {last}\n",
+                        "",
+                        "rule",
+                        *n + 1
+                    ));
+                }
+                _ => {}
+            }
+            self.repeats.insert(rule.clone(), (line.text.clone(), 0));
+        }
+        text.push_str(&line.render());
+        Some(text)
+    }
+}

@@ -22,8 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::action::outbox::Outbox;
 use crate::control::{Call, Peer, Request as Ask, Status};
-use crate::store::Store;
 
 const MAX_CONNECTIONS: usize = 256;
 const HEAD_TIME: Duration = Duration::from_secs(5);
@@ -80,7 +80,7 @@ impl Hosts {
 pub async fn serve(
     listener: TcpListener,
     hosts: Hosts,
-    store: Arc<Store>,
+    outbox: Outbox,
     calls: mpsc::Sender<Call>,
     stop: CancellationToken,
 ) {
@@ -109,12 +109,12 @@ pub async fn serve(
             }
             continue;
         };
-        let (store, calls, stop) = (Arc::clone(&store), calls.clone(), stop.clone());
+        let (outbox, calls, stop) = (outbox.clone(), calls.clone(), stop.clone());
         let hosts = hosts.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
-                let (store, calls) = (Arc::clone(&store), calls.clone());
+                let (outbox, calls) = (outbox.clone(), calls.clone());
                 let admitted = hosts.admits(
                     req.headers()
                         .get(hyper::header::HOST)
@@ -129,7 +129,7 @@ pub async fn serve(
                             "this listener answers to loopback names and `http_hosts` only\n",
                         ));
                     }
-                    Ok::<_, Infallible>(answer(req, from, &store, &calls).await)
+                    Ok::<_, Infallible>(answer(req, from, &outbox, &calls).await)
                 }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -158,7 +158,7 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
 async fn answer(
     req: Request<Incoming>,
     from: SocketAddr,
-    store: &Arc<Store>,
+    outbox: &Outbox,
     calls: &mpsc::Sender<Call>,
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -173,7 +173,7 @@ async fn answer(
     }
     match req.uri().path() {
         "/metrics" => {
-            crate::metrics::update_outbox(store).await;
+            outbox.report_metrics().await;
             let text = crate::metrics::get().render();
             let wants_openmetrics = req
                 .headers()

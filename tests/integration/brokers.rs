@@ -56,6 +56,27 @@ impl Group {
     }
 }
 
+impl Group {
+    /// SIGTERM (a broker saves its state on the way out), SIGKILL after 10 s.
+    fn terminate(&mut self) {
+        if let Some(c) = &self.0 {
+            // SAFETY: kill(2) on the process group of a child we started in its own group.
+            unsafe {
+                libc::kill(-(c.id() as i32), libc::SIGTERM);
+            }
+        }
+        let exited = wait_for(Duration::from_secs(10), || {
+            self.0
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        });
+        if exited {
+            self.0 = None;
+        }
+        self.stop();
+    }
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
         self.stop();
@@ -366,8 +387,11 @@ impl Broker for Mosquitto {
         );
     }
 
+    /// SIGTERM: mosquitto writes its persistence file on the way out, so the subscriber's
+    /// session (and what waits for it) survives the outage however late the subscriber
+    /// came back (CI lost messages to a SIGKILL before the autosave under load).
     fn stop(&mut self) {
-        self.process.stop();
+        self.process.terminate();
     }
 
     /// mosquitto writes its persistence file at most `autosave_interval` (1 s) after a

@@ -86,6 +86,28 @@ impl Outbox {
             .collect())
     }
 
+    /// Counts what waits and what failed into the outbox's metrics (read when metrics are
+    /// asked for: the store is the truth).
+    pub async fn report_metrics(&self) {
+        let Ok(rows) = self.entries().await else {
+            return;
+        };
+        let (mut pending, mut failed) = (0i64, 0i64);
+        let mut oldest: Option<std::time::SystemTime> = None;
+        for (_, d) in &rows {
+            if d.failed.is_some() {
+                failed += 1;
+            } else {
+                pending += 1;
+                oldest = Some(oldest.map_or(d.accepted, |o| o.min(d.accepted)));
+            }
+        }
+        let age = oldest
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        crate::metrics::get().set_outbox(pending, failed, age);
+    }
+
     /// The deliveries being tried again now, by id.
     pub fn retrying(&self) -> std::collections::HashMap<u64, Retrying> {
         lock(&self.shared.retrying).clone()
@@ -138,39 +160,4 @@ impl Outbox {
         settle(&self.shared, vec![(id, None)]).await;
         Ok(Entry::of(id, &d))
     }
-}
-
-/// `hark outbox` for a person: one line per delivery, failed ones with why.
-pub fn render_entries(list: &[Entry]) -> String {
-    if list.is_empty() {
-        return "the outbox is empty\n".to_string();
-    }
-    let mut out = String::new();
-    for e in list {
-        let what = match &e.failed {
-            Some(_) => "failed ",
-            None => "pending",
-        };
-        out.push_str(&format!(
-            "{:>6}  {what}  rule {} action {} ({}), accepted {}, {} attempt(s)",
-            e.id, e.rule, e.action, e.state, e.accepted, e.attempts
-        ));
-        if let Some(r) = &e.route {
-            out.push_str(&format!(", to {r:?}"));
-        }
-        if let Some(s) = &e.subject {
-            out.push_str(&format!(", subject {s:?}"));
-        }
-        if let Some(why) = &e.failed {
-            out.push_str(&format!(": {why}"));
-        }
-        if let Some(why) = &e.last_error {
-            out.push_str(&format!(": last attempt failed: {why}"));
-        }
-        if let Some(t) = &e.next_attempt {
-            out.push_str(&format!("; next attempt at {t}"));
-        }
-        out.push('\n');
-    }
-    out
 }

@@ -37,12 +37,7 @@ pub struct Found {
 /// What a path holds now, without opening it: `None` when nothing is there.
 pub fn identify(path: &Path) -> Result<Option<Found>, OpenError> {
     match resolve(path)? {
-        Some(target) => {
-            let m = match std::fs::symlink_metadata(&target) {
-                Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e.into()),
-            };
+        Some((_, m)) => {
             if !m.file_type().is_file() {
                 return Err(OpenError::NotRegular(kind_name(&m.file_type())));
             }
@@ -66,7 +61,7 @@ pub fn identify_plain(path: &Path) -> Option<Id> {
 /// Opens what `path` holds (non-blocking, never following a link that is not safe), and
 /// says which file it is.
 pub fn open(path: &Path) -> Result<Option<(File, Id)>, OpenError> {
-    let Some(target) = resolve(path)? else {
+    let Some((target, _)) = resolve(path)? else {
         return Ok(None);
     };
     let file = match std::fs::OpenOptions::new()
@@ -92,9 +87,9 @@ pub fn open(path: &Path) -> Result<Option<(File, Id)>, OpenError> {
     Ok(Some((file, (m.dev(), m.ino()))))
 }
 
-/// The path of the file `path` leads to, following only safe links; `None` when nothing
-/// is there (a dangling link included).
-fn resolve(path: &Path) -> Result<Option<PathBuf>, OpenError> {
+/// The path of the file `path` leads to, following only safe links, and what it is (one
+/// `lstat` when `path` is no link); `None` when nothing is there (a dangling link too).
+fn resolve(path: &Path) -> Result<Option<(PathBuf, std::fs::Metadata)>, OpenError> {
     let mut at = path.to_path_buf();
     for _ in 0..MAX_HOPS {
         let m = match std::fs::symlink_metadata(&at) {
@@ -103,7 +98,7 @@ fn resolve(path: &Path) -> Result<Option<PathBuf>, OpenError> {
             Err(e) => return Err(e.into()),
         };
         if !m.file_type().is_symlink() {
-            return Ok(Some(at));
+            return Ok(Some((at, m)));
         }
         if let Err(why) = link_is_safe(&at, &m) {
             return Err(OpenError::UnsafeLink { link: at, why });
