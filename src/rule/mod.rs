@@ -25,7 +25,7 @@ pub use edge::{EdgeGate, Ended, Verdict};
 pub use explain::{Blocker, Explanation, SeenEvent, WatchState};
 pub use silence::Silences;
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
-pub use verdict::{Decision, RuleVerdict};
+pub use verdict::{Decision, RuleVerdict, TickNote};
 
 use crate::config::{Config, RuleConfig};
 use crate::event::{display_lossy, Event, Firing, FiringState};
@@ -81,17 +81,6 @@ pub struct Engine {
     retired: HashMap<Arc<str>, (States, Instant)>,
     /// What the last `on_tick` decided of windows that ended, for the live trace.
     ticked: Vec<TickNote>,
-}
-
-/// A window that ended at a tick (a debounce window, a cooldown that held matches), and
-/// what came of it, in words for `hark tail`.
-#[derive(Debug, Clone)]
-pub struct TickNote {
-    pub rule: Arc<str>,
-    pub watch: Arc<str>,
-    /// `firing`, `held`, `trigger_limited`.
-    pub code: &'static str,
-    pub text: String,
 }
 
 /// One rule's state machines, by watch.
@@ -498,36 +487,6 @@ impl Rule {
                 }
                 None
             }
-        }
-    }
-}
-
-impl TickNote {
-    fn of(rule: &Arc<str>, event: &Event, ended: Ended, verdict: &Verdict) -> TickNote {
-        let watch = &event.watch;
-        let d = crate::event::human_duration;
-        let what = match ended {
-            Ended::Debounce => "debounce window ended",
-            Ended::Cooldown => "cooldown ended",
-        };
-        let (code, text) = match verdict {
-            Verdict::Fire { count } => ("firing", format!("{what}; fires for {count} matching event(s)")),
-            Verdict::Held { held, left } => (
-                "held",
-                format!(
-                    "{what} inside the cooldown; held: fires once when it ends in {}, for {held} matching event(s)",
-                    d(*left)
-                ),
-            ),
-            Verdict::CoolingDown => ("cooling_down", format!("{what}; dropped: cooling down")),
-            Verdict::TriggerLimited { .. } => ("trigger_limited", format!("{what}; trigger limit hit")),
-            Verdict::Debounced => ("debounced", what.to_string()),
-        };
-        TickNote {
-            rule: Arc::clone(rule),
-            watch: Arc::clone(watch),
-            code,
-            text,
         }
     }
 }

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::edge::Verdict;
+use super::edge::{Ended, Verdict};
 use super::state::{Hold, Progress, Step};
-use crate::event::Firing;
+use crate::event::{Event, Firing};
 
 /// One rule's decision on one event.
 #[derive(Debug)]
@@ -132,6 +132,47 @@ impl fmt::Display for RuleVerdict {
                 Step::Repeat { .. } => f.write_str("matches; still firing, repeats its actions"),
                 Step::Resolve { .. } => f.write_str("does not match; resolves"),
             },
+        }
+    }
+}
+
+/// A window that ended at a tick (a debounce window, a cooldown that held matches), and
+/// what came of it, in words for `hark tail`.
+#[derive(Debug, Clone)]
+pub struct TickNote {
+    pub rule: Arc<str>,
+    pub watch: Arc<str>,
+    /// `firing`, `held`, `trigger_limited`.
+    pub code: &'static str,
+    pub text: String,
+}
+
+impl TickNote {
+    pub(super) fn of(rule: &Arc<str>, event: &Event, ended: Ended, verdict: &Verdict) -> TickNote {
+        let watch = &event.watch;
+        let d = crate::event::human_duration;
+        let what = match ended {
+            Ended::Debounce => "debounce window ended",
+            Ended::Cooldown => "cooldown ended",
+        };
+        let (code, text) = match verdict {
+            Verdict::Fire { count } => ("firing", format!("{what}; fires for {count} matching event(s)")),
+            Verdict::Held { held, left } => (
+                "held",
+                format!(
+                    "{what} inside the cooldown; held: fires once when it ends in {}, for {held} matching event(s)",
+                    d(*left)
+                ),
+            ),
+            Verdict::CoolingDown => ("cooling_down", format!("{what}; dropped: cooling down")),
+            Verdict::TriggerLimited { .. } => ("trigger_limited", format!("{what}; trigger limit hit")),
+            Verdict::Debounced => ("debounced", what.to_string()),
+        };
+        TickNote {
+            rule: Arc::clone(rule),
+            watch: Arc::clone(watch),
+            code,
+            text,
         }
     }
 }
