@@ -109,9 +109,24 @@ fn cut_strings(v: &Value, max: usize) -> Value {
     }
 }
 
+/// hark's own variables: never left out (the event's field variables may be).
+const OWN: &[&str] = &[
+    "HARK_RULE",
+    "HARK_WATCH",
+    "HARK_STATE",
+    "HARK_EVENT",
+    "HARK_LAST",
+    "HARK_KINDS",
+    "HARK_SEVERITY",
+    "HARK_FIRING_COUNT",
+    "HARK_COUNT",
+    "HARK_SUMMARY",
+];
+
 /// Holds every variable to `VAR_MAX` and all of them to `ENV_MAX`, the largest cut first;
-/// how many were cut.
-pub fn fit(env: &mut [(String, OsString)]) -> usize {
+/// past that (thousands of fields), the event's field variables are left out, the last
+/// first (the whole event is in `HARK_EVENT_FILE`). How many were cut or left out.
+pub fn fit(env: &mut Vec<(String, OsString)>) -> usize {
     let mut cut = 0;
     for (_, v) in env.iter_mut() {
         if v.len() > VAR_MAX {
@@ -133,6 +148,17 @@ pub fn fit(env: &mut [(String, OsString)]) -> usize {
             size = size - before + env[i].1.len();
             cut += 1;
         }
+    }
+    while size > ENV_MAX {
+        let Some(i) = env
+            .iter()
+            .rposition(|(k, _)| k.starts_with("HARK_") && !OWN.contains(&k.as_str()))
+        else {
+            break;
+        };
+        let (k, v) = env.remove(i);
+        size -= k.len() + v.len() + 2;
+        cut += 1;
     }
     cut
 }
@@ -201,6 +227,24 @@ mod tests {
         assert_eq!(env[21].1, "r", "a short variable is left whole");
         // Cut where a character starts: the rest is still UTF-8.
         assert!(env[0].1.to_str().is_some());
+    }
+
+    #[test]
+    fn thousands_of_fields_leave_their_variables_out_and_keep_harks_own() {
+        let mut env: Vec<(String, OsString)> = (0..5000)
+            .map(|i| (format!("HARK_F{i}"), OsString::from("x".repeat(500))))
+            .collect();
+        env.push(("HARK_RULE".into(), "r".into()));
+        env.push(("MINE".into(), "configured".into()));
+        fit(&mut env);
+        let total: usize = env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        assert!(total <= ENV_MAX, "{total}");
+        assert!(env.iter().any(|(k, v)| k == "HARK_RULE" && v == "r"));
+        assert!(env.iter().any(|(k, v)| k == "MINE" && v == "configured"));
+        assert!(
+            env.iter().any(|(k, _)| k == "HARK_F0"),
+            "the first fields stay"
+        );
     }
 
     #[test]
