@@ -57,6 +57,21 @@ fn a_damaged_state_store_is_set_aside_while_running_and_a_clear_error_at_start()
     h.restart();
 
     assert_eq!(h.stop(), Some(0));
+    // `hark run` refusing to start: its stderr, after exit code 1 and no panic.
+    let refused = || {
+        let out = std::process::Command::new(HARK)
+            .args(["run", "-c"])
+            .arg(h.path("hark.toml"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("assertion"),
+            "{err}"
+        );
+        err
+    };
     // Cut short with redb's header intact (`truncate -s 4096`): the same clear error, not
     // an assertion inside redb at every start.
     std::fs::OpenOptions::new()
@@ -65,36 +80,19 @@ fn a_damaged_state_store_is_set_aside_while_running_and_a_clear_error_at_start()
         .unwrap()
         .set_len(4096)
         .unwrap();
-    let out = std::process::Command::new(HARK)
-        .args(["run", "-c"])
-        .arg(h.path("hark.toml"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused();
     assert!(
         err.contains("cut short at 4096 bytes") && err.contains("move it aside"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("assertion"),
         "{err}"
     );
 
     // At start, a file that is not a redb database stops hark with the file's name.
     std::fs::write(&store, vec![0u8; 8192]).unwrap();
-    let out = std::process::Command::new(HARK)
-        .args(["run", "-c"])
-        .arg(h.path("hark.toml"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = refused();
     assert!(
         err.contains("state.redb") && err.contains("damaged"),
         "{err}"
     );
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// Waits (bounded) until the file's size and modification time stay the same for 300 ms.
