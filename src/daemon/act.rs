@@ -82,16 +82,7 @@ impl Daemon {
             }
         }
         let mut changes = std::mem::take(&mut self.unsaved.rules);
-        changes.extend(
-            self.engine
-                .take_changes(Instant::now(), SystemTime::now())
-                .into_iter()
-                .map(|(k, v)| (k, v.and_then(|s| serde_json::to_vec(&s).ok()))),
-        );
-        changes.extend(
-            self.engine
-                .take_group_changes(Instant::now(), SystemTime::now()),
-        );
+        changes.extend(self.engine.take_changes(Instant::now(), SystemTime::now()));
         let mut alerts = std::mem::take(&mut self.unsaved.alerts);
         alerts.extend(outbox::alert_changes(&deliveries));
         let mut stored = true;
@@ -191,13 +182,7 @@ impl Daemon {
             .engine
             .all_states(Instant::now(), SystemTime::now())
             .into_iter()
-            .map(|(k, s)| (k, serde_json::to_vec(&s).ok()))
-            .chain(
-                self.engine
-                    .all_group_states(Instant::now(), SystemTime::now())
-                    .into_iter()
-                    .map(|(k, b)| (k, Some(b))),
-            )
+            .map(|(k, b)| (k, Some(b)))
             .collect();
         let silences = self.silences.all();
         let count = (rules.len(), silences.len());

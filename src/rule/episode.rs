@@ -11,9 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::edge::EdgeGate;
+use super::groups::GroupBook;
+use super::head::Head;
 use super::state::{Progress, Step};
 use crate::config::RuleConfig;
-use crate::event::{Event, Group};
+use crate::event::Event;
 
 /// One group's count and firing.
 pub struct Episode {
@@ -119,18 +121,11 @@ pub struct Episodes {
     next_seen: u64,
     /// Resolve deadlines of firing groups.
     deadlines: BTreeSet<(Instant, Arc<str>)>,
-    /// Groups dropped for room, since the start.
-    pub dropped: u64,
-    /// New groups not taken for want of room (every group firing), since the start.
-    pub refused: u64,
-    /// When a refusal was last logged, and how many came since.
-    refusals_said: Option<(Instant, u64)>,
+    /// Groups dropped and refused for room.
+    pub book: GroupBook,
 }
 
-/// A refused group is logged at most this often per rule.
-const REFUSAL_SAID_EVERY: Duration = Duration::from_secs(60);
-
-fn window(config: &RuleConfig) -> Option<(u32, Duration)> {
+pub(super) fn window(config: &RuleConfig) -> Option<(u32, Duration)> {
     match config.threshold {
         crate::config::Threshold::Window { times, within } => Some((times, within)),
         _ => None,
@@ -140,49 +135,17 @@ fn window(config: &RuleConfig) -> Option<(u32, Duration)> {
 impl Episodes {
     /// Room for one more group: the least recently seen groups not firing are dropped.
     /// False when every group held is firing (`order` holds only the others).
-    fn make_room(&mut self, config: &RuleConfig) -> bool {
-        while self.groups.len() >= config.max_groups {
+    fn make_room(&mut self, head: &Head) -> bool {
+        while self.groups.len() >= head.config.max_groups {
             let Some((_, key)) = self.order.pop_first() else {
                 return false;
             };
             if let Some(mut g) = self.groups.remove(&key) {
                 reschedule(&mut self.deadlines, &key, &mut g, None);
             }
-            self.dropped += 1;
-            crate::metrics::get().group_dropped(&config.name);
+            self.book.drop_one(head);
         }
         true
-    }
-
-    /// A new group not taken: counted, and said at most once a minute (a flood of junk
-    /// keys that fills the table would otherwise hide the next real one without a word).
-    pub(super) fn refuse(&mut self, config: &RuleConfig, key: &str, now: Instant) {
-        self.refused += 1;
-        crate::metrics::get().group_dropped(&config.name);
-        if let Some(since) = self.refusal_to_say(now) {
-            let key: String = key.chars().take(200).collect();
-            tracing::warn!(
-                rule = %config.name,
-                max_groups = config.max_groups,
-                refused_total = self.refused,
-                group = %key,
-                "every group this rule holds is firing: a new group was not taken ({since} more refused since this was last said); raise max_groups or shorten resolve_after"
-            );
-        }
-    }
-
-    /// Whether a refusal at `now` is to be said, and how many went unsaid before it.
-    pub(super) fn refusal_to_say(&mut self, now: Instant) -> Option<u64> {
-        match self.refusals_said {
-            Some((at, n)) if now.saturating_duration_since(at) < REFUSAL_SAID_EVERY => {
-                self.refusals_said = Some((at, n + 1));
-                None
-            }
-            said => {
-                self.refusals_said = Some((now, 0));
-                Some(said.map_or(0, |(_, n)| n))
-            }
-        }
     }
 
     /// A group not firing takes its place in `order` as the most recently seen; a firing
@@ -205,16 +168,17 @@ impl Episodes {
     /// there is no room for a new group).
     pub fn on_match(
         &mut self,
-        config: &RuleConfig,
+        head: &Head,
         key: &str,
         event: &Arc<Event>,
         now: Instant,
     ) -> (Step, Option<Arc<str>>) {
+        let config = &head.config;
         if !self.groups.contains_key(key) {
-            if !self.make_room(config) {
+            if !self.make_room(head) {
                 // Every group is firing: the new one waits for room (a firing group ends
                 // by `resolve_after`).
-                self.refuse(config, key, now);
+                self.book.refuse(head, key, now);
                 return (Step::Ok, None);
             }
             self.groups.insert(
@@ -406,141 +370,5 @@ impl Episodes {
                 seen,
             },
         );
-    }
-}
-
-impl super::Rule {
-    /// An event standing for a group restored from the store (its resolve's templates see
-    /// the group's fields).
-    pub(super) fn group_event(&self, group: &str) -> Arc<Event> {
-        let values: Vec<String> = serde_json::from_str(group).unwrap_or_default();
-        let fields = self
-            .config
-            .group_by
-            .iter()
-            .zip(values)
-            .map(|(k, v)| (k.clone(), serde_json::Value::from(v)))
-            .collect();
-        Arc::new(Event {
-            watch: Arc::from(self.config.watches.first().map_or("", String::as_str)),
-            source: "restored",
-            time: SystemTime::now(),
-            host: Arc::from(""),
-            edge: true,
-            fields,
-            cursor: None,
-        })
-    }
-
-    /// Room for one more group's state machine (`group_by` over state watches): the state
-    /// keys dropped for it (groups not firing, least recently seen first), or an error when
-    /// every group is firing.
-    pub(super) fn room_for_a_group(&mut self) -> Result<Vec<Arc<str>>, String> {
-        let max = self.config.max_groups;
-        let Some(dropped) = self.state_groups.make_room(self.states.len(), max) else {
-            self.episodes
-                .refuse(&self.config, "(a state group)", Instant::now());
-            return Err(format!(
-                "{max} groups (max_groups), every one firing: a new group waits for room"
-            ));
-        };
-        for k in &dropped {
-            self.states.remove(k);
-            self.episodes.dropped += 1;
-            crate::metrics::get().group_dropped(&self.config.name);
-        }
-        Ok(dropped)
-    }
-
-    /// Whether this rule's event matches are counted per group (`times` + `within`,
-    /// `group_by`, `resolve_after`) rather than each firing at once.
-    pub(super) fn counts_edges(&self) -> bool {
-        !self.config.group_by.is_empty()
-            || self.config.resolve_after.is_some()
-            || window(&self.config).is_some()
-    }
-
-    /// The event's group key: its values of `group_by`'s fields, as a JSON array;
-    /// `None` without `group_by`. A field the event lacks is an error, as in a condition.
-    pub(super) fn group_key(&self, event: &Event) -> Result<Option<String>, String> {
-        if self.config.group_by.is_empty() {
-            return Ok(None);
-        }
-        let mut values: Vec<std::borrow::Cow<'_, str>> =
-            Vec::with_capacity(self.config.group_by.len());
-        for f in &self.config.group_by {
-            values.push(match f.as_str() {
-                "watch" => (&*event.watch).into(),
-                "host" => (&*event.host).into(),
-                "type" => event.source.into(),
-                _ => match event.fields.get(f) {
-                    Some(serde_json::Value::String(s)) => s.as_str().into(),
-                    Some(other) => other.to_string().into(),
-                    None => return Err(format!("the event has no field `{f}` to group by")),
-                },
-            });
-        }
-        serde_json::to_string(&values)
-            .map(Some)
-            .map_err(|e| e.to_string())
-    }
-
-    /// The event's group, with its fields; `None` without `group_by`.
-    pub(super) fn group_of(&self, event: &Event) -> Result<Option<Group>, String> {
-        Ok(self.group_key(event)?.map(|key| Group {
-            fields: self.group_fields(&key),
-            key: Arc::from(key),
-        }))
-    }
-
-    /// A matching event of a rule that counts per group: its verdict, what fires, and the
-    /// group whose firing changed (to store).
-    pub(super) fn grouped_edge(
-        &mut self,
-        event: &Arc<Event>,
-        now: Instant,
-    ) -> (
-        super::RuleVerdict,
-        Option<crate::event::Firing>,
-        Option<Arc<str>>,
-    ) {
-        use super::RuleVerdict;
-        let key = match self.group_key(event) {
-            Ok(k) => k.unwrap_or_default(),
-            Err(e) => return (RuleVerdict::Error(e), None, None),
-        };
-        let (step, key) = self.episodes.on_match(&self.config, &key, event, now);
-        let (Step::Fire { count }, Some(key)) = (&step, key) else {
-            return (RuleVerdict::State(step), None, None);
-        };
-        let count = *count;
-        let gate = self
-            .episodes
-            .groups
-            .get_mut(&key)
-            .map(|g| g.gate.try_fire(count, now));
-        match gate {
-            Some(super::Verdict::Fire { count }) => {
-                tracing::info!(rule = %self.name, watch = %event.watch, group = %key, count, "rule fired");
-                let mut f = self.firing(
-                    event,
-                    crate::event::FiringState::Firing,
-                    count,
-                    Duration::ZERO,
-                );
-                f.group = (!self.config.group_by.is_empty()).then(|| Group {
-                    fields: self.group_fields(&key),
-                    key: Arc::clone(&key),
-                });
-                let changed = self.config.resolve_after.is_some().then_some(key);
-                (RuleVerdict::State(Step::Fire { count }), Some(f), changed)
-            }
-            Some(held) => {
-                self.episodes.held_back(&key);
-                let _ = self.edge_verdict(event, &held);
-                (RuleVerdict::Edge(held), None, None)
-            }
-            None => (RuleVerdict::State(Step::Ok), None, None),
-        }
     }
 }

@@ -82,8 +82,8 @@ pub struct SeenEvent {
 impl Engine {
     /// Why rule `name` is in its state, as of `now`; None if there is no such rule.
     pub fn explain(&self, name: &str, now: Instant) -> Option<Explanation> {
-        let rule = self.rules.iter().find(|r| &*r.name == name)?;
-        let c = &rule.config;
+        let rule = self.rules.iter().find(|r| &*r.head.name == name)?;
+        let c = &rule.head.config;
         // Debounce, cooldown and trigger limit of edge events; a rule over state events
         // has its counters per watch, a rule with `group_by` per group.
         let states: Vec<WatchState> = rule
@@ -122,7 +122,7 @@ impl Engine {
                 .unless
                 .iter()
                 .map(|&j| Blocker {
-                    rule: self.rules[j].name.to_string(),
+                    rule: self.rules[j].head.name.to_string(),
                     firing: self.rules[j].is_firing(),
                 })
                 .collect(),
@@ -151,7 +151,7 @@ fn threshold_text(t: &Threshold) -> String {
 
 fn settings(rule: &Rule) -> Vec<String> {
     let d = crate::event::human_duration;
-    let c = &rule.config;
+    let c = &rule.head.config;
     let mut out = Vec::new();
     if let Some(x) = c.debounce {
         out.push(format!("debounce {}", d(x)));
@@ -172,10 +172,10 @@ fn settings(rule: &Rule) -> Vec<String> {
         out.push(format!(
             "group_by {}: {} groups held (at most {}); {} dropped for room and {} refused since the start",
             c.group_by.join(", "),
-            rule.groups_held(),
+            rule.groups().held,
             c.max_groups,
-            rule.episodes.dropped,
-            rule.episodes.refused
+            rule.groups().dropped,
+            rule.groups().refused
         ));
     }
     out

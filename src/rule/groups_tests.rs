@@ -104,7 +104,7 @@ fn a_firing_group_survives_a_restart_and_resolves_on_time() {
     for _ in 0..3 {
         e.on_event(failed("192.0.2.9"), t0);
     }
-    let changes = e.take_group_changes(t0, wall);
+    let changes = e.take_changes(t0, wall);
     assert_eq!(changes.len(), 1);
     let saved: Vec<(String, Vec<u8>)> = changes
         .into_iter()
@@ -121,7 +121,7 @@ fn a_firing_group_survives_a_restart_and_resolves_on_time() {
         [("192.0.2.9".to_string(), FiringState::Resolved)]
     );
     // Its resolve removes it from the store.
-    let changes = again.take_group_changes(t0, wall);
+    let changes = again.take_changes(t0, wall);
     assert_eq!(changes, [(saved[0].0.clone(), None)]);
     // A rule without `resolve_after` any more forgets it.
     let (_d2, other) = load(
@@ -149,11 +149,14 @@ fn max_groups_drops_the_least_recently_seen_idle_group_and_never_a_firing_one() 
     );
     // Now a is firing and c was dropped for b: c's count starts over too.
     assert!(e.on_event(failed("c"), t0).is_empty());
-    let r = e.rules.iter().find(|r| &*r.name == "brute").unwrap();
-    assert_eq!(r.episodes.dropped, 3, "b, then c, then b");
-    assert!(r.episodes.groups.len() <= 2);
+    let r = e.rules.iter().find(|r| &*r.head.name == "brute").unwrap();
+    let super::mechanism::Mechanism::Counted(c) = &r.edges else {
+        panic!("a rule with group_by counts its matches")
+    };
+    assert_eq!(c.episodes.book.dropped, 3, "b, then c, then b");
+    assert!(c.episodes.groups.len() <= 2);
     // a firing, the other idle: a new group drops the idle one, never a.
-    let held: HashSet<String> = r.episodes.groups.keys().map(|k| k.to_string()).collect();
+    let held: HashSet<String> = c.episodes.groups.keys().map(|k| k.to_string()).collect();
     assert!(held.contains("[\"a\"]"));
 }
 
@@ -165,8 +168,8 @@ fn when_every_group_is_firing_a_new_group_is_refused_and_counted() {
     assert_eq!(e.on_event(failed("a"), t0).len(), 1);
     assert_eq!(e.on_event(failed("b"), t0).len(), 1);
     assert!(e.on_event(failed("c"), t0).is_empty());
-    let r = e.rules.iter().find(|r| &*r.name == "brute").unwrap();
-    assert_eq!((r.episodes.dropped, r.episodes.refused), (0, 1));
+    let r = e.rules.iter().find(|r| &*r.head.name == "brute").unwrap();
+    assert_eq!((r.groups().dropped, r.groups().refused), (0, 1));
     // Once one resolves there is room again.
     assert_eq!(e.on_tick(t0 + Duration::from_secs(600)).len(), 2);
     assert_eq!(
@@ -241,7 +244,7 @@ fn a_state_rule_with_group_by_has_a_state_per_group_bounded_by_max_groups() {
 
 #[test]
 fn a_refused_group_is_said_at_most_once_a_minute_with_the_count_unsaid() {
-    let mut eps = super::episode::Episodes::default();
+    let mut eps = super::groups::GroupBook::default();
     let t0 = Instant::now();
     assert_eq!(eps.refusal_to_say(t0), Some(0));
     for i in 1..=99 {

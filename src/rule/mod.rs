@@ -6,19 +6,25 @@
 //! two endpoints alerts for each on its own.
 
 mod condition;
+mod counted;
 mod edge;
 mod episode;
 mod explain;
+mod gated;
+mod groups;
+mod head;
 mod lru;
+mod mechanism;
 mod persist;
 mod rows;
 mod silence;
 mod state;
+mod stateful;
 mod verdict;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 pub use condition::{cel_fields, to_cel, Evaluator, EventVars, Outcome, SubValue};
 pub use edge::{EdgeGate, Ended, Verdict};
@@ -27,31 +33,23 @@ pub use silence::Silences;
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
 pub use verdict::{Decision, RuleVerdict, TickNote};
 
-use crate::config::{Config, RuleConfig};
-use crate::event::{display_lossy, Event, Firing, FiringState};
+use crate::config::Config;
+use crate::event::{Event, Firing, FiringState};
+use head::Head;
+use mechanism::{Heard, Judged, Mechanism, Ticked};
 
 struct Rule {
-    config: RuleConfig,
-    name: Arc<str>,
-    then: Vec<Arc<str>>,
-    resolve: Vec<Arc<str>>,
-    severity: Arc<str>,
-    labels: Arc<BTreeMap<String, String>>,
-    summary: Option<Arc<str>>,
-    gate: EdgeGate,
-    /// One state machine per watch whose state events this rule has seen.
-    states: HashMap<Arc<str>, StateMachine>,
+    head: Head,
+    /// What its edge events (a change, a line, a process start) come to.
+    edges: Mechanism,
+    /// What its state events (a check's latest result) come to.
+    states: Mechanism,
     /// Indices of the rules named in `unless`.
     unless: Vec<usize>,
     /// Evaluation errors already logged, so a field missing from every event is said once.
     logged_errors: HashSet<String>,
     /// The last events it heard, for `hark explain`.
     recent: VecDeque<explain::Seen>,
-    /// Per group, on event watches counted (`times` + `within`), grouped (`group_by`) or
-    /// resolved (`resolve_after`).
-    episodes: episode::Episodes,
-    /// With `group_by` over state watches: the groups (state keys) by when last seen.
-    state_groups: lru::Recency,
 }
 
 /// One row of `hark status`: a rule's state for one watch.
@@ -60,7 +58,7 @@ pub struct RuleStatus {
     pub rule: Arc<str>,
     pub watch: Option<Arc<str>>,
     /// The group of a rule with `group_by`.
-    pub group: Option<Arc<BTreeMap<String, String>>>,
+    pub group: Option<Arc<std::collections::BTreeMap<String, String>>>,
     /// How many groups the rule holds, with `group_by`.
     pub groups: Option<usize>,
     /// `ok`, `pending` or `firing`.
@@ -72,19 +70,14 @@ pub struct Engine {
     rules: Vec<Rule>,
     by_watch: HashMap<String, Vec<usize>>,
     evaluator: Evaluator,
-    /// (rule, watch) states changed since the last `take_changes`.
+    /// (rule, store key after `rule/`) of states changed since the last `take_changes`.
     dirty: BTreeSet<(usize, Arc<str>)>,
-    /// (rule, group) episodes whose firing changed since the last `take_changes`.
-    dirty_groups: BTreeSet<(usize, Arc<str>)>,
-    /// The states of rules a reload removed, by name, kept for `RETIRED_GRACE` in case
-    /// the rule comes back (a file rewritten in place, a config manager's run).
-    retired: HashMap<Arc<str>, (States, Instant)>,
+    /// The state mechanisms of rules a reload removed, by name, kept for `RETIRED_GRACE`
+    /// in case the rule comes back (a file rewritten in place, a config manager's run).
+    retired: HashMap<Arc<str>, (Mechanism, Instant)>,
     /// What the last `on_tick` decided of windows that ended, for the live trace.
     ticked: Vec<TickNote>,
 }
-
-/// One rule's state machines, by watch.
-type States = HashMap<Arc<str>, StateMachine>;
 
 pub use crate::event::GROUP_MARK;
 
@@ -105,27 +98,17 @@ impl Engine {
             for w in &r.watches {
                 by_watch.entry(w.clone()).or_default().push(i);
             }
-            let names = |list: &[String]| list.iter().map(|a| Arc::from(a.as_str())).collect();
             rules.push(Rule {
-                name: Arc::from(r.name.as_str()),
-                then: names(&r.then),
-                resolve: names(&r.resolve),
-                severity: Arc::from(r.severity.as_str()),
-                labels: Arc::new(r.labels.clone()),
-                summary: r.summary.as_deref().map(Arc::from),
-                gate: EdgeGate::new(r.debounce, r.cooldown, r.trigger_limit)
-                    .dropping_in_cooldown(r.drop_in_cooldown),
-                states: HashMap::new(),
+                head: Head::new(r),
+                edges: Mechanism::for_edges(r),
+                states: Mechanism::for_states(r),
                 unless: r
                     .unless
                     .iter()
                     .filter_map(|u| index.get(u.as_str()).copied())
                     .collect(),
-                config: r.clone(),
                 logged_errors: HashSet::new(),
                 recent: VecDeque::new(),
-                episodes: episode::Episodes::default(),
-                state_groups: lru::Recency::default(),
             });
         }
         // A rule is evaluated after the rules it names in `unless`, so when a cause and
@@ -139,7 +122,6 @@ impl Engine {
             by_watch,
             evaluator: Evaluator::default(),
             dirty: BTreeSet::new(),
-            dirty_groups: BTreeSet::new(),
             retired: HashMap::new(),
             ticked: Vec::new(),
         }
@@ -170,91 +152,44 @@ impl Engine {
         let mut out = Vec::with_capacity(indices.len());
         for i in indices {
             let quiet = self.blocked_by(i);
-            let rule = &mut self.rules[i];
-            let outcome = match &rule.config.when {
+            let Rule {
+                head,
+                edges,
+                states,
+                logged_errors,
+                recent,
+                ..
+            } = &mut self.rules[i];
+            let outcome = match &head.config.when {
                 None => Outcome::Match,
                 Some(c) => self.evaluator.eval_in(&c.program, &ctx),
             };
-            let (verdict, firing) = match outcome {
-                Outcome::Error(e) => {
-                    if rule.logged_errors.len() < 64 && rule.logged_errors.insert(e.clone()) {
-                        tracing::warn!(rule = %rule.name, watch = %event.watch, "condition cannot be evaluated: {e} (said once per rule)");
-                    }
-                    (RuleVerdict::Error(e), None)
-                }
-                Outcome::NoMatch if event.edge => (RuleVerdict::NoMatch, None),
-                Outcome::Match if event.edge => match quiet {
-                    Some(blocker) => {
-                        tracing::debug!(rule = %rule.name, watch = %event.watch, blocker = %blocker, "matched; suppressed by `unless`");
-                        (RuleVerdict::Suppressed(blocker), None)
-                    }
-                    None if rule.counts_edges() => {
-                        let (verdict, firing, changed) = rule.grouped_edge(&event, now);
-                        if let Some(key) = changed {
-                            self.dirty_groups.insert((i, key));
-                        }
-                        (verdict, firing)
-                    }
-                    None => {
-                        let verdict = rule.gate.on_match(&event, now);
-                        let firing = rule.edge_verdict(&event, &verdict);
-                        (RuleVerdict::Edge(verdict), firing)
-                    }
-                },
+            let mechanism = if event.edge { edges } else { states };
+            let judged = match outcome {
+                Outcome::Error(e) => condition_error(head, logged_errors, &event, e),
                 matched => {
-                    // One state machine per watch, and per group with `group_by`.
-                    let (watch, group) = match rule.group_of(&event) {
-                        Ok(Some(g)) => (
-                            Arc::from(format!("{}{GROUP_MARK}{}", event.watch, g.key).as_str()),
-                            Some(g),
-                        ),
-                        Ok(None) => (Arc::clone(&event.watch), None),
-                        Err(e) => {
-                            out.push(Decision::error(&rule.name, e));
-                            continue;
-                        }
+                    let heard = Heard {
+                        event: &event,
+                        matched: matched == Outcome::Match,
+                        quiet,
+                        now,
                     };
-                    if group.is_some() && !rule.states.contains_key(&watch) {
-                        match rule.room_for_a_group() {
-                            Ok(dropped) => self.dirty.extend(dropped.into_iter().map(|k| (i, k))),
-                            Err(e) => {
-                                out.push(Decision::error(&rule.name, e));
-                                continue;
-                            }
-                        }
-                    }
-                    let machine = rule
-                        .states
-                        .entry(Arc::clone(&watch))
-                        .or_insert_with(|| new_machine(&rule.config));
-                    let step = machine.on_sample(matched == Outcome::Match, quiet.is_some(), now);
-                    if group.is_some() {
-                        rule.state_groups.saw(&watch, machine.is_firing());
-                    }
-                    if matches!(
-                        step,
-                        Step::Fire { .. } | Step::Repeat { .. } | Step::Resolve { .. }
-                    ) {
-                        self.dirty.insert((i, watch));
-                    }
-                    let mut firing = rule.state_step(&event, &step, quiet.as_deref());
-                    if let Some(f) = &mut firing {
-                        f.group = group;
-                    }
-                    (RuleVerdict::State(step), firing)
+                    mechanism.judge(head, heard)
                 }
             };
+            self.dirty
+                .extend(judged.changed.into_iter().map(|k| (i, k)));
             explain::remember(
-                &mut self.rules[i].recent,
+                recent,
                 explain::Seen {
                     event: Arc::clone(&event),
-                    verdict: verdict.clone(),
+                    verdict: judged.verdict.clone(),
                 },
             );
             out.push(Decision {
-                rule: Arc::clone(&self.rules[i].name),
-                verdict,
-                firing,
+                rule: Arc::clone(&head.name),
+                verdict: judged.verdict,
+                firing: judged.firing,
             });
         }
         out
@@ -263,9 +198,9 @@ impl Engine {
     /// The firing (or resolve) rule `name` would hand its actions for this event; changes
     /// nothing. For `hark test`.
     pub fn preview(&self, name: &str, event: &Arc<Event>, state: FiringState) -> Option<Firing> {
-        let rule = self.rules.iter().find(|r| &*r.name == name)?;
-        let mut f = rule.firing(event, state, 1, Duration::ZERO);
-        f.group = rule.group_of(event).ok().flatten();
+        let rule = self.rules.iter().find(|r| &*r.head.name == name)?;
+        let mut f = rule.head.firing(event, state, 1, Duration::ZERO);
+        f.group = rule.head.group_of(event).ok().flatten();
         Some(f)
     }
 
@@ -276,7 +211,7 @@ impl Engine {
             .iter()
             .map(|&j| &self.rules[j])
             .find(|r| r.is_firing())
-            .map(|r| Arc::clone(&r.name))
+            .map(|r| Arc::clone(&r.head.name))
     }
 
     /// Names of the rules firing now, with since when.
@@ -284,13 +219,11 @@ impl Engine {
         self.rules
             .iter()
             .filter_map(|r| {
-                let since = r
-                    .states
-                    .values()
-                    .filter_map(StateMachine::firing_since)
-                    .chain(r.episodes.firing().map(|(_, s)| s))
+                let since = [r.states.firing_since(), r.edges.firing_since()]
+                    .into_iter()
+                    .flatten()
                     .min()?;
-                Some((Arc::clone(&r.name), since))
+                Some((Arc::clone(&r.head.name), since))
             })
             .collect()
     }
@@ -301,10 +234,10 @@ impl Engine {
     pub fn status(&self, now: Instant) -> Vec<RuleStatus> {
         let mut out = Vec::new();
         for r in &self.rules {
-            let groups = (!r.config.group_by.is_empty()).then(|| r.groups_held());
+            let groups = (!r.head.config.group_by.is_empty()).then(|| r.groups().held);
             for row in r.rows(now) {
                 out.push(RuleStatus {
-                    rule: Arc::clone(&r.name),
+                    rule: Arc::clone(&r.head.name),
                     watch: row.watch,
                     group: row.group,
                     groups,
@@ -316,11 +249,11 @@ impl Engine {
         out
     }
 
-    /// The next moment `on_tick` has work: the end of a debounce window.
+    /// The next moment `on_tick` has work: the end of a debounce window, a resolve due.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.rules
             .iter()
-            .flat_map(|r| [r.gate.deadline(), r.episodes.deadline()])
+            .flat_map(|r| [r.edges.deadline(), r.states.deadline()])
             .flatten()
             .min()
     }
@@ -330,30 +263,16 @@ impl Engine {
         std::mem::take(&mut self.ticked)
     }
 
-    /// Fires the debounced bursts whose window has ended.
+    /// Fires the debounced bursts whose window has ended and resolves groups gone quiet.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Firing> {
-        let mut out = Vec::new();
+        let mut t = Ticked::default();
         for (i, rule) in self.rules.iter_mut().enumerate() {
-            while let Some((ended, burst, verdict)) = rule.gate.on_tick(now) {
-                self.ticked
-                    .push(TickNote::of(&rule.name, &burst.event, ended, &verdict));
-                if let Some(mut f) = rule.edge_verdict(&burst.event, &verdict) {
-                    f.last = Some(burst.last);
-                    f.kinds = burst.kinds;
-                    out.push(f);
-                }
-            }
-            // Groups quiet for `resolve_after`: their firing ends.
-            for (key, event, count, duration) in rule.episodes.due(now) {
-                let event = event.unwrap_or_else(|| rule.group_event(&key));
-                tracing::info!(rule = %rule.name, group = %key, firing_for = %crate::event::human_duration(duration), "rule resolved");
-                let mut f = rule.firing(&event, FiringState::Resolved, count, duration);
-                f.group = rule.group_of(&event).ok().flatten();
-                out.push(f);
-                self.dirty_groups.insert((i, key));
-            }
+            rule.edges.tick(&rule.head, now, &mut t);
+            rule.states.tick(&rule.head, now, &mut t);
+            self.dirty.extend(t.changed.drain(..).map(|k| (i, k)));
         }
-        out
+        self.ticked.append(&mut t.notes);
+        t.firings
     }
 }
 
@@ -385,108 +304,36 @@ fn unless_depths(rules: &[Rule]) -> Vec<usize> {
         .collect()
 }
 
-fn new_machine(r: &RuleConfig) -> StateMachine {
-    StateMachine::new(r.threshold, r.repeat, r.cooldown)
+/// A condition that cannot be evaluated: an error, logged once per rule and message.
+fn condition_error(head: &Head, logged: &mut HashSet<String>, event: &Event, e: String) -> Judged {
+    if logged.len() < 64 && logged.insert(e.clone()) {
+        tracing::warn!(rule = %head.name, watch = %event.watch, "condition cannot be evaluated: {e} (said once per rule)");
+    }
+    Judged::of(RuleVerdict::Error(e))
 }
 
 impl Rule {
     fn is_firing(&self) -> bool {
-        self.states.values().any(StateMachine::is_firing) || self.episodes.any_firing()
+        self.states.is_firing() || self.edges.is_firing()
     }
 
-    fn firing(
-        &self,
-        event: &Arc<Event>,
-        state: FiringState,
-        count: u64,
-        duration: Duration,
-    ) -> Firing {
-        Firing {
-            rule: Arc::clone(&self.name),
-            state,
-            event: Arc::clone(event),
-            actions: match state {
-                FiringState::Firing => self.then.clone(),
-                FiringState::Resolved => self.resolve.clone(),
-            },
-            severity: Arc::clone(&self.severity),
-            labels: Arc::clone(&self.labels),
-            summary: self.summary.clone(),
-            count,
-            last: None,
-            kinds: Vec::new(),
-            time: SystemTime::now(),
-            duration,
-            group: None,
-            resolves: !event.edge || self.config.resolve_after.is_some(),
+    /// The mechanism holding the state stored under `key` (after `rule/`): groups of edge
+    /// events are stored as `␞group`, states as `watch` or `watch␞group`.
+    fn mechanism_of_key(&mut self, key: &str) -> &mut Mechanism {
+        if key.starts_with(GROUP_MARK) {
+            &mut self.edges
+        } else {
+            &mut self.states
         }
     }
 
-    fn state_step(&self, event: &Arc<Event>, step: &Step, blocker: Option<&str>) -> Option<Firing> {
-        let (name, watch) = (&self.name, &event.watch);
-        match step {
-            Step::Fire { count } => {
-                tracing::info!(rule = %name, watch = %watch, count, "rule firing");
-                Some(self.firing(event, FiringState::Firing, *count, Duration::ZERO))
-            }
-            Step::Repeat { count, duration } => {
-                tracing::info!(rule = %name, watch = %watch, count, firing_for = %crate::event::human_duration(*duration), "rule still firing: repeating its actions");
-                Some(self.firing(event, FiringState::Firing, *count, *duration))
-            }
-            Step::Resolve { count, duration } => {
-                tracing::info!(rule = %name, watch = %watch, firing_for = %crate::event::human_duration(*duration), "rule resolved");
-                Some(self.firing(event, FiringState::Resolved, *count, *duration))
-            }
-            Step::Held(Hold::Suppressed) => {
-                tracing::debug!(rule = %name, watch = %watch, blocker = blocker.unwrap_or(""), "threshold met; suppressed by `unless`");
-                None
-            }
-            other => {
-                tracing::debug!(rule = %name, watch = %watch, step = ?other, "sample");
-                None
-            }
-        }
-    }
-
-    fn edge_verdict(&mut self, event: &Arc<Event>, verdict: &Verdict) -> Option<Firing> {
-        let path = event
-            .fields
-            .get("path")
-            .and_then(|p| p.as_str())
-            .map(display_lossy)
-            .unwrap_or_default();
-        match verdict {
-            Verdict::Fire { count } => {
-                tracing::info!(rule = %self.name, watch = %event.watch, kind = event.kind(), path = ?path, count, "rule fired");
-                Some(self.firing(event, FiringState::Firing, *count, Duration::ZERO))
-            }
-            Verdict::Debounced => {
-                tracing::debug!(rule = %self.name, watch = %event.watch, path = ?path, "matched; folded into the debounce window");
-                None
-            }
-            Verdict::Held { held, left } => {
-                if *held == 1 {
-                    tracing::info!(rule = %self.name, watch = %event.watch, path = ?path, "matched inside the cooldown: held, fires once when it ends in {}", crate::event::human_duration(*left));
-                }
-                None
-            }
-            Verdict::CoolingDown => {
-                tracing::debug!(rule = %self.name, watch = %event.watch, path = ?path, "matched; cooling down (during_cooldown = \"drop\")");
-                None
-            }
-            Verdict::TriggerLimited { first_hit } => {
-                if *first_hit {
-                    if let Some(l) = self.config.trigger_limit {
-                        tracing::warn!(
-                            rule = %self.name, watch = %event.watch,
-                            "trigger limit hit: fired {} times within {}; dropping matches until the rate falls \
-                             (an action changing what its own rule watches?)",
-                            l.burst, humantime::format_duration(l.interval)
-                        );
-                    }
-                }
-                None
-            }
+    /// Its groups, over both mechanisms.
+    fn groups(&self) -> mechanism::GroupCount {
+        let (a, b) = (self.states.groups(), self.edges.groups());
+        mechanism::GroupCount {
+            held: a.held + b.held,
+            dropped: a.dropped + b.dropped,
+            refused: a.refused + b.refused,
         }
     }
 }

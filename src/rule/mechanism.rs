@@ -1,0 +1,207 @@
+//! How a rule turns matches into firings: a closed set, one file per variant. Each
+//! variant answers the same questions (a match, a tick, its next deadline, its rows, what
+//! to store and take up again); the engine only dispatches.
+//!
+//! A rule holds two: one for edge events (`Gated`, or `Counted` with `times` + `within`,
+//! `group_by` or `resolve_after`) and one for state events (`Stateful`). A process watch
+//! sends both kinds, so a rule over it uses both.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::counted::Counted;
+use super::gated::Gated;
+use super::head::Head;
+use super::rows::Row;
+use super::stateful::Stateful;
+use super::verdict::{RuleVerdict, TickNote};
+use crate::config::RuleConfig;
+use crate::event::{Event, Firing};
+
+pub(super) enum Mechanism {
+    /// Each edge match fires, through debounce, cooldown and the trigger limit.
+    Gated(Gated),
+    /// Edge matches counted per group; a firing that ends by `resolve_after`.
+    Counted(Counted),
+    /// A state machine per watch (and group) over state samples.
+    Stateful(Stateful),
+}
+
+/// One arm per variant, each the same call on the variant's own type.
+macro_rules! each {
+    ($self:expr, $m:ident => $call:expr) => {
+        match $self {
+            Mechanism::Gated($m) => $call,
+            Mechanism::Counted($m) => $call,
+            Mechanism::Stateful($m) => $call,
+        }
+    };
+}
+
+/// A mechanism's verdict on one event.
+pub(super) struct Judged {
+    pub verdict: RuleVerdict,
+    pub firing: Option<Firing>,
+    /// Store keys (after `rule/`) whose saved state changed.
+    pub changed: Vec<Arc<str>>,
+}
+
+impl Judged {
+    pub fn of(verdict: RuleVerdict) -> Judged {
+        Judged {
+            verdict,
+            firing: None,
+            changed: Vec::new(),
+        }
+    }
+}
+
+/// What the windows and deadlines that ended at a tick came to.
+#[derive(Default)]
+pub(super) struct Ticked {
+    pub firings: Vec<Firing>,
+    pub notes: Vec<TickNote>,
+    /// Store keys (after `rule/`) whose saved state changed.
+    pub changed: Vec<Arc<str>>,
+}
+
+/// An event as a mechanism hears it: whether the rule's condition matched it, which rule
+/// of `unless` fires (if one does), and when.
+pub(super) struct Heard<'a> {
+    pub event: &'a Arc<Event>,
+    pub matched: bool,
+    pub quiet: Option<Arc<str>>,
+    pub now: Instant,
+}
+
+impl Heard<'_> {
+    /// For a mechanism of edge events: what an event comes to before it is counted; a
+    /// non-match or a suppressed match comes to nothing more.
+    pub fn edge_prelude(&mut self, head: &Head) -> Option<Judged> {
+        if !self.matched {
+            return Some(Judged::of(RuleVerdict::NoMatch));
+        }
+        let blocker = self.quiet.take()?;
+        tracing::debug!(rule = %head.name, watch = %self.event.watch, blocker = %blocker, "matched; suppressed by `unless`");
+        Some(Judged::of(RuleVerdict::Suppressed(blocker)))
+    }
+}
+
+/// What became of a stored state offered to a mechanism.
+pub(super) enum Restored {
+    Taken,
+    /// It belongs to no watch or group of this rule as configured now.
+    Stale,
+    Undecodable(String),
+}
+
+/// Groups held, dropped and refused for room (`max_groups`).
+#[derive(Default, Clone, Copy)]
+pub(super) struct GroupCount {
+    pub held: usize,
+    pub dropped: u64,
+    pub refused: u64,
+}
+
+impl Mechanism {
+    /// The mechanism of a rule's edge events.
+    pub fn for_edges(config: &RuleConfig) -> Mechanism {
+        if Counted::applies(config) {
+            Mechanism::Counted(Counted::default())
+        } else {
+            Mechanism::Gated(Gated::new(config))
+        }
+    }
+
+    /// The mechanism of a rule's state events.
+    pub fn for_states(_config: &RuleConfig) -> Mechanism {
+        Mechanism::Stateful(Stateful::default())
+    }
+
+    /// What an event, matching its rule's condition or not, comes to.
+    pub fn judge(&mut self, head: &Head, heard: Heard<'_>) -> Judged {
+        each!(self, m => m.judge(head, heard))
+    }
+
+    /// Windows and deadlines that ended by `now`.
+    pub fn tick(&mut self, head: &Head, now: Instant, out: &mut Ticked) {
+        each!(self, m => m.tick(head, now, out))
+    }
+
+    /// The next moment `tick` has work.
+    pub fn deadline(&self) -> Option<Instant> {
+        each!(self, m => m.deadline())
+    }
+
+    pub fn is_firing(&self) -> bool {
+        each!(self, m => m.is_firing())
+    }
+
+    /// Since when its longest firing state fires.
+    pub fn firing_since(&self) -> Option<Instant> {
+        each!(self, m => m.firing_since())
+    }
+
+    /// Whether it holds no state worth keeping when its rule leaves the configuration.
+    pub fn is_empty(&self) -> bool {
+        each!(self, m => m.is_empty())
+    }
+
+    /// Its states as rows for status and explain.
+    pub fn rows(&self, head: &Head, now: Instant, out: &mut Vec<Row>) {
+        each!(self, m => m.rows(head, now, out))
+    }
+
+    /// Its timers and counters in words when it has no state to show.
+    pub fn idle_notes(&self, head: &Head, now: Instant) -> Vec<String> {
+        each!(self, m => m.idle_notes(head, now))
+    }
+
+    /// The stored form of the state under `key` (after `rule/`); `None` removes it.
+    pub fn save(&self, key: &str, now: Instant, wall: SystemTime) -> Option<Vec<u8>> {
+        each!(self, m => m.save(key, now, wall))
+    }
+
+    /// Every state worth storing, by key (after `rule/`).
+    pub fn save_all(&self, now: Instant, wall: SystemTime) -> Vec<(String, Vec<u8>)> {
+        each!(self, m => m.save_all(now, wall))
+    }
+
+    /// The keys (after `rule/`) of its firing states.
+    pub fn firing_keys(&self) -> Vec<String> {
+        each!(self, m => m.firing_keys())
+    }
+
+    /// Takes up a state stored under `key` (after `rule/`) by an earlier run.
+    pub fn restore(
+        &mut self,
+        head: &Head,
+        key: &str,
+        bytes: &[u8],
+        now: Instant,
+        wall: SystemTime,
+    ) -> Restored {
+        each!(self, m => m.restore(head, key, bytes, now, wall))
+    }
+
+    /// Takes over what a changed (or returning) rule's earlier mechanism held that still
+    /// applies, as across a restart.
+    pub fn carry(&mut self, head: &Head, old: &Mechanism, now: Instant, wall: SystemTime) {
+        match (self, old) {
+            (Mechanism::Counted(new), Mechanism::Counted(old)) => new.carry(head, old, now, wall),
+            (Mechanism::Stateful(new), Mechanism::Stateful(old)) => new.carry(head, old, now, wall),
+            _ => {}
+        }
+    }
+
+    /// How many of its states fire, by watch.
+    pub fn firing_counts(&self, out: &mut BTreeMap<Arc<str>, u64>) {
+        each!(self, m => m.firing_counts(out))
+    }
+
+    /// Its groups, with `group_by`.
+    pub fn groups(&self) -> GroupCount {
+        each!(self, m => m.groups())
+    }
+}
