@@ -81,6 +81,36 @@ pub struct FilePosition {
 }
 
 impl Event {
+    /// An event of watch `watch` (of type `source`) on `host`, now: how every watch makes
+    /// its events.
+    pub fn new(
+        watch: &Arc<str>,
+        source: &'static str,
+        host: &Arc<str>,
+        edge: bool,
+        fields: Map<String, Value>,
+    ) -> Event {
+        Event {
+            watch: Arc::clone(watch),
+            source,
+            time: SystemTime::now(),
+            host: Arc::clone(host),
+            edge,
+            fields,
+            cursor: None,
+        }
+    }
+
+    /// The event, with where its stream (`key`) is after it.
+    pub fn at(mut self, key: Arc<str>, value: Mark) -> Event {
+        self.cursor = Some(Box::new(Cursor {
+            key,
+            value,
+            only: false,
+        }));
+        self
+    }
+
     /// An event of a stream's watch that only moves its stored position: what was read
     /// led to nothing to judge.
     pub fn only_cursor(
@@ -90,19 +120,11 @@ impl Event {
         key: Arc<str>,
         value: Mark,
     ) -> Event {
-        Event {
-            watch: Arc::clone(watch),
-            source,
-            time: SystemTime::now(),
-            host: Arc::clone(host),
-            edge: true,
-            fields: Map::new(),
-            cursor: Some(Box::new(Cursor {
-                key,
-                value,
-                only: true,
-            })),
+        let mut e = Event::new(watch, source, host, true, Map::new()).at(key, value);
+        if let Some(c) = &mut e.cursor {
+            c.only = true;
         }
+        e
     }
 
     /// Every field a condition or template sees, the common ones included.

@@ -7,22 +7,78 @@ use std::time::{Duration, Instant, SystemTime};
 use sd_notify::NotifyState;
 
 use super::{blocking, notify, Daemon};
-use crate::action::outbox::{self, Delivery};
+use crate::action::outbox::{self, Delivery, Outbox};
+use crate::action::{Dispatcher, Slots};
+use crate::config::Config;
 use crate::event::{Firing, FiringState};
-use crate::trace::{Kind, Line};
+
+/// What runs a firing's actions: the dispatcher of the running configuration (and those
+/// of earlier ones whose actions still run), the shell actions' slots, and the outbox.
+pub(super) struct Actions {
+    pub dispatcher: Dispatcher,
+    /// The shell actions' slots, kept across reloads.
+    pub slots: Slots,
+    /// Dispatchers of earlier configurations, whose actions may still run.
+    pub retired: Vec<Dispatcher>,
+    pub outbox: Outbox,
+    /// The sequence number of the next delivery.
+    pub next_seq: u64,
+}
+
+impl Actions {
+    /// The actions of `config`, with an outbox that took up what an earlier run left
+    /// (`firing`: the store keys of the rule states firing now, whose alerts it re-posts).
+    pub async fn start(
+        config: &Config,
+        store: &Arc<crate::store::Store>,
+        firing: &std::collections::HashSet<String>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Actions> {
+        let slots = Slots::new(config.daemon.max_concurrent_actions);
+        let dispatcher = Dispatcher::new(config, &slots);
+        let outbox = Outbox::new(dispatcher.actions(), Arc::clone(store), stop);
+        let next_seq = outbox.take_up(firing).await?;
+        Ok(Actions {
+            dispatcher,
+            slots,
+            retired: Vec::new(),
+            outbox,
+            next_seq,
+        })
+    }
+
+    /// A reload: new firings use the new actions; the old dispatcher's running actions
+    /// finish. Returns the keys of stored alerts whose action went away, for removal.
+    pub fn reconfigure(&mut self, new: &Config) -> Vec<String> {
+        self.slots.resize(new.daemon.max_concurrent_actions);
+        let old = std::mem::replace(&mut self.dispatcher, Dispatcher::new(new, &self.slots));
+        self.retired.retain(|d| !d.is_idle());
+        self.retired.push(old);
+        self.outbox.reconfigure(self.dispatcher.actions())
+    }
+
+    /// At a stop: running actions and deliveries in flight get `grace`, together.
+    pub async fn shutdown(self, grace: Duration) {
+        let mut dispatchers = tokio::task::JoinSet::new();
+        for x in std::iter::once(self.dispatcher).chain(self.retired) {
+            dispatchers.spawn(x.shutdown(grace));
+        }
+        tokio::join!(dispatchers.join_all(), self.outbox.drain(grace));
+    }
+}
 
 impl Daemon {
     /// Stores what the engine decided and starts its actions: a state change and its
     /// deliveries are on disk, in one transaction, before any action starts, so a restart
     /// never fires a rule twice for one outage, and loses no delivery.
     pub(super) async fn act(&mut self, firings: Vec<Firing>) {
-        if self.slots.full() {
+        if self.actions.slots.full() {
             tracing::warn!(
                 "{} shell actions wait for a slot (max_concurrent_actions); taking no events until some have started",
                 crate::action::MAX_WAITING
             );
             // Waiting for actions to start is progress, not a wedge: the watchdog is fed.
-            while self.slots.full() {
+            while self.actions.slots.full() {
                 self.heartbeat.beat();
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -32,7 +88,8 @@ impl Daemon {
         let mut deliveries: Vec<(u64, Delivery)> = Vec::new();
         let fired = !firings.is_empty();
         for mut firing in firings {
-            self.firing_series
+            self.tally
+                .firing_series
                 .entry((
                     Arc::clone(&firing.rule),
                     firing.state == FiringState::Firing,
@@ -49,36 +106,21 @@ impl Daemon {
                         .clone()
                 })
                 .inc();
-            if firing.state == FiringState::Firing {
-                if let Some(until) = self.silences.active(&firing.rule, now) {
-                    let until = until.map_or("unsilenced".into(), crate::event::rfc3339);
-                    tracing::info!(rule = %firing.rule, until = %until, "silenced: its actions do not run");
-                    crate::trace::publish(
-                        Line::new(
-                            Kind::Verdict,
-                            "silenced",
-                            format!("silenced until {until}: its actions do not run"),
-                        )
-                        .watch(&firing.event.watch)
-                        .rule(&firing.rule),
-                    );
-                    firing.actions.clear();
-                }
-            }
+            self.silences.apply(&mut firing, now);
             let (rule, state) = (Arc::clone(&firing.rule), firing.state);
-            let prepared = self.dispatcher.prepare(firing);
+            let prepared = self.actions.dispatcher.prepare(firing);
             match state {
                 FiringState::Firing => {
-                    self.summaries.insert(rule, prepared.summary.clone());
+                    self.tally.summaries.insert(rule, prepared.summary.clone());
                 }
                 FiringState::Resolved => {
-                    self.summaries.remove(&rule);
+                    self.tally.summaries.remove(&rule);
                 }
             }
             jobs.extend(prepared.jobs);
             for d in prepared.deliveries {
-                deliveries.push((self.next_seq, d));
-                self.next_seq += 1;
+                deliveries.push((self.actions.next_seq, d));
+                self.actions.next_seq += 1;
             }
         }
         let mut changes = std::mem::take(&mut self.unsaved.rules);
@@ -144,9 +186,9 @@ impl Daemon {
             self.export_firing();
         }
         self.save_again_if_rebuilt().await;
-        self.dispatcher.start(jobs);
+        self.actions.dispatcher.start(jobs);
         for (seq, d) in deliveries {
-            self.outbox.enqueue(seq, d, stored);
+            self.actions.outbox.enqueue(seq, d, stored);
         }
     }
 
@@ -156,6 +198,7 @@ impl Daemon {
             return;
         }
         let mut known = self
+            .intake
             .shared
             .positions
             .lock()

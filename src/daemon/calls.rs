@@ -24,14 +24,14 @@ impl Daemon {
             Request::Unsilence { rule } => self.unsilence(&rule, &call.who).await,
             Request::Explain { rule } => self.explain(&rule),
             Request::Tail { watch, rule } => self.tail(watch.as_deref(), rule.as_deref()),
-            Request::Outbox => match self.outbox.list().await {
+            Request::Outbox => match self.actions.outbox.list().await {
                 Ok(list) => Response {
                     outbox: Some(list),
                     ..Response::default()
                 },
                 Err(e) => Response::error(e),
             },
-            Request::OutboxRetry { id } => match self.outbox.retry(id).await {
+            Request::OutboxRetry { id } => match self.actions.outbox.retry(id).await {
                 Ok(queued) => {
                     let ids: Vec<u64> = queued.iter().map(|e| e.id).collect();
                     tracing::info!(ids = ?ids, by = %call.who, "outbox: failed deliveries tried again");
@@ -46,7 +46,7 @@ impl Daemon {
                 }
                 Err(e) => Response::error(e),
             },
-            Request::OutboxDrop { id } => match self.outbox.drop_delivery(id).await {
+            Request::OutboxDrop { id } => match self.actions.outbox.drop_delivery(id).await {
                 Ok(e) => {
                     tracing::info!(id, rule = %e.rule, action = %e.action, by = %call.who, "outbox: delivery dropped");
                     Response {

@@ -23,6 +23,7 @@ impl Daemon {
             }
         }
         let seen = self
+            .tally
             .seen
             .entry(Arc::clone(&ev.watch))
             .or_insert_with(|| (0, Arc::clone(&ev)));
@@ -30,17 +31,13 @@ impl Daemon {
         seen.1 = Arc::clone(&ev);
         let m = crate::metrics::get();
         let series = self
+            .tally
             .series
             .entry(Arc::clone(&ev.watch))
             .or_insert_with(|| WatchSeries::of(&ev.watch));
         series.events.inc();
-        if ev.source != "file" {
-            let took = ["latency_ms", "duration_ms"]
-                .iter()
-                .find_map(|k| ev.fields.get(*k).and_then(serde_json::Value::as_f64));
-            if let Some(ms) = took {
-                m.observe_check(&ev.watch, ms / 1000.0);
-            }
+        if let Some(secs) = crate::watch::check_seconds(&ev) {
+            m.observe_check(&ev.watch, secs);
         }
         let lag = SystemTime::now()
             .duration_since(ev.time)

@@ -1,6 +1,7 @@
 //! The daemon's pulse: the watchdog fed while the main loop comes round, and the metric
 //! series each event counts into.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,19 @@ use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 
 use super::notify;
+
+/// What the daemon has seen and fired, for `hark status`, the status page and metrics.
+#[derive(Default)]
+pub(super) struct Tally {
+    /// Per watch: events seen and the last one.
+    pub seen: HashMap<Arc<str>, (u64, Arc<crate::event::Event>)>,
+    /// Per watch, its series of `hark_events_total` and of the event lag, looked up once.
+    pub series: HashMap<Arc<str>, WatchSeries>,
+    /// Per rule and state (firing or not), its series of `hark_firings_total`.
+    pub firing_series: HashMap<(Arc<str>, bool), prometheus_client::metrics::counter::Counter>,
+    /// The summary of each rule's latest firing while it fires (the status page shows it).
+    pub summaries: HashMap<Arc<str>, String>,
+}
 
 /// A watch's metric series, kept so that an event costs no label allocation or lookup.
 pub(super) struct WatchSeries {

@@ -4,14 +4,12 @@
 //! all their state; the others keep what a restart would (firing, last fired).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 
-use super::{blocking, notify, start_watches, stop_all, Daemon};
-use crate::action::Dispatcher;
+use super::{blocking, notify, Daemon};
 use crate::config::Config;
 use crate::control::ReloadStatus;
 use crate::event::rfc3339;
@@ -150,62 +148,10 @@ impl Daemon {
         let mut errors = Vec::new();
         self.keep_restart_only_settings(&mut new);
         let host_changed = new.daemon.host != self.config.daemon.host;
-        if host_changed {
-            self.host = Arc::from(new.daemon.host.as_str());
-        }
-
-        // Watches: stop those removed or changed, then start those new or changed.
-        let same = |name: &str, definition: &str| {
-            !host_changed
-                && self
-                    .config
-                    .watches
-                    .get(name)
-                    .is_some_and(|o| o.definition == definition)
-        };
-        let stopping: Vec<_> = self
-            .config
-            .watches
-            .keys()
-            .filter(|n| !new.watches.get(*n).is_some_and(|w| same(n, &w.definition)))
-            .filter_map(|n| self.watches.remove(n))
-            .collect();
-        let stopped = stopping.len();
-        if tokio::task::spawn_blocking(move || stop_all(stopping))
-            .await
-            .is_err()
-        {
-            errors.push("stopping the changed watches panicked".to_string());
-        }
-        let starting: Vec<_> = new
-            .watches
-            .values()
-            .filter(|w| !same(&w.name, &w.definition))
-            .cloned()
-            .collect();
-        let mut started = 0;
-        for w in starting {
-            let name = w.name.clone();
-            match start_watches(
-                vec![w],
-                Arc::clone(&self.host),
-                Arc::clone(&self.shared),
-                self.events.clone(),
-            )
-            .await
-            {
-                Ok(Ok(handles)) => {
-                    started += handles.len();
-                    self.watches.extend(handles);
-                }
-                Ok(Err((_, e))) => {
-                    tracing::error!(watch = %name, error = %e, "watch could not start");
-                    errors.push(format!("watch `{name}` could not start: {e}"));
-                }
-                Err(e) => errors.push(format!("watch `{name}`: {e:#}")),
-            }
-        }
-        self.seen
+        let watches = self.intake.replace(&self.config, &new).await;
+        errors.extend(watches.errors);
+        self.tally
+            .seen
             .retain(|w, _| new.watches.contains_key(&**w) && !host_changed);
 
         // Rules.
@@ -227,11 +173,7 @@ impl Daemon {
         }
 
         // Actions: new ones for new firings; the old dispatcher's running actions finish.
-        self.slots.resize(new.daemon.max_concurrent_actions);
-        let old = std::mem::replace(&mut self.dispatcher, Dispatcher::new(&new, &self.slots));
-        self.retired.retain(|d| !d.is_idle());
-        self.retired.push(old);
-        let stale = self.outbox.reconfigure(self.dispatcher.actions());
+        let stale = self.actions.reconfigure(&new);
         if !stale.is_empty() {
             let removals: Vec<_> = stale.into_iter().map(|k| (k, None)).collect();
             if let Err(e) = blocking(&self.store, move |s| s.commit(&[], &[], &removals)).await {
@@ -240,8 +182,8 @@ impl Daemon {
         }
 
         tracing::info!(
-            watches_restarted = started,
-            watches_stopped = stopped,
+            watches_restarted = watches.started,
+            watches_stopped = watches.stopped,
             rules_kept = unchanged.len(),
             rules = new.rules.len(),
             "new configuration in place"

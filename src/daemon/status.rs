@@ -21,7 +21,7 @@ impl Daemon {
             .watches
             .values()
             .map(|w| {
-                let seen = self.seen.get(w.name.as_str());
+                let seen = self.tally.seen.get(w.name.as_str());
                 let last = seen.map(|(_, e)| e);
                 WatchStatus {
                     name: w.name.clone(),
@@ -35,6 +35,7 @@ impl Daemon {
                         .map(crate::event::display_lossy),
                     last: last.map(|e| crate::event::event_json_shown(&e.fields)),
                     problems: self
+                        .intake
                         .watches
                         .get(&w.name)
                         .map(|h| h.problems())
@@ -62,13 +63,13 @@ impl Daemon {
                 group: r.group.map(|g| (*g).clone()),
                 groups: r.groups,
                 summary: (r.state == "firing")
-                    .then(|| self.summaries.get(&r.rule).cloned())
+                    .then(|| self.tally.summaries.get(&r.rule).cloned())
                     .flatten(),
                 state: r.state.to_string(),
                 since: r.since.map(at),
             })
             .collect();
-        let (running, queued) = self.slots.load();
+        let (running, queued) = self.actions.slots.load();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
@@ -90,7 +91,7 @@ impl Daemon {
                     &self.config.actions.keys().cloned().collect::<Vec<_>>(),
                 );
                 // Now, not at the last runtime sample (up to 5 s old).
-                let depth = self.events.max_capacity() - self.events.capacity();
+                let depth = self.intake.events.max_capacity() - self.intake.events.capacity();
                 t.runtime.event_queue_max = t.runtime.event_queue_max.max(depth);
                 t.runtime.event_queue_depth = depth;
                 t
@@ -151,7 +152,7 @@ impl Daemon {
         };
         let mut status = OutboxStatus::default();
         let mut oldest: Option<SystemTime> = None;
-        let retrying = self.outbox.retrying();
+        let retrying = self.actions.outbox.retrying();
         for (id, bytes) in rows {
             let Ok(d) = serde_json::from_slice::<Delivery>(&bytes) else {
                 continue;

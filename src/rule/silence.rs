@@ -52,6 +52,26 @@ impl Silences {
             .collect()
     }
 
+    /// A firing of a silenced rule runs no action (said in the log and the live trace);
+    /// a resolve always does, so nothing is left firing downstream.
+    pub fn apply(&self, firing: &mut crate::event::Firing, now: SystemTime) {
+        if firing.state != crate::event::FiringState::Firing {
+            return;
+        }
+        let Some(until) = self.active(&firing.rule, now) else {
+            return;
+        };
+        let until = until.map_or("unsilenced".into(), crate::event::rfc3339);
+        tracing::info!(rule = %firing.rule, until = %until, "silenced: its actions do not run");
+        let text = format!("silenced until {until}: its actions do not run");
+        crate::trace::publish(
+            crate::trace::Line::new(crate::trace::Kind::Verdict, "silenced", text)
+                .watch(&firing.event.watch)
+                .rule(&firing.rule),
+        );
+        firing.actions.clear();
+    }
+
     /// Whether `rule` was silenced.
     pub fn remove(&mut self, rule: &str) -> bool {
         self.until.remove(rule).is_some()

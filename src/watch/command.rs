@@ -4,33 +4,25 @@
 //! as they are.
 
 use std::ffi::OsString;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::periodic::{self, millis, PeriodicHandle};
 use crate::config::CommandWatch;
-use crate::event::Event;
 use crate::exec::{self, Finish, Spec};
 
 pub fn start(
-    name: Arc<str>,
-    host: Arc<str>,
+    to: super::Emitter,
     config: CommandWatch,
-    events: mpsc::Sender<Event>,
     clock: super::clock::Clock,
 ) -> PeriodicHandle {
     let every = config.every;
     periodic::spawn_checks(
-        name,
-        host,
-        "command",
+        to,
         periodic::Schedule { every, clock },
         config,
         |c, stop| async move { check(&c, &stop).await },
-        events,
     )
 }
 

@@ -469,15 +469,7 @@ impl FileState {
     fn send(&mut self, fields: Map<String, Value>, cx: &mut Cx<'_>) {
         cx.out.push_back((
             cx.id,
-            Event {
-                watch: Arc::clone(&self.name),
-                source: "file",
-                time: SystemTime::now(),
-                host: Arc::clone(&self.host),
-                edge: true,
-                fields,
-                cursor: None,
-            },
+            Event::new(&self.name, "file", &self.host, true, fields),
         ));
     }
 

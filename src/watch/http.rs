@@ -5,18 +5,15 @@
 //! one `reqwest::Client`, hence one connection pool.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use reqwest::redirect::Policy;
 use reqwest::Client;
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
 use super::periodic::{self, millis, PeriodicHandle};
 use super::WatchError;
 use crate::config::{HttpWatch, WatchConfig, WatchKind};
-use crate::event::Event;
 
 /// The clients every http watch shares, one per (tls_verify, follow_redirects).
 #[derive(Default)]
@@ -68,22 +65,17 @@ fn build_client(tls_verify: bool, redirects: u32) -> Result<Client, WatchError> 
 
 /// Starts the watch's task on the current runtime.
 pub fn start(
-    name: Arc<str>,
-    host: Arc<str>,
+    to: super::Emitter,
     config: HttpWatch,
     client: Client,
-    events: mpsc::Sender<Event>,
     clock: super::clock::Clock,
 ) -> PeriodicHandle {
     let every = config.every;
     periodic::spawn_checks(
-        name,
-        host,
-        "http",
+        to,
         periodic::Schedule { every, clock },
         (client, config),
         |c, _| async move { check(&c.0, &c.1).await },
-        events,
     )
 }
 

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::{lock, WatchError};
 use crate::config::JournalWatch;
-use crate::event::{Cursor, Event, Mark};
+use crate::event::{Event, Mark};
 
 /// A longest line read from journalctl (an entry with its every field); longer ones are
 /// skipped, with a problem said.
@@ -341,19 +341,10 @@ impl Reader {
             })
             .collect();
         fields.insert("fields".into(), Value::Object(all));
-        Some(Event {
-            watch: Arc::clone(&self.name),
-            source: "journal",
-            time,
-            host: Arc::clone(&self.host),
-            edge: true,
-            fields,
-            cursor: Some(Box::new(Cursor {
-                key: Arc::clone(&self.key),
-                value: Mark::Text(Arc::clone(cursor)),
-                only: false,
-            })),
-        })
+        let mut event = Event::new(&self.name, "journal", &self.host, true, fields)
+            .at(Arc::clone(&self.key), Mark::Text(Arc::clone(cursor)));
+        event.time = time;
+        Some(event)
     }
 
     /// An event that only moves the stored cursor (entries no rule would see).

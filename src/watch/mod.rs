@@ -114,6 +114,28 @@ impl Shared {
     }
 }
 
+/// A watch as its events name it (its name, host and type) and where they go.
+#[derive(Clone)]
+pub struct Emitter {
+    pub watch: Arc<str>,
+    pub host: Arc<str>,
+    pub source: &'static str,
+    pub events: mpsc::Sender<Event>,
+}
+
+/// How long the check behind an event took, in seconds, for the check-duration metric:
+/// checks report it as `latency_ms` (or a command as `duration_ms`); a file event's
+/// `latency_ms` is the time from a change to its report, not a check.
+pub fn check_seconds(event: &Event) -> Option<f64> {
+    if event.source == "file" {
+        return None;
+    }
+    ["latency_ms", "duration_ms"]
+        .iter()
+        .find_map(|k| event.fields.get(*k).and_then(serde_json::Value::as_f64))
+        .map(|ms| ms / 1000.0)
+}
+
 /// Arms a watch and starts it. Blocking (a file watch arms its inotify watches before it
 /// returns): call it off the async runtime, but inside its context, where periodic
 /// watches spawn their tasks.
@@ -124,6 +146,13 @@ pub fn start(
     events: mpsc::Sender<Event>,
 ) -> Result<WatchHandle, WatchError> {
     let name: Arc<str> = Arc::from(config.name.as_str());
+    let to = Emitter {
+        watch: Arc::clone(&name),
+        host: Arc::clone(&host),
+        source: config.kind.type_name(),
+        events: events.clone(),
+    };
+    let clock = shared.clock.clone();
     Ok(match &config.kind {
         WatchKind::File(f) => {
             WatchHandle::File(file::start(name, host, f.clone(), events, &shared.files)?)
@@ -163,38 +192,16 @@ pub fn start(
             };
             WatchHandle::Journal(journal::start(name, host, j.clone(), events, cursor)?)
         }
-        WatchKind::Http(h) => WatchHandle::Periodic(http::start(
-            name,
-            host,
-            h.clone(),
-            shared.clients.get(h)?,
-            events,
-            shared.clock.clone(),
-        )),
+        WatchKind::Http(h) => {
+            let client = shared.clients.get(h)?;
+            WatchHandle::Periodic(http::start(to, h.clone(), client, clock))
+        }
         WatchKind::Process(p) => {
             WatchHandle::Process(shared.processes.add(name, host, p.clone(), events))
         }
-        WatchKind::System(s) => WatchHandle::Periodic(system::start(
-            name,
-            host,
-            s.clone(),
-            events,
-            shared.clock.clone(),
-        )),
-        WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(
-            name,
-            host,
-            t.clone(),
-            events,
-            shared.clock.clone(),
-        )),
-        WatchKind::Command(c) => WatchHandle::Periodic(command::start(
-            name,
-            host,
-            c.clone(),
-            events,
-            shared.clock.clone(),
-        )),
+        WatchKind::System(s) => WatchHandle::Periodic(system::start(to, s.clone(), clock)),
+        WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(to, t.clone(), clock)),
+        WatchKind::Command(c) => WatchHandle::Periodic(command::start(to, c.clone(), clock)),
         WatchKind::Unit(u) => WatchHandle::Unit(unit::start(name, host, u.clone(), events)),
     })
 }

@@ -9,13 +9,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
+use super::Emitter;
 use crate::event::Event;
 
 /// When a periodic watch checks: every `every`, on its interval's grid, woken by `clock`.
@@ -38,14 +38,7 @@ impl PeriodicHandle {
 /// Spawns the watch's loop on the current runtime. `check` gets a token that is
 /// cancelled when the watch stops, for checks that must clean up (a command's process
 /// group).
-fn spawn<F, Fut>(
-    name: Arc<str>,
-    host: Arc<str>,
-    source: &'static str,
-    Schedule { every, clock }: Schedule,
-    mut check: F,
-    events: mpsc::Sender<Event>,
-) -> PeriodicHandle
+fn spawn<F, Fut>(to: Emitter, Schedule { every, clock }: Schedule, mut check: F) -> PeriodicHandle
 where
     F: FnMut(CancellationToken) -> Fut + Send + 'static,
     Fut: Future<Output = Map<String, Value>> + Send,
@@ -64,18 +57,10 @@ where
                 _ = token.cancelled() => return,
                 f = check(token.clone()) => f,
             };
-            let event = Event {
-                watch: Arc::clone(&name),
-                source,
-                time: SystemTime::now(),
-                host: Arc::clone(&host),
-                edge: false,
-                fields,
-                cursor: None,
-            };
+            let event = Event::new(&to.watch, to.source, &to.host, false, fields);
             tokio::select! {
                 _ = token.cancelled() => return,
-                sent = events.send(event) => if sent.is_err() { return },
+                sent = to.events.send(event) => if sent.is_err() { return },
             }
             next = next_on_grid(anchor, every, std::time::Instant::now());
         }
@@ -85,13 +70,10 @@ where
 
 /// `spawn` for a check that reads only its watch's config, shared between the checks.
 pub fn spawn_checks<C, F, Fut>(
-    name: Arc<str>,
-    host: Arc<str>,
-    source: &'static str,
+    to: Emitter,
     schedule: Schedule,
     config: C,
     check: F,
-    events: mpsc::Sender<Event>,
 ) -> PeriodicHandle
 where
     C: Send + Sync + 'static,
@@ -99,14 +81,7 @@ where
     Fut: Future<Output = Map<String, Value>> + Send,
 {
     let config = Arc::new(config);
-    spawn(
-        name,
-        host,
-        source,
-        schedule,
-        move |stop| check(Arc::clone(&config), stop),
-        events,
-    )
+    spawn(to, schedule, move |stop| check(Arc::clone(&config), stop))
 }
 
 /// Checks that share one offset, at most. A check costs the daemon less when it wakes

@@ -5,15 +5,13 @@
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use serde_json::{Map, Value};
 use sysinfo::{Disks, System};
-use tokio::sync::mpsc;
 
 use super::periodic::{self, PeriodicHandle};
 use crate::config::SystemWatch;
-use crate::event::Event;
 
 /// What a system watch keeps between samples: CPU usage is a difference of counters.
 pub struct Sampler {
@@ -31,17 +29,13 @@ impl Default for Sampler {
 }
 
 pub fn start(
-    name: Arc<str>,
-    host: Arc<str>,
+    to: super::Emitter,
     config: SystemWatch,
-    events: mpsc::Sender<Event>,
     clock: super::clock::Clock,
 ) -> PeriodicHandle {
     let every = config.every;
     periodic::spawn_checks(
-        name,
-        host,
-        "system",
+        to,
         periodic::Schedule { every, clock },
         (config, Mutex::new(Sampler::default())),
         |c, _| async move {
@@ -55,7 +49,6 @@ pub fn start(
             .await
             .unwrap_or_default()
         },
-        events,
     )
 }
 

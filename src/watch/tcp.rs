@@ -1,32 +1,20 @@
 //! `tcp` watches: can a connection be opened, and how fast.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use super::periodic::{self, millis, PeriodicHandle};
 use crate::config::TcpWatch;
-use crate::event::Event;
 
-pub fn start(
-    name: Arc<str>,
-    host: Arc<str>,
-    config: TcpWatch,
-    events: mpsc::Sender<Event>,
-    clock: super::clock::Clock,
-) -> PeriodicHandle {
+pub fn start(to: super::Emitter, config: TcpWatch, clock: super::clock::Clock) -> PeriodicHandle {
     let every = config.every;
     periodic::spawn_checks(
-        name,
-        host,
-        "tcp",
+        to,
         periodic::Schedule { every, clock },
         config,
         |c, _| async move { check(&c).await },
-        events,
     )
 }
 

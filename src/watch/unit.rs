@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Map, Value};
@@ -173,15 +173,7 @@ impl Follower {
             fields.insert(f.into(), Value::from(""));
         }
         fields.insert("error".into(), Value::from(why));
-        Event {
-            watch: Arc::clone(&self.name),
-            source: "unit",
-            time: SystemTime::now(),
-            host: Arc::clone(&self.host),
-            edge: true,
-            fields,
-            cursor: None,
-        }
+        Event::new(&self.name, "unit", &self.host, true, fields)
     }
 
     async fn follow(&mut self) -> Outcome {
@@ -442,15 +434,7 @@ impl Follower {
         }
         f.last = Some(fields.clone());
         tracing::debug!(watch = %self.name, fields = ?fields, "unit sample");
-        let event = Event {
-            watch: Arc::clone(&self.name),
-            source: "unit",
-            time: SystemTime::now(),
-            host: Arc::clone(&self.host),
-            edge: false,
-            fields,
-            cursor: None,
-        };
+        let event = Event::new(&self.name, "unit", &self.host, false, fields);
         // The engine's queue closed: hark is stopping.
         if self.events.send(event).await.is_err() {
             return Err("stopping".into());

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{attempt, lock, new_key, receiver, Delivery, Job, Outbox, Outcome, Shared};
+use super::send::{attempt, Outcome};
+use super::{lock, new_key, receiver, Delivery, Job, Outbox, Shared};
 use crate::config::{ActionConfig, ActionKind};
 
 /// An Alertmanager alert that fires, as stored to be posted again.

@@ -6,7 +6,8 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::{backoff, deliver, give_up, settle, Delivery, LaneState, Shared};
+use super::lane::{backoff, deliver, give_up, settle};
+use super::{Delivery, LaneState, Shared};
 use crate::action::broker::Message;
 use crate::config::ActionKind;
 use crate::event::human_duration;

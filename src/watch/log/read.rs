@@ -3,13 +3,13 @@
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::position::{head_matches, head_of};
 use super::{
     fds, lines, open, LogState, Position, Reader, CHUNK, HEAD, IDLE, KEEP_OPEN, PUMP_MAX, RETRY_FD,
 };
-use crate::event::{Cursor, Event, Map, Mark, Value};
+use crate::event::{Event, Map, Mark, Value};
 use crate::watch::inotify::Cx;
 
 /// Whether a reader has its file open.
@@ -252,19 +252,8 @@ impl LogState {
         };
         cx.out.push_back((
             cx.id,
-            Event {
-                watch: Arc::clone(&self.name),
-                source: "log",
-                time: SystemTime::now(),
-                host: Arc::clone(&self.host),
-                edge: true,
-                fields,
-                cursor: Some(Box::new(Cursor {
-                    key: Arc::clone(&r.key),
-                    value: Mark::File(pos),
-                    only: false,
-                })),
-            },
+            Event::new(&self.name, "log", &self.host, true, fields)
+                .at(Arc::clone(&r.key), Mark::File(pos)),
         ));
     }
 }

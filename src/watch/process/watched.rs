@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -32,15 +32,7 @@ pub(super) struct Member {
 
 impl Watched {
     pub(super) fn event(&self, fields: Map<String, Value>, edge: bool) -> Event {
-        Event {
-            watch: Arc::clone(&self.name),
-            source: "process",
-            time: SystemTime::now(),
-            host: Arc::clone(&self.host),
-            edge,
-            fields,
-            cursor: None,
-        }
+        Event::new(&self.name, "process", &self.host, edge, fields)
     }
 
     /// Takes up the processes this pass found; reports starts, and exits the pidfd did

@@ -1,0 +1,164 @@
+//! The daemon's intake: the running watches, the resources they share, and the queue
+//! their events wait in for the engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+
+use super::{blocking, EVENT_QUEUE};
+use crate::config::{Config, WatchConfig};
+use crate::event::Event;
+use crate::store::Store;
+use crate::watch::{self, WatchHandle};
+
+pub(super) struct Intake {
+    /// The host name events carry.
+    pub host: Arc<str>,
+    pub shared: Arc<watch::Shared>,
+    /// Where watches send their events (a clone per watch).
+    pub events: mpsc::Sender<Event>,
+    pub watches: BTreeMap<String, WatchHandle>,
+}
+
+/// What a reload did to the watches.
+pub(super) struct Replaced {
+    pub stopped: usize,
+    pub started: usize,
+    pub errors: Vec<String>,
+}
+
+impl Intake {
+    /// Starts every watch of `config`, each taking up its stored position; returns the
+    /// queue their events arrive in.
+    pub async fn start(
+        config: &Config,
+        store: &Arc<Store>,
+    ) -> anyhow::Result<(Intake, mpsc::Receiver<Event>)> {
+        let (tx, rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+        let host: Arc<str> = Arc::from(config.daemon.host.as_str());
+        let shared = Arc::new(watch::Shared::for_watches(config.watches.values())?);
+        // Where each log file or journal was read to: the watches take up their own as
+        // they start.
+        let positions = blocking(store, |s| s.positions()).await?;
+        *shared.positions.lock().unwrap_or_else(|p| p.into_inner()) = positions
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, crate::event::Mark::from_bytes(&v)?)))
+            .collect();
+        let watches = start_watches(
+            config.watches.values().cloned().collect(),
+            Arc::clone(&host),
+            Arc::clone(&shared),
+            tx.clone(),
+        )
+        .await?
+        .map_err(|(_, e)| e)?;
+        let intake = Intake {
+            host,
+            shared,
+            events: tx,
+            watches,
+        };
+        Ok((intake, rx))
+    }
+
+    /// A reload: the watches removed or changed stop, then those new or changed start (all
+    /// of them when the host name changed: their events carry it).
+    pub async fn replace(&mut self, old: &Config, new: &Config) -> Replaced {
+        let host_changed = new.daemon.host != old.daemon.host;
+        if host_changed {
+            self.host = Arc::from(new.daemon.host.as_str());
+        }
+        let same = |name: &str, definition: &str| {
+            !host_changed
+                && old
+                    .watches
+                    .get(name)
+                    .is_some_and(|o| o.definition == definition)
+        };
+        let mut errors = Vec::new();
+        let stopping: Vec<_> = old
+            .watches
+            .keys()
+            .filter(|n| !new.watches.get(*n).is_some_and(|w| same(n, &w.definition)))
+            .filter_map(|n| self.watches.remove(n))
+            .collect();
+        let stopped = stopping.len();
+        if tokio::task::spawn_blocking(move || stop_all(stopping))
+            .await
+            .is_err()
+        {
+            errors.push("stopping the changed watches panicked".to_string());
+        }
+        let starting: Vec<_> = new
+            .watches
+            .values()
+            .filter(|w| !same(&w.name, &w.definition))
+            .cloned()
+            .collect();
+        let mut started = 0;
+        for w in starting {
+            let name = w.name.clone();
+            let host = Arc::clone(&self.host);
+            match start_watches(vec![w], host, Arc::clone(&self.shared), self.events.clone()).await
+            {
+                Ok(Ok(handles)) => {
+                    started += handles.len();
+                    self.watches.extend(handles);
+                }
+                Ok(Err((_, e))) => {
+                    tracing::error!(watch = %name, error = %e, "watch could not start");
+                    errors.push(format!("watch `{name}` could not start: {e}"));
+                }
+                Err(e) => errors.push(format!("watch `{name}`: {e:#}")),
+            }
+        }
+        Replaced {
+            stopped,
+            started,
+            errors,
+        }
+    }
+
+    /// Stops every watch, off the runtime (a watch thread may be blocked on a send).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        let watches = std::mem::take(&mut self.watches);
+        tokio::task::spawn_blocking(move || stop_all(watches.into_values()))
+            .await
+            .context("stopping watches panicked")
+    }
+}
+
+/// Starts watches off the runtime. On a failure, the ones started are stopped and the
+/// name of the one that failed is returned with the error.
+async fn start_watches(
+    configs: Vec<WatchConfig>,
+    host: Arc<str>,
+    shared: Arc<watch::Shared>,
+    events: mpsc::Sender<Event>,
+) -> anyhow::Result<Result<BTreeMap<String, WatchHandle>, (String, watch::WatchError)>> {
+    tokio::task::spawn_blocking(move || {
+        let mut started = BTreeMap::new();
+        for w in &configs {
+            match watch::start(w, Arc::clone(&host), &shared, events.clone()) {
+                Ok(h) => {
+                    started.insert(w.name.clone(), h);
+                }
+                Err(e) => {
+                    stop_all(started.into_values());
+                    return Err((w.name.clone(), e));
+                }
+            }
+        }
+        Ok(started)
+    })
+    .await
+    .context("watch start-up panicked")
+}
+
+fn stop_all(watches: impl IntoIterator<Item = WatchHandle>) {
+    for w in watches {
+        w.stop();
+    }
+}
