@@ -3,9 +3,8 @@
 //! configured group only. One JSON request per connection, one JSON answer; for `tail`,
 //! the answer is followed by one JSON trace line per line until either side hangs up.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +15,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+pub mod client;
 mod peer;
 mod render;
 
 pub use crate::action::outbox::Entry as OutboxEntry;
+pub use client::{call, tail, Exit, Unreachable};
 pub use peer::Peer;
-pub use render::render;
-pub use render::{outbox as render_outbox, TailText};
+pub use render::{render, TailText};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -383,87 +383,4 @@ async fn send(write: &mut OwnedWriteHalf, value: &impl Serialize) -> std::io::Re
     let mut out = serde_json::to_vec(value).unwrap_or_default();
     out.push(b'\n');
     write.write_all(&out).await
-}
-
-/// Why the daemon could not be asked.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot reach the hark daemon at {path}: {message} (is it running? is this the socket of [daemon] control_socket?)")]
-pub struct Unreachable {
-    pub path: PathBuf,
-    pub message: String,
-}
-
-/// Connects, sends `request`, and reads the daemon's answer (waiting at most 30 s);
-/// returns the answer and the stream, to read on from.
-fn ask(
-    path: &Path,
-    request: &Request,
-) -> Result<(Response, BufReader<std::os::unix::net::UnixStream>), Unreachable> {
-    let fail = |message: String| Unreachable {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mut stream =
-        std::os::unix::net::UnixStream::connect(path).map_err(|e| fail(e.to_string()))?;
-    let timeout = Some(Duration::from_secs(30));
-    stream
-        .set_read_timeout(timeout)
-        .and_then(|_| stream.set_write_timeout(timeout))
-        .map_err(|e| fail(e.to_string()))?;
-    let mut line = serde_json::to_vec(request).map_err(|e| fail(e.to_string()))?;
-    line.push(b'\n');
-    stream.write_all(&line).map_err(|e| fail(e.to_string()))?;
-    let mut reader = BufReader::new(stream);
-    let mut answer = String::new();
-    reader
-        .read_line(&mut answer)
-        .map_err(|e| fail(e.to_string()))?;
-    if answer.is_empty() {
-        return Err(fail(
-            "the daemon closed the connection without an answer".into(),
-        ));
-    }
-    let response = serde_json::from_str(&answer)
-        .map_err(|e| fail(format!("an answer that does not parse: {e}")))?;
-    Ok((response, reader))
-}
-
-/// Sends one request to the daemon and waits (at most 30 s) for its answer.
-pub fn call(path: &Path, request: &Request) -> Result<Response, Unreachable> {
-    ask(path, request).map(|(response, _)| response)
-}
-
-/// Sends a `tail` request and hands each trace line to `each` until the daemon hangs up
-/// (`Ok(Ok(()))`) or `each` says stop. `Ok(Err(why))`: the daemon refused the request.
-pub fn tail(
-    path: &Path,
-    request: &Request,
-    mut each: impl FnMut(crate::trace::Line) -> bool,
-) -> Result<Result<(), String>, Unreachable> {
-    let fail = |message: String| Unreachable {
-        path: path.to_path_buf(),
-        message,
-    };
-    let (response, mut reader) = ask(path, request)?;
-    if let Some(e) = response.error {
-        return Ok(Err(e));
-    }
-    // From here the stream waits as long as nothing happens.
-    reader
-        .get_ref()
-        .set_read_timeout(None)
-        .map_err(|e| fail(e.to_string()))?;
-    loop {
-        let mut text = String::new();
-        match reader.read_line(&mut text) {
-            Ok(0) => return Ok(Ok(())),
-            Ok(_) => {}
-            Err(e) => return Err(fail(e.to_string())),
-        }
-        let line: crate::trace::Line = serde_json::from_str(&text)
-            .map_err(|e| fail(format!("a trace line that does not parse: {e}")))?;
-        if !each(line) {
-            return Ok(Ok(()));
-        }
-    }
 }

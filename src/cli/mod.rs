@@ -1,0 +1,5 @@
+//! The `hark` binary's own modules (not the library's): its flags, and the set-up of the
+//! process it runs in.
+
+pub mod args;
+pub mod setup;
