@@ -25,14 +25,16 @@ use crate::event::Firing;
 use crate::store::Store;
 
 mod alerts;
+mod deliver;
 mod lane;
 mod manage;
 mod publish;
 mod resume;
 mod send;
 
-pub use lane::backoff;
-use lane::{lane, settle};
+pub use deliver::backoff;
+use deliver::settle;
+use lane::lane;
 use send::receiver;
 
 pub use alerts::{alert_changes, alert_key, ActiveAlert};

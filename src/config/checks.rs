@@ -11,9 +11,10 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::action::{check_env_name, lookup, run_as, Account, Kind};
+use super::account::{lookup, run_as, Account, Kind};
 use super::table::deserialize_table;
 use super::values;
+use super::values::check_env_name;
 use super::Ctx;
 
 /// Which processes a `process` watch follows. With several of `name`, `cmdline` and
@@ -132,7 +133,7 @@ pub(crate) fn parse_process(
     let config_dir = ctx.config_dir();
     let pidfile = raw.pidfile.as_ref().map(|p| {
         let joined = config_dir.join(p.get_ref());
-        super::watch::normalize(&joined)
+        super::file::normalize(&joined)
     });
     let every = values::positive_duration(ctx, &raw.every, "every", DEFAULT_PROCESS_EVERY);
     if ctx.errors.len() != before {

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
-use super::log::start;
 use super::table::deserialize_table;
+use super::values::start;
 use super::values::NameList;
 use super::Ctx;
 
@@ -148,7 +148,10 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
             level
         }
     };
-    let pattern = raw.pattern.as_ref().and_then(|p| super::log::regex(ctx, p));
+    let pattern = raw
+        .pattern
+        .as_ref()
+        .and_then(|p| super::values::regex(ctx, p));
     let directory = raw.directory.as_ref().map(|d| {
         let p = PathBuf::from(d.get_ref());
         if p.is_absolute() {

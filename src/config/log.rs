@@ -8,9 +8,9 @@ use serde::Deserialize;
 use toml::de::DeTable;
 use toml::Spanned;
 
+use super::file::{path_pattern, FileEvents, FileWatch};
 use super::table::deserialize_table;
 use super::values;
-use super::watch::{path_pattern, FileEvents, FileWatch};
 use super::Ctx;
 
 /// A log watch.
@@ -60,7 +60,7 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
         .iter()
         .filter_map(|p| path_pattern(ctx, &config_dir, p))
         .collect();
-    let pattern = raw.pattern.as_ref().and_then(|p| regex(ctx, p));
+    let pattern = raw.pattern.as_ref().and_then(|p| values::regex(ctx, p));
     let json = match &raw.format {
         None => false,
         Some(f) if f.get_ref() == "json" => true,
@@ -76,7 +76,7 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
             false
         }
     };
-    let from_beginning = start(ctx, &raw.start);
+    let from_beginning = values::start(ctx, &raw.start);
     let max_line = match &raw.max_line {
         None => DEFAULT_MAX_LINE,
         Some(m) => match values::size(ctx, m) {
@@ -94,7 +94,7 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
             None => DEFAULT_MAX_LINE,
         },
     };
-    let ignore = super::watch::ignore_set(ctx, &raw.ignore);
+    let ignore = super::file::ignore_set(ctx, &raw.ignore);
     if ctx.errors.len() != before {
         return None;
     }
@@ -112,73 +112,4 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
         from_beginning,
         max_line,
     })
-}
-
-/// `start`: `"end"` (the default) or `"beginning"`; whether it is the beginning.
-pub(crate) fn start(ctx: &mut Ctx, value: &Option<Spanned<String>>) -> bool {
-    match value {
-        None => false,
-        Some(s) if s.get_ref() == "end" => false,
-        Some(s) if s.get_ref() == "beginning" => true,
-        Some(s) => {
-            ctx.error(
-                s.span(),
-                format!(
-                    "unknown start {:?} (\"end\", the default, or \"beginning\")",
-                    s.get_ref()
-                ),
-            );
-            false
-        }
-    }
-}
-
-/// A regex, its error pointing inside the string.
-pub(crate) fn regex(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Arc<regex::Regex>> {
-    match regex::RegexBuilder::new(value.get_ref())
-        .size_limit(10 << 20)
-        .build()
-    {
-        Ok(r) => Some(Arc::new(r)),
-        Err(e) => {
-            let (inner, message) = regex_error(value.get_ref(), &e);
-            ctx.error_inside_string(value.span(), inner, format!("invalid regex: {message}"));
-            None
-        }
-    }
-}
-
-/// Where in the pattern a regex error is, and what it says in one line.
-fn regex_error(pattern: &str, e: &regex::Error) -> (usize, String) {
-    let text = e.to_string();
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .trim_start_matches("error: ")
-        .to_string();
-    // regex-syntax draws a caret line under the pattern: its first `^` is the column.
-    let at = text
-        .lines()
-        .find(|l| l.trim_start().starts_with('^'))
-        .and_then(|l| l.find('^'))
-        .map(|col| col.saturating_sub(4).min(pattern.len()))
-        .unwrap_or(0);
-    (at, last)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_regex_error_points_at_its_column_in_one_line() {
-        let pattern = String::from("abc(def");
-        let e = regex::Regex::new(&pattern).unwrap_err();
-        let (at, msg) = regex_error("abc(def", &e);
-        assert_eq!(at, 3, "{e}");
-        assert!(msg.contains("unclosed group"), "{msg}");
-    }
 }

@@ -1,6 +1,7 @@
 //! Configuration: load TOML files, parse with spans, validate everything, report every
 //! error as `FILE:LINE:COL: error: MESSAGE`. Config is data; it starts nothing.
 
+mod account;
 mod action;
 mod alertmanager;
 mod broker;
@@ -10,6 +11,7 @@ pub mod diagnostic;
 mod email;
 mod field_check;
 mod fields;
+mod file;
 mod files;
 mod http;
 mod journal;
@@ -32,8 +34,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use account::Account;
 pub use action::{
-    template_env, Account, ActionConfig, ActionKind, ShellAction, ShellProgram, TEMPLATE_FUEL,
+    template_env, ActionConfig, ActionKind, ShellAction, ShellProgram, TEMPLATE_FUEL,
     TEMPLATE_MAX_OUTPUT,
 };
 pub use alertmanager::AlertmanagerAction;
@@ -44,6 +47,7 @@ pub use condition::{
 };
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use email::{EmailAction, Security, SmtpServer};
+pub use file::{FileEvents, FileWatch, PathPattern};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
 pub use journal::JournalWatch;
@@ -54,7 +58,7 @@ pub use secret::Secret;
 pub use systemd::{SystemdAction, Verb};
 pub use tls::{pem_certificates, Ca, TlsOptions};
 pub use unit::UnitWatch;
-pub use watch::{FileEvents, FileWatch, PathPattern, WatchConfig, WatchKind};
+pub use watch::{WatchConfig, WatchKind};
 pub use webhook::{Payload, WebhookAction};
 
 /// A whole, validated configuration.

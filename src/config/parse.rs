@@ -315,13 +315,13 @@ fn parse_daemon(
     // Paths are relative to the file that names them, like every path in the config.
     let base = ctx.config_dir();
     if let Some(d) = raw.state_dir {
-        daemon.state_dir = super::watch::normalize(&base.join(d));
+        daemon.state_dir = super::file::normalize(&base.join(d));
     }
     if let Some(s) = raw.control_socket {
-        daemon.control_socket = super::watch::normalize(&base.join(s));
+        daemon.control_socket = super::file::normalize(&base.join(s));
     }
     if let Some(g) = &raw.control_group {
-        daemon.control_group = action::lookup(ctx, g, action::Kind::Group);
+        daemon.control_group = super::account::lookup(ctx, g, super::account::Kind::Group);
     }
     if let Some(h) = raw.host {
         daemon.host = h;

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -157,5 +158,89 @@ pub fn size(ctx: &mut Ctx, value: &Spanned<String>) -> Option<u64> {
             );
             None
         }
+    }
+}
+
+pub(crate) fn check_env_name(ctx: &mut Ctx, k: &Spanned<String>) {
+    let key = k.get_ref();
+    if !is_identifier(key) {
+        ctx.error(
+            k.span(),
+            format!("invalid environment variable name {key:?}"),
+        );
+    } else if key.starts_with("HARK_") {
+        ctx.error(
+            k.span(),
+            format!("`{key}`: names starting with HARK_ are set by hark itself"),
+        );
+    }
+}
+
+/// `start`: `"end"` (the default) or `"beginning"`; whether it is the beginning.
+pub(crate) fn start(ctx: &mut Ctx, value: &Option<Spanned<String>>) -> bool {
+    match value {
+        None => false,
+        Some(s) if s.get_ref() == "end" => false,
+        Some(s) if s.get_ref() == "beginning" => true,
+        Some(s) => {
+            ctx.error(
+                s.span(),
+                format!(
+                    "unknown start {:?} (\"end\", the default, or \"beginning\")",
+                    s.get_ref()
+                ),
+            );
+            false
+        }
+    }
+}
+
+/// A regex, its error pointing inside the string.
+pub(crate) fn regex(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Arc<regex::Regex>> {
+    match regex::RegexBuilder::new(value.get_ref())
+        .size_limit(10 << 20)
+        .build()
+    {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            let (inner, message) = regex_error(value.get_ref(), &e);
+            ctx.error_inside_string(value.span(), inner, format!("invalid regex: {message}"));
+            None
+        }
+    }
+}
+
+/// Where in the pattern a regex error is, and what it says in one line.
+fn regex_error(pattern: &str, e: &regex::Error) -> (usize, String) {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    // regex-syntax draws a caret line under the pattern: its first `^` is the column.
+    let at = text
+        .lines()
+        .find(|l| l.trim_start().starts_with('^'))
+        .and_then(|l| l.find('^'))
+        .map(|col| col.saturating_sub(4).min(pattern.len()))
+        .unwrap_or(0);
+    (at, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_regex_error_points_at_its_column_in_one_line() {
+        let pattern = String::from("abc(def");
+        let e = regex::Regex::new(&pattern).unwrap_err();
+        let (at, msg) = regex_error("abc(def", &e);
+        assert_eq!(at, 3, "{e}");
+        assert!(msg.contains("unclosed group"), "{msg}");
     }
 }

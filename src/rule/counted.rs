@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::edge::Verdict;
 use super::episode::{window, Episodes, SavedEpisode};
 use super::head::Head;
-use super::mechanism::{GroupCount, Heard, Judged, Restored, Ticked};
+use super::judged::{GroupCount, Heard, Judged, Restored, Ticked};
 use super::rows::{Row, SHOWN_FIRING, SHOWN_RECENT};
 use super::state::Step;
 use super::verdict::RuleVerdict;

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use super::edge::EdgeGate;
 use super::head::Head;
-use super::mechanism::{GroupCount, Heard, Judged, Restored, Ticked};
+use super::judged::{GroupCount, Heard, Judged, Restored, Ticked};
 use super::rows::Row;
 use super::verdict::{RuleVerdict, TickNote};
 use crate::config::RuleConfig;

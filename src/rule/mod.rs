@@ -13,6 +13,7 @@ mod explain;
 mod gated;
 mod groups;
 mod head;
+mod judged;
 mod lru;
 mod mechanism;
 mod persist;

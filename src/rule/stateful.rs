@@ -8,8 +8,8 @@ use std::time::{Instant, SystemTime};
 
 use super::groups::GroupBook;
 use super::head::Head;
+use super::judged::{GroupCount, Heard, Judged, Restored, Ticked};
 use super::lru::Recency;
-use super::mechanism::{GroupCount, Heard, Judged, Restored, Ticked};
 use super::rows::{Row, SHOWN_FIRING, SHOWN_RECENT};
 use super::state::{Saved, StateMachine, Step};
 use super::verdict::RuleVerdict;

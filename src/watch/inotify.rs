@@ -16,12 +16,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-mod hosted;
 mod raw;
+mod tenant;
 
-pub use self::hosted::Hosted;
 use self::raw::READ_BATCH;
 pub use self::raw::{parse, Inotify, Raw};
+pub use self::tenant::Tenant;
 use crate::event::Event;
 
 /// What a file watch works with on the inotify thread: the instance (to arm and disarm
@@ -75,7 +75,7 @@ const STREAM: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What the hub's thread is asked to do.
 enum Command {
-    Add(u64, Hosted, mpsc::Sender<()>),
+    Add(u64, Box<dyn Tenant>, mpsc::Sender<()>),
     Remove(u64, mpsc::Sender<()>),
 }
 
@@ -93,7 +93,7 @@ struct Running {
 
 impl Hub {
     /// Starts `state` on the hub's thread once it is armed (arming happens there).
-    pub fn add(&self, state: Hosted) -> io::Result<HubHandle> {
+    pub fn add(&self, state: Box<dyn Tenant>) -> io::Result<HubHandle> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if inner.is_none() {
             *inner = Some(start()?);
@@ -171,7 +171,7 @@ fn start() -> io::Result<Running> {
 /// The thread: waits for inotify, a command or the next deadline; no polling (but for
 /// the engine: while it is behind, the thread tries again every few milliseconds).
 fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
-    let mut watches: HashMap<u64, Hosted> = HashMap::new();
+    let mut watches: HashMap<u64, Box<dyn Tenant>> = HashMap::new();
     // (deadline, watch): the earliest first; a watch may be in it more than once, and
     // an entry whose watch has nothing due by then is a no-op.
     let mut due: BinaryHeap<std::cmp::Reverse<(Instant, u64)>> = BinaryHeap::new();
@@ -195,7 +195,7 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
         if streaming && read_inotify {
             timeout = soon(timeout, LINGER);
         }
-        if read_inotify && watches.values().any(Hosted::has_more) {
+        if read_inotify && watches.values().any(|w| w.has_more()) {
             // A log watch has more to read: round again at once.
             timeout = soon(timeout, std::time::Duration::ZERO);
         }
@@ -296,7 +296,7 @@ fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
 }
 
 /// Hands waiting events to the engine, in order, as far as it has room.
-fn hand_over(out: &mut VecDeque<(u64, Event)>, watches: &mut HashMap<u64, Hosted>) {
+fn hand_over(out: &mut VecDeque<(u64, Event)>, watches: &mut HashMap<u64, Box<dyn Tenant>>) {
     use tokio::sync::mpsc::error::TrySendError;
     while let Some((id, ev)) = out.pop_front() {
         let Some(w) = watches.get_mut(&id) else {
@@ -315,7 +315,11 @@ fn hand_over(out: &mut VecDeque<(u64, Event)>, watches: &mut HashMap<u64, Hosted
 
 /// Puts a watch's next deadline in the heap, unless an entry for it is already due by
 /// then.
-fn schedule(due: &mut BinaryHeap<std::cmp::Reverse<(Instant, u64)>>, w: &mut Hosted, id: u64) {
+fn schedule(
+    due: &mut BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    w: &mut Box<dyn Tenant>,
+    id: u64,
+) {
     if let Some(t) = w.next_wakeup() {
         if w.scheduled().is_none_or(|s| t < s) {
             *w.scheduled() = Some(t);

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 
 use self::lines::Splitter;
 use super::file::{FileState, FileWatchHandle};
-use super::inotify::{Cx, Hosted, Raw};
+use super::inotify::{Cx, Raw};
 use super::WatchError;
 use crate::config::LogWatch;
 use crate::event::{encode_os, Event, Mark};
@@ -167,33 +167,33 @@ pub fn start(
         problems: Arc::clone(&problems),
     };
     let hub = hub
-        .add(Hosted::Log(Box::new(state)))
+        .add(Box::new(state))
         .map_err(|e| super::file::hub_error(&name, e))?;
     Ok(FileWatchHandle::new(hub, problems))
 }
 
-impl LogState {
-    pub fn events(&self) -> &mpsc::Sender<Event> {
+impl super::inotify::Tenant for LogState {
+    fn events(&self) -> &mpsc::Sender<Event> {
         self.files.events()
     }
 
-    pub fn closed(&self) -> bool {
+    fn closed(&self) -> bool {
         self.files.closed()
     }
 
-    pub fn close(&mut self) {
+    fn close(&mut self) {
         self.files.close();
     }
 
-    pub fn scheduled(&mut self) -> &mut Option<Instant> {
+    fn scheduled(&mut self) -> &mut Option<Instant> {
         &mut self.scheduled
     }
 
-    pub fn has_more(&self) -> bool {
+    fn has_more(&self) -> bool {
         self.more
     }
 
-    pub fn next_wakeup(&self) -> Option<Instant> {
+    fn next_wakeup(&self) -> Option<Instant> {
         [
             self.files.next_wakeup(),
             self.next_drain,
@@ -205,12 +205,8 @@ impl LogState {
         .min()
     }
 
-    fn key(&self, path: &Path) -> String {
-        format!("{}/{}", self.name, encode_os(path.as_os_str()))
-    }
-
     /// Arms the file watch and takes up every file where hark left it (see `restore`).
-    pub fn arm(&mut self, cx: &mut Cx<'_>) {
+    fn arm(&mut self, cx: &mut Cx<'_>) {
         let mut local = std::mem::take(&mut self.local);
         self.files.arm(&mut cx.with_out(&mut local));
         local.clear();
@@ -218,7 +214,7 @@ impl LogState {
         self.restore(cx);
     }
 
-    pub fn disarm(&mut self, cx: &mut Cx<'_>) {
+    fn disarm(&mut self, cx: &mut Cx<'_>) {
         self.files.disarm(cx);
         self.readers.clear();
         self.at.clear();
@@ -228,14 +224,14 @@ impl LogState {
         self.open = 0;
     }
 
-    pub fn on_raw(&mut self, raw: &Raw, now: Instant, cx: &mut Cx<'_>) {
+    fn on_raw(&mut self, raw: &Raw, now: Instant, cx: &mut Cx<'_>) {
         let mut local = std::mem::take(&mut self.local);
         self.files.on_raw(raw, now, &mut cx.with_out(&mut local));
         self.follow(&mut local, cx);
         self.local = local;
     }
 
-    pub fn flush_due(&mut self, now: Instant, cx: &mut Cx<'_>) {
+    fn flush_due(&mut self, now: Instant, cx: &mut Cx<'_>) {
         self.scheduled = None;
         let mut local = std::mem::take(&mut self.local);
         self.files.flush_due(now, &mut cx.with_out(&mut local));
@@ -255,7 +251,7 @@ impl LogState {
         }
     }
 
-    pub fn overflow(&mut self, cx: &mut Cx<'_>) {
+    fn overflow(&mut self, cx: &mut Cx<'_>) {
         let mut local = std::mem::take(&mut self.local);
         self.files.overflow(&mut cx.with_out(&mut local));
         self.follow(&mut local, cx);
@@ -265,6 +261,16 @@ impl LogState {
         for id in all {
             self.wake(id);
         }
+    }
+
+    fn pump(&mut self, cx: &mut Cx<'_>) {
+        LogState::pump(self, cx)
+    }
+}
+
+impl LogState {
+    fn key(&self, path: &Path) -> String {
+        format!("{}/{}", self.name, encode_os(path.as_os_str()))
     }
 
     /// Puts a file in the queue of those to read.

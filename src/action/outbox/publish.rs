@@ -6,7 +6,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::lane::{backoff, deliver, give_up, settle};
+use super::deliver::{backoff, deliver, give_up, settle};
 use super::{Delivery, LaneState, Shared};
 use crate::action::broker::Message;
 use crate::config::ActionKind;
