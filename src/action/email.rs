@@ -13,6 +13,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::render::{Failed, Made, Rendering};
 use crate::config::{EmailAction, Security};
 
 /// Why a message was not accepted.
@@ -207,6 +208,36 @@ fn error_text(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+/// An email's subject (on one line) and body.
+fn render(e: &EmailAction, r: &Rendering<'_>) -> Result<(String, String), Failed> {
+    let subject = one_line(&r.text(&e.subject, "its message")?);
+    let body = r.text(&e.body, "its message")?;
+    Ok((subject, body))
+}
+
+/// What a firing makes of the action: one delivery.
+pub(super) fn make(e: &EmailAction, r: &Rendering<'_>) -> Result<Made, Failed> {
+    let (subject, body) = render(e, r)?;
+    let delivery = super::outbox::Delivery {
+        subject: Some(subject),
+        ..r.delivery(body, "text/plain")
+    };
+    Ok(Made::Deliveries(vec![delivery]))
+}
+
+/// What it would send, for `hark test`.
+pub(super) fn preview(e: &EmailAction, r: &Rendering<'_>) -> Result<String, Failed> {
+    let (subject, body) = render(e, r)?;
+    let to: Vec<String> = e.to.iter().map(ToString::to_string).collect();
+    Ok(format!(
+        "email `{}`: to {} via {}:{}, subject {subject:?}\n{body}",
+        r.name,
+        to.join(", "),
+        e.server.host,
+        e.server.port
+    ))
 }
 
 #[cfg(test)]

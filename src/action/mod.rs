@@ -7,15 +7,18 @@
 //! dropped; when `MAX_WAITING` actions wait, the engine waits for room before it starts
 //! more (and takes no events meanwhile: the watches' own queues then fill and say so).
 
+mod alertmanager;
 mod broker;
 pub mod email;
 mod environment;
 mod job;
 pub mod outbox;
 mod payload;
+mod render;
 mod shell;
 mod systemd;
 mod template;
+mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,10 +29,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ActionConfig, ActionKind, Config, ShellProgram};
+use crate::config::{ActionConfig, ActionKind, Config};
 use crate::event::Firing;
 pub use job::ShellJob;
 use job::Work;
+use render::{Failed, Made, Rendering};
 pub use template::Templates;
 
 /// Shell actions waiting for a permit, at most, before the engine waits for room: each
@@ -150,100 +154,19 @@ impl Dispatcher {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if firing.actions.is_empty() {
-            return Prepared {
-                jobs: Vec::new(),
-                deliveries: Vec::new(),
-                summary,
-            };
-        }
-        let mut deliveries = Vec::new();
         let mut jobs = Vec::new();
+        let mut deliveries = Vec::new();
         for name in &firing.actions {
             let Some(action) = self.actions.get(&**name) else {
                 tracing::error!(rule = %firing.rule, action = %name, "no such action");
                 continue;
             };
-            match &action.kind {
-                ActionKind::Shell(shell) => {
-                    let prepared = match shell::prepare(shell, &firing, &ctx, &self.templates) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: a template failed to render");
-                            continue;
-                        }
-                    };
-                    jobs.push(self.job(&firing, action, Work::Shell(prepared)));
-                }
-                ActionKind::Systemd(sd) => match self.templates.render(&sd.unit, &ctx) {
-                    Ok(unit) => {
-                        let unit = crate::event::display_lossy(&unit);
-                        jobs.push(self.job(&firing, action, Work::Systemd(unit)));
-                    }
-                    Err(e) => {
-                        tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its unit failed to render");
-                    }
-                },
-                ActionKind::Webhook(w) => {
-                    match payload::render(&w.payload, &firing, &ctx, &self.templates) {
-                        Ok((body, content_type)) => deliveries.push(outbox::Delivery::new(
-                            &firing,
-                            name,
-                            body,
-                            content_type,
-                        )),
-                        Err(e) => {
-                            tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its payload failed to render");
-                        }
-                    }
-                }
-                ActionKind::Email(e) => match render_mail(e, &ctx, &self.templates) {
-                    Ok((subject, body)) => deliveries.push(outbox::Delivery {
-                        subject: Some(subject),
-                        ..outbox::Delivery::new(&firing, name, body, "text/plain".into())
-                    }),
-                    Err(e) => {
-                        tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its message failed to render");
-                    }
-                },
-                ActionKind::Broker(b) => match render_message(b, &firing, &ctx, &self.templates) {
-                    Ok((route, body, content_type)) => deliveries.push(outbox::Delivery {
-                        route: Some(route),
-                        ..outbox::Delivery::new(&firing, name, body, content_type)
-                    }),
-                    Err(e) => {
-                        tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: its message failed to render");
-                    }
-                },
-                ActionKind::Alertmanager(am) => {
-                    match payload::alert(am, &firing, &ctx, &self.templates) {
-                        Ok(body) => {
-                            // An event rule's alert ends by itself; only a firing that
-                            // fires until it resolves is posted again.
-                            let alert = firing
-                                .resolves
-                                .then(|| outbox::alert_key(name, &firing.rule, &firing.scope()));
-                            // Every receiver gets the same delivery, with the same key.
-                            let first = outbox::Delivery {
-                                alert,
-                                ..outbox::Delivery::new(
-                                    &firing,
-                                    name,
-                                    body,
-                                    "application/json".into(),
-                                )
-                            };
-                            for target in 0..am.endpoints.len() as u32 {
-                                deliveries.push(outbox::Delivery {
-                                    target,
-                                    ..first.clone()
-                                });
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(rule = %firing.rule, action = %name, error = %e, "action not run: an annotation failed to render");
-                        }
-                    }
+            let r = self.rendering(&firing, &ctx, name);
+            match make(&action.kind, &r) {
+                Ok(Made::Job(work)) => jobs.push(self.job(&firing, action, work)),
+                Ok(Made::Deliveries(d)) => deliveries.extend(d),
+                Err(Failed { what, error }) => {
+                    tracing::error!(rule = %firing.rule, action = %name, error = %error, "action not run: {what} failed to render");
                 }
             }
         }
@@ -251,6 +174,20 @@ impl Dispatcher {
             jobs,
             deliveries,
             summary,
+        }
+    }
+
+    fn rendering<'a>(
+        &'a self,
+        firing: &'a Firing,
+        ctx: &'a template::RenderContext,
+        name: &'a str,
+    ) -> Rendering<'a> {
+        Rendering {
+            firing,
+            ctx,
+            templates: &self.templates,
+            name,
         }
     }
 
@@ -275,89 +212,14 @@ impl Dispatcher {
                 out.push(format!("{name}: no such action"));
                 continue;
             };
-            match &action.kind {
-                ActionKind::Shell(shell) => {
-                    match shell::prepare(shell, firing, &ctx, &self.templates) {
-                        Ok(p) => {
-                            let argv: Vec<String> = p
-                                .argv
-                                .iter()
-                                .map(|a| a.to_string_lossy().into_owned())
-                                .collect();
-                            out.push(format!("shell `{name}`: {argv:?}"));
-                            if let ShellProgram::Script(_) = shell.program {
-                                out.push(format!(
-                                    "    with HARK_* variables, e.g. HARK_SUMMARY={:?}",
-                                    ctx.json
-                                        .get("summary")
-                                        .and_then(Value::as_str)
-                                        .unwrap_or("")
-                                ));
-                            }
-                        }
-                        Err(e) => {
-                            out.push(format!("shell `{name}`: a template fails to render: {e}"))
-                        }
-                    }
-                }
-                ActionKind::Systemd(sd) => match self.templates.render(&sd.unit, &ctx) {
-                    Ok(unit) => out.push(format!(
-                        "systemd `{name}`: {} {:?} (over D-Bus, waiting up to {})",
-                        sd.verb.as_str(),
-                        crate::event::display_lossy(&unit),
-                        humantime::format_duration(sd.timeout)
-                    )),
-                    Err(e) => out.push(format!("systemd `{name}`: the unit fails to render: {e}")),
-                },
-                ActionKind::Email(e) => match render_mail(e, &ctx, &self.templates) {
-                    Ok((subject, body)) => out.push(format!(
-                        "email `{name}`: to {} via {}:{}, subject {subject:?}\n{body}",
-                        e.to.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        e.server.host,
-                        e.server.port
-                    )),
-                    Err(e) => out.push(format!("email `{name}`: the message fails to render: {e}")),
-                },
-                ActionKind::Broker(b) => match render_message(b, firing, &ctx, &self.templates) {
-                    Ok((route, body, content_type)) => out.push(format!(
-                        "{} `{name}`: publish to {route:?} ({content_type}) {body}",
-                        b.protocol.type_name()
-                    )),
-                    Err(e) => out.push(format!(
-                        "{} `{name}`: the message fails to render: {e}",
-                        b.protocol.type_name()
-                    )),
-                },
-                ActionKind::Webhook(w) => {
-                    match payload::render(&w.payload, firing, &ctx, &self.templates) {
-                        Ok((body, content_type)) => out.push(format!(
-                            "webhook `{name}`: {} {} ({content_type}) {body}",
-                            w.method, w.url
-                        )),
-                        Err(e) => out.push(format!(
-                            "webhook `{name}`: the payload fails to render: {e}"
-                        )),
-                    }
-                }
-                ActionKind::Alertmanager(am) => {
-                    match payload::alert(am, firing, &ctx, &self.templates) {
-                        Ok(body) => {
-                            let urls: Vec<String> =
-                                am.endpoints.iter().map(ToString::to_string).collect();
-                            out.push(format!(
-                                "alertmanager `{name}`: POST /api/v2/alerts of {} {body}",
-                                urls.join(", ")
-                            ))
-                        }
-                        Err(e) => out.push(format!(
-                            "alertmanager `{name}`: an annotation fails to render: {e}"
-                        )),
-                    }
-                }
-            }
+            let r = self.rendering(firing, &ctx, name);
+            out.push(match preview(&action.kind, &r) {
+                Ok(text) => text,
+                Err(Failed { what, error }) => format!(
+                    "{} `{name}`: {what} fails to render: {error}",
+                    kind_name(&action.kind)
+                ),
+            });
         }
         out
     }
@@ -388,27 +250,37 @@ pub struct Prepared {
     pub summary: String,
 }
 
-/// A broker message: its routing key (topic, subject), body and content type.
-fn render_message(
-    b: &crate::config::BrokerAction,
-    firing: &Firing,
-    ctx: &template::RenderContext,
-    templates: &Templates,
-) -> Result<(String, String, String), minijinja::Error> {
-    let route = crate::event::display_lossy(&templates.render(&b.route, ctx)?);
-    let (body, content_type) = payload::render(&b.payload, firing, ctx, templates)?;
-    Ok((route, body, content_type))
+/// What a firing makes of an action, by its type.
+fn make(kind: &ActionKind, r: &Rendering<'_>) -> Result<Made, Failed> {
+    match kind {
+        ActionKind::Shell(a) => shell::make(a, r).map(Made::Job),
+        ActionKind::Systemd(a) => systemd::make(a, r).map(Made::Job),
+        ActionKind::Webhook(a) => webhook::make(a, r),
+        ActionKind::Email(a) => email::make(a, r),
+        ActionKind::Broker(a) => broker::make(a, r),
+        ActionKind::Alertmanager(a) => alertmanager::make(a, r),
+    }
 }
 
-/// An email's subject (on one line) and body.
-fn render_mail(
-    e: &crate::config::EmailAction,
-    ctx: &template::RenderContext,
-    templates: &Templates,
-) -> Result<(String, String), minijinja::Error> {
-    let subject = email::one_line(&crate::event::display_lossy(
-        &templates.render(&e.subject, ctx)?,
-    ));
-    let body = crate::event::display_lossy(&templates.render(&e.body, ctx)?);
-    Ok((subject, body))
+/// What an action would do for a firing, in words, by its type.
+fn preview(kind: &ActionKind, r: &Rendering<'_>) -> Result<String, Failed> {
+    match kind {
+        ActionKind::Shell(a) => shell::preview(a, r),
+        ActionKind::Systemd(a) => systemd::preview(a, r),
+        ActionKind::Webhook(a) => webhook::preview(a, r),
+        ActionKind::Email(a) => email::preview(a, r),
+        ActionKind::Broker(a) => broker::preview(a, r),
+        ActionKind::Alertmanager(a) => alertmanager::preview(a, r),
+    }
+}
+
+fn kind_name(kind: &ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Shell(_) => "shell",
+        ActionKind::Systemd(_) => "systemd",
+        ActionKind::Webhook(_) => "webhook",
+        ActionKind::Email(_) => "email",
+        ActionKind::Broker(b) => b.protocol.type_name(),
+        ActionKind::Alertmanager(_) => "alertmanager",
+    }
 }

@@ -7,6 +7,8 @@ use std::ffi::OsString;
 use tokio_util::sync::CancellationToken;
 
 use super::environment::{self, without_nul};
+use super::job::Work;
+use super::render::{Failed, Rendering};
 use super::template::{self, Templates};
 use crate::config::{ShellAction, ShellProgram};
 use crate::event::{decode_os, Firing};
@@ -89,4 +91,30 @@ pub fn prepare(
         env,
         event: event.into_bytes(),
     })
+}
+
+/// What a firing makes of the action: its program and environment, rendered.
+pub(super) fn make(shell: &ShellAction, r: &Rendering<'_>) -> Result<Work, Failed> {
+    prepare(shell, r.firing, r.ctx, r.templates)
+        .map(Work::Shell)
+        .map_err(Failed::of("a template"))
+}
+
+/// What it would run, for `hark test`.
+pub(super) fn preview(shell: &ShellAction, r: &Rendering<'_>) -> Result<String, Failed> {
+    let p = prepare(shell, r.firing, r.ctx, r.templates).map_err(Failed::of("a template"))?;
+    let argv: Vec<String> = p
+        .argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut out = format!("shell `{}`: {argv:?}", r.name);
+    if let ShellProgram::Script(_) = shell.program {
+        let summary = r.ctx.json.get("summary").and_then(|s| s.as_str());
+        out.push_str(&format!(
+            "\n    with HARK_* variables, e.g. HARK_SUMMARY={:?}",
+            summary.unwrap_or("")
+        ));
+    }
+    Ok(out)
 }

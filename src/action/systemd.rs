@@ -9,8 +9,26 @@ use tokio_util::sync::CancellationToken;
 use zbus::zvariant::OwnedObjectPath;
 use zbus::Connection;
 
-use crate::config::Verb;
+use super::job::Work;
+use super::render::{Failed, Rendering};
+use crate::config::{SystemdAction, Verb};
 use crate::systemd_bus as bus;
+
+/// What a firing makes of the action: the unit's name, rendered.
+pub(super) fn make(sd: &SystemdAction, r: &Rendering<'_>) -> Result<Work, Failed> {
+    r.text(&sd.unit, "its unit").map(Work::Systemd)
+}
+
+/// What it would ask systemd, for `hark test`.
+pub(super) fn preview(sd: &SystemdAction, r: &Rendering<'_>) -> Result<String, Failed> {
+    let unit = r.text(&sd.unit, "its unit")?;
+    Ok(format!(
+        "systemd `{}`: {} {unit:?} (over D-Bus, waiting up to {})",
+        r.name,
+        sd.verb.as_str(),
+        humantime::format_duration(sd.timeout)
+    ))
+}
 
 /// The connection every systemd action shares: made at the first action, made again after
 /// a bus error.

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::render::{Failed, Made, Rendering};
 use crate::config::{BrokerAction, Protocol};
 
 /// One message, rendered.
@@ -158,6 +159,34 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A broker message: its routing key (topic, subject), body and content type.
+fn render(b: &BrokerAction, r: &Rendering<'_>) -> Result<(String, String, String), Failed> {
+    let route = r.text(&b.route, "its message")?;
+    let (body, content_type) = super::payload::render(&b.payload, r.firing, r.ctx, r.templates)
+        .map_err(Failed::of("its message"))?;
+    Ok((route, body, content_type))
+}
+
+/// What a firing makes of the action: one message.
+pub(super) fn make(b: &BrokerAction, r: &Rendering<'_>) -> Result<Made, Failed> {
+    let (route, body, content_type) = render(b, r)?;
+    let delivery = super::outbox::Delivery {
+        route: Some(route),
+        ..r.delivery(body, &content_type)
+    };
+    Ok(Made::Deliveries(vec![delivery]))
+}
+
+/// What it would publish, for `hark test`.
+pub(super) fn preview(b: &BrokerAction, r: &Rendering<'_>) -> Result<String, Failed> {
+    let (route, body, content_type) = render(b, r)?;
+    Ok(format!(
+        "{} `{}`: publish to {route:?} ({content_type}) {body}",
+        b.protocol.type_name(),
+        r.name
+    ))
 }
 
 #[cfg(test)]
