@@ -160,73 +160,12 @@ pub(crate) fn parse(
 ) -> Option<RawRuleChecked> {
     let before = ctx.errors.len();
     let raw: RawRule = deserialize_table(ctx, table, span)?;
-    // On event watches, `times` counts within `within` and `resolve` runs after
-    // `resolve_after`: without those, they are keys of state watches alone.
     let windowed = raw.within.is_some();
     let resolving = raw.resolve_after.is_some();
-    let state_keys: Vec<(&'static str, Location)> = [
-        (
-            "times",
-            raw.times.as_ref().filter(|_| !windowed).map(|v| v.span()),
-        ),
-        ("for", raw.hold_for.as_ref().map(|v| v.span())),
-        ("repeat", raw.repeat.as_ref().map(|v| v.span())),
-        (
-            "resolve",
-            raw.resolve
-                .as_ref()
-                .filter(|_| !resolving)
-                .map(|v| v.span()),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(k, span)| Some((k, ctx.loc(span?))))
-    .collect();
-    let edge_keys: Vec<(&'static str, Location)> = raw
-        .resolve_after
-        .as_ref()
-        .map(|v| ("resolve_after", ctx.loc(v.span())))
-        .into_iter()
-        .collect();
-    let group_by: Vec<String> = match &raw.group_by {
-        None => Vec::new(),
-        Some(list) => {
-            if list.get_ref().is_empty() {
-                ctx.error(
-                    list.span(),
-                    "`group_by` is empty: name the fields to group by, or leave it out",
-                );
-            }
-            for f in list.get_ref() {
-                if f.get_ref().is_empty() {
-                    ctx.error(f.span(), "an empty field name");
-                }
-            }
-            list.get_ref().iter().map(|f| f.get_ref().clone()).collect()
-        }
-    };
-    let max_groups = match &raw.max_groups {
-        None => DEFAULT_MAX_GROUPS,
-        Some(m) => match usize::try_from(*m.get_ref()) {
-            Ok(n) if (1..=MAX_MAX_GROUPS).contains(&n) => n,
-            _ => {
-                ctx.error(
-                    m.span(),
-                    format!(
-                        "`max_groups` must be a whole number from 1 to {MAX_MAX_GROUPS} \
-                         (each group holds about 1 KiB: a million is about 1 GiB)"
-                    ),
-                );
-                DEFAULT_MAX_GROUPS
-            }
-        },
-    };
-    let resolve_after = values::optional_duration(ctx, &raw.resolve_after);
-    if let (Some(d), Some(v)) = (resolve_after, &raw.resolve_after) {
-        if d.is_zero() {
-            ctx.error(v.span(), "`resolve_after` must be longer than zero");
-        }
-    }
+    let (state_keys, edge_keys) = kind_keys(ctx, &raw);
+    let group_by = group_by(ctx, &raw);
+    let max_groups = max_groups(ctx, &raw);
+    let resolve_after = positive_duration(ctx, &raw.resolve_after, "resolve_after");
     if let Some(d) = &raw.debounce {
         if !group_by.is_empty() || windowed || resolving {
             ctx.error(
@@ -237,53 +176,20 @@ pub(crate) fn parse(
         }
     }
     let threshold = threshold(ctx, &raw);
-    let repeat = values::optional_duration(ctx, &raw.repeat);
-    if let (Some(d), Some(v)) = (repeat, &raw.repeat) {
-        if d.is_zero() {
-            ctx.error(v.span(), "`repeat` must be longer than zero");
-        }
-    }
-    let refs = |ctx: &Ctx, list: &Option<Spanned<NameList>>| -> Vec<(String, Location)> {
-        list.iter()
-            .flat_map(|l| {
-                NameList::spanned(l)
-                    .map(|(n, s)| (n.to_string(), ctx.loc(s)))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    let watch_refs = refs(ctx, &Some(raw.watch.clone()));
+    let repeat = positive_duration(ctx, &raw.repeat, "repeat");
+    let watch_refs = name_refs(ctx, &Some(raw.watch.clone()));
     if watch_refs.is_empty() {
         ctx.error(
             raw.watch.span(),
             "`watch` is empty: name at least one watch",
         );
     }
-    let action_refs = refs(ctx, &raw.then);
-    let resolve_refs = refs(ctx, &raw.resolve);
-    let unless_refs = refs(ctx, &raw.unless);
+    let action_refs = name_refs(ctx, &raw.then);
+    let resolve_refs = name_refs(ctx, &raw.resolve);
+    let unless_refs = name_refs(ctx, &raw.unless);
     let when = raw.when.as_ref().and_then(|w| condition::condition(ctx, w));
     let cooldown = values::optional_duration(ctx, &raw.cooldown);
-    let drop_in_cooldown = match &raw.during_cooldown {
-        None => false,
-        Some(v) => match v.get_ref().as_str() {
-            "hold" => false,
-            "drop" => true,
-            other => {
-                ctx.error(
-                    v.span(),
-                    format!(
-                        "unknown `during_cooldown` {other:?}: \"hold\" (the default: matches inside \
-                         the cooldown fire once when it ends) or \"drop\""
-                    ),
-                );
-                false
-            }
-        },
-    };
-    if let (Some(v), None) = (&raw.during_cooldown, &raw.cooldown) {
-        ctx.error(v.span(), "`during_cooldown` needs a `cooldown`");
-    }
+    let drop_in_cooldown = during_cooldown(ctx, &raw);
     let debounce = values::optional_duration(ctx, &raw.debounce);
     if let Some(s) = &raw.summary {
         values::template(ctx, templates, s);
@@ -333,6 +239,132 @@ pub(crate) fn parse(
         state_keys,
         edge_keys,
     })
+}
+
+/// Keys, each with its place.
+type Keys = Vec<(&'static str, Location)>;
+
+/// Keys of state watches alone, and of event watches alone: on event watches, `times`
+/// counts within `within` and `resolve` runs after `resolve_after`; without those, they
+/// are keys of state watches.
+fn kind_keys(ctx: &Ctx, raw: &RawRule) -> (Keys, Keys) {
+    let windowed = raw.within.is_some();
+    let resolving = raw.resolve_after.is_some();
+    let state_keys: Keys = [
+        (
+            "times",
+            raw.times.as_ref().filter(|_| !windowed).map(|v| v.span()),
+        ),
+        ("for", raw.hold_for.as_ref().map(|v| v.span())),
+        ("repeat", raw.repeat.as_ref().map(|v| v.span())),
+        (
+            "resolve",
+            raw.resolve
+                .as_ref()
+                .filter(|_| !resolving)
+                .map(|v| v.span()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, span)| Some((k, ctx.loc(span?))))
+    .collect();
+    let edge_keys: Keys = raw
+        .resolve_after
+        .as_ref()
+        .map(|v| ("resolve_after", ctx.loc(v.span())))
+        .into_iter()
+        .collect();
+    (state_keys, edge_keys)
+}
+
+fn group_by(ctx: &mut Ctx, raw: &RawRule) -> Vec<String> {
+    match &raw.group_by {
+        None => Vec::new(),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                ctx.error(
+                    list.span(),
+                    "`group_by` is empty: name the fields to group by, or leave it out",
+                );
+            }
+            for f in list.get_ref() {
+                if f.get_ref().is_empty() {
+                    ctx.error(f.span(), "an empty field name");
+                }
+            }
+            list.get_ref().iter().map(|f| f.get_ref().clone()).collect()
+        }
+    }
+}
+
+fn max_groups(ctx: &mut Ctx, raw: &RawRule) -> usize {
+    match &raw.max_groups {
+        None => DEFAULT_MAX_GROUPS,
+        Some(m) => match usize::try_from(*m.get_ref()) {
+            Ok(n) if (1..=MAX_MAX_GROUPS).contains(&n) => n,
+            _ => {
+                ctx.error(
+                    m.span(),
+                    format!(
+                        "`max_groups` must be a whole number from 1 to {MAX_MAX_GROUPS} \
+                         (each group holds about 1 KiB: a million is about 1 GiB)"
+                    ),
+                );
+                DEFAULT_MAX_GROUPS
+            }
+        },
+    }
+}
+
+/// An optional duration that, when given, must be longer than zero.
+fn positive_duration(
+    ctx: &mut Ctx,
+    value: &Option<Spanned<String>>,
+    key: &str,
+) -> Option<std::time::Duration> {
+    let d = values::optional_duration(ctx, value);
+    if let (Some(d), Some(v)) = (d, value) {
+        if d.is_zero() {
+            ctx.error(v.span(), format!("`{key}` must be longer than zero"));
+        }
+    }
+    d
+}
+
+/// Names listed in a key (`watch`, `then`, ...), each with its place.
+fn name_refs(ctx: &Ctx, list: &Option<Spanned<NameList>>) -> Vec<(String, Location)> {
+    list.iter()
+        .flat_map(|l| {
+            NameList::spanned(l)
+                .map(|(n, s)| (n.to_string(), ctx.loc(s)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `during_cooldown`: whether matches inside the cooldown are dropped (else held).
+fn during_cooldown(ctx: &mut Ctx, raw: &RawRule) -> bool {
+    let drop = match &raw.during_cooldown {
+        None => false,
+        Some(v) => match v.get_ref().as_str() {
+            "hold" => false,
+            "drop" => true,
+            other => {
+                ctx.error(
+                    v.span(),
+                    format!(
+                        "unknown `during_cooldown` {other:?}: \"hold\" (the default: matches inside \
+                         the cooldown fire once when it ends) or \"drop\""
+                    ),
+                );
+                false
+            }
+        },
+    };
+    if let (Some(v), None) = (&raw.during_cooldown, &raw.cooldown) {
+        ctx.error(v.span(), "`during_cooldown` needs a `cooldown`");
+    }
+    drop
 }
 
 /// A window of more matches than this would hold that many timestamps per rule.
