@@ -109,6 +109,18 @@ impl Metrics {
             timings: Timings::default(),
         };
         let mut r = Registry::with_prefix("hark");
+        m.register_flow(&mut r);
+        m.register_outcomes(&mut r);
+        m.build_info
+            .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
+            .set(1);
+        m.registry = r;
+        m
+    }
+
+    /// What flows from watches to rules, and the runtime that carries it.
+    fn register_flow(&self, r: &mut Registry) {
+        let m = self;
         r.register("events", "Events emitted, per watch", m.events.clone());
         r.register(
             "check_duration_seconds",
@@ -160,6 +172,11 @@ impl Metrics {
             "Tasks alive on the runtime",
             m.tasks.clone(),
         );
+    }
+
+    /// What actions, the outbox, the store and the daemon itself came to.
+    fn register_outcomes(&self, r: &mut Registry) {
+        let m = self;
         r.register(
             "deliveries",
             "Delivery attempts of webhook, Alertmanager and broker actions, per action and result (delivered, retry, failed, reposted)",
@@ -215,11 +232,6 @@ impl Metrics {
             "The running build: always 1, labelled with its version",
             m.build_info.clone(),
         );
-        m.build_info
-            .get_or_create(&label("version", env!("CARGO_PKG_VERSION")))
-            .set(1);
-        m.registry = r;
-        m
     }
 
     /// Series at zero for each configured watch and rule, so a scraper tells "none yet"

@@ -72,32 +72,7 @@ fn field_name_ok(name: &str) -> bool {
 pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Option<JournalWatch> {
     let raw: RawJournalWatch = deserialize_table(ctx, table, span)?;
     let before = ctx.errors.len();
-    let mut units = Vec::new();
-    let mut globs = globset::GlobSetBuilder::new();
-    let mut any_glob = false;
-    if let Some(list) = &raw.units {
-        if list.get_ref().0.is_empty() {
-            ctx.error(
-                list.span(),
-                "`units` is empty: name units, or leave it out for all",
-            );
-        }
-        for (u, at) in NameList::spanned(list) {
-            if u.is_empty() || u.contains(char::is_whitespace) {
-                ctx.error(at, format!("{u:?} is not a unit name"));
-                continue;
-            }
-            any_glob |= u.contains(['*', '?', '[']);
-            match globset::Glob::new(u) {
-                Ok(g) => {
-                    globs.add(g);
-                }
-                Err(e) => ctx.error(at, format!("invalid glob: {}", e.kind())),
-            }
-            units.push(u.to_string());
-        }
-    }
-    let unit_globs = if any_glob { globs.build().ok() } else { None };
+    let (units, unit_globs) = units(ctx, &raw);
     let mut matches = BTreeMap::new();
     if let Some(m) = &raw.matches {
         for (field, values) in m.get_ref() {
@@ -129,25 +104,7 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
             matches.insert(name.clone(), list);
         }
     }
-    let priority = match &raw.priority {
-        None => None,
-        Some(p) => {
-            let level = match p.get_ref() {
-                RawPriority::Level(n) => u8::try_from(*n).ok().filter(|n| *n <= 7),
-                RawPriority::Name(n) => PRIORITIES
-                    .iter()
-                    .position(|x| x.eq_ignore_ascii_case(n))
-                    .map(|i| i as u8),
-            };
-            if level.is_none() {
-                ctx.error(
-                    p.span(),
-                    format!("a priority is 0 to 7 or one of: {}", PRIORITIES.join(", ")),
-                );
-            }
-            level
-        }
-    };
+    let priority = priority(ctx, &raw);
     let pattern = raw
         .pattern
         .as_ref()
@@ -173,6 +130,60 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
         directory,
         from_beginning,
     })
+}
+
+/// `units`: names and globs; a glob set when any is a glob.
+fn units(ctx: &mut Ctx, raw: &RawJournalWatch) -> (Vec<String>, Option<globset::GlobSet>) {
+    let mut units = Vec::new();
+    let mut globs = globset::GlobSetBuilder::new();
+    let mut any_glob = false;
+    if let Some(list) = &raw.units {
+        if list.get_ref().0.is_empty() {
+            ctx.error(
+                list.span(),
+                "`units` is empty: name units, or leave it out for all",
+            );
+        }
+        for (u, at) in NameList::spanned(list) {
+            if u.is_empty() || u.contains(char::is_whitespace) {
+                ctx.error(at, format!("{u:?} is not a unit name"));
+                continue;
+            }
+            any_glob |= u.contains(['*', '?', '[']);
+            match globset::Glob::new(u) {
+                Ok(g) => {
+                    globs.add(g);
+                }
+                Err(e) => ctx.error(at, format!("invalid glob: {}", e.kind())),
+            }
+            units.push(u.to_string());
+        }
+    }
+    let unit_globs = if any_glob { globs.build().ok() } else { None };
+    (units, unit_globs)
+}
+
+/// `priority`: 0 to 7, or its name.
+fn priority(ctx: &mut Ctx, raw: &RawJournalWatch) -> Option<u8> {
+    match &raw.priority {
+        None => None,
+        Some(p) => {
+            let level = match p.get_ref() {
+                RawPriority::Level(n) => u8::try_from(*n).ok().filter(|n| *n <= 7),
+                RawPriority::Name(n) => PRIORITIES
+                    .iter()
+                    .position(|x| x.eq_ignore_ascii_case(n))
+                    .map(|i| i as u8),
+            };
+            if level.is_none() {
+                ctx.error(
+                    p.span(),
+                    format!("a priority is 0 to 7 or one of: {}", PRIORITIES.join(", ")),
+                );
+            }
+            level
+        }
+    }
 }
 
 impl JournalWatch {

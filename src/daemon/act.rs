@@ -8,7 +8,7 @@ use sd_notify::NotifyState;
 
 use super::{blocking, notify, Daemon};
 use crate::action::outbox::{self, Delivery, Outbox};
-use crate::action::{Dispatcher, Slots};
+use crate::action::{Dispatcher, ShellJob, Slots};
 use crate::config::Config;
 use crate::event::{Firing, FiringState};
 
@@ -72,40 +72,64 @@ impl Daemon {
     /// deliveries are on disk, in one transaction, before any action starts, so a restart
     /// never fires a rule twice for one outage, and loses no delivery.
     pub(super) async fn act(&mut self, firings: Vec<Firing>) {
-        if self.actions.slots.full() {
-            tracing::warn!(
-                "{} shell actions wait for a slot (max_concurrent_actions); taking no events until some have started",
-                crate::action::MAX_WAITING
-            );
-            // Waiting for actions to start is progress, not a wedge: the watchdog is fed.
-            while self.actions.slots.full() {
-                self.heartbeat.beat();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        self.wait_for_slots().await;
+        let fired = !firings.is_empty();
+        let (jobs, deliveries) = self.prepare(firings);
+        let mut changes = std::mem::take(&mut self.unsaved.rules);
+        changes.extend(self.engine.take_changes(Instant::now(), SystemTime::now()));
+        let mut alerts = std::mem::take(&mut self.unsaved.alerts);
+        alerts.extend(outbox::alert_changes(&deliveries));
+        // Positions of lines and entries that led to nothing else wait a little, to be
+        // stored with later ones in one write (a SIGKILL meanwhile makes hark read them
+        // again, and judge them as it would have: nothing they led to was kept).
+        let nothing_else = !fired
+            && changes.is_empty()
+            && deliveries.is_empty()
+            && alerts.is_empty()
+            && jobs.is_empty();
+        if nothing_else
+            && self
+                .unsaved
+                .positions_since
+                .is_some_and(|t| t.elapsed() < POSITION_DELAY)
+        {
+            return;
         }
+        let stored = self.store_batch(changes, &deliveries, alerts).await;
+        if fired {
+            self.export_firing();
+        }
+        self.save_again_if_rebuilt().await;
+        self.actions.dispatcher.start(jobs);
+        for (seq, d) in deliveries {
+            self.actions.outbox.enqueue(seq, d, stored);
+        }
+    }
+
+    /// While `MAX_WAITING` shell actions wait for a slot, the engine takes no events.
+    async fn wait_for_slots(&mut self) {
+        if !self.actions.slots.full() {
+            return;
+        }
+        tracing::warn!(
+            "{} shell actions wait for a slot (max_concurrent_actions); taking no events until some have started",
+            crate::action::MAX_WAITING
+        );
+        // Waiting for actions to start is progress, not a wedge: the watchdog is fed.
+        while self.actions.slots.full() {
+            self.heartbeat.beat();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Each firing counted, silenced if its rule is, and its actions rendered: the jobs
+    /// to start and the deliveries (numbered) to store.
+    fn prepare(&mut self, firings: Vec<Firing>) -> (Vec<ShellJob>, Vec<(u64, Delivery)>) {
         let now = SystemTime::now();
         let mut jobs = Vec::new();
-        let mut deliveries: Vec<(u64, Delivery)> = Vec::new();
-        let fired = !firings.is_empty();
+        let mut deliveries = Vec::new();
         for mut firing in firings {
-            self.tally
-                .firing_series
-                .entry((
-                    Arc::clone(&firing.rule),
-                    firing.state == FiringState::Firing,
-                ))
-                .or_insert_with(|| {
-                    crate::metrics::get()
-                        .firings
-                        .get_or_create(&crate::metrics::labels(
-                            "rule",
-                            &firing.rule,
-                            "state",
-                            firing.state.as_str(),
-                        ))
-                        .clone()
-                })
-                .inc();
+            self.tally.count(&firing);
             self.silences.apply(&mut firing, now);
             let (rule, state) = (Arc::clone(&firing.rule), firing.state);
             let prepared = self.actions.dispatcher.prepare(firing);
@@ -123,27 +147,18 @@ impl Daemon {
                 self.actions.next_seq += 1;
             }
         }
-        let mut changes = std::mem::take(&mut self.unsaved.rules);
-        changes.extend(self.engine.take_changes(Instant::now(), SystemTime::now()));
-        let mut alerts = std::mem::take(&mut self.unsaved.alerts);
-        alerts.extend(outbox::alert_changes(&deliveries));
-        let mut stored = true;
-        // Positions of lines and entries that led to nothing else wait a little, to be
-        // stored with later ones in one write (a SIGKILL meanwhile makes hark read them
-        // again, and judge them as it would have: nothing they led to was kept).
-        let nothing_else = !fired
-            && changes.is_empty()
-            && deliveries.is_empty()
-            && alerts.is_empty()
-            && jobs.is_empty();
-        if nothing_else
-            && self
-                .unsaved
-                .positions_since
-                .is_some_and(|t| t.elapsed() < POSITION_DELAY)
-        {
-            return;
-        }
+        (jobs, deliveries)
+    }
+
+    /// Stores rule states, deliveries, alerts and the latest stream positions in one
+    /// transaction; whether it was written. What a failed write could not store is kept
+    /// for the next.
+    async fn store_batch(
+        &mut self,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+        deliveries: &[(u64, Delivery)],
+        alerts: Vec<(String, Option<Vec<u8>>)>,
+    ) -> bool {
         // The latest of each stream's positions, kept until stored.
         self.unsaved.positions_since = None;
         let unsaved_positions = std::mem::take(&mut self.unsaved.positions);
@@ -151,45 +166,39 @@ impl Daemon {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_bytes()))
             .collect();
-        if !changes.is_empty()
-            || !deliveries.is_empty()
-            || !alerts.is_empty()
-            || !positions.is_empty()
+        if changes.is_empty() && deliveries.is_empty() && alerts.is_empty() && positions.is_empty()
         {
-            let rows: Vec<(u64, Vec<u8>)> =
-                deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
-            let state_changed = !changes.is_empty();
-            let (c, a, p) = (changes.clone(), alerts.clone(), positions.clone());
-            let written = blocking(&self.store, move |s| s.commit_with(&c, &rows, &a, &p)).await;
-            if written.is_ok() {
+            return true;
+        }
+        let rows: Vec<(u64, Vec<u8>)> =
+            deliveries.iter().map(|(k, d)| (*k, d.to_bytes())).collect();
+        let state_changed = !changes.is_empty();
+        let (c, a, p) = (changes.clone(), alerts.clone(), positions.clone());
+        let written = blocking(&self.store, move |s| s.commit_with(&c, &rows, &a, &p)).await;
+        let stored = match written {
+            Ok(()) => {
                 self.remember_positions(&positions);
+                true
             }
-            if let Err(e) = written {
+            Err(e) => {
                 // Deliveries are still attempted: losing an alert is worse than repeating
                 // one; but they will not survive a restart. Rule states go with the next
                 // write (later changes of a key after earlier ones).
                 tracing::error!(error = %e, deliveries = deliveries.len(), "cannot write to the state store: these firings are not saved, and their deliveries would not survive a restart");
                 crate::metrics::get().store_write_errors.inc();
-                stored = false;
                 self.unsaved = Unsaved {
                     rules: latest_per_key(changes),
                     alerts: latest_per_key(alerts),
                     positions_since: (!unsaved_positions.is_empty()).then(Instant::now),
                     positions: unsaved_positions,
                 };
+                false
             }
-            if state_changed {
-                notify(&[NotifyState::Status(&self.status_line())]);
-            }
+        };
+        if state_changed {
+            notify(&[NotifyState::Status(&self.status_line())]);
         }
-        if fired {
-            self.export_firing();
-        }
-        self.save_again_if_rebuilt().await;
-        self.actions.dispatcher.start(jobs);
-        for (seq, d) in deliveries {
-            self.actions.outbox.enqueue(seq, d, stored);
-        }
+        stored
     }
 
     /// Positions stored: a log watch that starts again (a reload) takes up from there.

@@ -23,6 +23,21 @@ pub(super) struct Tally {
     pub summaries: HashMap<Arc<str>, String>,
 }
 
+impl Tally {
+    /// A firing, in `hark_firings_total` of its rule and state.
+    pub fn count(&mut self, firing: &crate::event::Firing) {
+        let firing_now = firing.state == crate::event::FiringState::Firing;
+        self.firing_series
+            .entry((Arc::clone(&firing.rule), firing_now))
+            .or_insert_with(|| {
+                let labels =
+                    crate::metrics::labels("rule", &firing.rule, "state", firing.state.as_str());
+                crate::metrics::get().firings.get_or_create(&labels).clone()
+            })
+            .inc();
+    }
+}
+
 /// A watch's metric series, kept so that an event costs no label allocation or lookup.
 pub(super) struct WatchSeries {
     pub(super) events: prometheus_client::metrics::counter::Counter,

@@ -168,130 +168,191 @@ fn start() -> io::Result<Running> {
     })
 }
 
+/// The thread's state: its tenants, their deadlines, the events not yet handed over.
+struct Thread {
+    inotify: Inotify,
+    watches: HashMap<u64, Box<dyn Tenant>>,
+    /// (deadline, watch): the earliest first; a watch may be in it more than once, and
+    /// an entry whose watch has nothing due by then is a no-op.
+    due: BinaryHeap<std::cmp::Reverse<(Instant, u64)>>,
+    out: VecDeque<(u64, Event)>,
+    /// When the kernel's queue was last read empty: every change before is known.
+    drained: SystemTime,
+    last_events: Instant,
+    streaming: bool,
+}
+
 /// The thread: waits for inotify, a command or the next deadline; no polling (but for
 /// the engine: while it is behind, the thread tries again every few milliseconds).
-fn run(mut inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
-    let mut watches: HashMap<u64, Box<dyn Tenant>> = HashMap::new();
-    // (deadline, watch): the earliest first; a watch may be in it more than once, and
-    // an entry whose watch has nothing due by then is a no-op.
-    let mut due: BinaryHeap<std::cmp::Reverse<(Instant, u64)>> = BinaryHeap::new();
-    let mut out: VecDeque<(u64, Event)> = VecDeque::new();
+fn run(inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
+    let mut t = Thread {
+        inotify,
+        watches: HashMap::new(),
+        due: BinaryHeap::new(),
+        out: VecDeque::new(),
+        drained: SystemTime::now(),
+        last_events: Instant::now() - STREAM,
+        streaming: false,
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut raws = Vec::new();
-    // When the kernel's queue was last read empty: every change before is known.
-    let mut drained = SystemTime::now();
-    let mut last_events = Instant::now() - STREAM;
-    let mut streaming = false;
     loop {
-        let mut timeout = due.peek().map(|r| r.0 .0);
-        let soon = |t: Option<Instant>, after| {
-            let at = Instant::now() + after;
-            Some(t.map_or(at, |t: Instant| t.min(at)))
-        };
-        if !out.is_empty() {
-            timeout = soon(timeout, std::time::Duration::from_millis(5));
-        }
-        let read_inotify = out.len() < OUT_MAX;
-        if streaming && read_inotify {
-            timeout = soon(timeout, LINGER);
-        }
-        if read_inotify && watches.values().any(|w| w.has_more()) {
-            // A log watch has more to read: round again at once.
-            timeout = soon(timeout, std::time::Duration::ZERO);
-        }
-        if !wait(&inotify.fd, wake, timeout, read_inotify && !streaming) {
+        let read_inotify = t.out.len() < OUT_MAX;
+        let timeout = t.timeout(read_inotify);
+        if !wait(&t.inotify.fd, wake, timeout, read_inotify && !t.streaming) {
             return;
         }
         let woke = Instant::now();
         // Commands first: a watch added is armed before its events are looked at.
+        if !t.take_commands(&rx) {
+            return;
+        }
+        if read_inotify {
+            raws.clear();
+            if !t.read(&mut buf, &mut raws, woke) {
+                return;
+            }
+        }
+        t.dispatch(&mut raws);
+        t.flush_due();
+        t.pump();
+        hand_over(&mut t.out, &mut t.watches);
+        t.watches.retain(|_, w| !w.closed());
+    }
+}
+
+impl Thread {
+    fn cx(&mut self, id: u64) -> Cx<'_> {
+        Cx::new(id, &mut self.inotify, &mut self.out, self.drained)
+    }
+
+    /// How long to wait: until the next deadline, sooner while the engine is behind, a
+    /// stream lingers or a log watch has more to read.
+    fn timeout(&self, read_inotify: bool) -> Option<Instant> {
+        let mut timeout = self.due.peek().map(|r| r.0 .0);
+        let soon = |t: Option<Instant>, after| {
+            let at = Instant::now() + after;
+            Some(t.map_or(at, |t: Instant| t.min(at)))
+        };
+        if !self.out.is_empty() {
+            timeout = soon(timeout, std::time::Duration::from_millis(5));
+        }
+        if self.streaming && read_inotify {
+            timeout = soon(timeout, LINGER);
+        }
+        if read_inotify && self.watches.values().any(|w| w.has_more()) {
+            // A log watch has more to read: round again at once.
+            timeout = soon(timeout, std::time::Duration::ZERO);
+        }
+        timeout
+    }
+
+    /// Adds and removes tenants; false when the hub is gone.
+    fn take_commands(&mut self, rx: &mpsc::Receiver<Command>) -> bool {
         loop {
             match rx.try_recv() {
                 Ok(Command::Add(id, mut state, done)) => {
-                    state.arm(&mut Cx::new(id, &mut inotify, &mut out, drained));
-                    schedule(&mut due, &mut state, id);
-                    watches.insert(id, state);
+                    state.arm(&mut self.cx(id));
+                    schedule(&mut self.due, &mut state, id);
+                    self.watches.insert(id, state);
                     let _ = done.send(());
                 }
                 Ok(Command::Remove(id, done)) => {
-                    if let Some(mut w) = watches.remove(&id) {
-                        w.disarm(&mut Cx::new(id, &mut inotify, &mut out, drained));
+                    if let Some(mut w) = self.watches.remove(&id) {
+                        w.disarm(&mut self.cx(id));
                     }
-                    out.retain(|(w, _)| *w != id);
+                    self.out.retain(|(w, _)| *w != id);
                     let _ = done.send(());
                 }
-                Err(mpsc::TryRecvError::Empty) => break,
-                Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
             }
         }
-        // Everything that happened before `read_started` is in what this read returns,
-        // unless the queue overflowed; a read that emptied the queue with no overflow
-        // moves `drained` there.
+    }
+
+    /// Reads what the kernel has; false when inotify cannot be read. Everything that
+    /// happened before the read started is in what it returns, unless the queue
+    /// overflowed; a read that emptied the queue with no overflow moves `drained` there.
+    fn read(&mut self, buf: &mut [u8], raws: &mut Vec<Raw>, woke: Instant) -> bool {
         let read_started = SystemTime::now();
-        let mut emptied = false;
-        if read_inotify {
-            raws.clear();
-            if let Err(e) = inotify.read(&mut buf, &mut raws) {
-                tracing::error!(error = %e, "cannot read inotify; file watches are deaf");
-                return;
-            }
-            emptied = raws.len() < READ_BATCH;
+        if let Err(e) = self.inotify.read(buf, raws) {
+            tracing::error!(error = %e, "cannot read inotify; file watches are deaf");
+            return false;
         }
-        if read_inotify {
-            if raws.is_empty() {
-                streaming = false;
-            } else {
-                streaming = streaming || woke - last_events < STREAM;
-                last_events = woke;
-            }
+        let emptied = raws.len() < READ_BATCH;
+        if raws.is_empty() {
+            self.streaming = false;
+        } else {
+            self.streaming = self.streaming || woke - self.last_events < STREAM;
+            self.last_events = woke;
         }
-        let now = Instant::now();
         let overflowed = raws.iter().any(|r| r.is(libc::IN_Q_OVERFLOW));
         if emptied && !overflowed {
-            drained = read_started;
+            self.drained = read_started;
         }
+        true
+    }
+
+    /// Hands each raw event to the tenants of its descriptor (an overflow to all).
+    fn dispatch(&mut self, raws: &mut Vec<Raw>) {
+        let now = Instant::now();
         for raw in raws.drain(..) {
             if raw.is(libc::IN_Q_OVERFLOW) {
-                for (id, w) in watches.iter_mut() {
-                    let id = *id;
-                    w.overflow(&mut Cx::new(id, &mut inotify, &mut out, drained));
-                    schedule(&mut due, w, id);
+                let ids: Vec<u64> = self.watches.keys().copied().collect();
+                for id in ids {
+                    self.with(id, |w, cx| w.overflow(cx));
                 }
                 continue;
             }
-            let users = inotify.users.get(&raw.wd).cloned().unwrap_or_default();
+            let users = self.inotify.users.get(&raw.wd).cloned().unwrap_or_default();
             if raw.is(libc::IN_IGNORED) {
-                inotify.forget(raw.wd);
+                self.inotify.forget(raw.wd);
             }
             for id in users {
-                if let Some(w) = watches.get_mut(&id) {
-                    w.on_raw(&raw, now, &mut Cx::new(id, &mut inotify, &mut out, drained));
-                    schedule(&mut due, w, id);
-                }
+                self.with(id, |w, cx| w.on_raw(&raw, now, cx));
             }
         }
+    }
+
+    /// Runs `f` on tenant `id`, then takes its next deadline.
+    fn with(&mut self, id: u64, f: impl FnOnce(&mut Box<dyn Tenant>, &mut Cx<'_>)) {
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        f(
+            w,
+            &mut Cx::new(id, &mut self.inotify, &mut self.out, self.drained),
+        );
+        schedule(&mut self.due, w, id);
+    }
+
+    /// The tenants' deadlines that are due.
+    fn flush_due(&mut self) {
         let now = Instant::now();
-        while let Some(std::cmp::Reverse((at, id))) = due.peek().copied() {
+        while let Some(std::cmp::Reverse((at, id))) = self.due.peek().copied() {
             if at > now {
                 break;
             }
-            due.pop();
-            if let Some(w) = watches.get_mut(&id) {
-                w.flush_due(now, &mut Cx::new(id, &mut inotify, &mut out, drained));
-                schedule(&mut due, w, id);
-            }
+            self.due.pop();
+            self.with(id, |w, cx| w.flush_due(now, cx));
         }
-        for (id, w) in watches.iter_mut() {
-            if out.len() >= OUT_MAX {
+    }
+
+    /// Log watches read on while the engine has room.
+    fn pump(&mut self) {
+        let ids: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.has_more())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if self.out.len() >= OUT_MAX {
                 break;
             }
-            if w.has_more() {
-                w.pump(&mut Cx::new(*id, &mut inotify, &mut out, drained));
-                // A pump may set a deadline of its own (a retry for a descriptor, a sweep).
-                schedule(&mut due, w, *id);
-            }
+            // A pump may set a deadline of its own (a retry for a descriptor, a sweep).
+            self.with(id, |w, cx| w.pump(cx));
         }
-        hand_over(&mut out, &mut watches);
-        watches.retain(|_, w| !w.closed());
     }
 }
 

@@ -38,54 +38,14 @@ pub(super) async fn deliver_batch(
             }
             return;
         };
-        let m = crate::metrics::get();
-        for (_, d) in batch.iter_mut() {
-            d.attempts += 1;
-            if d.attempts == 1 {
-                let waited = SystemTime::now()
-                    .duration_since(d.accepted)
-                    .unwrap_or_default();
-                m.observe_wait(&d.action, waited);
-            }
-        }
-        let messages: Vec<Message<'_>> = batch
-            .iter()
-            .map(|(_, d)| Message {
-                route: d.route.as_deref().unwrap_or_default(),
-                body: d.body.as_bytes(),
-                content_type: &d.content_type,
-                key: &d.key,
-            })
-            .collect();
-        let started = Instant::now();
-        let results = shared.brokers.publish_all(b, &messages).await;
-        let took = started.elapsed();
-        drop(messages);
+        let (results, took) = publish(shared, b, &mut batch).await;
         let failed_at = results
             .iter()
             .position(Result::is_err)
             .unwrap_or(batch.len());
         let rest = batch.split_off(failed_at);
         for (_, d) in &batch {
-            m.delivery(&d.action, "delivered");
-            m.observe_run(&d.action, took);
-            tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
-            trace::publish(
-                Line::new(
-                    Kind::Action,
-                    "delivered",
-                    format!(
-                        "delivered ({}) at attempt {}, confirmed in {}",
-                        d.state,
-                        d.attempts,
-                        human_duration(took)
-                    ),
-                )
-                .watch(&d.watch)
-                .rule(&d.rule)
-                .action(&d.action)
-                .took(took),
-            );
+            confirmed(d, took);
         }
         if !batch.is_empty() {
             for (seq, _) in &batch {
@@ -100,7 +60,7 @@ pub(super) async fn deliver_batch(
         let Some((_, first)) = batch.first() else {
             return;
         };
-        m.delivery(&first.action, "retry");
+        crate::metrics::get().delivery(&first.action, "retry");
         if b.retry.is_some_and(|max| first.attempts >= max) {
             let (seq, d) = batch.remove(0);
             let why = format!("{why}; no attempts left (retry = {})", d.attempts);
@@ -108,28 +68,90 @@ pub(super) async fn deliver_batch(
             continue;
         }
         let wait = backoff(first.attempts);
-        for (seq, d) in &batch {
-            shared.note_retry(*seq, d.attempts, &why, wait);
-        }
-        tracing::warn!(rule = %first.rule, action = %first.action, attempts = first.attempts, waiting = batch.len(), error = %why, "delivery failed; retrying in {}", human_duration(wait));
-        let mut l = Line::new(
-            Kind::Action,
-            "retrying",
-            format!(
-                "attempt {} failed: {why}; retrying in {} ({} message(s) waiting)",
-                first.attempts,
-                human_duration(wait),
-                batch.len()
-            ),
-        )
-        .watch(&first.watch)
-        .rule(&first.rule)
-        .action(&first.action)
-        .took(took);
-        l.retry_in_secs = Some(wait.as_secs_f64());
-        trace::publish(l);
+        retrying(shared, &batch, &why, wait, took);
         if !lane.back_off(&shared.stop, wait).await {
             return;
         }
     }
+}
+
+/// One attempt at the whole batch: each message's result, and how long it took.
+async fn publish(
+    shared: &Shared,
+    b: &crate::config::BrokerAction,
+    batch: &mut [(u64, Delivery)],
+) -> (Vec<Result<(), String>>, std::time::Duration) {
+    let m = crate::metrics::get();
+    for (_, d) in batch.iter_mut() {
+        d.attempts += 1;
+        if d.attempts == 1 {
+            let waited = SystemTime::now()
+                .duration_since(d.accepted)
+                .unwrap_or_default();
+            m.observe_wait(&d.action, waited);
+        }
+    }
+    let messages: Vec<Message<'_>> = batch
+        .iter()
+        .map(|(_, d)| Message {
+            route: d.route.as_deref().unwrap_or_default(),
+            body: d.body.as_bytes(),
+            content_type: &d.content_type,
+            key: &d.key,
+        })
+        .collect();
+    let started = Instant::now();
+    let results = shared.brokers.publish_all(b, &messages).await;
+    (results, started.elapsed())
+}
+
+/// A message the broker confirmed: counted, logged and traced.
+fn confirmed(d: &Delivery, took: std::time::Duration) {
+    let m = crate::metrics::get();
+    m.delivery(&d.action, "delivered");
+    m.observe_run(&d.action, took);
+    tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
+    let text = format!(
+        "delivered ({}) at attempt {}, confirmed in {}",
+        d.state,
+        d.attempts,
+        human_duration(took)
+    );
+    trace::publish(
+        Line::new(Kind::Action, "delivered", text)
+            .watch(&d.watch)
+            .rule(&d.rule)
+            .action(&d.action)
+            .took(took),
+    );
+}
+
+/// The failed message and those behind it wait `wait`: noted, logged and traced.
+fn retrying(
+    shared: &Shared,
+    batch: &[(u64, Delivery)],
+    why: &str,
+    wait: std::time::Duration,
+    took: std::time::Duration,
+) {
+    let Some((_, first)) = batch.first() else {
+        return;
+    };
+    for (seq, d) in batch {
+        shared.note_retry(*seq, d.attempts, why, wait);
+    }
+    tracing::warn!(rule = %first.rule, action = %first.action, attempts = first.attempts, waiting = batch.len(), error = %why, "delivery failed; retrying in {}", human_duration(wait));
+    let text = format!(
+        "attempt {} failed: {why}; retrying in {} ({} message(s) waiting)",
+        first.attempts,
+        human_duration(wait),
+        batch.len()
+    );
+    let mut l = Line::new(Kind::Action, "retrying", text)
+        .watch(&first.watch)
+        .rule(&first.rule)
+        .action(&first.action)
+        .took(took);
+    l.retry_in_secs = Some(wait.as_secs_f64());
+    trace::publish(l);
 }
