@@ -97,17 +97,22 @@ fn line(d: &Delivery, what: &str, text: String, took: Duration) -> Line {
 }
 
 async fn delivered(shared: &Shared, seq: u64, d: &Delivery, took: Duration) {
+    said_delivered(d, took, "in");
+    shared.retry_done(seq);
+    settle(shared, vec![(seq, None)]).await;
+}
+
+/// A delivery made: counted, logged and traced (`how` it took: "in", "confirmed in").
+pub(super) fn said_delivered(d: &Delivery, took: Duration, how: &str) {
     crate::metrics::get().delivery(&d.action, "delivered");
     tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
     let text = format!(
-        "delivered ({}) at attempt {} in {}",
+        "delivered ({}) at attempt {} {how} {}",
         d.state,
         d.attempts,
         human_duration(took)
     );
     trace::publish(line(d, "delivered", text, took));
-    shared.retry_done(seq);
-    settle(shared, vec![(seq, None)]).await;
 }
 
 /// An attempt that failed and is tried again: said, and how long to wait.

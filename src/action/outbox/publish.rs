@@ -6,7 +6,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use super::deliver::{backoff, deliver, give_up, settle};
+use super::deliver::{backoff, deliver, give_up, said_delivered, settle};
 use super::{Delivery, LaneState, Shared};
 use crate::action::broker::Message;
 use crate::config::ActionKind;
@@ -105,25 +105,10 @@ async fn publish(
     (results, started.elapsed())
 }
 
-/// A message the broker confirmed: counted, logged and traced.
+/// A message the broker confirmed.
 fn confirmed(d: &Delivery, took: std::time::Duration) {
-    let m = crate::metrics::get();
-    m.delivery(&d.action, "delivered");
-    m.observe_run(&d.action, took);
-    tracing::info!(rule = %d.rule, action = %d.action, state = %d.state, attempts = d.attempts, "delivered");
-    let text = format!(
-        "delivered ({}) at attempt {}, confirmed in {}",
-        d.state,
-        d.attempts,
-        human_duration(took)
-    );
-    trace::publish(
-        Line::new(Kind::Action, "delivered", text)
-            .watch(&d.watch)
-            .rule(&d.rule)
-            .action(&d.action)
-            .took(took),
-    );
+    crate::metrics::get().observe_run(&d.action, took);
+    said_delivered(d, took, "confirmed in");
 }
 
 /// The failed message and those behind it wait `wait`: noted, logged and traced.
