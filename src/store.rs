@@ -13,6 +13,7 @@
 //! file while hark runs is noticed before the next write (see `file`).
 
 mod file;
+mod settle;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -346,29 +347,6 @@ impl Store {
         Ok(())
     }
 
-    fn unsettled(&self) -> Vec<(u64, Option<Vec<u8>>)> {
-        let pending = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
-        pending.iter().map(|(k, v)| (*k, v.clone())).collect()
-    }
-
-    /// Forgets the carried updates a write just stored (unless a newer one came since).
-    fn settled(&self, written: &[(u64, Option<Vec<u8>>)]) {
-        let mut pending = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, v) in written {
-            if pending.get(k) == Some(v) {
-                pending.remove(k);
-            }
-        }
-    }
-
-    /// Outbox updates the last writes could not store.
-    pub fn unsettled_count(&self) -> usize {
-        self.unsettled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
     fn apply_outbox(
         &self,
         outbox: &mut redb::Table<u64, &[u8]>,
@@ -414,96 +392,7 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Updates deliveries in place (`None` removes one: it was delivered). Not fsync'd on
-    /// its own: a removal lost in a crash means one more delivery, which the receiver can
-    /// recognise by its idempotency key; the next `commit` makes it durable. What a failed
-    /// write could not store is carried by the next write, of either kind (`settle(&[])`
-    /// writes just that).
-    pub fn settle(&self, changes: &[(u64, Option<Vec<u8>>)]) -> Result<(), StoreError> {
-        let all = {
-            let mut pending = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
-            for (k, v) in changes {
-                pending.insert(*k, v.clone());
-            }
-            pending
-                .iter()
-                .map(|(k, v)| (*k, v.clone()))
-                .collect::<Vec<_>>()
-        };
-        if all.is_empty() {
-            return Ok(());
-        }
-        self.write(|db| {
-            let mut txn = db.begin_write().map_err(|e| self.error(e))?;
-            txn.set_durability(Durability::Eventual);
-            {
-                let mut outbox = txn.open_table(OUTBOX).map_err(|e| self.error(e))?;
-                self.apply_outbox(&mut outbox, &all)?;
-            }
-            txn.commit().map_err(|e| self.error(e))
-        })?;
-        self.settled(&all);
-        Ok(())
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn what_is_saved_is_loaded_by_the_next_process_and_removals_stick() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(&dir.path().join("state")).unwrap();
-            store
-                .commit(
-                    &[
-                        (key("a", "w"), Some(b"A".to_vec())),
-                        (key("b", "w"), Some(b"B".to_vec())),
-                    ],
-                    &[(1, b"one".to_vec()), (2, b"two".to_vec())],
-                    &[("am/a/w".into(), Some(b"alert".to_vec()))],
-                )
-                .unwrap();
-            store.commit(&[(key("b", "w"), None)], &[], &[]).unwrap();
-            store
-                .settle(&[(1, None), (2, Some(b"TWO".to_vec()))])
-                .unwrap();
-        }
-        // A child another test spawns holds copies of this process's descriptors (the
-        // locks among them) until its exec: the lock is free again a moment later.
-        let reopen = || Store::open(&dir.path().join("state"));
-        let mut store = reopen();
-        for _ in 0..100 {
-            match &store {
-                Err(e) if e.to_string().contains("already in use") => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                    store = reopen();
-                }
-                _ => break,
-            }
-        }
-        let store = store.unwrap();
-        assert_eq!(
-            store.rule_states().unwrap(),
-            vec![(key("a", "w"), b"A".to_vec())]
-        );
-        assert_eq!(store.outbox().unwrap(), vec![(2, b"TWO".to_vec())]);
-        assert_eq!(
-            store.alerts().unwrap(),
-            vec![("am/a/w".to_string(), b"alert".to_vec())]
-        );
-    }
-
-    #[test]
-    fn a_second_daemon_on_the_same_state_dir_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let _first = Store::open(dir.path()).unwrap();
-        let Err(e) = Store::open(dir.path()) else {
-            panic!("opened twice");
-        };
-        assert!(e.to_string().contains("another hark"), "{e}");
-    }
-}
+mod tests;

@@ -361,4 +361,6 @@ fn prune(matches: &mut VecDeque<Instant>, within: Duration, now: Instant) {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;

@@ -35,6 +35,7 @@ use crate::config::ProcessWatch;
 use crate::event::Event;
 
 pub use procfs::{parse_stat, Stat};
+pub use watched::sample_once;
 
 /// A pass with no new pid to look at reads the counters of at most this many followed
 /// processes on the runtime itself; more go to a blocking thread.
@@ -413,40 +414,6 @@ impl Monitor {
         };
         let _ = out.0.send(out.1).await;
     }
-}
-
-/// One sample of a process watch, now, for `hark test`: what the selectors find.
-pub fn sample_once(config: &ProcessWatch) -> Map<String, Value> {
-    let mut cache = Cache::default();
-    let config = Arc::new(config.clone());
-    let first = cache.pass(
-        std::slice::from_ref(&config),
-        &[true],
-        &HashSet::new(),
-        Look::All,
-    );
-    let (tx, _rx) = mpsc::channel(1);
-    let mut w = Watched {
-        name: Arc::from(""),
-        host: Arc::from(""),
-        config,
-        events: tx,
-        members: first.found[0]
-            .iter()
-            .map(|f| {
-                (
-                    f.pid,
-                    Member {
-                        found: f.clone(),
-                        last_cpu: None,
-                        pidfd: None,
-                    },
-                )
-            })
-            .collect(),
-        next_sample: Instant::now(),
-    };
-    w.sample(&first.stats, first.uptime, Instant::now()).fields
 }
 
 #[cfg(test)]

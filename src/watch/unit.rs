@@ -163,16 +163,9 @@ impl Follower {
         p.push(why);
     }
 
-    /// The event of the bus gone (or never reached): an edge, `kind = "disconnected"`,
-    /// with the reason in `error`; `unit` and the states empty, so conditions on them are
-    /// simply false and a rule can say `when = 'kind == "disconnected"'`.
+    /// The event of the bus gone (or never reached): an edge (see `disconnected_fields`).
     fn disconnected(&self, why: String) -> Event {
-        let mut fields = Map::new();
-        fields.insert("kind".into(), Value::from("disconnected"));
-        for f in ["unit", "active_state", "sub_state", "load_state", "result"] {
-            fields.insert(f.into(), Value::from(""));
-        }
-        fields.insert("error".into(), Value::from(why));
+        let fields = sample::disconnected_fields(why);
         Event::new(&self.name, "unit", &self.host, true, fields)
     }
 

@@ -1,6 +1,6 @@
 //! One process watch's members and the events it makes of what the passes find.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::procfs::{self, Stat};
-use super::scan::Found;
+use super::scan::{Cache, Found, Look};
 use super::wake::{follow_exit, Exit};
 use crate::config::ProcessWatch;
 use crate::event::Event;
@@ -194,4 +194,38 @@ impl Watched {
         f.insert("uptime_s".into(), Value::from(up));
         self.event(f, false)
     }
+}
+
+/// One sample of a process watch, now, for `hark test`: what the selectors find.
+pub fn sample_once(config: &ProcessWatch) -> Map<String, Value> {
+    let mut cache = Cache::default();
+    let config = Arc::new(config.clone());
+    let first = cache.pass(
+        std::slice::from_ref(&config),
+        &[true],
+        &HashSet::new(),
+        Look::All,
+    );
+    let (tx, _rx) = mpsc::channel(1);
+    let mut w = Watched {
+        name: Arc::from(""),
+        host: Arc::from(""),
+        config,
+        events: tx,
+        members: first.found[0]
+            .iter()
+            .map(|f| {
+                (
+                    f.pid,
+                    Member {
+                        found: f.clone(),
+                        last_cpu: None,
+                        pidfd: None,
+                    },
+                )
+            })
+            .collect(),
+        next_sample: Instant::now(),
+    };
+    w.sample(&first.stats, first.uptime, Instant::now()).fields
 }

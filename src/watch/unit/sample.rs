@@ -17,6 +17,19 @@ pub(super) fn transient_failure(
         && text(typed, "Restart").is_some_and(|r| r != "no")
 }
 
+/// The fields of the bus gone (or never reached): `kind = "disconnected"`, the reason in
+/// `error`; `unit` and the states empty, so conditions on them are simply false and a
+/// rule can say `when = 'kind == "disconnected"'`.
+pub(super) fn disconnected_fields(why: String) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("kind".into(), Value::from("disconnected"));
+    for f in ["unit", "active_state", "sub_state", "load_state", "result"] {
+        fields.insert(f.into(), Value::from(""));
+    }
+    fields.insert("error".into(), Value::from(why));
+    fields
+}
+
 /// The properties a sample is made of.
 pub(super) const USED: [&str; 7] = [
     "ActiveState",
