@@ -168,7 +168,7 @@ impl Daemon {
             .collect();
         self.engine
             .reload(&new, &unchanged, Instant::now(), SystemTime::now());
-        if let Err(e) = self.forget_stale_states(&new).await {
+        if let Err(e) = self.forget_stale_states().await {
             tracing::warn!(error = %e, "cannot remove the saved states of rules no longer configured");
         }
 
@@ -230,12 +230,15 @@ impl Daemon {
         }
     }
 
-    /// Removes the saved states of rules and watches the new configuration does not have.
-    async fn forget_stale_states(&self, new: &Config) -> anyhow::Result<()> {
-        let valid: HashSet<String> = new
-            .rules
-            .values()
-            .flat_map(|r| r.watches.iter().map(|w| crate::store::key(&r.name, w)))
+    /// Removes the saved states the reloaded engine no longer holds: of rules and watches
+    /// the new configuration does not have, of groups a changed rule does not keep. Every
+    /// state it holds stays stored (firing groups of `group_by` rules included).
+    async fn forget_stale_states(&self) -> anyhow::Result<()> {
+        let valid: HashSet<String> = self
+            .engine
+            .all_states(Instant::now(), SystemTime::now())
+            .into_iter()
+            .map(|(k, _)| k)
             .collect();
         // A rule removed a moment ago may come back: its saved state stays meanwhile.
         let retired: HashSet<String> = self.engine.retired_rules().map(str::to_string).collect();

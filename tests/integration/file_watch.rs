@@ -5,30 +5,14 @@ use std::time::Duration;
 use crate::util::*;
 
 fn config(paths: &str, extra: &str, debounce: &str) -> String {
-    format!(
-        r#"
-[watch.w]
-type = "file"
-paths = {paths}
-debounce = "{debounce}"
-{extra}
-
-[rule.r]
-watch = "w"
-then = ["rec"]
-
-[action.rec]
-type = "shell"
-command = {}
-"#,
-        recorder_argv(
-            "@DIR@/out",
-            &[
-                "{{ event.kind }}",
-                "{{ event.path }}",
-                "{{ event.old_path }}"
-            ]
-        )
+    recorded(
+        &format!("type = \"file\"\npaths = {paths}\ndebounce = \"{debounce}\"\n{extra}"),
+        "",
+        &[
+            "{{ event.kind }}",
+            "{{ event.path }}",
+            "{{ event.old_path }}",
+        ],
     )
 }
 

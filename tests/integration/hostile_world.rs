@@ -433,9 +433,6 @@ fn a_backlog_longer_than_the_window_in_memory_is_delivered_whole_and_in_order() 
 
 #[test]
 fn the_watchdog_is_fed_and_status_answers_through_a_burst_on_hundreds_of_rules() {
-    use std::os::unix::net::UnixDatagram;
-    use std::sync::{Arc, Mutex};
-    use std::time::Instant;
     let dir = tempdir();
     std::fs::create_dir(dir.path().join("in")).unwrap();
     let mut config = String::from(
@@ -447,61 +444,20 @@ fn the_watchdog_is_fed_and_status_answers_through_a_burst_on_hundreds_of_rules()
             i % 10
         ));
     }
-    let config = with_state_dir(&config).replace("@DIR@", &dir.path().to_string_lossy());
-    let file = dir.path().join("hark.toml");
-    std::fs::write(&file, config).unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let pings: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (p, r) = (Arc::clone(&pings), Arc::clone(&ready));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s2 = Arc::clone(&stop);
-    let listener = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok(n) = sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]);
-                if msg.contains("READY=1") {
-                    r.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                if msg.contains("WATCHDOG=1") {
-                    p.lock().unwrap().push(Instant::now());
-                }
-            }
-        }
-    });
-    let mut child = std::process::Command::new(HARK)
-        .args(["run", "-c"])
-        .arg(&file)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "2000000")
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(20), || {
-        ready.load(std::sync::atomic::Ordering::Relaxed)
-    });
-    let burst_start = Instant::now();
+    let h = Start::new(&config)
+        .dir(dir)
+        .watchdog(Duration::from_secs(2))
+        .log_level("warn")
+        .run();
+    let burst_start = std::time::Instant::now();
     for i in 0..3000 {
-        std::fs::write(dir.path().join(format!("in/{i}")), "").unwrap();
+        std::fs::write(h.path(&format!("in/{i}")), "").unwrap();
     }
     // While the engine works through 300,000 verdicts, the control socket answers.
-    let status = std::process::Command::new(HARK)
-        .args(["status", "--json", "--socket"])
-        .arg(dir.path().join("control.sock"))
-        .output()
-        .unwrap();
-    assert_eq!(status.status.code(), Some(0));
+    let (code, _, err) = h.ctl(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
     std::thread::sleep(Duration::from_secs(3));
-    let _ = child.kill();
-    let _ = child.wait();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = listener.join();
-    let pings = pings.lock().unwrap().clone();
+    let pings = h.pings();
     let gaps: Vec<Duration> = pings
         .windows(2)
         .filter(|w| w[1] > burst_start)
@@ -521,44 +477,17 @@ fn the_watchdog_is_fed_and_status_answers_through_a_burst_on_hundreds_of_rules()
 /// systemd would have killed an idle hark.)
 #[test]
 fn the_watchdog_is_fed_while_nothing_happens() {
-    use std::os::unix::net::UnixDatagram;
-    use std::time::Instant;
-    let dir = tempdir();
-    let config = with_state_dir("[watch.w]\ntype = \"file\"\npaths = [\"@DIR@/quiet\"]\n")
-        .replace("@DIR@", &dir.path().to_string_lossy());
-    let file = dir.path().join("hark.toml");
-    std::fs::write(&file, config).unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut child = std::process::Command::new(HARK)
-        .args(["run", "-c"])
-        .arg(&file)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "1000000")
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut pings = Vec::new();
-    let mut buf = [0u8; 4096];
-    let end = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < end {
-        if let Ok(n) = sock.recv(&mut buf) {
-            if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
-                pings.push(Instant::now());
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let h = Start::new("[watch.w]\ntype = \"file\"\npaths = [\"@DIR@/quiet\"]\n")
+        .watchdog(Duration::from_secs(1))
+        .log_level("warn")
+        .run();
+    let start = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    let end = std::time::Instant::now();
+    let pings: Vec<_> = h.pings().into_iter().filter(|t| *t >= start).collect();
     // Pinged every half second; systemd wants one within each second.
     assert!(pings.len() >= 8, "{} pings in 6 s", pings.len());
-    let last = pings
-        .last()
-        .copied()
-        .unwrap_or(end - Duration::from_secs(6));
+    let last = pings.last().copied().unwrap_or(start);
     assert!(
         end - last < Duration::from_secs(1),
         "no ping in the last {:?}",

@@ -16,8 +16,83 @@ pub struct Hark {
     pub child: Child,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
-    /// Applied to the command at each start.
+    /// How it was started: each restart starts it the same way.
+    how: How,
+    /// When it sent WATCHDOG=1, with [`Start::watchdog`].
+    pings: Arc<Mutex<Vec<Instant>>>,
+}
+
+/// How to start the daemon, beside its config: limits, the watchdog, the log level.
+#[derive(Clone)]
+struct How {
     prepare: fn(&mut Command),
+    watchdog: Option<Duration>,
+    rust_log: Option<String>,
+}
+
+/// Starts `hark run` as a test wants it: `Start::new(config).dir(..).watchdog(..).run()`.
+pub struct Start {
+    config: String,
+    dir: Option<tempfile::TempDir>,
+    how: How,
+}
+
+impl Start {
+    /// `config`, with `@DIR@` replaced by the temp dir (a state dir and control socket of
+    /// its own added unless it names them).
+    pub fn new(config: &str) -> Start {
+        Start {
+            config: config.to_string(),
+            dir: None,
+            how: How {
+                prepare: |_| {},
+                watchdog: None,
+                rust_log: None,
+            },
+        }
+    }
+
+    /// In this temp dir (files the config names may be there already).
+    pub fn dir(mut self, dir: tempfile::TempDir) -> Start {
+        self.dir = Some(dir);
+        self
+    }
+
+    /// Applied to the command at each start (limits, a user).
+    pub fn prepare(mut self, f: fn(&mut Command)) -> Start {
+        self.how.prepare = f;
+        self
+    }
+
+    /// With systemd's watchdog at `every` (`WATCHDOG_USEC`): each WATCHDOG=1 is recorded
+    /// (see [`Hark::pings`]).
+    pub fn watchdog(mut self, every: Duration) -> Start {
+        self.how.watchdog = Some(every);
+        self
+    }
+
+    /// `RUST_LOG` of the daemon (default: `HARK_TEST_RUST_LOG`, else `info`).
+    pub fn log_level(mut self, level: &str) -> Start {
+        self.how.rust_log = Some(level.to_string());
+        self
+    }
+
+    /// Writes the config and starts the daemon, returning once it has sent READY=1.
+    pub fn run(self) -> Hark {
+        let dir = self.dir.unwrap_or_else(tempdir);
+        let config = with_state_dir(&self.config).replace("@DIR@", &dir.path().to_string_lossy());
+        let file = dir.path().join("hark.toml");
+        std::fs::write(&file, config).expect("write config");
+        let pings = Arc::default();
+        let (child, log) = spawn_ready(dir.path(), &file, &self.how, &pings);
+        Hark {
+            child,
+            dir,
+            log,
+            how: self.how,
+            pings,
+        }
+    }
 }
 
 pub fn tempdir() -> tempfile::TempDir {
@@ -30,46 +105,48 @@ pub fn tempdir() -> tempfile::TempDir {
 /// Writes `config` (with `@DIR@` replaced by the temp dir) and starts `hark run` on it,
 /// returning once it has sent READY=1.
 pub fn start(config: &str) -> Hark {
-    start_in(tempdir(), config)
+    Start::new(config).run()
 }
 
 pub fn start_in(dir: tempfile::TempDir, config: &str) -> Hark {
-    start_with(dir, config, |_| {})
+    Start::new(config).dir(dir).run()
 }
 
 /// As [`start_in`], with `prepare` applied to the command first (limits, environment).
 pub fn start_with(dir: tempfile::TempDir, config: &str, prepare: fn(&mut Command)) -> Hark {
-    let config = with_state_dir(config).replace("@DIR@", &dir.path().to_string_lossy());
-    let file = dir.path().join("hark.toml");
-    std::fs::write(&file, config).expect("write config");
-    let (child, log) = spawn_ready(dir.path(), &file, prepare);
-    Hark {
-        child,
-        dir,
-        log,
-        prepare,
-    }
+    Start::new(config).dir(dir).prepare(prepare).run()
 }
 
-/// Starts `hark run -c file` and waits for READY=1 on a notify socket in `dir`.
-fn spawn_ready(dir: &Path, file: &Path, prepare: fn(&mut Command)) -> (Child, Arc<Mutex<String>>) {
+/// Starts `hark run -c file` and waits for READY=1 on a notify socket in `dir`; with a
+/// watchdog, goes on listening and records each WATCHDOG=1 in `pings` while the daemon's
+/// `Hark` lives.
+fn spawn_ready(
+    dir: &Path,
+    file: &Path,
+    how: &How,
+    pings: &Arc<Mutex<Vec<Instant>>>,
+) -> (Child, Arc<Mutex<String>>) {
     let sock_path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&sock_path);
     let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let mut cmd = Command::new(HARK);
-    prepare(&mut cmd);
-    let mut child = cmd
-        .arg("run")
+    (how.prepare)(&mut cmd);
+    let rust_log = how
+        .rust_log
+        .clone()
+        .unwrap_or_else(|| std::env::var("HARK_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()));
+    cmd.arg("run")
         .arg("-c")
         .arg(file)
         .env("NOTIFY_SOCKET", &sock_path)
-        .env(
-            "RUST_LOG",
-            std::env::var("HARK_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .env("NO_COLOR", "1")
+        .env("RUST_LOG", rust_log)
+        .env("NO_COLOR", "1");
+    if let Some(every) = how.watchdog {
+        cmd.env("WATCHDOG_USEC", every.as_micros().to_string());
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -98,7 +175,36 @@ fn spawn_ready(dir: &Path, file: &Path, prepare: fn(&mut Command)) -> (Child, Ar
             }
         }
     }
+    if how.watchdog.is_some() {
+        record_pings(sock, Arc::downgrade(pings));
+    }
     (child, log)
+}
+
+/// Records each WATCHDOG=1 until the daemon's `Hark` is gone.
+fn record_pings(sock: UnixDatagram, pings: std::sync::Weak<Mutex<Vec<Instant>>>) {
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Some(pings) = pings.upgrade() {
+            if let Ok(n) = sock.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                    pings.lock().unwrap().push(Instant::now());
+                }
+            }
+        }
+    });
+}
+
+/// The configuration most tests need: watch `w` (its table's keys in `watch`), rule `r`
+/// over it (more keys in `rule`) running action `rec`, which appends each template of
+/// `record`, rendered, to `@DIR@/out` as a NUL-ended record (read with `Hark::lines`).
+pub fn recorded(watch: &str, rule: &str, record: &[&str]) -> String {
+    format!(
+        "[watch.w]\n{watch}\n\n[rule.r]\nwatch = \"w\"\nthen = [\"rec\"]\n{rule}\n\n\
+         [action.rec]\ntype = \"shell\"\ncommand = {}\n",
+        recorder_argv("@DIR@/out", record)
+    )
 }
 
 /// A config file under `tests/fixtures/`, with each `(placeholder, value)` replaced.
@@ -228,10 +334,19 @@ impl Hark {
             "hark did not stop cleanly:\n{}",
             self.log()
         );
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         let file = self.dir.path().join("hark.toml");
-        let (child, log) = spawn_ready(self.dir.path(), &file, self.prepare);
+        let (child, log) = spawn_ready(self.dir.path(), &file, &self.how, &self.pings);
         self.child = child;
         self.log = log;
+    }
+
+    /// When it sent WATCHDOG=1 (started with [`Start::watchdog`]).
+    pub fn pings(&self) -> Vec<Instant> {
+        self.pings.lock().unwrap().clone()
     }
 
     /// SIGKILL (nothing is flushed or finished), then starts it again on the same config
@@ -239,10 +354,7 @@ impl Hark {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let file = self.dir.path().join("hark.toml");
-        let (child, log) = spawn_ready(self.dir.path(), &file, self.prepare);
-        self.child = child;
-        self.log = log;
+        self.start_again();
     }
 
     /// SIGTERM, then the exit code (bounded wait).
