@@ -14,6 +14,7 @@ mod file_watch;
 mod groups;
 mod hostile_config;
 mod hostile_world;
+mod house;
 mod http_server;
 mod http_watch;
 mod journal_watch;
