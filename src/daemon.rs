@@ -1,6 +1,7 @@
 //! Start, run, reload and stop: wires the watches to the rule engine and the engine to
 //! the actions, handles signals, answers the control socket and tells systemd what is
-//! going on.
+//! going on. Start-up is start.rs, the main loop serve.rs, the stop stop.rs; the work
+//! itself belongs to the parts wired (intake, engine, actions and their outbox).
 
 mod act;
 mod calls;

@@ -1,9 +1,10 @@
 //! The rule engine: conditions over events, and what a match turns into. Rules read
 //! events and produce firings; how a firing's actions run is not their business.
 //!
-//! Edge events (a file changed) go through each rule's `EdgeGate`; state events (a
-//! check's latest result) through one `StateMachine` per rule and watch, so a rule over
-//! two endpoints alerts for each on its own.
+//! Each rule evaluates its condition and hands the outcome to one of its mechanisms
+//! (mechanism.rs, one file per variant): edge events (a file changed) to `Gated` or
+//! `Counted`, state events (a check's latest result) to `Stateful`, one state machine per
+//! watch, so a rule over two endpoints alerts for each on its own.
 
 mod condition;
 mod counted;
