@@ -60,12 +60,16 @@ impl Counted {
                 tracing::info!(rule = %head.name, watch = %event.watch, group = %key, count, "rule fired");
                 let mut f = head.firing(event, FiringState::Firing, count, Duration::ZERO);
                 f.group = (!head.config.group_by.is_empty()).then(|| head.group(Arc::clone(&key)));
-                let mut judged = Judged::of(RuleVerdict::State(Step::Fire { count }));
-                judged.firing = Some(f);
-                if head.config.resolve_after.is_some() {
-                    judged.changed.push(Arc::from(store_key(&key)));
+                // A firing that resolves by itself is stored, to resolve after a restart.
+                let stored = head.config.resolve_after.is_some();
+                Judged {
+                    verdict: RuleVerdict::State(Step::Fire { count }),
+                    firing: Some(f),
+                    changed: stored
+                        .then(|| Arc::from(store_key(&key)))
+                        .into_iter()
+                        .collect(),
                 }
-                judged
             }
             Some(held) => {
                 self.episodes.held_back(&key);

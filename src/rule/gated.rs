@@ -30,10 +30,11 @@ impl Gated {
             return judged;
         }
         let verdict = self.gate.on_match(heard.event, heard.now);
-        let mut judged = Judged::of(RuleVerdict::NoMatch);
-        judged.firing = head.edge_verdict(heard.event, &verdict);
-        judged.verdict = RuleVerdict::Edge(verdict);
-        judged
+        Judged {
+            firing: head.edge_verdict(heard.event, &verdict),
+            verdict: RuleVerdict::Edge(verdict),
+            changed: Vec::new(),
+        }
     }
 
     /// Debounce windows and held cooldowns that ended: each fires once.
