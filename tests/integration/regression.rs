@@ -104,3 +104,49 @@ fn a_write_reported_after_logrotate_renamed_the_file_opened_a_second_reader() {
         h.log()
     );
 }
+
+/// The same at scale: 10,000 addresses firing, a reload, a SIGKILL and a start; every
+/// group is taken up again (a restart takes up only firing groups, so the count held is
+/// the count that survived).
+#[test]
+fn ten_thousand_firing_groups_survive_a_reload_and_a_sigkill() {
+    const N: usize = 10_000;
+    let dir = tempdir();
+    std::fs::write(dir.path().join("auth.log"), "").unwrap();
+    let config = brute("1h").replace("then = [\"rec\"]\n", "");
+    let mut h = start_in(dir, &config);
+    let mut text = String::new();
+    for _ in 0..3 {
+        for i in 0..N {
+            let ip = format!("10.0.{}.{}", i / 256, i % 256);
+            text.push_str(&format!(
+                "sshd[1]: Failed password for root from {ip} port 22 ssh2\n"
+            ));
+        }
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(h.path("auth.log"))
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let held = |h: &Hark| h.status()["rules"][0]["groups"].as_u64().unwrap_or(0);
+    // Each group's firing is logged once ("rule fired"); stored with it.
+    let fired = |h: &Hark| h.log().matches("rule fired").count();
+    assert!(
+        wait_for(Duration::from_secs(60), || fired(&h) == N),
+        "fired {}, held {}",
+        fired(&h),
+        held(&h)
+    );
+    h.reload_with(&config);
+    assert!(h.wait_log("new configuration in place"), "{}", h.log());
+    h.kill_and_restart();
+    assert_eq!(held(&h), N as u64, "every firing group is taken up again");
+    assert_eq!(
+        h.log()
+            .matches("still firing from before the restart")
+            .count(),
+        N
+    );
+}
