@@ -54,6 +54,11 @@ pub enum Request {
     OutboxDrop {
         id: u64,
     },
+    /// An event for a heartbeat watch (`hark ping`): `kind` and the other fields.
+    Ping {
+        watch: String,
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -140,6 +145,9 @@ pub struct RuleStatus {
     pub since: Option<String>,
     /// `Some("")` when silenced with no end.
     pub silenced_until: Option<String>,
+    /// For a rule that expects a match: when one is due by (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_by: Option<String>,
     /// While firing: the summary of its latest firing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,

@@ -9,6 +9,7 @@ mod footprint;
 mod intake;
 mod judge;
 mod page;
+mod ping;
 mod pulse;
 mod reload;
 mod serve;

@@ -166,6 +166,10 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                     state_event(name, "command", host, command::check(&c, &stop).await)
                 });
             }
+            WatchKind::Heartbeat(_) => notes.push(format!(
+                "watch `{name}` (heartbeat) hears `hark ping {name}` while hark runs. \
+                 Try: hark test --event '{name} kind=success'"
+            )),
             WatchKind::File(_) => notes.push(format!(
                 "watch `{name}` (file) reports changes as they happen; nothing to sample. \
                  Try: hark test --event '{name} kind=modify path=/some/file'"

@@ -74,6 +74,25 @@ fn main() -> ExitCode {
             Request::Tail { watch, rule },
             json,
         )),
+        Command::Ping {
+            name,
+            start,
+            fail,
+            exit: code,
+            command,
+            socket,
+        } => {
+            let socket = socket.path();
+            if command.is_empty() {
+                exit(cli::ping::once(
+                    &socket,
+                    &name,
+                    cli::ping::Kind::of(start, fail, code),
+                ))
+            } else {
+                ExitCode::from(cli::ping::wrap(&socket, &name, &command))
+            }
+        }
         Command::Outbox { what, json, socket } => exit(match what {
             None => client::outbox(&socket.path(), json),
             Some(OutboxCommand::Retry { id, socket, .. }) => {

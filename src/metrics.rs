@@ -37,6 +37,7 @@ pub struct Metrics {
     pub check_seconds: Family<Labels, Histogram, Seconds>,
     pub firings: Family<Labels, Counter>,
     pub rules_firing: Family<Labels, Gauge>,
+    pub rule_deadline: Family<Labels, Gauge<f64, AtomicU64>>,
     pub action_runs: Family<Labels, Counter>,
     pub action_seconds: Family<Labels, Histogram, Seconds>,
     pub deliveries: Family<Labels, Counter>,
@@ -88,6 +89,7 @@ impl Metrics {
             check_seconds: Family::new_with_constructor(Seconds),
             firings: Family::default(),
             rules_firing: Family::default(),
+            rule_deadline: Family::default(),
             action_runs: Family::default(),
             action_seconds: Family::new_with_constructor(Seconds),
             deliveries: Family::default(),
@@ -136,6 +138,11 @@ impl Metrics {
             "rule_firing",
             "For each rule and watch firing now, how many of its states are firing (1, or the firing groups with group_by)",
             m.rules_firing.clone(),
+        );
+        r.register(
+            "rule_deadline_seconds",
+            "For each rule that expects a match (expect_within, expect), the nearest time one is due by, in unix seconds",
+            m.rule_deadline.clone(),
         );
         r.register(
             "action_runs",

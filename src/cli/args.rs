@@ -136,6 +136,28 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArgs,
     },
+    /// Tell a heartbeat watch a job is alive: a success (or --start, --fail, --exit CODE);
+    /// with `-- COMMAND ARGS...`, run the command between a start and its end (exit
+    /// status, duration and the last 4 KiB of its output as fields) and exit with its
+    /// status.
+    Ping {
+        /// The heartbeat watch (`type = "heartbeat"`).
+        name: String,
+        /// The job starts.
+        #[arg(long, conflicts_with_all = ["fail", "exit"])]
+        start: bool,
+        /// The job failed.
+        #[arg(long, conflicts_with = "exit")]
+        fail: bool,
+        /// The job ended with this exit status (0: success, else a failure).
+        #[arg(long, value_name = "CODE")]
+        exit: Option<i32>,
+        /// The job to run and report on.
+        #[arg(last = true, value_name = "COMMAND", conflicts_with_all = ["start", "fail", "exit"])]
+        command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        socket: SocketArgs,
+    },
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff), or write the pages of hark and each command to DIR.

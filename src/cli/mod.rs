@@ -2,4 +2,5 @@
 //! process it runs in.
 
 pub mod args;
+pub mod ping;
 pub mod setup;

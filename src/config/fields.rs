@@ -74,6 +74,7 @@ impl WatchKind {
             WatchKind::Log(l) => (LOG, l.json),
             WatchKind::Journal(_) => (JOURNAL, false),
             WatchKind::Unit(_) => (UNIT, false),
+            WatchKind::Heartbeat(_) => (HEARTBEAT, false),
         };
         let mut known: Vec<(String, FieldType)> = COMMON
             .iter()
@@ -96,6 +97,17 @@ impl WatchKind {
         Fields { known, open }
     }
 }
+
+const HEARTBEAT: &[(&str, FieldType)] = &[
+    ("kind", Str),
+    ("exit_code", Number),
+    ("duration_ms", Number),
+    ("output", Str),
+    ("output_truncated", Bool),
+    ("command", Str),
+    ("error", Str),
+    ("pid", Number),
+];
 
 const FILE: &[(&str, FieldType)] = &[
     ("kind", Str),

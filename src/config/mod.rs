@@ -10,6 +10,7 @@ mod condition;
 mod daemon;
 pub mod diagnostic;
 mod email;
+mod expect;
 mod field_check;
 mod fields;
 mod file;
@@ -20,6 +21,7 @@ mod log;
 mod parse;
 mod resolve;
 mod rule;
+mod rule_values;
 mod secret;
 mod suggest;
 mod systemd;
@@ -50,6 +52,7 @@ pub use condition::{
 pub use daemon::{local_hostname, DEFAULT_CONTROL_SOCKET};
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use email::{EmailAction, Security, SmtpServer};
+pub use expect::{show_in, Expect, Expectation, Schedule};
 pub use file::{FileEvents, FileWatch, PathPattern};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
@@ -60,7 +63,7 @@ pub use secret::Secret;
 pub use systemd::{SystemdAction, Verb};
 pub use tls::{pem_certificates, Ca, TlsOptions};
 pub use unit::UnitWatch;
-pub use watch::{WatchConfig, WatchKind};
+pub use watch::{HeartbeatWatch, WatchConfig, WatchKind};
 pub use webhook::{Payload, WebhookAction};
 
 /// A whole, validated configuration.

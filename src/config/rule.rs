@@ -10,6 +10,8 @@ use toml::Spanned;
 
 use super::condition::{self, Condition};
 use super::diagnostic::Location;
+use super::expect::{self, Expectation, RawExpect};
+use super::rule_values::{check_label_name, during_cooldown, parse_trigger_limit};
 use super::table::deserialize_table;
 use super::values::{self, NameList};
 use super::Ctx;
@@ -51,6 +53,8 @@ pub struct RuleConfig {
     pub max_groups: usize,
     /// On event watches: a firing group resolves this long after its last match.
     pub resolve_after: Option<Duration>,
+    /// `expect_within` or `expect`: it fires on a match that did not come.
+    pub expectation: Option<Expectation>,
 }
 
 pub const DEFAULT_MAX_GROUPS: usize = 10_000;
@@ -102,53 +106,34 @@ pub(crate) struct RawRuleChecked {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRule {
-    watch: Spanned<NameList>,
-    when: Option<Spanned<String>>,
+pub(super) struct RawRule {
+    pub(super) watch: Spanned<NameList>,
+    pub(super) when: Option<Spanned<String>>,
     #[serde(default)]
-    then: Option<Spanned<NameList>>,
-    resolve: Option<Spanned<NameList>>,
-    cooldown: Option<Spanned<String>>,
-    during_cooldown: Option<Spanned<String>>,
-    debounce: Option<Spanned<String>>,
-    times: Option<Spanned<i64>>,
-    within: Option<Spanned<String>>,
+    pub(super) then: Option<Spanned<NameList>>,
+    pub(super) resolve: Option<Spanned<NameList>>,
+    pub(super) cooldown: Option<Spanned<String>>,
+    pub(super) during_cooldown: Option<Spanned<String>>,
+    pub(super) debounce: Option<Spanned<String>>,
+    pub(super) times: Option<Spanned<i64>>,
+    pub(super) within: Option<Spanned<String>>,
     #[serde(rename = "for")]
-    hold_for: Option<Spanned<String>>,
-    repeat: Option<Spanned<String>>,
-    severity: Option<String>,
+    pub(super) hold_for: Option<Spanned<String>>,
+    pub(super) repeat: Option<Spanned<String>>,
+    pub(super) severity: Option<String>,
     #[serde(default)]
-    labels: BTreeMap<Spanned<String>, String>,
-    summary: Option<Spanned<String>>,
-    unless: Option<Spanned<NameList>>,
-    trigger_limit: Option<Spanned<String>>,
-    group_by: Option<Spanned<Vec<Spanned<String>>>>,
-    max_groups: Option<Spanned<i64>>,
-    resolve_after: Option<Spanned<String>>,
-}
-
-/// Label names as Prometheus and Alertmanager accept them; the names hark sets itself are
-/// reserved.
-fn check_label_name(ctx: &mut Ctx, k: &Spanned<String>) {
-    let name = k.get_ref();
-    if !values::is_identifier(name) {
-        ctx.error(
-            k.span(),
-            format!(
-                "invalid label name {name:?}: letters, digits and `_`, not starting with a digit"
-            ),
-        );
-    } else if name == "alertname" {
-        ctx.error(
-            k.span(),
-            "the `alertname` label is set by hark: it is the rule's name",
-        );
-    } else if name == "severity" {
-        ctx.error(
-            k.span(),
-            "the `severity` label is set by hark: use the rule's `severity` key",
-        );
-    }
+    pub(super) labels: BTreeMap<Spanned<String>, String>,
+    pub(super) summary: Option<Spanned<String>>,
+    pub(super) unless: Option<Spanned<NameList>>,
+    pub(super) trigger_limit: Option<Spanned<String>>,
+    pub(super) group_by: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) max_groups: Option<Spanned<i64>>,
+    pub(super) resolve_after: Option<Spanned<String>>,
+    pub(super) expect_within: Option<Spanned<String>>,
+    pub(super) expect: Option<Spanned<String>>,
+    pub(super) grace: Option<Spanned<String>>,
+    pub(super) timezone: Option<Spanned<String>>,
+    pub(super) expect_groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 pub(crate) fn parse(
@@ -175,6 +160,7 @@ pub(crate) fn parse(
             );
         }
     }
+    let expectation = expectation(ctx, &raw, &group_by);
     let threshold = threshold(ctx, &raw);
     let repeat = positive_duration(ctx, &raw.repeat, "repeat");
     let watch_refs = name_refs(ctx, &Some(raw.watch.clone()));
@@ -232,6 +218,7 @@ pub(crate) fn parse(
             group_by,
             max_groups,
             resolve_after,
+            expectation,
         },
         watch_refs,
         action_refs: action_refs.into_iter().chain(resolve_refs).collect(),
@@ -250,6 +237,7 @@ type Keys = Vec<(&'static str, Location)>;
 fn kind_keys(ctx: &Ctx, raw: &RawRule) -> (Keys, Keys) {
     let windowed = raw.within.is_some();
     let resolving = raw.resolve_after.is_some();
+    let expecting = raw.expect.is_some() || raw.expect_within.is_some();
     let state_keys: Keys = [
         (
             "times",
@@ -261,19 +249,20 @@ fn kind_keys(ctx: &Ctx, raw: &RawRule) -> (Keys, Keys) {
             "resolve",
             raw.resolve
                 .as_ref()
-                .filter(|_| !resolving)
+                .filter(|_| !resolving && !expecting)
                 .map(|v| v.span()),
         ),
     ]
     .into_iter()
     .filter_map(|(k, span)| Some((k, ctx.loc(span?))))
     .collect();
-    let edge_keys: Keys = raw
-        .resolve_after
-        .as_ref()
-        .map(|v| ("resolve_after", ctx.loc(v.span())))
-        .into_iter()
-        .collect();
+    let edge_keys: Keys = [
+        ("resolve_after", &raw.resolve_after),
+        ("expect", &raw.expect),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, ctx.loc(v.as_ref()?.span()))))
+    .collect();
     (state_keys, edge_keys)
 }
 
@@ -342,31 +331,6 @@ fn name_refs(ctx: &Ctx, list: &Option<Spanned<NameList>>) -> Vec<(String, Locati
         .collect()
 }
 
-/// `during_cooldown`: whether matches inside the cooldown are dropped (else held).
-fn during_cooldown(ctx: &mut Ctx, raw: &RawRule) -> bool {
-    let drop = match &raw.during_cooldown {
-        None => false,
-        Some(v) => match v.get_ref().as_str() {
-            "hold" => false,
-            "drop" => true,
-            other => {
-                ctx.error(
-                    v.span(),
-                    format!(
-                        "unknown `during_cooldown` {other:?}: \"hold\" (the default: matches inside \
-                         the cooldown fire once when it ends) or \"drop\""
-                    ),
-                );
-                false
-            }
-        },
-    };
-    if let (Some(v), None) = (&raw.during_cooldown, &raw.cooldown) {
-        ctx.error(v.span(), "`during_cooldown` needs a `cooldown`");
-    }
-    drop
-}
-
 /// A window of more matches than this would hold that many timestamps per rule.
 const MAX_TIMES: u32 = 100_000;
 
@@ -421,27 +385,47 @@ fn threshold(ctx: &mut Ctx, raw: &RawRule) -> Option<Threshold> {
     }
 }
 
-/// `"100/10s"` (at most 100 firings in any 10 seconds) or `"off"`.
-fn parse_trigger_limit(ctx: &mut Ctx, v: &Spanned<String>) -> Option<Option<TriggerLimit>> {
-    let s = v.get_ref().trim();
-    if s == "off" {
-        return Some(None);
-    }
-    let parsed = s.split_once('/').and_then(|(n, d)| {
-        let burst: u32 = n.trim().parse().ok().filter(|b| *b > 0)?;
-        let interval = humantime::parse_duration(d.trim())
-            .ok()
-            .filter(|d| !d.is_zero())?;
-        Some(TriggerLimit { burst, interval })
-    });
-    match parsed {
-        Some(l) => Some(Some(l)),
-        None => {
+/// `expect_within` or `expect`, and what does not combine with them: a rule that expects
+/// fires once when a match is missing and resolves at the next.
+fn expectation(ctx: &mut Ctx, raw: &RawRule, group_by: &[String]) -> Option<Expectation> {
+    let expected = expect::parse(
+        ctx,
+        RawExpect {
+            within: &raw.expect_within,
+            expect: &raw.expect,
+            grace: &raw.grace,
+            timezone: &raw.timezone,
+            groups: &raw.expect_groups,
+        },
+        group_by,
+    )?;
+    let key = if raw.expect.is_some() {
+        "expect"
+    } else {
+        "expect_within"
+    };
+    let spans = [
+        ("debounce", raw.debounce.as_ref().map(|v| v.span())),
+        ("cooldown", raw.cooldown.as_ref().map(|v| v.span())),
+        ("times", raw.times.as_ref().map(|v| v.span())),
+        ("within", raw.within.as_ref().map(|v| v.span())),
+        ("for", raw.hold_for.as_ref().map(|v| v.span())),
+        ("repeat", raw.repeat.as_ref().map(|v| v.span())),
+        (
+            "resolve_after",
+            raw.resolve_after.as_ref().map(|v| v.span()),
+        ),
+    ];
+    for (other, span) in spans {
+        if let Some(span) = span {
             ctx.error(
-                v.span(),
-                format!("invalid trigger_limit {s:?}: write it as \"COUNT/DURATION\" (\"30/10s\") or \"off\""),
+                span,
+                format!(
+                    "`{other}` does not combine with `{key}`: a rule that expects a match fires \
+                     once when it is missing and resolves at the next"
+                ),
             );
-            None
         }
     }
+    Some(expected)
 }

@@ -30,6 +30,8 @@ pub enum WatchKind {
     Log(super::log::LogWatch),
     Journal(super::journal::JournalWatch),
     Unit(super::unit::UnitWatch),
+    /// Events sent by `hark ping` over the control socket.
+    Heartbeat(HeartbeatWatch),
 }
 
 impl WatchKind {
@@ -44,6 +46,7 @@ impl WatchKind {
             WatchKind::Log(_) => "log",
             WatchKind::Journal(_) => "journal",
             WatchKind::Unit(_) => "unit",
+            WatchKind::Heartbeat(_) => "heartbeat",
         }
     }
 
@@ -65,7 +68,10 @@ impl WatchKind {
     pub fn reports_states(&self) -> bool {
         !matches!(
             self,
-            WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_)
+            WatchKind::File(_)
+                | WatchKind::Log(_)
+                | WatchKind::Journal(_)
+                | WatchKind::Heartbeat(_)
         )
     }
 
@@ -73,7 +79,11 @@ impl WatchKind {
     pub fn reports_edges(&self) -> bool {
         matches!(
             self,
-            WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_) | WatchKind::Process(_)
+            WatchKind::File(_)
+                | WatchKind::Log(_)
+                | WatchKind::Journal(_)
+                | WatchKind::Process(_)
+                | WatchKind::Heartbeat(_)
         )
     }
 
@@ -82,6 +92,7 @@ impl WatchKind {
     pub fn is_edge(&self, kind: Option<&str>) -> bool {
         match self {
             WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_) => true,
+            WatchKind::Heartbeat(_) => true,
             WatchKind::Process(_) => kind != Some("sample"),
             WatchKind::Unit(_) => kind == Some("disconnected"),
             _ => false,
@@ -89,7 +100,7 @@ impl WatchKind {
     }
 }
 
-const AVAILABLE: &str = "file, log, journal, unit, http, process, system, tcp, command";
+const AVAILABLE: &str = "file, log, journal, unit, http, process, system, tcp, command, heartbeat";
 
 pub(crate) fn parse(
     ctx: &mut Ctx,
@@ -118,6 +129,10 @@ pub(crate) fn parse(
         "log" => WatchKind::Log(super::log::parse(ctx, table, span)?),
         "journal" => WatchKind::Journal(super::journal::parse(ctx, table, span)?),
         "unit" => WatchKind::Unit(super::unit::parse(ctx, table, span)?),
+        "heartbeat" => {
+            let _: HeartbeatWatch = super::table::deserialize_table(ctx, table, span)?;
+            WatchKind::Heartbeat(HeartbeatWatch {})
+        }
         t => {
             ctx.error(
                 type_value.span(),
@@ -132,3 +147,8 @@ pub(crate) fn parse(
         kind,
     })
 }
+
+/// A heartbeat watch: it has no keys; its events come from `hark ping NAME`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatWatch {}

@@ -55,6 +55,9 @@ pub fn render(s: &Status) -> String {
         if let Some(n) = r.groups {
             out.push_str(&format!("  ({n} groups)"));
         }
+        if let Some(t) = &r.expected_by {
+            out.push_str(&format!("  a match due by {t}"));
+        }
         match r.silenced_until.as_deref() {
             Some("") => out.push_str("  silenced"),
             Some(t) => out.push_str(&format!("  silenced until {t}")),

@@ -95,9 +95,13 @@ impl Daemon {
         {
             return;
         }
+        let states_changed = !changes.is_empty();
         let stored = self.store_batch(changes, &deliveries, alerts).await;
         if fired {
             self.export_firing();
+        }
+        if states_changed {
+            self.export_deadlines();
         }
         self.save_again_if_rebuilt().await;
         self.actions.dispatcher.start(jobs);
@@ -262,6 +266,23 @@ impl Daemon {
             family
                 .get_or_create(&crate::metrics::labels("rule", &rule, "watch", &watch))
                 .set(n as i64);
+        }
+    }
+}
+
+impl Daemon {
+    /// `hark_rule_deadline_seconds`: for each rule that expects a match, the nearest time
+    /// (unix seconds) one is due by.
+    pub(super) fn export_deadlines(&self) {
+        let family = &crate::metrics::get().rule_deadline;
+        family.clear();
+        for (rule, due) in self.engine.deadlines() {
+            let secs = due
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            family
+                .get_or_create(&crate::metrics::label("rule", &rule))
+                .set(secs);
         }
     }
 }

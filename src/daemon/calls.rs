@@ -24,6 +24,7 @@ impl Daemon {
             Request::Unsilence { rule } => self.unsilence(&rule, &call.who).await,
             Request::Explain { rule } => self.explain(&rule),
             Request::Tail { watch, rule } => self.tail(watch.as_deref(), rule.as_deref()),
+            Request::Ping { watch, fields } => self.ping(&watch, fields).await,
             Request::Outbox => match self.actions.outbox.list().await {
                 Ok(list) => Response {
                     outbox: Some(list),

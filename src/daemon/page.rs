@@ -115,6 +115,10 @@ fn rules(h: &mut String, s: &Status) {
             Some(s) if !s.is_empty() => format!("{since}: {s}"),
             _ => since,
         };
+        let since = match &r.expected_by {
+            Some(t) => format!("{since}; a match due by {t}"),
+            None => since,
+        };
         let _ = write!(
             h,
             "<tr data-rule=\"{n}\" data-state=\"{st}\"><td>{n}</td><td>{w}</td><td>{g}</td>\

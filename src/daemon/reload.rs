@@ -103,6 +103,7 @@ impl Daemon {
             .inc();
         m.reload_seconds.set(started.elapsed().as_secs_f64());
         self.export_firing();
+        self.export_deadlines();
         if status.ok {
             tracing::info!(
                 took_ms = started.elapsed().as_millis() as u64,

@@ -66,6 +66,7 @@ impl Daemon {
     /// and the watchdog fed from now on.
     fn announce(&self, stop: &CancellationToken) {
         self.export_firing();
+        self.export_deadlines();
         crate::metrics::get().declare(
             self.config.watches.keys().map(String::as_str),
             self.config.rules.keys().map(String::as_str),
@@ -102,7 +103,15 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 /// The rule engine, with the states an earlier run saved; those of rules no longer
 /// configured are removed from the store.
 async fn restore_rules(config: &Config, store: &Arc<Store>) -> anyhow::Result<Engine> {
-    let mut engine = Engine::new(config);
+    let wall = crate::rule::WallClock::from_env().map_err(anyhow::Error::msg)?;
+    if wall.is_shifted() {
+        tracing::warn!(
+            start = %crate::event::rfc3339(wall.at(Instant::now())),
+            "the rules' wall clock starts at {} (schedules are judged by it)",
+            crate::rule::CLOCK_START_VAR
+        );
+    }
+    let mut engine = Engine::with_clock(config, wall);
     let saved = blocking(store, |s| s.rule_states()).await?;
     let stale = engine.restore(saved, Instant::now(), SystemTime::now());
     if !stale.is_empty() {

@@ -67,6 +67,7 @@ impl Daemon {
                     .flatten(),
                 state: r.state.to_string(),
                 since: r.since.map(at),
+                expected_by: r.due.map(rfc3339),
             })
             .collect();
         let (running, queued) = self.actions.slots.load();

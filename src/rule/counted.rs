@@ -129,6 +129,7 @@ impl Counted {
                 state,
                 since,
                 notes,
+                due: None,
             });
         }
     }

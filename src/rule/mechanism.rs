@@ -10,13 +10,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::absence::Absent;
 use super::counted::Counted;
 use super::gated::Gated;
 use super::head::Head;
 pub(super) use super::judged::{GroupCount, Heard, Judged, Restored, Ticked};
 use super::rows::Row;
+use super::schedule::Scheduled;
 use super::stateful::Stateful;
-use crate::config::RuleConfig;
+use super::wall::WallClock;
+use crate::config::{Expect, RuleConfig};
 
 pub(super) enum Mechanism {
     /// Each edge match fires, through debounce, cooldown and the trigger limit.
@@ -25,6 +28,17 @@ pub(super) enum Mechanism {
     Counted(Counted),
     /// A state machine per watch (and group) over state samples.
     Stateful(Stateful),
+    /// `expect_within`: fires when no match came for that long.
+    Absent(Box<Absent>),
+    /// `expect`: fires when no match came after a scheduled time, within its grace.
+    Scheduled(Box<Scheduled>),
+}
+
+/// What a mechanism is made with besides its rule.
+pub(super) struct Setting {
+    /// The host firings of matches that never came name.
+    pub host: Arc<str>,
+    pub wall: WallClock,
 }
 
 /// One arm per variant, each the same call on the variant's own type.
@@ -34,13 +48,30 @@ macro_rules! each {
             Mechanism::Gated($m) => $call,
             Mechanism::Counted($m) => $call,
             Mechanism::Stateful($m) => $call,
+            Mechanism::Absent($m) => $call,
+            Mechanism::Scheduled($m) => $call,
         }
     };
 }
 
 impl Mechanism {
-    /// The mechanism of a rule's edge events.
-    pub fn for_edges(config: &RuleConfig) -> Mechanism {
+    /// The mechanism of a rule's edge events; of all its events when it expects a match.
+    pub fn for_edges(head: &Head, setting: &Setting) -> Mechanism {
+        let config = &head.config;
+        let host = Arc::clone(&setting.host);
+        if let Some(e) = &config.expectation {
+            return match &e.expect {
+                Expect::Within(d) => {
+                    Mechanism::Absent(Box::new(Absent::new(head, *d, host, setting.wall)))
+                }
+                Expect::Schedule(s) => Mechanism::Scheduled(Box::new(Scheduled::new(
+                    head,
+                    (**s).clone(),
+                    host,
+                    setting.wall,
+                ))),
+            };
+        }
         if Counted::applies(config) {
             Mechanism::Counted(Counted::default())
         } else {
@@ -51,6 +82,32 @@ impl Mechanism {
     /// The mechanism of a rule's state events.
     pub fn for_states(_config: &RuleConfig) -> Mechanism {
         Mechanism::Stateful(Stateful::default())
+    }
+
+    /// Whether it hears state events too (a rule that expects a match hears every event
+    /// of its watches here).
+    pub fn hears_all(&self) -> bool {
+        matches!(self, Mechanism::Absent(_) | Mechanism::Scheduled(_))
+    }
+
+    /// The nearest wall-clock time a match is due by, for a rule that expects one.
+    pub fn next_due(&self) -> Option<SystemTime> {
+        match self {
+            Mechanism::Absent(m) => m.next_due(),
+            Mechanism::Scheduled(m) => m.next_due(),
+            _ => None,
+        }
+    }
+
+    /// The store keys (after `rule/`) of the states it made before any event, to store
+    /// at once (a rule's first load starts its window).
+    pub fn start_keys(&self) -> Vec<String> {
+        let keys = match self {
+            Mechanism::Absent(m) => m.start_keys(),
+            Mechanism::Scheduled(m) => m.start_keys(),
+            _ => Vec::new(),
+        };
+        keys.iter().map(|k| super::expected::store_key(k)).collect()
     }
 
     /// What an event, matching its rule's condition or not, comes to.
@@ -125,6 +182,10 @@ impl Mechanism {
         match (self, old) {
             (Mechanism::Counted(new), Mechanism::Counted(old)) => new.carry(head, old, now, wall),
             (Mechanism::Stateful(new), Mechanism::Stateful(old)) => new.carry(head, old, now, wall),
+            (Mechanism::Absent(new), Mechanism::Absent(old)) => new.carry(head, old, now, wall),
+            (Mechanism::Scheduled(new), Mechanism::Scheduled(old)) => {
+                new.carry(head, old, now, wall)
+            }
             _ => {}
         }
     }

@@ -6,10 +6,12 @@
 //! `Counted`, state events (a check's latest result) to `Stateful`, one state machine per
 //! watch, so a rule over two endpoints alerts for each on its own.
 
+mod absence;
 mod condition;
 mod counted;
 mod edge;
 mod episode;
+mod expected;
 mod explain;
 mod gated;
 mod groups;
@@ -19,10 +21,12 @@ mod lru;
 mod mechanism;
 mod persist;
 mod rows;
+mod schedule;
 mod silence;
 mod state;
 mod stateful;
 mod verdict;
+mod wall;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -34,11 +38,12 @@ pub use explain::{Blocker, Explanation, SeenEvent, WatchState};
 pub use silence::Silences;
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
 pub use verdict::{Decision, RuleVerdict, TickNote};
+pub use wall::{WallClock, CLOCK_START_VAR};
 
 use crate::config::Config;
 use crate::event::{Event, Firing, FiringState};
 use head::Head;
-use mechanism::{Heard, Judged, Mechanism, Ticked};
+use mechanism::{Heard, Judged, Mechanism, Setting, Ticked};
 
 struct Rule {
     head: Head,
@@ -66,6 +71,8 @@ pub struct RuleStatus {
     /// `ok`, `pending` or `firing`.
     pub state: &'static str,
     pub since: Option<Instant>,
+    /// When a match is due by, for a rule that expects one.
+    pub due: Option<std::time::SystemTime>,
 }
 
 pub struct Engine {
@@ -79,6 +86,8 @@ pub struct Engine {
     retired: HashMap<Arc<str>, (Mechanism, Instant)>,
     /// What the last `on_tick` decided of windows that ended, for the live trace.
     ticked: Vec<TickNote>,
+    /// The host and wall clock the mechanisms are made with.
+    setting: Setting,
 }
 
 pub use crate::event::GROUP_MARK;
@@ -88,6 +97,16 @@ pub const RETIRED_GRACE: Duration = Duration::from_secs(600);
 
 impl Engine {
     pub fn new(config: &Config) -> Self {
+        Engine::with_clock(config, WallClock::default())
+    }
+
+    /// An engine whose rules read the wall clock `wall` (cron schedules).
+    pub fn with_clock(config: &Config, wall: WallClock) -> Self {
+        let setting = Setting {
+            host: Arc::from(config.daemon.host.as_str()),
+            wall,
+        };
+        let mut dirty = BTreeSet::new();
         let mut rules = Vec::new();
         let mut by_watch: HashMap<String, Vec<usize>> = HashMap::new();
         let index: HashMap<&str, usize> = config
@@ -100,9 +119,13 @@ impl Engine {
             for w in &r.watches {
                 by_watch.entry(w.clone()).or_default().push(i);
             }
+            let head = Head::new(r);
+            let edges = Mechanism::for_edges(&head, &setting);
+            // A window that starts at the first load is stored at once.
+            dirty.extend(edges.start_keys().into_iter().map(|k| (i, Arc::from(k))));
             rules.push(Rule {
-                head: Head::new(r),
-                edges: Mechanism::for_edges(r),
+                head,
+                edges,
                 states: Mechanism::for_states(r),
                 unless: r
                     .unless
@@ -123,9 +146,10 @@ impl Engine {
             rules,
             by_watch,
             evaluator: Evaluator::default(),
-            dirty: BTreeSet::new(),
+            dirty,
             retired: HashMap::new(),
             ticked: Vec::new(),
+            setting,
         }
     }
 
@@ -166,7 +190,11 @@ impl Engine {
                 None => Outcome::Match,
                 Some(c) => self.evaluator.eval_in(&c.program, &ctx),
             };
-            let mechanism = if event.edge { edges } else { states };
+            let mechanism = if event.edge || edges.hears_all() {
+                edges
+            } else {
+                states
+            };
             let judged = match outcome {
                 Outcome::Error(e) => condition_error(head, logged_errors, &event, e),
                 matched => {
@@ -245,6 +273,7 @@ impl Engine {
                     groups,
                     state: row.state,
                     since: row.since,
+                    due: row.due,
                 });
             }
         }
@@ -258,6 +287,14 @@ impl Engine {
             .flat_map(|r| [r.edges.deadline(), r.states.deadline()])
             .flatten()
             .min()
+    }
+
+    /// For each rule that expects a match, the nearest time one is due by.
+    pub fn deadlines(&self) -> Vec<(Arc<str>, std::time::SystemTime)> {
+        self.rules
+            .iter()
+            .filter_map(|r| Some((Arc::clone(&r.head.name), r.edges.next_due()?)))
+            .collect()
     }
 
     /// What the windows that ended at the last ticks came to, for the live trace.

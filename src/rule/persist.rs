@@ -88,7 +88,7 @@ impl Engine {
         now: Instant,
         wall: SystemTime,
     ) {
-        let mut next = Engine::new(config);
+        let mut next = Engine::with_clock(config, self.setting.wall);
         next.retired = std::mem::take(&mut self.retired);
         next.retired
             .retain(|_, (_, since)| now.saturating_duration_since(*since) < RETIRED_GRACE);

@@ -23,6 +23,8 @@ pub struct Row {
     pub since: Option<Instant>,
     /// Counters and timers in words.
     pub notes: Vec<String>,
+    /// When a match is due by, for a rule that expects one.
+    pub due: Option<std::time::SystemTime>,
 }
 
 impl Rule {
@@ -39,6 +41,7 @@ impl Rule {
                 state: "ok",
                 since: None,
                 notes: self.edges.idle_notes(&self.head, now),
+                due: None,
             });
         }
         out

@@ -132,6 +132,7 @@ impl Stateful {
                 state,
                 since,
                 notes: m.describe(now),
+                due: None,
             });
         }
         let mut firing: Vec<_> = self
@@ -159,6 +160,7 @@ impl Stateful {
                 state,
                 since,
                 notes: m.describe(now),
+                due: None,
             });
         }
     }

@@ -61,6 +61,8 @@ pub enum WatchHandle {
     Process(process::ProcessWatchHandle),
     Journal(journal::JournalHandle),
     Unit(unit::UnitHandle),
+    /// A watch whose events the daemon is handed (a heartbeat's pings): nothing runs.
+    Pushed,
 }
 
 impl WatchHandle {
@@ -82,6 +84,7 @@ impl WatchHandle {
             WatchHandle::Process(h) => h.stop(),
             WatchHandle::Journal(h) => h.stop(),
             WatchHandle::Unit(h) => h.stop(),
+            WatchHandle::Pushed => {}
         }
     }
 }
@@ -203,5 +206,6 @@ pub fn start(
         WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(to, t.clone(), clock)),
         WatchKind::Command(c) => WatchHandle::Periodic(command::start(to, c.clone(), clock)),
         WatchKind::Unit(u) => WatchHandle::Unit(unit::start(name, host, u.clone(), events)),
+        WatchKind::Heartbeat(_) => WatchHandle::Pushed,
     })
 }
