@@ -76,7 +76,7 @@ impl Absent {
         let within = humantime::format_duration(self.within).to_string();
         let zone = jiff::tz::TimeZone::system();
         let show = |t| crate::config::show_in(&zone, t);
-        let notes = |g: &super::expected::Awaited| {
+        let notes = |g: &super::awaited::Awaited| {
             let mut n = vec![format!("expects a match at least every {within}")];
             n.extend(g.describe(&show, wall));
             n

@@ -11,40 +11,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
+use super::awaited::{missed_event, Awaited, SavedAwaited};
 use super::groups::GroupBook;
 use super::head::Head;
 use super::judged::{GroupCount, Heard, Judged, Restored, Ticked};
 use super::rows::{Row, SHOWN_FIRING, SHOWN_RECENT};
 use super::state::Step;
 use super::verdict::RuleVerdict;
-use crate::event::{human_duration, rfc3339, Event, FiringState, GROUP_MARK};
-
-/// One group's awaited match.
-pub(super) struct Awaited {
-    watch: Arc<str>,
-    /// The wall-clock mark its window runs from: its last match, or when the rule was
-    /// first loaded.
-    from: SystemTime,
-    /// Whether `from` is a match.
-    matched: bool,
-    /// When the match is due by (none: firing, or a schedule that never comes again).
-    due: Option<(Instant, SystemTime)>,
-    /// Since when it fires, in both clocks.
-    firing: Option<(Instant, SystemTime)>,
-    /// How many times it fired.
-    fired: u64,
-}
-
-/// The stored form of a group.
-#[derive(Serialize, Deserialize)]
-pub(super) struct SavedAwaited {
-    from: SystemTime,
-    matched: bool,
-    firing_since: Option<SystemTime>,
-    fired: u64,
-}
+use crate::event::{human_duration, rfc3339, FiringState, GROUP_MARK};
 
 /// Every group of one rule.
 #[derive(Default)]
@@ -406,61 +380,4 @@ impl Book {
             refused: self.book.refused,
         }
     }
-}
-
-impl Awaited {
-    /// Its window in words: since what, and by when.
-    pub fn describe(&self, show: &dyn Fn(SystemTime) -> String, now: SystemTime) -> Vec<String> {
-        let mut notes = Vec::new();
-        let last = match self.matched {
-            true => format!("last match at {}", show(self.from)),
-            false => format!("no match yet; waiting since {}", show(self.from)),
-        };
-        notes.push(last);
-        match (self.due, self.firing) {
-            (_, Some((_, since))) => notes.push(format!(
-                "missed: firing since {}, until the next match",
-                show(since)
-            )),
-            (Some((_, t)), None) => {
-                let left = t.duration_since(now).unwrap_or_default();
-                notes.push(format!(
-                    "a match is due by {} (in {})",
-                    show(t),
-                    human_duration(left)
-                ));
-            }
-            (None, None) => notes.push("no scheduled time comes again".to_string()),
-        }
-        notes
-    }
-}
-
-/// The event a missed match fires with: the group's fields, when it was due and when it
-/// last matched.
-fn missed_event(
-    head: &Head,
-    host: &Arc<str>,
-    key: &str,
-    g: &Awaited,
-    due: SystemTime,
-) -> Arc<Event> {
-    let base = head.group_event(key);
-    let mut fields = base.fields.clone();
-    fields.insert("kind".into(), "missed".into());
-    fields.insert("expected_by".into(), rfc3339(due).into());
-    let last = g.matched.then(|| rfc3339(g.from));
-    fields.insert(
-        "last_match".into(),
-        last.map_or(serde_json::Value::Null, Into::into),
-    );
-    Arc::new(Event {
-        watch: Arc::clone(&g.watch),
-        source: "expected",
-        time: SystemTime::now(),
-        host: Arc::clone(host),
-        edge: true,
-        fields,
-        cursor: None,
-    })
 }

@@ -4,13 +4,13 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use super::condition::{cel_fields, SubValue};
 use super::{Engine, Rule, RuleVerdict};
-use crate::config::Threshold;
+use crate::config::{Expect, Expectation, Threshold};
 use crate::event::{event_json_shown, group_text, rfc3339, Event};
 
 /// Events kept per rule for `hark explain`.
@@ -116,7 +116,10 @@ impl Engine {
             rule: name.to_string(),
             watches: c.watches.clone(),
             condition: c.when.as_ref().map(|w| w.source.clone()),
-            threshold: threshold_text(&c.threshold),
+            threshold: match &c.expectation {
+                Some(e) => expectation_text(e, self.setting.wall.at(now)),
+                None => threshold_text(&c.threshold),
+            },
             settings: settings(rule),
             unless: rule
                 .unless
@@ -146,6 +149,34 @@ fn threshold_text(t: &Threshold) -> String {
             d(within)
         ),
         Threshold::HeldFor(h) => format!("fires when samples have matched for {} (for)", d(h)),
+    }
+}
+
+/// What a rule that expects a match expects, with the next scheduled time.
+fn expectation_text(e: &Expectation, wall: SystemTime) -> String {
+    let d = crate::event::human_duration;
+    let what = match &e.expect {
+        Expect::Within(w) => format!(
+            "fires when no match came for {} (expect_within); resolves at the next",
+            d(*w)
+        ),
+        Expect::Schedule(s) => {
+            let next = match s.next_after(wall) {
+                Some(t) => format!("next at {}", s.show(t)),
+                None => "no scheduled time comes again".to_string(),
+            };
+            format!(
+                "expects a match after each time of {:?} in {} before {} pass (expect, grace), \
+                 else fires; resolves at the next match; {next}",
+                s.text,
+                s.zone_name,
+                d(s.grace)
+            )
+        }
+    };
+    match e.groups.is_empty() {
+        true => what,
+        false => format!("{what}; groups that must appear: {}", e.groups.len()),
     }
 }
 

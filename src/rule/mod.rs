@@ -7,6 +7,7 @@
 //! watch, so a rule over two endpoints alerts for each on its own.
 
 mod absence;
+mod awaited;
 mod condition;
 mod counted;
 mod edge;
@@ -377,6 +378,8 @@ impl Rule {
     }
 }
 
+#[cfg(test)]
+mod expected_tests;
 #[cfg(test)]
 mod groups_tests;
 

@@ -102,7 +102,7 @@ impl Scheduled {
             humantime::format_duration(s.grace)
         );
         let show = |t| s.show(t);
-        let notes = |g: &super::expected::Awaited| {
+        let notes = |g: &super::awaited::Awaited| {
             let mut n = vec![what.clone()];
             n.extend(g.describe(&show, wall));
             n
@@ -168,5 +168,44 @@ impl Scheduled {
 
     pub fn groups(&self) -> GroupCount {
         self.book.groups()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::test_support::load;
+
+    #[test]
+    fn a_wall_clock_step_moves_the_deadlines_to_the_new_time() {
+        let (_d, config) = load(
+            "[watch.beat]\ntype = \"heartbeat\"\n[rule.r]\nwatch = \"beat\"\nexpect = \"0 3 * * *\"\n\
+             grace = \"10m\"\ntimezone = \"UTC\"\n",
+        );
+        let head = Head::new(&config.rules["r"]);
+        let Some(crate::config::Expect::Schedule(s)) = config.rules["r"]
+            .expectation
+            .as_ref()
+            .map(|e| e.expect.clone())
+        else {
+            panic!("a schedule")
+        };
+        let t0 = Instant::now();
+        let start: SystemTime = "2026-06-01T02:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .into();
+        let mut m = Scheduled::new(&head, *s, Arc::from("h"), WallClock::starting(t0, start));
+        // Due at 03:10, 70 minutes on.
+        assert_eq!(m.book.deadline(), Some(t0 + Duration::from_secs(4200)));
+        // The wall clock is set an hour forward: at the next tick, 03:10 is 10 minutes on.
+        let ahead = start + Duration::from_secs(3600);
+        m.wall = WallClock::starting(t0, ahead);
+        let mut out = Ticked::default();
+        m.tick(&head, t0 + Duration::from_secs(60), &mut out);
+        assert!(out.firings.is_empty());
+        assert_eq!(m.book.deadline(), Some(t0 + Duration::from_secs(600)));
+        m.tick(&head, t0 + Duration::from_secs(600), &mut out);
+        assert_eq!(out.firings.len(), 1, "fires at 03:10 of the new time");
     }
 }

@@ -8,6 +8,7 @@ mod control;
 mod daemon;
 mod dry_run;
 mod email;
+mod expect;
 mod faults;
 mod file_intake;
 mod file_watch;
