@@ -55,17 +55,21 @@ def wait_for(port, name, want, limit, label=""):
     raise SystemExit(f"{name} reached {seen}, not {want}, in {limit} s")
 
 
+def hb_config(log, groups, extra):
+    """A log watch of heartbeat lines and a rule per host over it, with `extra` keys."""
+    return (f'[watch.hb]\ntype = "log"\npaths = ["{log}"]\n'
+            f"pattern = 'hb from (?P<peer>h[0-9]+)'\n\n"
+            f'[rule.quiet]\nwatch = "hb"\ngroup_by = ["peer"]\nmax_groups = {groups}\n'
+            + extra + "then = []\n")
+
+
 def group_case(hark, groups, expect, idle):
     """A log of `groups` heartbeat lines, one per host, read by a per-host rule."""
     with tempfile.TemporaryDirectory(prefix="hark-exp") as tmp:
         log = f"{tmp}/hb.log"
         open(log, "w").close()
         port = free_port()
-        cfg = (f'[watch.hb]\ntype = "log"\npaths = ["{log}"]\n'
-               f"pattern = 'hb from (?P<host>h[0-9]+)'\n\n"
-               f'[rule.quiet]\nwatch = "hb"\ngroup_by = ["host"]\nmax_groups = {groups}\n'
-               + (f'expect_within = "{expect}"\n' if expect else "")
-               + "then = []\n")
+        cfg = hb_config(log, groups, f'expect_within = "{expect}"\n' if expect else "")
         began = time.time()
         proc, _ = start_hark(hark, cfg, tmp, daemon=f'http = "127.0.0.1:{port}"')
         started = time.time() - began
@@ -86,10 +90,7 @@ def storm(hark, groups):
         log = f"{tmp}/hb.log"
         open(log, "w").close()
         port = free_port()
-        cfg = (f'[watch.hb]\ntype = "log"\npaths = ["{log}"]\n'
-               f"pattern = 'hb from (?P<host>h[0-9]+)'\n\n"
-               f'[rule.quiet]\nwatch = "hb"\ngroup_by = ["host"]\nmax_groups = {groups}\n'
-               f'expect_within = "{window}s"\ntrigger_limit = "off"\nthen = []\n')
+        cfg = hb_config(log, groups, f'expect_within = "{window}s"\ntrigger_limit = "off"\n')
         proc, _ = start_hark(hark, cfg, tmp, daemon=f'http = "127.0.0.1:{port}"')
         try:
             with open(log, "a") as f:

@@ -178,6 +178,16 @@ const COMMAND: &[(&str, FieldType)] = &[
     ("error", Str),
 ];
 
+/// The fields a log line's event carries whatever its pattern captures.
+pub(super) fn log_fields() -> Vec<&'static str> {
+    COMMON.iter().chain(LOG).map(|(n, _)| *n).collect()
+}
+
+/// The fields a journal entry's event carries whatever its pattern captures.
+pub(super) fn journal_fields() -> Vec<&'static str> {
+    COMMON.iter().chain(JOURNAL).map(|(n, _)| *n).collect()
+}
+
 const LOG: &[(&str, FieldType)] = &[
     ("line", Str),
     ("path", Str),

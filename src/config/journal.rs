@@ -105,10 +105,8 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
         }
     }
     let priority = priority(ctx, &raw);
-    let pattern = raw
-        .pattern
-        .as_ref()
-        .and_then(|p| super::values::regex(ctx, p));
+    let taken = super::fields::journal_fields();
+    let pattern = (raw.pattern.as_ref()).and_then(|p| super::values::field_pattern(ctx, p, &taken));
     let directory = raw.directory.as_ref().map(|d| {
         let p = PathBuf::from(d.get_ref());
         if p.is_absolute() {

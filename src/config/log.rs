@@ -60,7 +60,8 @@ pub(crate) fn parse(ctx: &mut Ctx, table: DeTable<'_>, span: Range<usize>) -> Op
         .iter()
         .filter_map(|p| path_pattern(ctx, &config_dir, p))
         .collect();
-    let pattern = raw.pattern.as_ref().and_then(|p| values::regex(ctx, p));
+    let taken = super::fields::log_fields();
+    let pattern = (raw.pattern.as_ref()).and_then(|p| values::field_pattern(ctx, p, &taken));
     let json = match &raw.format {
         None => false,
         Some(f) if f.get_ref() == "json" => true,

@@ -210,6 +210,37 @@ pub(crate) fn regex(ctx: &mut Ctx, value: &Spanned<String>) -> Option<Arc<regex:
     }
 }
 
+/// A `pattern` whose named groups become event fields. A group named as a field the
+/// watch's events carry anyway (`taken`: `host`, `line`, ...) would be hidden by that
+/// field, in conditions and in `group_by` alike, so it is refused where it is named.
+pub(crate) fn field_pattern(
+    ctx: &mut Ctx,
+    value: &Spanned<String>,
+    taken: &[&str],
+) -> Option<Arc<regex::Regex>> {
+    let re = regex(ctx, value)?;
+    let mut hidden = false;
+    for name in re.capture_names().flatten() {
+        if taken.contains(&name) {
+            hidden = true;
+            let at = value
+                .get_ref()
+                .find(&format!("<{name}>"))
+                .map_or(0, |i| i + 1);
+            ctx.error_inside_string(
+                value.span(),
+                at,
+                format!(
+                    "the group `{name}` has the name of a field every event of this watch \
+                     carries, which would hide what it captures; name it otherwise (as \
+                     `(?P<src_{name}>...)`)"
+                ),
+            );
+        }
+    }
+    (!hidden).then_some(re)
+}
+
 /// Where in the pattern a regex error is, and what it says in one line.
 fn regex_error(pattern: &str, e: &regex::Error) -> (usize, String) {
     let text = e.to_string();

@@ -537,3 +537,22 @@ fn a_mistyped_field_and_a_comparison_across_types_are_refused_at_their_column() 
     // The log pattern's groups are fields: rule c is fine.
     assert!(err.contains("2 errors found"), "{err}");
 }
+
+/// A pattern group named as a field every event has (`host`, the machine's name) would be
+/// hidden by it: every line grouped under one host. Refused where the group is named.
+#[test]
+fn a_pattern_group_hidden_by_a_field_of_the_event_is_refused() {
+    let hides = "has the name of a field every event of this watch carries";
+    assert_error_at(
+        "shadowed_group.toml",
+        4,
+        31,
+        &format!("the group `host` {hides}"),
+    );
+    assert_error_at(
+        "shadowed_group.toml",
+        8,
+        21,
+        &format!("the group `unit` {hides}"),
+    );
+}
