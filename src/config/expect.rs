@@ -3,7 +3,9 @@
 //! groups that must appear. Cron expressions are croner's (Vixie cron's fields, seconds
 //! optional in front); zones are the host's database (/usr/share/zoneinfo) through jiff.
 
+use std::collections::HashMap;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use toml::Spanned;
@@ -31,7 +33,7 @@ pub enum Expect {
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub text: String,
-    cron: croner::Cron,
+    cron: Arc<croner::Cron>,
     pub grace: Duration,
     pub zone: jiff::tz::TimeZone,
     /// The zone's IANA name, or "the host's zone".
@@ -91,6 +93,18 @@ pub fn show_in(zone: &jiff::tz::TimeZone, t: SystemTime) -> String {
         Err(_) => crate::event::rfc3339(t),
     }
 }
+
+/// The schedules of one file read so far, so rules that share an expression share its
+/// parse (croner keeps about 5 KiB per expression: a table of its years) and its check.
+#[derive(Default)]
+pub(crate) struct Crons {
+    parsed: HashMap<String, Arc<croner::Cron>>,
+    /// By expression and zone: whether it fires again, and its shortest period and from
+    /// when.
+    periods: HashMap<(String, String), Judged>,
+}
+
+type Judged = (bool, Option<(Duration, SystemTime)>);
 
 /// The keys of a rule about what it expects, as written.
 pub(crate) struct RawExpect<'a> {
@@ -152,8 +166,15 @@ fn schedule(
     timezone: &Option<Spanned<String>>,
 ) -> Option<Schedule> {
     let text = expect.get_ref().trim();
-    let cron = match croner::Cron::from_str(text) {
-        Ok(c) => c,
+    let parsed = match ctx.crons.parsed.get(text) {
+        Some(c) => Ok(Arc::clone(c)),
+        None => croner::Cron::from_str(text).map(Arc::new),
+    };
+    let cron = match parsed {
+        Ok(c) => {
+            ctx.crons.parsed.insert(text.to_string(), Arc::clone(&c));
+            c
+        }
         Err(e) => {
             ctx.error(
                 expect.span(),
@@ -176,14 +197,23 @@ fn schedule(
         zone_name,
     };
     let now = SystemTime::now();
-    if schedule.next_after(now).is_none() {
+    let key = (schedule.text.clone(), schedule.zone_name.clone());
+    let judged = match ctx.crons.periods.get(&key) {
+        Some(j) => *j,
+        None => {
+            let j = (schedule.next_after(now).is_some(), schedule.period(now));
+            ctx.crons.periods.insert(key, j);
+            j
+        }
+    };
+    if !judged.0 {
         ctx.error(
             expect.span(),
             format!("the cron expression {text:?} never fires (no such date in the coming years)"),
         );
         return None;
     }
-    if let Some((period, at)) = schedule.period(now) {
+    if let Some((period, at)) = judged.1 {
         if grace_d > period {
             let span = grace.as_ref().map_or(expect.span(), |g| g.span());
             ctx.error(

@@ -7,7 +7,7 @@ use crate::config::Config;
 fn schedule(text: &str, zone: &str) -> Schedule {
     Schedule {
         text: text.to_string(),
-        cron: croner::Cron::from_str(text).unwrap(),
+        cron: std::sync::Arc::new(croner::Cron::from_str(text).unwrap()),
         grace: Duration::from_secs(60),
         zone: jiff::tz::TimeZone::get(zone).unwrap(),
         zone_name: zone.to_string(),
@@ -125,4 +125,24 @@ fn bad_expectations_are_refused_at_their_place() {
         errors("watch = \"beat\"\nexpect = \"0 3 * * *\"\ngrace = \"30m\"\ntimezone = \"Europe/Berlin\"\nresolve = []"),
         ""
     );
+}
+
+/// Rules that repeat an expression share its parse: croner's table of years is about
+/// 5 KiB, so 10,000 rules on a few expressions hold a few, not 10,000.
+#[test]
+fn rules_on_one_expression_share_its_parse() {
+    let mut text = String::from("[watch.beat]\ntype = \"heartbeat\"\n");
+    for (i, cron) in ["0 3 * * *", "0 3 * * *", "0 4 * * *"].iter().enumerate() {
+        text += &format!("[rule.r{i}]\nwatch = \"beat\"\nexpect = \"{cron}\"\n");
+    }
+    let config = Config::from_text(Path::new("hark.toml"), &text).unwrap();
+    let cron = |name: &str| match &config.rules[name].expectation {
+        Some(Expectation {
+            expect: Expect::Schedule(s),
+            ..
+        }) => Arc::clone(&s.cron),
+        _ => panic!("{name} has no schedule"),
+    };
+    assert!(Arc::ptr_eq(&cron("r0"), &cron("r1")));
+    assert!(!Arc::ptr_eq(&cron("r0"), &cron("r2")));
 }

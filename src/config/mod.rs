@@ -165,6 +165,8 @@ pub(crate) struct Ctx {
     /// Keys of the table read last that were taken out for an error of their own: a
     /// check that they are missing would only repeat it.
     pub taken_out: Vec<String>,
+    /// Cron expressions read so far, shared by the rules that repeat one.
+    pub crons: expect::Crons,
 }
 
 impl Ctx {

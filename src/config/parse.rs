@@ -57,6 +57,7 @@ pub fn parse_all(paths: &[PathBuf]) -> Result<Config, ConfigErrors> {
             file: Arc::clone(&file),
             errors: Vec::new(),
             taken_out: Vec::new(),
+            crons: Default::default(),
         };
         parse_document(&mut ctx, &mut all, &templates);
         all.errors.append(&mut ctx.errors);
@@ -79,6 +80,7 @@ pub fn parse_text(path: &std::path::Path, text: &str) -> Result<Config, ConfigEr
         file,
         errors: Vec::new(),
         taken_out: Vec::new(),
+        crons: Default::default(),
     };
     parse_document(&mut ctx, &mut all, &templates);
     all.errors.append(&mut ctx.errors);

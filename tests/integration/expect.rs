@@ -78,7 +78,7 @@ fn a_log_line_missing_from_a_cron_window_fires_after_the_grace() {
          timezone = \"UTC\"\nresolve = [\"rec\"]",
         &["{{ state }}"],
     );
-    let h = Start::new(&config).dir(dir).run();
+    let mut h = Start::new(&config).dir(dir).run();
     let log = h.path("app.log");
     for _ in 0..8 {
         append(&log, "replica caught up");
@@ -103,6 +103,24 @@ fn a_log_line_missing_from_a_cron_window_fires_after_the_grace() {
         "{explain}"
     );
     assert!(explain.contains("UTC (in "), "due in the zone: {explain}");
+
+    // Down across a deadline (SIGTERM, 5 s: a scheduled time and its grace pass): it fires
+    // once, at the start.
+    append(&log, "replica caught up");
+    let began = Instant::now();
+    h.restart_after(Duration::from_secs(5));
+    assert_eq!(h.wait_lines(3)[2], "firing", "{}", h.log());
+    assert!(
+        began.elapsed() < Duration::from_secs(8),
+        "fired at the start, not a schedule later: {:?}",
+        began.elapsed()
+    );
+    // SIGKILL while firing: no firing repeated, through two more scheduled times.
+    h.kill_and_restart();
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(count(&h, "firing"), 2, "{:?}", h.lines());
+    append(&log, "replica caught up");
+    assert_eq!(h.wait_lines(4)[3], "resolved", "{}", h.log());
 }
 
 /// Two heartbeat watches, one rule grouped by watch: `hark ping` keeps each alive.

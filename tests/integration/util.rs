@@ -337,6 +337,19 @@ impl Hark {
         self.start_again();
     }
 
+    /// Stops the daemon (SIGTERM), leaves it down for `down`, and starts it again on the
+    /// same config and state.
+    pub fn restart_after(&mut self, down: Duration) {
+        assert_eq!(
+            self.stop(),
+            Some(0),
+            "hark did not stop cleanly:\n{}",
+            self.log()
+        );
+        std::thread::sleep(down);
+        self.start_again();
+    }
+
     fn start_again(&mut self) {
         let file = self.dir.path().join("hark.toml");
         let (child, log) = spawn_ready(self.dir.path(), &file, &self.how, &self.pings);
