@@ -105,6 +105,8 @@ impl Daemon {
         self.export_firing();
         self.export_deadlines();
         if status.ok {
+            // The windows of rules new to the configuration start now, and are stored now.
+            self.act(Vec::new()).await;
             tracing::info!(
                 took_ms = started.elapsed().as_millis() as u64,
                 "configuration reloaded"

@@ -39,7 +39,7 @@ impl Daemon {
         let (calls_tx, calls) = mpsc::channel::<Call>(16);
         open_listeners(&config, &actions.outbox, &calls_tx, &stops.listeners).await;
         watch_runtime(&intake, &stops.listeners);
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             paths,
             config,
             store,
@@ -53,6 +53,9 @@ impl Daemon {
             unsaved: Unsaved::default(),
             heartbeat: Default::default(),
         };
+        // The windows that start at this load (rules that expect a match) are stored
+        // before hark says it runs: a restart waits from them, not from its own start.
+        daemon.act(Vec::new()).await;
         daemon.announce(&stops.listeners);
         let inbox = Inbox {
             events,

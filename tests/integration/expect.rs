@@ -326,3 +326,33 @@ fn a_job_in_the_spring_forward_gap_is_expected_once_in_each_zone() {
         "{berlin}"
     );
 }
+
+/// A rule's first window starts when it is loaded, and that start is stored before hark
+/// says it runs: a SIGKILL soon after does not restart the window.
+#[test]
+fn the_window_from_the_first_load_survives_a_sigkill_right_after_the_start() {
+    let config = r#"
+[watch.job]
+type = "heartbeat"
+
+[rule.quiet]
+watch = "job"
+expect_within = "4s"
+then = ["rec"]
+
+[action.rec]
+type = "shell"
+command = @REC@
+"#
+    .replace("@REC@", &recorder_argv("@DIR@/out", &["{{ event.kind }}"]));
+    let began = Instant::now();
+    let mut h = start(&config);
+    std::thread::sleep(Duration::from_millis(2500));
+    h.kill_and_restart();
+    assert_eq!(h.wait_lines(1), ["missed"], "{}", h.log());
+    let waited = began.elapsed();
+    assert!(
+        waited < Duration::from_millis(5500),
+        "the window ran from the first load, not the restart (2.5 s later): {waited:?}"
+    );
+}
