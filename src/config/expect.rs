@@ -42,6 +42,8 @@ pub struct Schedule {
 
 /// How far ahead schedules are looked at for their period.
 const PERIOD_SAMPLES: usize = 64;
+/// How far past the first scheduled time they are looked at: a year and a month.
+const PERIOD_SPAN: Duration = Duration::from_secs(400 * 24 * 3600);
 
 impl Schedule {
     /// The first scheduled time strictly after `after`; none for a schedule that never
@@ -65,11 +67,17 @@ impl Schedule {
         show_in(&self.zone, t)
     }
 
-    /// The shortest time between two scheduled times, over the next ones from `from`.
+    /// The shortest time between two scheduled times, over the next ones from `from`
+    /// (at most `PERIOD_SAMPLES` of them, within `PERIOD_SPAN` of the first, past which
+    /// the calendar repeats: a yearly schedule is not walked for 64 years).
     fn period(&self, from: SystemTime) -> Option<(Duration, SystemTime)> {
-        let mut at = self.next_after(from)?;
+        let first = self.next_after(from)?;
+        let mut at = first;
         let mut shortest: Option<(Duration, SystemTime)> = None;
         for _ in 0..PERIOD_SAMPLES {
+            if at.duration_since(first).unwrap_or_default() > PERIOD_SPAN {
+                break;
+            }
             let Some(next) = self.next_after(at) else {
                 break;
             };

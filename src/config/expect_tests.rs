@@ -146,3 +146,15 @@ fn rules_on_one_expression_share_its_parse() {
     assert!(Arc::ptr_eq(&cron("r0"), &cron("r1")));
     assert!(!Arc::ptr_eq(&cron("r0"), &cron("r2")));
 }
+
+#[test]
+fn the_period_is_the_shortest_gap_and_a_yearly_schedule_is_not_walked_for_decades() {
+    let from = at("2026-12-07T12:00:00Z");
+    let day = Duration::from_secs(24 * 3600);
+    let period = |text: &str| schedule(text, "UTC").period(from).unwrap().0;
+    assert_eq!(period("0 3 * * 1-5"), day);
+    assert_eq!(period("0 0,23 * * *"), Duration::from_secs(3600));
+    assert_eq!(period("0 0 1 1 *"), 365 * day);
+    // Leap days: one gap, four years.
+    assert_eq!(period("0 0 29 2 *"), (4 * 365 + 1) * day);
+}
