@@ -98,7 +98,8 @@ pub fn show_in(zone: &jiff::tz::TimeZone, t: SystemTime) -> String {
             .to_zoned(zone.clone())
             .strftime("%Y-%m-%d %H:%M:%S %Z")
             .to_string(),
-        Err(_) => crate::event::rfc3339(t),
+        // Past jiff's range (years beyond 9999): no zone to show it in.
+        Err(_) => humantime::format_rfc3339(t).to_string(),
     }
 }
 
