@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::awaited::Awaited;
 use super::expected::Book;
 use super::head::Head;
 use super::judged::{GroupCount, Heard, Judged, Restored, Ticked};
@@ -72,16 +73,12 @@ impl Absent {
     }
 
     pub fn rows(&self, head: &Head, now: Instant, out: &mut Vec<Row>) {
+        // What it expects is said once, above the groups (explain.rs).
         let wall = self.wall.at(now);
-        let within = humantime::format_duration(self.within).to_string();
         let zone = jiff::tz::TimeZone::system();
         let show = |t| crate::config::show_in(&zone, t);
-        let notes = |g: &super::awaited::Awaited| {
-            let mut n = vec![format!("expects a match at least every {within}")];
-            n.extend(g.describe(&show, wall));
-            n
-        };
-        self.book.rows(head, now, &notes, out);
+        self.book
+            .rows(head, now, &|g: &Awaited| g.describe(&show, wall), out);
     }
 
     pub fn idle_notes(&self, _head: &Head, _now: Instant) -> Vec<String> {

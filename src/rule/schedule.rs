@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::awaited::Awaited;
 use super::expected::Book;
 use super::head::Head;
 use super::judged::{GroupCount, Heard, Judged, Restored, Ticked};
@@ -93,21 +94,11 @@ impl Scheduled {
     }
 
     pub fn rows(&self, head: &Head, now: Instant, out: &mut Vec<Row>) {
-        let wall = self.wall.at(now);
-        let s = &self.schedule;
-        let what = format!(
-            "expects a match after each \"{}\" ({}) within {}",
-            s.text,
-            s.zone_name,
-            humantime::format_duration(s.grace)
-        );
+        // What it expects is said once, above the groups (explain.rs).
+        let (wall, s) = (self.wall.at(now), &self.schedule);
         let show = |t| s.show(t);
-        let notes = |g: &super::awaited::Awaited| {
-            let mut n = vec![what.clone()];
-            n.extend(g.describe(&show, wall));
-            n
-        };
-        self.book.rows(head, now, &notes, out);
+        self.book
+            .rows(head, now, &|g: &Awaited| g.describe(&show, wall), out);
     }
 
     pub fn idle_notes(&self, _head: &Head, now: Instant) -> Vec<String> {
