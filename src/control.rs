@@ -18,11 +18,16 @@ use tokio_util::sync::CancellationToken;
 pub mod client;
 mod peer;
 mod render;
+mod status;
 
 pub use crate::action::outbox::Entry as OutboxEntry;
 pub use client::{call, tail, Exit, Unreachable};
-pub use peer::Peer;
+pub use peer::{Caller, Peer};
 pub use render::{render, TailText};
+pub use status::{
+    ActionStatus, ChangeStatus, FailedDelivery, OutboxStatus, ReloadStatus, RuleStatus, Status,
+    WatchStatus, WindowStatus,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -32,6 +37,9 @@ pub enum Request {
         rule: String,
         /// Seconds; none: until unsilenced.
         for_secs: Option<u64>,
+        /// Why, shown with the silence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     Unsilence {
         rule: String,
@@ -96,104 +104,12 @@ impl Response {
     }
 }
 
-/// What `hark status` shows. Times are RFC 3339.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Status {
-    pub version: String,
-    pub pid: u32,
-    pub started: String,
-    pub config_files: Vec<String>,
-    pub watches: Vec<WatchStatus>,
-    pub rules: Vec<RuleStatus>,
-    pub actions: ActionStatus,
-    pub outbox: OutboxStatus,
-    pub last_reload: Option<ReloadStatus>,
-    /// Where the time goes: check durations, event lag, action waits and run times, and
-    /// the runtime's health.
-    #[serde(default)]
-    pub timing: crate::metrics::TimingStatus,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct WatchStatus {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub events: u64,
-    pub last_event: Option<String>,
-    /// The last event's `error` field, when it had a non-empty one.
-    pub last_error: Option<String>,
-    /// The last event's fields.
-    pub last: Option<serde_json::Value>,
-    /// What the watch could not arm (a subtree it may not read, the inotify limit).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub problems: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RuleStatus {
-    pub name: String,
-    pub watch: Option<String>,
-    /// The group of a rule with `group_by`: its fields and values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<std::collections::BTreeMap<String, String>>,
-    /// How many groups the rule holds, with `group_by` (only some are listed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub groups: Option<usize>,
-    /// `ok`, `pending` or `firing`.
-    pub state: String,
-    pub since: Option<String>,
-    /// `Some("")` when silenced with no end.
-    pub silenced_until: Option<String>,
-    /// For a rule that expects a match: when one is due by (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_by: Option<String>,
-    /// While firing: the summary of its latest firing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ActionStatus {
-    pub running: usize,
-    pub queued: usize,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct OutboxStatus {
-    pub pending: usize,
-    pub oldest_pending: Option<String>,
-    pub failed: Vec<FailedDelivery>,
-    /// Pending deliveries being tried again: their attempts, last error and next try.
-    #[serde(default)]
-    pub retrying: Vec<crate::action::outbox::Entry>,
-    /// Why the outbox could not be read, if it could not.
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct FailedDelivery {
-    pub rule: String,
-    pub action: String,
-    pub state: String,
-    pub accepted: String,
-    pub attempts: u32,
-    pub error: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ReloadStatus {
-    pub time: String,
-    pub ok: bool,
-    /// The configuration errors of a reload that was refused.
-    pub errors: Vec<String>,
-}
-
 /// A request from a client, with where its answer goes.
 pub struct Call {
     pub request: Request,
-    /// Who asked (the kernel's word for it), for the log of what changes something.
-    pub who: Peer,
+    /// Who asked (the kernel's word for it, or the listener's token), for the log of
+    /// what changes something.
+    pub who: Caller,
     pub reply: oneshot::Sender<Response>,
 }
 
@@ -330,7 +246,7 @@ async fn connection(
     if calls
         .send(Call {
             request,
-            who,
+            who: Caller::Socket(who),
             reply: tx,
         })
         .await

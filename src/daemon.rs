@@ -8,6 +8,7 @@ mod calls;
 mod footprint;
 mod intake;
 mod judge;
+mod maintenance;
 mod page;
 mod ping;
 mod pulse;
@@ -102,6 +103,10 @@ struct Daemon {
     started: SystemTime,
     unsaved: Unsaved,
     heartbeat: Heartbeat,
+    /// Firings held by maintenance windows until they end.
+    held: maintenance::Held,
+    /// The HTTP listener's view of the configuration (tokens, push watches, TLS).
+    web: Option<Arc<web::Shared>>,
 }
 
 /// What the main loop waits on besides its timers.

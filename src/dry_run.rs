@@ -170,6 +170,10 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                 "watch `{name}` (heartbeat) hears `hark ping {name}` while hark runs. \
                  Try: hark test --event '{name} kind=success'"
             )),
+            WatchKind::Push(_) => notes.push(format!(
+                "watch `{name}` (push) hears requests to /push/{name} on the HTTP listener \
+                 while hark runs. Try: hark test --event '{name} kind=success'"
+            )),
             WatchKind::File(_) => notes.push(format!(
                 "watch `{name}` (file) reports changes as they happen; nothing to sample. \
                  Try: hark test --event '{name} kind=modify path=/some/file'"

@@ -53,12 +53,17 @@ fn main() -> ExitCode {
         Command::Silence {
             rule,
             duration,
+            comment,
             socket,
         } => {
             let for_secs = duration.map(|d| d.as_secs().max(1));
             exit(client::command(
                 &socket.path(),
-                Request::Silence { rule, for_secs },
+                Request::Silence {
+                    rule,
+                    for_secs,
+                    comment,
+                },
             ))
         }
         Command::Unsilence { rule, socket } => {

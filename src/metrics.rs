@@ -55,6 +55,8 @@ pub struct Metrics {
     pub event_queue_depth: Gauge,
     pub loop_lag_seconds: Gauge<f64, AtomicU64>,
     pub tasks: Gauge,
+    /// Requests and connections the HTTP listener refused or closed, per reason.
+    pub http_refused: Family<Labels, Counter>,
     /// `hark_build_info{version}`: always 1, so a dashboard can tell which build runs.
     pub build_info: Family<Labels, Gauge>,
     /// The last samples, for the quantiles of `hark status`.
@@ -107,6 +109,7 @@ impl Metrics {
             event_queue_depth: Gauge::default(),
             loop_lag_seconds: Gauge::default(),
             tasks: Gauge::default(),
+            http_refused: Family::default(),
             build_info: Family::default(),
             timings: Timings::default(),
         };
@@ -233,6 +236,11 @@ impl Metrics {
             "last_reload_duration_seconds",
             "How long the last reload took",
             m.reload_seconds.clone(),
+        );
+        r.register(
+            "http_refused",
+            "Requests and connections the HTTP listener refused or closed, per reason (unauthorized, forbidden, rate_limited, too_large, queue_full, tls_handshake, evicted)",
+            m.http_refused.clone(),
         );
         r.register(
             "build_info",

@@ -3,6 +3,9 @@
 //! `tls_verify = false`. A certificate refused is named in the error (its subject and
 //! issuer), so `hark status` says which certificate, not only that one failed.
 
+mod server;
+pub use server::server_config;
+
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};

@@ -88,6 +88,9 @@ pub enum Command {
         /// How long, e.g. 2h (default: until `hark unsilence`).
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
         duration: Option<std::time::Duration>,
+        /// Why (shown with the silence in `hark status`).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
         #[command(flatten)]
         socket: SocketArgs,
     },

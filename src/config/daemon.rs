@@ -22,8 +22,10 @@ struct RawDaemon {
     host: Option<String>,
     control_socket: Option<String>,
     control_group: Option<Spanned<String>>,
-    /// Where the HTTP listener is: /metrics, /api/status and the status page.
-    http: Option<Spanned<String>>,
+    /// Where the HTTP listener is (an address, or the table `[daemon.http]`, read by
+    /// `listener.rs`): taken out before the rest is read.
+    #[serde(skip)]
+    http: Option<()>,
     /// `http`'s older name.
     metrics: Option<Spanned<String>>,
     /// Names besides loopback ones that a loopback listener answers to (`Host`).
@@ -52,9 +54,12 @@ pub(super) fn parse_daemon(
         ctx.errors.push(ConfigError::at(here, msg));
         return;
     }
-    let Some(raw) = deserialize_table::<RawDaemon>(ctx, table.clone(), value.span()) else {
+    let mut table = table.clone();
+    let http = table.remove("http");
+    let Some(raw) = deserialize_table::<RawDaemon>(ctx, table, value.span()) else {
         return;
     };
+    let _ = raw.http;
     let mut daemon = DaemonConfig::default();
     // Paths are relative to the file that names them, like every path in the config.
     let base = ctx.config_dir();
@@ -70,13 +75,16 @@ pub(super) fn parse_daemon(
     if let Some(h) = raw.host {
         daemon.host = h;
     }
-    if let (Some(_), Some(old)) = (&raw.http, &raw.metrics) {
+    if let (Some(_), Some(old)) = (&http, &raw.metrics) {
         ctx.error(
             old.span(),
             "`metrics` is the older name of `http`: give one of them",
         );
     }
-    if let Some(m) = raw.http.or(raw.metrics) {
+    if let Some((addr, listener)) = http.and_then(|h| super::listener::parse(ctx, &h)) {
+        daemon.metrics = Some(addr);
+        daemon.listener = listener;
+    } else if let Some(m) = raw.metrics {
         match m.get_ref().parse() {
             Ok(addr) => daemon.metrics = Some(addr),
             Err(e) => ctx.error(
@@ -123,6 +131,7 @@ impl Default for DaemonConfig {
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             control_group: None,
             metrics: None,
+            listener: Default::default(),
             http_hosts: Vec::new(),
             max_concurrent_actions: 16,
             stop_timeout: Duration::from_secs(10),

@@ -4,6 +4,7 @@
 //! optional in front); zones are the host's database (/usr/share/zoneinfo) through jiff.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -174,21 +175,35 @@ fn schedule(
     grace: &Option<Spanned<String>>,
     timezone: &Option<Spanned<String>>,
 ) -> Option<Schedule> {
-    let text = expect.get_ref().trim();
-    let parsed = match ctx.crons.parsed.get(text) {
+    let mut schedule = cron(ctx, expect, timezone)?;
+    schedule.grace = values::optional_duration(ctx, grace).unwrap_or(DEFAULT_GRACE);
+    let span = grace.as_ref().map_or(expect.span(), |g| g.span());
+    let why = "the next run would be due before the last one's grace ends";
+    fits(ctx, &schedule, ("grace", schedule.grace), span, why).then_some(schedule)
+}
+
+/// A cron schedule (no grace) in the zone `timezone` names; an error at `text` when it
+/// does not parse or never fires.
+pub(crate) fn cron(
+    ctx: &mut Ctx,
+    text: &Spanned<String>,
+    timezone: &Option<Spanned<String>>,
+) -> Option<Schedule> {
+    let written = text.get_ref().trim();
+    let parsed = match ctx.crons.parsed.get(written) {
         Some(c) => Ok(Arc::clone(c)),
-        None => croner::Cron::from_str(text).map(Arc::new),
+        None => croner::Cron::from_str(written).map(Arc::new),
     };
     let cron = match parsed {
         Ok(c) => {
-            ctx.crons.parsed.insert(text.to_string(), Arc::clone(&c));
+            ctx.crons.parsed.insert(written.to_string(), Arc::clone(&c));
             c
         }
         Err(e) => {
             ctx.error(
-                expect.span(),
+                text.span(),
                 format!(
-                    "invalid cron expression {text:?}: {e} (five fields, minute hour \
+                    "invalid cron expression {written:?}: {e} (five fields, minute hour \
                      day-of-month month day-of-week, as \"0 3 * * *\"; a sixth in front for \
                      seconds)"
                 ),
@@ -197,52 +212,71 @@ fn schedule(
         }
     };
     let (zone, zone_name) = zone(ctx, timezone)?;
-    let grace_d = values::optional_duration(ctx, grace).unwrap_or(DEFAULT_GRACE);
     let schedule = Schedule {
-        text: text.to_string(),
+        text: written.to_string(),
         cron,
-        grace: grace_d,
+        grace: Duration::ZERO,
         zone,
         zone_name,
     };
-    let now = SystemTime::now();
-    let key = (schedule.text.clone(), schedule.zone_name.clone());
-    let judged = match ctx.crons.periods.get(&key) {
-        Some(j) => *j,
-        None => {
-            let j = (schedule.next_after(now).is_some(), schedule.period(now));
-            ctx.crons.periods.insert(key, j);
-            j
-        }
-    };
-    if !judged.0 {
+    if !judged(ctx, &schedule).0 {
         ctx.error(
-            expect.span(),
-            format!("the cron expression {text:?} never fires (no such date in the coming years)"),
+            text.span(),
+            format!(
+                "the cron expression {written:?} never fires (no such date in the coming years)"
+            ),
         );
         return None;
-    }
-    if let Some((period, at)) = judged.1 {
-        if grace_d > period {
-            let span = grace.as_ref().map_or(expect.span(), |g| g.span());
-            ctx.error(
-                span,
-                format!(
-                    "`grace` ({}) is longer than the schedule's period ({} from {}): the next \
-                     run would be due before the last one's grace ends",
-                    humantime::format_duration(grace_d),
-                    humantime::format_duration(period),
-                    schedule.show(at),
-                ),
-            );
-            return None;
-        }
     }
     Some(schedule)
 }
 
+/// Whether a span of time after each scheduled time (`what`: its key and length) ends
+/// before the next one; an error at `span` saying `why` it must when it does not.
+pub(crate) fn fits(
+    ctx: &mut Ctx,
+    schedule: &Schedule,
+    what: (&str, Duration),
+    span: Range<usize>,
+    why: &str,
+) -> bool {
+    let Some((period, at)) = judged(ctx, schedule).1 else {
+        return true;
+    };
+    if what.1 <= period {
+        return true;
+    }
+    ctx.error(
+        span,
+        format!(
+            "`{}` ({}) is longer than the schedule's period ({} from {}): {why}",
+            what.0,
+            humantime::format_duration(what.1),
+            humantime::format_duration(period),
+            schedule.show(at),
+        ),
+    );
+    false
+}
+
+/// Whether `schedule` fires again, and its shortest period: worked out once per
+/// expression and zone in a file.
+fn judged(ctx: &mut Ctx, schedule: &Schedule) -> Judged {
+    let key = (schedule.text.clone(), schedule.zone_name.clone());
+    if let Some(j) = ctx.crons.periods.get(&key) {
+        return *j;
+    }
+    let now = SystemTime::now();
+    let j = (schedule.next_after(now).is_some(), schedule.period(now));
+    ctx.crons.periods.insert(key, j);
+    j
+}
+
 /// The zone named by `timezone`, or the host's.
-fn zone(ctx: &mut Ctx, timezone: &Option<Spanned<String>>) -> Option<(jiff::tz::TimeZone, String)> {
+pub(crate) fn zone(
+    ctx: &mut Ctx,
+    timezone: &Option<Spanned<String>>,
+) -> Option<(jiff::tz::TimeZone, String)> {
     let Some(name) = timezone else {
         return Some((jiff::tz::TimeZone::system(), "the host's zone".to_string()));
     };

@@ -75,6 +75,8 @@ impl WatchKind {
             WatchKind::Journal(_) => (JOURNAL, false),
             WatchKind::Unit(_) => (UNIT, false),
             WatchKind::Heartbeat(_) => (HEARTBEAT, false),
+            // A push's body and query are fields of any name.
+            WatchKind::Push(_) => (PUSH, true),
         };
         let mut known: Vec<(String, FieldType)> = COMMON
             .iter()
@@ -97,6 +99,15 @@ impl WatchKind {
         Fields { known, open }
     }
 }
+
+const PUSH: &[(&str, FieldType)] = &[
+    ("kind", Str),
+    ("exit_code", Number),
+    ("client", Str),
+    ("method", Str),
+    ("body", Str),
+    ("token", Str),
+];
 
 const HEARTBEAT: &[(&str, FieldType)] = &[
     ("kind", Str),
@@ -129,7 +140,6 @@ const HTTP: &[(&str, FieldType)] = &[
     ("error", Str),
     ("latency_ms", Number),
     ("body", Str),
-    ("body_truncated", Bool),
     ("json", Other),
     ("headers", Other),
     ("cert_expiry_days", Number),

@@ -17,8 +17,11 @@ mod file;
 mod files;
 mod http;
 mod journal;
+mod listener;
 mod log;
+mod maintenance;
 mod parse;
+mod push;
 mod resolve;
 mod rule;
 mod rule_values;
@@ -27,6 +30,7 @@ mod suggest;
 mod systemd;
 mod table;
 mod tls;
+mod token;
 mod unit;
 mod values;
 mod watch;
@@ -57,11 +61,15 @@ pub use file::{FileEvents, FileWatch, PathPattern};
 pub use files::{config_files, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE};
 pub use http::HttpWatch;
 pub use journal::JournalWatch;
+pub use listener::{ListenerConfig, Open, ServerTls};
 pub use log::LogWatch;
+pub use maintenance::{Maintenance, Window};
+pub use push::PushWatch;
 pub use rule::{RuleConfig, Threshold, TriggerLimit};
 pub use secret::Secret;
 pub use systemd::{SystemdAction, Verb};
 pub use tls::{pem_certificates, Ca, TlsOptions};
+pub use token::{Scopes, TokenConfig};
 pub use unit::UnitWatch;
 pub use watch::{HeartbeatWatch, WatchConfig, WatchKind};
 pub use webhook::{Payload, WebhookAction};
@@ -74,6 +82,10 @@ pub struct Config {
     pub watches: BTreeMap<String, WatchConfig>,
     pub rules: BTreeMap<String, RuleConfig>,
     pub actions: BTreeMap<String, ActionConfig>,
+    /// `[token.NAME]`: who may use the HTTP listener's API and pushes.
+    pub tokens: BTreeMap<String, TokenConfig>,
+    /// `[maintenance.NAME]`: planned quiet.
+    pub maintenance: BTreeMap<String, Maintenance>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +96,8 @@ pub struct DaemonConfig {
     /// Members may use the control socket too (root always can).
     pub control_group: Option<Account>,
     pub metrics: Option<std::net::SocketAddr>,
+    /// The listener's TLS, users and what it opens to anyone.
+    pub listener: ListenerConfig,
     /// Names a loopback listener answers to besides loopback names and addresses (a
     /// reverse proxy's public name); any other `Host` is refused (DNS rebinding).
     pub http_hosts: Vec<String>,

@@ -27,6 +27,8 @@ pub(super) struct Collected {
     pub watches: BTreeMap<String, Named<super::WatchConfig>>,
     pub rules: BTreeMap<String, Named<rule::RawRuleChecked>>,
     pub actions: BTreeMap<String, Named<super::ActionConfig>>,
+    pub tokens: BTreeMap<String, Named<super::TokenConfig>>,
+    pub maintenance: BTreeMap<String, Named<super::Maintenance>>,
     /// Items defined but with errors of their own, keyed `kind.name`: a reference to one
     /// is not reported again as undefined.
     pub broken: HashSet<String>,
@@ -163,10 +165,23 @@ fn parse_document(ctx: &mut Ctx, all: &mut Collected, templates: &minijinja::Env
                     }
                 },
             ),
+            "token" => for_each_named(ctx, "token", value, |ctx, name, at, table, span, _| {
+                if let Some(t) = super::token::parse(ctx, name, table, span) {
+                    insert_named(ctx, &mut all.tokens, "token", name, at, t);
+                }
+            }),
+            "maintenance" => {
+                for_each_named(ctx, "maintenance", value, |ctx, name, at, t, span, _| {
+                    if let Some(m) = super::maintenance::parse(ctx, name, t, span) {
+                        insert_named(ctx, &mut all.maintenance, "maintenance", name, at, m);
+                    }
+                })
+            }
             other => ctx.error(
                 key_span,
                 format!(
-                    "unknown section `{other}`: expected `daemon`, `watch`, `rule` or `action`"
+                    "unknown section `{other}`: expected `daemon`, `watch`, `rule`, `action`, \
+                     `token` or `maintenance`"
                 ),
             ),
         }

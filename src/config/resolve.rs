@@ -47,6 +47,18 @@ pub(super) fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> 
         check_rule(all, name, &rule.item, &mut budget, &mut errors);
     }
     errors.extend(unless_cycles(&all.rules));
+    for m in all.maintenance.values() {
+        for (rule, loc) in &m.item.literal {
+            if !all.rules.contains_key(rule) && !all.broken.contains(&format!("rule.{rule}")) {
+                let text = format!(
+                    "maintenance `{}` names rule `{rule}`, which is not defined{}",
+                    m.item.name,
+                    suggest(rule, all.rules.keys(), &mut budget)
+                );
+                errors.push(ConfigError::at(loc.clone(), text));
+            }
+        }
+    }
     all.errors.append(&mut errors);
     if !all.errors.is_empty() {
         return None;
@@ -183,6 +195,14 @@ fn assemble(paths: &[PathBuf], all: &mut Collected) -> Config {
             .map(|(k, v)| (k, v.item.rule))
             .collect(),
         actions: take(&mut all.actions)
+            .into_iter()
+            .map(|(k, v)| (k, v.item))
+            .collect(),
+        tokens: take(&mut all.tokens)
+            .into_iter()
+            .map(|(k, v)| (k, v.item))
+            .collect(),
+        maintenance: take(&mut all.maintenance)
             .into_iter()
             .map(|(k, v)| (k, v.item))
             .collect(),

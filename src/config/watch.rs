@@ -32,6 +32,8 @@ pub enum WatchKind {
     Unit(super::unit::UnitWatch),
     /// Events sent by `hark ping` over the control socket.
     Heartbeat(HeartbeatWatch),
+    /// Events sent over HTTP to `/push/NAME`.
+    Push(super::push::PushWatch),
 }
 
 impl WatchKind {
@@ -47,6 +49,7 @@ impl WatchKind {
             WatchKind::Journal(_) => "journal",
             WatchKind::Unit(_) => "unit",
             WatchKind::Heartbeat(_) => "heartbeat",
+            WatchKind::Push(_) => "push",
         }
     }
 
@@ -72,6 +75,7 @@ impl WatchKind {
                 | WatchKind::Log(_)
                 | WatchKind::Journal(_)
                 | WatchKind::Heartbeat(_)
+                | WatchKind::Push(_)
         )
     }
 
@@ -84,6 +88,7 @@ impl WatchKind {
                 | WatchKind::Journal(_)
                 | WatchKind::Process(_)
                 | WatchKind::Heartbeat(_)
+                | WatchKind::Push(_)
         )
     }
 
@@ -92,7 +97,7 @@ impl WatchKind {
     pub fn is_edge(&self, kind: Option<&str>) -> bool {
         match self {
             WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_) => true,
-            WatchKind::Heartbeat(_) => true,
+            WatchKind::Heartbeat(_) | WatchKind::Push(_) => true,
             WatchKind::Process(_) => kind != Some("sample"),
             WatchKind::Unit(_) => kind == Some("disconnected"),
             _ => false,
@@ -100,7 +105,8 @@ impl WatchKind {
     }
 }
 
-const AVAILABLE: &str = "file, log, journal, unit, http, process, system, tcp, command, heartbeat";
+const AVAILABLE: &str =
+    "file, log, journal, unit, http, process, system, tcp, command, heartbeat, push";
 
 pub(crate) fn parse(
     ctx: &mut Ctx,
@@ -133,6 +139,7 @@ pub(crate) fn parse(
             let _: HeartbeatWatch = super::table::deserialize_table(ctx, table, span)?;
             WatchKind::Heartbeat(HeartbeatWatch {})
         }
+        "push" => WatchKind::Push(super::push::parse(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),

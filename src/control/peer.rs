@@ -22,6 +22,27 @@ impl std::fmt::Display for Peer {
     }
 }
 
+/// Who asked: a process on the control socket, or a token or user of the HTTP listener
+/// (its name and the client's address). What changes something is logged with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Socket(Peer),
+    Http {
+        /// `token NAME` or `user NAME`.
+        name: String,
+        from: std::net::SocketAddr,
+    },
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Socket(p) => write!(f, "{p} (control socket)"),
+            Caller::Http { name, from } => write!(f, "{name} from {from}"),
+        }
+    }
+}
+
 /// Whether `peer` may ask anything of the daemon, which runs as `own_uid`; `group` is
 /// `control_group`'s id when one is set.
 pub fn allowed(peer: &Peer, own_uid: u32, group: Option<u32>) -> bool {

@@ -134,6 +134,7 @@ impl Daemon {
         let mut deliveries = Vec::new();
         for mut firing in firings {
             self.tally.count(&firing);
+            self.quiet_in_window(&mut firing, now);
             self.silences.apply(&mut firing, now);
             let (rule, state) = (Arc::clone(&firing.rule), firing.state);
             let prepared = self.actions.dispatcher.prepare(firing);

@@ -21,6 +21,25 @@ pub(super) struct Tally {
     pub firing_series: HashMap<(Arc<str>, bool), prometheus_client::metrics::counter::Counter>,
     /// The summary of each rule's latest firing while it fires (the status page shows it).
     pub summaries: HashMap<Arc<str>, String>,
+    /// The latest changes made through the control socket or the API.
+    pub changes: std::collections::VecDeque<crate::control::ChangeStatus>,
+}
+
+/// How many changes `hark status` lists.
+const CHANGES_KEPT: usize = 20;
+
+impl Tally {
+    /// A change, for `hark status`: who made it and what it was.
+    pub fn changed(&mut self, by: &crate::control::Caller, what: String) {
+        if self.changes.len() == CHANGES_KEPT {
+            self.changes.pop_front();
+        }
+        self.changes.push_back(crate::control::ChangeStatus {
+            time: crate::event::rfc3339(std::time::SystemTime::now()),
+            by: by.to_string(),
+            what,
+        });
+    }
 }
 
 impl Tally {

@@ -195,6 +195,9 @@ impl Daemon {
             new.watches.keys().map(String::as_str),
             new.rules.keys().map(String::as_str),
         );
+        if let Some(web) = &self.web {
+            web.reconfigure(&new);
+        }
         self.config = new;
         ReloadStatus {
             time: rfc3339(SystemTime::now()),

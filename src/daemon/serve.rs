@@ -22,6 +22,7 @@ impl Daemon {
             heartbeat.waiting();
             let deadline = self.engine.next_deadline();
             let positions_due = self.positions_due();
+            let window_end = self.next_window_end();
             let firings = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -55,6 +56,10 @@ impl Daemon {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     heartbeat.beat();
                     self.on_tick()
+                }
+                _ = sleep_until(window_end), if window_end.is_some() => {
+                    heartbeat.beat();
+                    self.windows_closed()
                 }
                 _ = sleep_until(positions_due), if positions_due.is_some() => {
                     heartbeat.beat();

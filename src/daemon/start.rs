@@ -37,7 +37,14 @@ impl Daemon {
         let firing = engine.firing_keys();
         let actions = Actions::start(&config, &store, &firing, stops.outbox.clone()).await?;
         let (calls_tx, calls) = mpsc::channel::<Call>(16);
-        open_listeners(&config, &actions.outbox, &calls_tx, &stops.listeners).await;
+        let web = open_listeners(
+            &config,
+            &intake,
+            &actions.outbox,
+            &calls_tx,
+            &stops.listeners,
+        )
+        .await;
         watch_runtime(&intake, &stops.listeners);
         let mut daemon = Daemon {
             paths,
@@ -52,6 +59,8 @@ impl Daemon {
             started: SystemTime::now(),
             unsaved: Unsaved::default(),
             heartbeat: Default::default(),
+            held: Default::default(),
+            web,
         };
         // The windows that start at this load (rules that expect a match) are stored
         // before hark says it runs: a restart waits from them, not from its own start.
@@ -143,10 +152,11 @@ async fn load_silences(store: &Arc<Store>) -> anyhow::Result<Silences> {
 /// still runs (a person can still read the log).
 async fn open_listeners(
     config: &Config,
+    intake: &Intake,
     outbox: &Outbox,
     calls: &mpsc::Sender<Call>,
     stop: &CancellationToken,
-) {
+) -> Option<Arc<web::Shared>> {
     let group = config.daemon.control_group.as_ref().map(|g| g.id);
     match control::bind(&config.daemon.control_socket, group) {
         Ok(listener) => {
@@ -157,21 +167,28 @@ async fn open_listeners(
             tracing::error!("{e:#}; `hark status`, `silence` and `unsilence` are unavailable")
         }
     }
-    let Some(addr) = config.daemon.metrics else {
-        return;
-    };
+    let addr = config.daemon.metrics?;
     match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => {
-            tracing::info!(address = %addr, "status page at http://{addr}/, metrics at /metrics");
-            tokio::spawn(web::serve(
-                listener,
-                web::Hosts::new(addr, &config.daemon.http_hosts),
-                outbox.clone(),
+            let scheme = match config.daemon.listener.tls {
+                Some(_) => "https",
+                None => "http",
+            };
+            tracing::info!(address = %addr, "status page at {scheme}://{addr}/, metrics at /metrics");
+            let shared = Arc::new(web::Shared::new(
+                config,
+                addr,
+                intake.events.clone(),
                 calls.clone(),
-                stop.clone(),
+                outbox.clone(),
             ));
+            tokio::spawn(web::serve(listener, Arc::clone(&shared), stop.clone()));
+            Some(shared)
         }
-        Err(e) => tracing::error!(address = %addr, error = %e, "cannot serve HTTP"),
+        Err(e) => {
+            tracing::error!(address = %addr, error = %e, "cannot serve HTTP");
+            None
+        }
     }
 }
 

@@ -52,6 +52,10 @@ impl Daemon {
                     .silences
                     .active(&r.rule, wall)
                     .map(|u| u.map(rfc3339).unwrap_or_default()),
+                silenced_by: self.silences.note(&r.rule).and_then(|n| n.by),
+                silence_comment: self.silences.note(&r.rule).and_then(|n| n.comment),
+                maintenance: super::maintenance::covering(&self.config, &r.rule, wall)
+                    .map(|(name, until)| format!("{name} until {}", rfc3339(until))),
                 name: r.rule.to_string(),
                 // An event rule has one state for all its watches: they are named.
                 watch: r.watch.map(|w| w.to_string()).or_else(|| {
@@ -97,13 +101,16 @@ impl Daemon {
                 t.runtime.event_queue_depth = depth;
                 t
             },
+            maintenance: super::maintenance::windows(&self.config, wall),
+            changes: self.tally.changes.iter().cloned().collect(),
+            listener_problems: self.web.as_ref().map(|w| w.problems()).unwrap_or_default(),
         }
     }
 
     /// Why a rule is in its state: the engine's account, its silence and last actions.
     pub(super) fn explain(&self, rule: &str) -> Response {
         let Some(mut e) = self.engine.explain(rule, Instant::now()) else {
-            return Response::error(format!("no rule `{rule}` in the running configuration"));
+            return Response::error(self.no_rule(rule));
         };
         e.silenced_until = self
             .silences

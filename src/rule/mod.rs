@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 pub use condition::{cel_fields, to_cel, Evaluator, EventVars, Outcome, SubValue};
 pub use edge::{EdgeGate, Ended, Verdict};
 pub use explain::{Blocker, Explanation, SeenEvent, WatchState};
-pub use silence::Silences;
+pub use silence::{Note as SilenceNote, Silences};
 pub use state::{Hold, Progress, Saved, SavedFiring, StateMachine, Step};
 pub use verdict::{Decision, RuleVerdict, TickNote};
 pub use wall::{WallClock, CLOCK_START_VAR};

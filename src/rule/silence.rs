@@ -9,13 +9,26 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Default)]
 pub struct Silences {
-    /// `None`: until `hark unsilence`.
-    until: BTreeMap<String, Option<SystemTime>>,
+    by_rule: BTreeMap<String, Stored>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// One silence, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stored {
+    /// `None`: until `hark unsilence`.
     until: Option<SystemTime>,
+    /// Who set it (a control socket's peer, a token's name and address).
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// Who set a silence, and why.
+#[derive(Debug, Clone, Default)]
+pub struct Note {
+    pub by: Option<String>,
+    pub comment: Option<String>,
 }
 
 impl Silences {
@@ -26,7 +39,7 @@ impl Silences {
         for (rule, bytes) in stored {
             match serde_json::from_slice::<Stored>(&bytes) {
                 Ok(st) if st.until.is_none_or(|t| t > now) => {
-                    s.until.insert(rule, st.until);
+                    s.by_rule.insert(rule, st);
                 }
                 _ => over.push(rule),
             }
@@ -35,18 +48,37 @@ impl Silences {
     }
 
     /// Silences `rule` for `duration` (or until unsilenced); the bytes to store.
-    pub fn set(&mut self, rule: &str, duration: Option<Duration>, now: SystemTime) -> Vec<u8> {
-        let until = duration.map(|d| now + d);
-        self.until.insert(rule.to_string(), until);
-        serde_json::to_vec(&Stored { until }).unwrap_or_default()
+    pub fn set(
+        &mut self,
+        rule: &str,
+        duration: Option<Duration>,
+        now: SystemTime,
+        note: Note,
+    ) -> Vec<u8> {
+        let stored = Stored {
+            until: duration.map(|d| now + d),
+            by: note.by,
+            comment: note.comment,
+        };
+        let bytes = serde_json::to_vec(&stored).unwrap_or_default();
+        self.by_rule.insert(rule.to_string(), stored);
+        bytes
+    }
+
+    /// Who silenced `rule`, and why.
+    pub fn note(&self, rule: &str) -> Option<Note> {
+        self.by_rule.get(rule).map(|s| Note {
+            by: s.by.clone(),
+            comment: s.comment.clone(),
+        })
     }
 
     /// Every silence as stored, to write into a store made anew.
     pub fn all(&self) -> Vec<(String, Option<Vec<u8>>)> {
-        self.until
+        self.by_rule
             .iter()
-            .map(|(rule, until)| {
-                let bytes = serde_json::to_vec(&Stored { until: *until }).unwrap_or_default();
+            .map(|(rule, stored)| {
+                let bytes = serde_json::to_vec(stored).unwrap_or_default();
                 (rule.clone(), Some(bytes))
             })
             .collect()
@@ -74,14 +106,14 @@ impl Silences {
 
     /// Whether `rule` was silenced.
     pub fn remove(&mut self, rule: &str) -> bool {
-        self.until.remove(rule).is_some()
+        self.by_rule.remove(rule).is_some()
     }
 
     /// `Some(until)` while `rule` is silenced (`until` is `None` for no end).
     pub fn active(&self, rule: &str, now: SystemTime) -> Option<Option<SystemTime>> {
-        match self.until.get(rule)? {
-            Some(t) if *t <= now => None,
-            until => Some(*until),
+        match self.by_rule.get(rule)?.until {
+            Some(t) if t <= now => None,
+            until => Some(until),
         }
     }
 }
@@ -94,8 +126,8 @@ mod tests {
     fn a_silence_ends_at_its_time_and_survives_a_reload_from_the_store() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         let mut s = Silences::default();
-        let timed = s.set("a", Some(Duration::from_secs(60)), now);
-        let forever = s.set("b", None, now);
+        let timed = s.set("a", Some(Duration::from_secs(60)), now, Note::default());
+        let forever = s.set("b", None, now, Note::default());
         assert_eq!(
             s.active("a", now),
             Some(Some(now + Duration::from_secs(60)))

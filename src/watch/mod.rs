@@ -206,6 +206,6 @@ pub fn start(
         WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(to, t.clone(), clock)),
         WatchKind::Command(c) => WatchHandle::Periodic(command::start(to, c.clone(), clock)),
         WatchKind::Unit(u) => WatchHandle::Unit(unit::start(name, host, u.clone(), events)),
-        WatchKind::Heartbeat(_) => WatchHandle::Pushed,
+        WatchKind::Heartbeat(_) | WatchKind::Push(_) => WatchHandle::Pushed,
     })
 }
