@@ -63,6 +63,15 @@ pub fn render(s: &Status) -> String {
             Some(t) => out.push_str(&format!("  silenced until {t}")),
             None => {}
         }
+        if let (Some(_), Some(by)) = (&r.silenced_until, &r.silenced_by) {
+            out.push_str(&format!(" by {by}"));
+        }
+        if let (Some(_), Some(c)) = (&r.silenced_until, &r.silence_comment) {
+            out.push_str(&format!(" ({c:?})"));
+        }
+        if let Some(m) = &r.maintenance {
+            out.push_str(&format!("  in maintenance {m}"));
+        }
         out.push('\n');
     }
     out.push_str(&format!(
@@ -96,8 +105,35 @@ pub fn render(s: &Status) -> String {
             r.next_attempt.as_deref().unwrap_or("-")
         ));
     }
+    render_listener(&mut out, s);
     out.push_str(&render_timing(&s.timing));
     out
+}
+
+/// Maintenance windows, the latest changes and who made them, the listener's problems.
+fn render_listener(out: &mut String, s: &Status) {
+    if !s.maintenance.is_empty() {
+        out.push_str("\nmaintenance windows:\n");
+    }
+    for w in &s.maintenance {
+        out.push_str(&format!("  {:<20} rules {}", w.name, w.rules.join(", ")));
+        if let Some(t) = &w.active_until {
+            out.push_str(&format!("  OPEN until {t}"));
+        }
+        match &w.next_local {
+            Some(n) => out.push_str(&format!("  next {n}\n")),
+            None => out.push_str("  no next window\n"),
+        }
+    }
+    if !s.changes.is_empty() {
+        out.push_str("\nchanges (the latest, oldest first):\n");
+    }
+    for c in &s.changes {
+        out.push_str(&format!("  {} by {}: {}\n", c.time, c.by, c.what));
+    }
+    for p in &s.listener_problems {
+        out.push_str(&format!("\nhttp listener: {p}\n"));
+    }
 }
 
 /// Where the time goes, for a person: p50 / p99 of the last samples.

@@ -19,6 +19,7 @@ mod house;
 mod http_server;
 mod http_watch;
 mod journal_watch;
+mod listener;
 mod log_rotation;
 mod log_watch;
 mod metrics;
