@@ -109,7 +109,7 @@ pub(super) fn parse(
                 hash.span(),
                 format!(
                     "user `{user}`: not a bcrypt hash ({e}); make one with \
-                     `htpasswd -nBC 10 \"\" | tr -d ':\\n'`"
+                     `htpasswd -nbBC 10 \"\" PASSWORD | tr -d ':\\n'`"
                 ),
             );
             continue;

@@ -53,7 +53,7 @@ pub(crate) fn parse(
     span: Range<usize>,
 ) -> Option<TokenConfig> {
     let raw: RawToken = deserialize_table(ctx, table, span)?;
-    let secret = checked_secret(ctx, &raw.secret)?;
+    let secret = checked_secret(ctx, &raw.secret);
     let mut scopes = Scopes::default();
     if raw.scopes.get_ref().is_empty() {
         ctx.error(
@@ -72,11 +72,12 @@ pub(crate) fn parse(
             ),
         }
     }
+    let rate_limit = rate_limit(ctx, &raw.rate_limit);
     Some(TokenConfig {
         name: name.to_string(),
-        secret,
+        secret: secret?,
         scopes,
-        rate_limit: rate_limit(ctx, &raw.rate_limit)?,
+        rate_limit: rate_limit?,
     })
 }
 

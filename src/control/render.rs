@@ -41,39 +41,7 @@ pub fn render(s: &Status) -> String {
             out.push_str(&format!("    not watched: {p}\n"));
         }
     }
-    out.push_str(&format!("\nrules ({}):\n", s.rules.len()));
-    for r in &s.rules {
-        let watch = match (&r.watch, &r.group) {
-            (Some(w), Some(g)) => format!("{w} [{}]", crate::event::group_text(g)),
-            (Some(w), None) => w.clone(),
-            (None, _) => "-".to_string(),
-        };
-        out.push_str(&format!("  {:<20} {:<20} {:<8}", r.name, watch, r.state));
-        if let Some(since) = &r.since {
-            out.push_str(&format!(" since {since}"));
-        }
-        if let Some(n) = r.groups {
-            out.push_str(&format!("  ({n} groups)"));
-        }
-        if let Some(t) = &r.expected_by {
-            out.push_str(&format!("  a match due by {t}"));
-        }
-        match r.silenced_until.as_deref() {
-            Some("") => out.push_str("  silenced"),
-            Some(t) => out.push_str(&format!("  silenced until {t}")),
-            None => {}
-        }
-        if let (Some(_), Some(by)) = (&r.silenced_until, &r.silenced_by) {
-            out.push_str(&format!(" by {by}"));
-        }
-        if let (Some(_), Some(c)) = (&r.silenced_until, &r.silence_comment) {
-            out.push_str(&format!(" ({c:?})"));
-        }
-        if let Some(m) = &r.maintenance {
-            out.push_str(&format!("  in maintenance {m}"));
-        }
-        out.push('\n');
-    }
+    render_rules(&mut out, s);
     out.push_str(&format!(
         "\nactions: {} running, {} queued\n",
         s.actions.running, s.actions.queued
@@ -108,6 +76,43 @@ pub fn render(s: &Status) -> String {
     render_listener(&mut out, s);
     out.push_str(&render_timing(&s.timing));
     out
+}
+
+/// Each rule's state, silence and window.
+fn render_rules(out: &mut String, s: &Status) {
+    out.push_str(&format!("\nrules ({}):\n", s.rules.len()));
+    for r in &s.rules {
+        let watch = match (&r.watch, &r.group) {
+            (Some(w), Some(g)) => format!("{w} [{}]", crate::event::group_text(g)),
+            (Some(w), None) => w.clone(),
+            (None, _) => "-".to_string(),
+        };
+        out.push_str(&format!("  {:<20} {:<20} {:<8}", r.name, watch, r.state));
+        if let Some(since) = &r.since {
+            out.push_str(&format!(" since {since}"));
+        }
+        if let Some(n) = r.groups {
+            out.push_str(&format!("  ({n} groups)"));
+        }
+        if let Some(t) = &r.expected_by {
+            out.push_str(&format!("  a match due by {t}"));
+        }
+        match r.silenced_until.as_deref() {
+            Some("") => out.push_str("  silenced"),
+            Some(t) => out.push_str(&format!("  silenced until {t}")),
+            None => {}
+        }
+        if let (Some(_), Some(by)) = (&r.silenced_until, &r.silenced_by) {
+            out.push_str(&format!(" by {by}"));
+        }
+        if let (Some(_), Some(c)) = (&r.silenced_until, &r.silence_comment) {
+            out.push_str(&format!(" ({c:?})"));
+        }
+        if let Some(m) = &r.maintenance {
+            out.push_str(&format!("  in maintenance {m}"));
+        }
+        out.push('\n');
+    }
 }
 
 /// Maintenance windows, the latest changes and who made them, the listener's problems.

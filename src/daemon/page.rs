@@ -58,6 +58,7 @@ pub fn render(s: &Status, hour: &[(String, Vec<(f64, f32)>)]) -> String {
     watches(&mut h, s);
     actions(&mut h, s);
     outbox(&mut h, s);
+    maintenance(&mut h, s);
     graphs(&mut h, hour);
     if let Some(r) = &s.last_reload {
         let _ = write!(
@@ -73,6 +74,25 @@ pub fn render(s: &Status, hour: &[(String, Vec<(f64, f32)>)]) -> String {
     }
     h.push_str("</body></html>\n");
     h
+}
+
+/// Maintenance windows: open now until when, the next one.
+fn maintenance(h: &mut String, s: &Status) {
+    if s.maintenance.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Maintenance windows</h2><table id=\"maintenance\"><tr><th>window</th><th>rules</th><th>open until</th><th>next</th></tr>");
+    for w in &s.maintenance {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&w.name),
+            escape(&w.rules.join(", ")),
+            escape(w.active_until.as_deref().unwrap_or("")),
+            escape(w.next_local.as_deref().unwrap_or("none")),
+        );
+    }
+    h.push_str("</table>");
 }
 
 fn rules(h: &mut String, s: &Status) {
@@ -100,11 +120,20 @@ fn rules(h: &mut String, s: &Status) {
                     .join(" ")
             })
             .unwrap_or_default();
-        let silenced = match &r.silenced_until {
+        let mut silenced = match &r.silenced_until {
             Some(u) if u.is_empty() => "until unsilenced".to_string(),
             Some(u) => u.clone(),
             None => String::new(),
         };
+        if let (false, Some(by)) = (silenced.is_empty(), &r.silenced_by) {
+            silenced.push_str(&format!(" by {by}"));
+        }
+        if let (false, Some(c)) = (silenced.is_empty(), &r.silence_comment) {
+            silenced.push_str(&format!(": {c}"));
+        }
+        if let Some(m) = &r.maintenance {
+            silenced.push_str(&format!(" maintenance {m}"));
+        }
         // How long, in words, beside when: "firing for 3h 12m".
         let since = match (r.since.as_deref(), since_words(r.since.as_deref())) {
             (Some(at), Some(d)) => format!("{} for {d} (since {at})", r.state),

@@ -533,3 +533,99 @@ fn a_thousand_pushes_a_second_from_a_hundred_clients_are_each_taken_or_refused_w
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(events(), ok as u64, "{full} refused with 503");
 }
+
+/// docs/openapi.json: valid against the OpenAPI 3.0 schema (Debian's
+/// openapi-specification, with python3-jsonschema), it names every route of the API, and
+/// each request it documents, sent to a running hark, gets an answer it lists.
+#[test]
+fn the_openapi_file_is_valid_and_each_request_it_documents_gets_a_documented_answer() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc_path = root.join("docs/openapi.json");
+    let check = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             schema = json.load(open('/usr/share/openapi-specification/schemas/v3.0/schema.json'))\n\
+             doc = json.load(open(sys.argv[1]))\n\
+             errors = list(jsonschema.validators.validator_for(schema)(schema).iter_errors(doc))\n\
+             for e in errors: print(e.message, list(e.absolute_path))\n\
+             sys.exit(1 if errors else 0)",
+        ])
+        .arg(&doc_path)
+        .output()
+        .expect("run python3 (tests/setup installs python3-jsonschema)");
+    assert!(
+        check.status.success(),
+        "docs/openapi.json is not valid OpenAPI 3.0:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&doc_path).unwrap()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), p.clone()))
+        })
+        .collect();
+    operations.sort();
+    let expected = [
+        ("DELETE", "/api/v1/silences/{name}"),
+        ("GET", "/api/v1/maintenance"),
+        ("GET", "/api/v1/outbox"),
+        ("GET", "/api/v1/rules"),
+        ("GET", "/api/v1/rules/{name}"),
+        ("POST", "/api/v1/outbox/{id}/drop"),
+        ("POST", "/api/v1/outbox/{id}/retry"),
+        ("POST", "/api/v1/silences"),
+    ]
+    .map(|(m, p)| (m.to_string(), p.to_string()));
+    assert_eq!(operations, expected, "the routes of src/daemon/web/api.rs");
+
+    let port = free_port();
+    let h = start(&config(
+        &format!("[daemon]\nhttp = \"127.0.0.1:{port}\"\n"),
+        "",
+    ));
+    let params = &doc["components"]["parameters"];
+    for (method, path) in &operations {
+        let op = &doc["paths"][path.as_str()][method.to_lowercase().as_str()];
+        let mut url = path.clone();
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            let name = p["$ref"]
+                .as_str()
+                .and_then(|r| r.rsplit('/').next())
+                .unwrap();
+            let param = &params[name];
+            let value = match &param["example"] {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            url = url.replace(&format!("{{{}}}", param["name"].as_str().unwrap()), &value);
+        }
+        let body = op["requestBody"]["content"]["application/json"]["example"].to_string();
+        let mut args = vec!["-X", method.as_str(), "-H", "Authorization: Bearer "];
+        let auth = format!("Authorization: Bearer {OPS}");
+        args[3] = &auth;
+        if body != "null" {
+            args.extend(["-H", "Content-Type: application/json", "-d", &body]);
+        }
+        let target = format!("http://127.0.0.1:{port}{url}");
+        args.push(&target);
+        let (code, answer) = curl(&args);
+        let listed = op["responses"].get(code.to_string()).is_some();
+        assert!(
+            listed,
+            "{method} {url}: {code} is not among its documented answers: {answer}"
+        );
+        assert!(code < 500, "{method} {url}: {code} {answer}");
+        let (code, _) = curl(&["-X", method.as_str(), &target]);
+        assert_eq!(code, 401, "{method} {url} without a token");
+        assert!(op["responses"].get("401").is_some());
+    }
+    drop(h);
+}

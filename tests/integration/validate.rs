@@ -14,8 +14,16 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs `hark validate` on the given files; returns (exit code, stdout, stderr).
 fn validate(files: &[PathBuf]) -> (i32, String, String) {
+    validate_with(files, None)
+}
+
+/// `hark validate` with systemd's credentials directory at `credentials`.
+fn validate_with(files: &[PathBuf], credentials: Option<&Path>) -> (i32, String, String) {
     let mut cmd = Command::new(HARK);
     cmd.arg("validate");
+    if let Some(c) = credentials {
+        cmd.env("CREDENTIALS_DIRECTORY", c);
+    }
     for f in files {
         // Fixtures are copied into a private temp dir: a checkout's permissions are not ours to trust.
         cmd.arg("-c").arg(f);
@@ -223,7 +231,8 @@ fn the_examples_in_the_docs_and_rules_validate() {
             let dir = tempdir();
             let f = dir.path().join(format!("example{i}.toml"));
             std::fs::write(&f, body).unwrap();
-            let (code, _, err) = validate(&[f]);
+            supply_what_it_names(dir.path(), body);
+            let (code, _, err) = validate_with(&[f], Some(&dir.path().join("credentials")));
             assert_eq!(
                 code, 0,
                 "example {i} of {doc} does not validate:\n{body}\n{err}"
@@ -234,6 +243,38 @@ fn the_examples_in_the_docs_and_rules_validate() {
     assert!(checked >= 2, "the docs lost their examples");
     let (code, _, err) = validate(&[root.join("rules")]);
     assert_eq!(code, 0, "rules/ does not validate:\n{err}");
+}
+
+/// What an example expects the reader to have: each `${credential:NAME}` it names (a
+/// token in the credentials directory) and its `tls_cert`/`tls_key` (a certificate for
+/// localhost made here), relative to `dir`.
+fn supply_what_it_names(dir: &Path, body: &str) {
+    let creds = dir.join("credentials");
+    std::fs::create_dir_all(&creds).unwrap();
+    for part in body.split("${credential:").skip(1) {
+        let name = part.split('}').next().unwrap();
+        std::fs::write(creds.join(name), "0123456789abcdef0123456789abcdef\n").unwrap();
+    }
+    let value = |key: &str| {
+        body.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(key)?
+                    .trim()
+                    .strip_prefix('=')?
+                    .trim()
+                    .strip_prefix('"')?
+                    .strip_suffix('"')
+            })
+            .map(|v| dir.join(v))
+    };
+    if let (Some(cert), Some(key)) = (value("tls_cert"), value("tls_key")) {
+        let made = crate::pki::server(dir, "docs-example", -1, 30);
+        std::fs::create_dir_all(cert.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(key.parent().unwrap()).unwrap();
+        std::fs::copy(&made.cert, cert).unwrap();
+        std::fs::copy(&made.key, key).unwrap();
+    }
 }
 
 #[test]
@@ -555,4 +596,32 @@ fn a_pattern_group_hidden_by_a_field_of_the_event_is_refused() {
         21,
         &format!("the group `unit` {hides}"),
     );
+}
+
+#[test]
+fn listener_token_push_and_maintenance_errors_point_at_each_bad_value() {
+    let f = "bad_listener.toml";
+    assert_error_at(f, 3, 12, "`tls_cert` and `tls_key` go together");
+    assert_error_at(f, 5, 25, "not \"everything\"");
+    assert_error_at(f, 8, 14, "user `prometheus`: not a bcrypt hash");
+    assert_error_at(f, 11, 10, "a token is at least 16 printable characters");
+    assert_error_at(f, 12, 19, "unknown scope \"admin\"");
+    assert_error_at(f, 13, 14, "`rate_limit` is requests a second");
+    assert_error_at(f, 18, 12, "`max_body` is at most 16MiB");
+    assert_error_at(f, 27, 12, "windows would overlap");
+    assert_error_at(f, 32, 9, "`until` must be after `from`");
+    assert_error_at(
+        f,
+        35,
+        1,
+        "maintenance `neither` needs `schedule` and `duration`",
+    );
+    let g = "bad_maintenance_rule.toml";
+    assert_error_at(
+        g,
+        10,
+        10,
+        "names rule `job_faild`, which is not defined (did you mean `job_failed`?)",
+    );
+    assert_error_at(g, 16, 10, "names rule `job_faild`");
 }

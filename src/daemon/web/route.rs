@@ -91,84 +91,26 @@ async fn answer(
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.clone());
     let access = shared.access();
-    let check = |need| access.check(req.headers(), token.as_deref(), cert, need);
     let reads_only = |m: &Method| *m == Method::GET || *m == Method::HEAD;
+    let asked = Asked {
+        from,
+        token: token.as_deref(),
+        cert,
+        shared,
+        access: &access,
+    };
     if let Some(rest) = path.strip_prefix("/push/") {
-        let Some((name, kind)) = push::parse_path(rest) else {
-            return not_found(from, &path);
-        };
-        let who = match check(Need::Push(name)).await {
-            Ok(w) => w,
-            Err(e) => return refusal(shared, &access, e, from),
-        };
-        if let Err(r) = within_rate(shared, &who) {
-            return *r;
-        }
-        if req.method() != Method::GET && req.method() != Method::POST {
-            return not_allowed("GET, POST");
-        }
-        let Some(kind) = kind else {
-            let text = "after /push/NAME: nothing, /start, /fail or an exit code 0-255\n";
-            return reply(StatusCode::BAD_REQUEST, TEXT, text);
-        };
-        let max = access.pushes.get(name).copied().unwrap_or(0);
-        let (name, method) = (name.to_string(), req.method().to_string());
-        let body = match super::limited_body(req, max).await {
-            Ok(b) => b,
-            Err(r) => return *r,
-        };
-        let request = push::Pushed {
-            watch: &name,
-            kind: &kind,
-            query,
-            body: &body,
-            method: &method,
-            from,
-            token: &who.name(),
-        };
-        let event = push::event(shared, request);
-        return push::queue(shared, event);
+        return push_request(req, rest, query, asked).await;
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
-        let route = match api::route(req.method(), rest) {
-            Ok(r) => r,
-            Err(r) => return *r,
-        };
-        let need = if route.writes() {
-            Need::Write
-        } else {
-            Need::Read
-        };
-        let who = match check(need).await {
-            Ok(w) => w,
-            Err(e) => return refusal(shared, &access, e, from),
-        };
-        if let Err(r) = within_rate(shared, &who) {
-            return *r;
-        }
-        let body = match super::limited_body(req, API_BODY).await {
-            Ok(b) => b,
-            Err(r) => return *r,
-        };
-        let request = match api::request(&route, &body) {
-            Ok(r) => r,
-            Err(r) => return *r,
-        };
-        let caller = Caller::Http {
-            name: who.name(),
-            from,
-        };
-        return match ask(shared, request, caller).await {
-            Ok(a) => api::answer(&route, a),
-            Err(e) => unavailable(e),
-        };
+        return api_request(req, rest, asked).await;
     }
     let need = match path.as_str() {
         "/metrics" => Open::Metrics,
         "/" | "/api/status" => Open::Page,
         _ => return not_found(from, &path),
     };
-    let who = match check(Need::Open(need)).await {
+    let who = match asked.check(req.headers(), Need::Open(need)).await {
         Ok(w) => w,
         Err(e) => return refusal(shared, &access, e, from),
     };
@@ -199,6 +141,104 @@ async fn answer(
             "text/html; charset=utf-8",
             super::super::page::render(&s, &crate::metrics::get().timings.last_hour()),
         ),
+    }
+}
+
+/// Where a request comes from and what it is checked against.
+struct Asked<'a> {
+    from: SocketAddr,
+    /// `?token=`.
+    token: Option<&'a str>,
+    /// The verified client certificate's name.
+    cert: Option<&'a str>,
+    shared: &'a Shared,
+    access: &'a Arc<super::access::Access>,
+}
+
+impl Asked<'_> {
+    async fn check(&self, headers: &hyper::HeaderMap, need: Need<'_>) -> Result<Who, Refused> {
+        self.access
+            .check(headers, self.token, self.cert, need)
+            .await
+    }
+}
+
+/// `/push/NAME…`: the watch's token, then the event queued.
+async fn push_request(
+    req: Request<Incoming>,
+    rest: &str,
+    query: Vec<(String, String)>,
+    a: Asked<'_>,
+) -> Reply {
+    let Some((name, kind)) = push::parse_path(rest) else {
+        return not_found(a.from, rest);
+    };
+    let who = match a.check(req.headers(), Need::Push(name)).await {
+        Ok(w) => w,
+        Err(e) => return refusal(a.shared, a.access, e, a.from),
+    };
+    if let Err(r) = within_rate(a.shared, &who) {
+        return *r;
+    }
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return not_allowed("GET, POST");
+    }
+    let Some(kind) = kind else {
+        let text = "after /push/NAME: nothing, /start, /fail or an exit code 0-255\n";
+        return reply(StatusCode::BAD_REQUEST, TEXT, text);
+    };
+    let max = a.access.pushes.get(name).copied().unwrap_or(0);
+    let (name, method) = (name.to_string(), req.method().to_string());
+    let body = match super::limited_body(req, max).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let request = push::Pushed {
+        watch: &name,
+        kind: &kind,
+        query,
+        body: &body,
+        method: &method,
+        from: a.from,
+        token: &who.name(),
+    };
+    let event = push::event(a.shared, request);
+    push::queue(a.shared, event)
+}
+
+/// `/api/v1/…`: the scope, then the daemon's answer.
+async fn api_request(req: Request<Incoming>, rest: &str, a: Asked<'_>) -> Reply {
+    let route = match api::route(req.method(), rest) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let need = if route.writes() {
+        Need::Write
+    } else {
+        Need::Read
+    };
+    let who = match a.check(req.headers(), need).await {
+        Ok(w) => w,
+        Err(e) => return refusal(a.shared, a.access, e, a.from),
+    };
+    if let Err(r) = within_rate(a.shared, &who) {
+        return *r;
+    }
+    let body = match super::limited_body(req, API_BODY).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let request = match api::request(&route, &body) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let caller = Caller::Http {
+        name: who.name(),
+        from: a.from,
+    };
+    match ask(a.shared, request, caller).await {
+        Ok(answer) => api::answer(&route, answer),
+        Err(e) => unavailable(e),
     }
 }
 
