@@ -83,7 +83,7 @@ pub(super) fn parse(
                 key: path(k),
                 client_ca: raw.client_ca.as_ref().map(path),
             };
-            if let Err(e) = crate::tls::server_config(&tls) {
+            if let Err(e) = tls.load() {
                 ctx.error(c.span().start..k.span().end.max(c.span().end), e);
             }
             Some(tls)
@@ -152,6 +152,13 @@ fn address(ctx: &mut Ctx, text: &str, span: Range<usize>) -> Option<SocketAddr> 
             );
             None
         }
+    }
+}
+
+impl ServerTls {
+    /// The TLS server configuration its files make (read now); the error names the file.
+    pub fn load(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
+        crate::tls::server_config(self)
     }
 }
 

@@ -71,7 +71,7 @@ impl State {
     fn load(&mut self, what: &str) {
         let Some(files) = &self.files else { return };
         self.stamp = stamp(files);
-        match crate::tls::server_config(files) {
+        match files.load() {
             Ok(config) => {
                 if self.acceptor.is_some() || what == "renewed" {
                     tracing::info!(cert = %files.cert.display(), "http: TLS certificate {what}");
