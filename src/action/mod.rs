@@ -12,6 +12,7 @@ mod broker;
 pub mod email;
 mod environment;
 mod job;
+mod notify;
 pub mod outbox;
 mod payload;
 mod render;
@@ -259,6 +260,7 @@ fn make(kind: &ActionKind, r: &Rendering<'_>) -> Result<Made, Failed> {
         ActionKind::Email(a) => email::make(a, r),
         ActionKind::Broker(a) => broker::make(a, r),
         ActionKind::Alertmanager(a) => alertmanager::make(a, r),
+        ActionKind::Notify(a) => notify::make(a, r),
     }
 }
 
@@ -271,6 +273,7 @@ fn preview(kind: &ActionKind, r: &Rendering<'_>) -> Result<String, Failed> {
         ActionKind::Email(a) => email::preview(a, r),
         ActionKind::Broker(a) => broker::preview(a, r),
         ActionKind::Alertmanager(a) => alertmanager::preview(a, r),
+        ActionKind::Notify(a) => notify::preview(a, r),
     }
 }
 
@@ -282,5 +285,6 @@ fn kind_name(kind: &ActionKind) -> &'static str {
         ActionKind::Email(_) => "email",
         ActionKind::Broker(b) => b.protocol.type_name(),
         ActionKind::Alertmanager(_) => "alertmanager",
+        ActionKind::Notify(_) => "notify",
     }
 }

@@ -51,6 +51,10 @@ impl Templates {
                     t.add(&b.route);
                     t.add_payload(&b.payload);
                 }
+                ActionKind::Notify(n) => {
+                    t.add(n.title.as_deref().unwrap_or(super::notify::DEFAULT_TITLE));
+                    t.add(n.body.as_deref().unwrap_or(super::notify::DEFAULT_BODY));
+                }
                 ActionKind::Alertmanager(am) => {
                     am.annotations.values().for_each(|v| t.add(v));
                     am.generator_url.iter().for_each(|g| t.add(g));

@@ -33,9 +33,11 @@ pub enum ActionKind {
     Systemd(super::systemd::SystemdAction),
     /// A message to an SMTP server.
     Email(super::email::EmailAction),
+    /// A message to a chat room or a pager (Slack, Telegram, PagerDuty, ...).
+    Notify(super::notify::NotifyAction),
 }
 
-const AVAILABLE: &str = "shell, systemd, webhook, alertmanager, email, amqp, mqtt, nats";
+const AVAILABLE: &str = "shell, systemd, webhook, alertmanager, email, notify, amqp, mqtt, nats";
 
 #[derive(Debug, Clone)]
 pub struct ShellAction {
@@ -116,6 +118,7 @@ pub(crate) fn parse(
         }
         "systemd" => ActionKind::Systemd(super::systemd::parse(ctx, table, span, templates)?),
         "email" => ActionKind::Email(super::email::parse(ctx, table, span, templates)?),
+        "notify" => ActionKind::Notify(super::notify::parse(ctx, table, span, templates)?),
         t @ ("amqp" | "mqtt" | "nats") => {
             ActionKind::Broker(super::broker::parse(ctx, t, table, span, templates)?)
         }

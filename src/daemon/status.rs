@@ -15,7 +15,6 @@ impl Daemon {
     pub(super) async fn status(&self) -> Status {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let at = |t: Instant| rfc3339(wall - now.saturating_duration_since(t));
         let watches = self
             .config
             .watches
@@ -43,37 +42,7 @@ impl Daemon {
                 }
             })
             .collect();
-        let rules = self
-            .engine
-            .status(Instant::now())
-            .into_iter()
-            .map(|r| RuleStatus {
-                silenced_until: self
-                    .silences
-                    .active(&r.rule, wall)
-                    .map(|u| u.map(rfc3339).unwrap_or_default()),
-                silenced_by: self.silences.note(&r.rule).and_then(|n| n.by),
-                silence_comment: self.silences.note(&r.rule).and_then(|n| n.comment),
-                maintenance: super::maintenance::covering(&self.config, &r.rule, wall)
-                    .map(|(name, until)| format!("{name} until {}", rfc3339(until))),
-                name: r.rule.to_string(),
-                // An event rule has one state for all its watches: they are named.
-                watch: r.watch.map(|w| w.to_string()).or_else(|| {
-                    self.config
-                        .rules
-                        .get(&*r.rule)
-                        .map(|c| c.watches.join(", "))
-                }),
-                group: r.group.map(|g| (*g).clone()),
-                groups: r.groups,
-                summary: (r.state == "firing")
-                    .then(|| self.tally.summaries.get(&r.rule).cloned())
-                    .flatten(),
-                state: r.state.to_string(),
-                since: r.since.map(at),
-                expected_by: r.due.map(rfc3339),
-            })
-            .collect();
+        let rules = self.rule_rows(now, wall);
         let (running, queued) = self.actions.slots.load();
         Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -105,6 +74,48 @@ impl Daemon {
             changes: self.tally.changes.iter().cloned().collect(),
             listener_problems: self.web.as_ref().map(|w| w.problems()).unwrap_or_default(),
         }
+    }
+
+    /// Each rule's rows: its state per watch or group, silence, window and summary.
+    fn rule_rows(&self, now: Instant, wall: SystemTime) -> Vec<RuleStatus> {
+        let at = |t: Instant| rfc3339(wall - now.saturating_duration_since(t));
+        // Each rule's window, worked out once, not once per group.
+        let mut windows = std::collections::HashMap::new();
+        self.engine
+            .status(Instant::now())
+            .into_iter()
+            .map(|r| RuleStatus {
+                silenced_until: self
+                    .silences
+                    .active(&r.rule, wall)
+                    .map(|u| u.map(rfc3339).unwrap_or_default()),
+                silenced_by: self.silences.note(&r.rule).and_then(|n| n.by),
+                silence_comment: self.silences.note(&r.rule).and_then(|n| n.comment),
+                maintenance: windows
+                    .entry(std::sync::Arc::clone(&r.rule))
+                    .or_insert_with(|| {
+                        super::maintenance::covering(&self.config, &r.rule, wall)
+                            .map(|(name, until)| format!("{name} until {}", rfc3339(until)))
+                    })
+                    .clone(),
+                name: r.rule.to_string(),
+                // An event rule has one state for all its watches: they are named.
+                watch: r.watch.map(|w| w.to_string()).or_else(|| {
+                    self.config
+                        .rules
+                        .get(&*r.rule)
+                        .map(|c| c.watches.join(", "))
+                }),
+                group: r.group.map(|g| (*g).clone()),
+                groups: r.groups,
+                summary: (r.state == "firing")
+                    .then(|| self.tally.summaries.get(&r.rule).cloned())
+                    .flatten(),
+                state: r.state.to_string(),
+                since: r.since.map(at),
+                expected_by: r.due.map(rfc3339),
+            })
+            .collect()
     }
 
     /// Why a rule is in its state: the engine's account, its silence and last actions.

@@ -23,6 +23,7 @@ mod listener;
 mod log_rotation;
 mod log_watch;
 mod metrics;
+mod notify;
 mod outbox_commands;
 mod pki;
 mod process_watch;

@@ -253,7 +253,13 @@ fn supply_what_it_names(dir: &Path, body: &str) {
     std::fs::create_dir_all(&creds).unwrap();
     for part in body.split("${credential:").skip(1) {
         let name = part.split('}').next().unwrap();
-        std::fs::write(creds.join(name), "0123456789abcdef0123456789abcdef\n").unwrap();
+        // Each as the service that issues it shapes it.
+        let value = match name {
+            n if n.contains("telegram") => "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+            n if n.contains("webhook") => "https://hooks.example.org/services/T0/B0/x",
+            _ => "0123456789abcdef0123456789abcdef",
+        };
+        std::fs::write(creds.join(name), format!("{value}\n")).unwrap();
     }
     let value = |key: &str| {
         body.lines()
@@ -624,4 +630,39 @@ fn listener_token_push_and_maintenance_errors_point_at_each_bad_value() {
         "names rule `job_faild`, which is not defined (did you mean `job_failed`?)",
     );
     assert_error_at(g, 16, 10, "names rule `job_faild`");
+}
+
+#[test]
+fn a_notify_key_of_the_wrong_shape_is_an_error_at_its_place_naming_no_value() {
+    let f = "bad_notify.toml";
+    assert_error_at(f, 4, 9, "`token` of telegram: not the bot's token");
+    assert_error_at(f, 5, 11, "`chat_id` of telegram");
+    assert_error_at(
+        f,
+        10,
+        15,
+        "`routing_key` of pagerduty: not an integration's routing key",
+    );
+    assert_error_at(f, 11, 7, "`url` is not a key of `service = \"pagerduty\"`");
+    assert_error_at(
+        f,
+        15,
+        11,
+        "unknown service \"slak\" (did you mean `slack`?)",
+    );
+    assert_error_at(f, 20, 11, "needs `api_url`");
+    assert_error_at(f, 22, 8, "`room` of matrix");
+    let dir = tempdir();
+    let files = copied(&dir, &[f]);
+    let (_, _, err) = validate(&files);
+    // The messages name no value (the excerpt under each shows the line as written, as
+    // for every error; a secret written there as a reference shows as the reference).
+    let messages: Vec<&str> = err.lines().filter(|l| l.contains(": error: ")).collect();
+    for secret in [
+        "1234567890abcdefghijklmnopqrstuvwxyz",
+        "syt_abc",
+        "ops room",
+    ] {
+        assert!(messages.iter().all(|m| !m.contains(secret)), "{messages:?}");
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::send::{attempt, mail, target, Outcome, Target};
+use super::send::{attempt, mail, notify, target, Outcome, Target};
 use super::{lock, Delivery, LaneState, Shared, BACKOFF_MAX, BACKOFF_START};
 use crate::event::human_duration;
 use crate::trace::{self, Kind, Line};
@@ -81,6 +81,7 @@ async fn attempt_once(shared: &Shared, to: &Target<'_>, d: &mut Delivery) -> (Ou
     let outcome = match to {
         Target::Http(r) => attempt(&shared.client(r.tls), r, d).await,
         Target::Email(e) => mail(e, d).await,
+        Target::Notify(n) => notify(&shared.client(&Default::default()), n, d).await,
     };
     let took = started.elapsed();
     m.observe_run(&d.action, took);

@@ -32,10 +32,11 @@ pub(super) struct Receiver<'a> {
     pub(super) tls: &'a crate::config::TlsOptions,
 }
 
-/// Where one delivery goes: an HTTP receiver or an SMTP server.
+/// Where one delivery goes: an HTTP receiver, an SMTP server or a service's API.
 pub(super) enum Target<'a> {
     Http(Receiver<'a>),
     Email(&'a crate::config::EmailAction),
+    Notify(&'a crate::config::NotifyAction),
 }
 
 impl Target<'_> {
@@ -43,6 +44,7 @@ impl Target<'_> {
         match self {
             Target::Http(r) => r.retry,
             Target::Email(e) => e.retry,
+            Target::Notify(n) => n.retry,
         }
     }
 }
@@ -50,6 +52,7 @@ impl Target<'_> {
 pub(super) fn target(action: Option<&ActionConfig>, target: u32) -> Option<Target<'_>> {
     match &action?.kind {
         ActionKind::Email(e) => (target == 0).then_some(Target::Email(e)),
+        ActionKind::Notify(n) => (target == 0).then_some(Target::Notify(n)),
         _ => receiver(action, target).map(Target::Http),
     }
 }
@@ -78,7 +81,8 @@ pub(super) fn receiver(action: Option<&ActionConfig>, target: u32) -> Option<Rec
         ActionKind::Broker(_)
         | ActionKind::Shell(_)
         | ActionKind::Systemd(_)
-        | ActionKind::Email(_) => None,
+        | ActionKind::Email(_)
+        | ActionKind::Notify(_) => None,
     }
 }
 
@@ -188,6 +192,71 @@ pub(super) async fn mail(e: &crate::config::EmailAction, d: &Delivery) -> Outcom
         Err(crate::action::email::Refused::Retry(why)) => Outcome::Retry(None, why),
         Err(crate::action::email::Refused::Failed(why)) => Outcome::Failed(why),
     }
+}
+
+/// One attempt at a chat or pager service: its request made now (secrets put in), its
+/// answer read for the service's rate-limit hint and, on a refusal, its own words.
+pub(super) async fn notify(
+    client: &Client,
+    a: &crate::config::NotifyAction,
+    d: &Delivery,
+) -> Outcome {
+    use crate::action::notify::request;
+    let dedup = d.route.as_deref().unwrap_or_default();
+    let r = request::make(a, &d.body, &d.state, &d.key, dedup);
+    let mut req = client
+        .request(r.method, &r.url)
+        .timeout(a.timeout)
+        .header(CONTENT_TYPE, "application/json")
+        .body(r.body);
+    for (k, v) in &r.headers {
+        req = req.header(*k, v);
+    }
+    let service = a.service.name();
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let answer = read_some(resp).await;
+            let hint = retry_after(&headers).or_else(|| request::retry_hint(&headers, &answer));
+            match classify(status, hint) {
+                Outcome::Failed(_) => Outcome::Failed(format!(
+                    "{service} answered {status}: {}",
+                    request::error_text(&answer)
+                )),
+                Outcome::Retry(after, _) => Outcome::Retry(
+                    after,
+                    format!(
+                        "{service} answered {status}: {}",
+                        request::error_text(&answer)
+                    ),
+                ),
+                delivered => delivered,
+            }
+        }
+        Err(e) if e.is_timeout() => Outcome::Retry(
+            None,
+            format!(
+                "{service}: timed out after {}",
+                crate::event::human_duration(a.timeout)
+            ),
+        ),
+        // Without the URL: it may hold a token.
+        Err(e) => Outcome::Retry(None, format!("{service}: {}", error_text(&e))),
+    }
+}
+
+/// Up to `ANSWER_READ_MAX` bytes of an answer, as text.
+async fn read_some(mut resp: reqwest::Response) -> String {
+    let mut out = Vec::new();
+    while out.len() < ANSWER_READ_MAX {
+        match resp.chunk().await {
+            Ok(Some(c)) => out.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    out.truncate(ANSWER_READ_MAX);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn classify(status: StatusCode, retry_after: Option<Duration>) -> Outcome {

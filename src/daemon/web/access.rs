@@ -27,6 +27,9 @@ pub struct Access {
     /// SHA-256 of `user:password` pairs bcrypt said yes to: bcrypt is slow on purpose,
     /// and a scraper sends the same pair every 15 s.
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// Passwords checked by bcrypt per user and second: guessing costs the daemon no
+    /// more than this much CPU.
+    guesses: Rates,
 }
 
 struct Key {
@@ -78,7 +81,10 @@ pub enum Refused {
     Forbidden(&'static str),
 }
 
-const MIN_CACHE: usize = 64;
+/// Verified pairs remembered (all forgotten when full).
+const CACHE_MAX: usize = 64;
+/// bcrypt checks a second per user.
+const GUESSES: u32 = 5;
 
 impl Access {
     pub fn new(config: &Config) -> Access {
@@ -116,6 +122,7 @@ impl Access {
             open_page: open(Open::Page),
             pushes,
             verified: Mutex::new(HashSet::new()),
+            guesses: Rates::default(),
         }
     }
 
@@ -194,6 +201,9 @@ impl Access {
         if cache(&self.verified) {
             return Some(user.to_string());
         }
+        if self.guesses.take(user, GUESSES).is_err() {
+            return None;
+        }
         let password = password.to_string();
         let ok =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
@@ -203,7 +213,7 @@ impl Access {
             return None;
         }
         let mut v = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if v.len() >= MIN_CACHE {
+        if v.len() >= CACHE_MAX {
             v.clear();
         }
         v.insert(pair);

@@ -10,7 +10,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -40,14 +39,15 @@ pub(super) async fn serve_connection<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let busy = Arc::clone(&conn.busy);
+    let conn = Arc::new(conn);
     let cert: Option<Arc<str>> = cert.map(Arc::from);
+    let served = Arc::clone(&conn);
     let service = hyper::service::service_fn(move |req| {
-        let (shared, busy, cert) = (Arc::clone(&shared), Arc::clone(&busy), cert.clone());
+        let (shared, conn, cert) = (Arc::clone(&shared), Arc::clone(&served), cert.clone());
         async move {
-            busy.store(true, Ordering::Relaxed);
+            conn.begin();
             let r = answer(req, from, cert.as_deref(), &shared).await;
-            busy.store(false, Ordering::Relaxed);
+            conn.end();
             Ok::<_, Infallible>(r)
         }
     });

@@ -5,6 +5,7 @@ pub mod group;
 pub mod mosquitto;
 pub mod nats;
 pub mod rabbitmq;
+pub mod service_mock;
 
 /// A loopback port free now.
 pub fn free_port() -> u16 {
