@@ -257,6 +257,7 @@ fn supply_what_it_names(dir: &Path, body: &str) {
         let value = match name {
             n if n.contains("telegram") => "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
             n if n.contains("webhook") => "https://hooks.example.org/services/T0/B0/x",
+            n if n.contains("pushover") => "azGDORePK8gMaC0QOYAMyEEuzJnyUi",
             _ => "0123456789abcdef0123456789abcdef",
         };
         std::fs::write(creds.join(name), format!("{value}\n")).unwrap();

@@ -1,5 +1,5 @@
 //! Who a request comes from and what it may do: a bearer token (`Authorization: Bearer`
-//! or `?token=`, compared in constant time against every configured one), a user of
+//! or `?token=`, looked up by its SHA-256 and compared in constant time), a user of
 //! `basic_auth_users` (bcrypt), a verified client certificate, or nobody. Tokens have
 //! scopes and a rate; a push watch's own token may push to that watch only.
 
@@ -18,7 +18,8 @@ use crate::config::{Config, Open, Scopes, WatchKind};
 
 /// The configuration's tokens, users and push watches, as the listener checks them.
 pub struct Access {
-    keys: Vec<Key>,
+    /// By the SHA-256 of the token: found in one lookup however many there are.
+    keys: HashMap<[u8; 32], Key>,
     users: BTreeMap<String, String>,
     open_metrics: bool,
     open_page: bool,
@@ -33,7 +34,6 @@ pub struct Access {
 }
 
 struct Key {
-    digest: [u8; 32],
     name: String,
     scopes: Scopes,
     /// A push watch's own token: that watch only.
@@ -89,28 +89,27 @@ const GUESSES: u32 = 5;
 impl Access {
     pub fn new(config: &Config) -> Access {
         let digest = |s: &str| -> [u8; 32] { Sha256::digest(s.as_bytes()).into() };
-        let mut keys: Vec<Key> = config
-            .tokens
-            .values()
-            .map(|t| Key {
-                digest: digest(t.secret.expose()),
+        let mut keys = HashMap::new();
+        for t in config.tokens.values() {
+            let key = Key {
                 name: t.name.clone(),
                 scopes: t.scopes,
                 watch: None,
                 rate: t.rate_limit,
-            })
-            .collect();
+            };
+            keys.entry(digest(t.secret.expose())).or_insert(key);
+        }
         let mut pushes = HashMap::new();
         for w in config.watches.values() {
             if let WatchKind::Push(p) = &w.kind {
                 pushes.insert(w.name.clone(), p.max_body);
-                keys.push(Key {
-                    digest: digest(p.token.expose()),
+                let key = Key {
                     name: format!("of push watch {}", w.name),
                     scopes: Scopes::default(),
                     watch: Some(w.name.clone()),
                     rate: p.rate_limit,
-                });
+                };
+                keys.entry(digest(p.token.expose())).or_insert(key);
             }
         }
         let (addr, listener) = (config.daemon.metrics, &config.daemon.listener);
@@ -155,15 +154,18 @@ impl Access {
     }
 
     fn token(&self, presented: &str, need: Need<'_>) -> Result<Who, Refused> {
+        // Looked up by its SHA-256, not by its text: how long the lookup takes depends
+        // on the digest only, which tells a guesser nothing about any token (finding
+        // one from its digest is a preimage). The digests found equal are compared once
+        // more in constant time.
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        // Every key compared, none skipped: the time taken says nothing of which matched.
-        let mut found = None;
-        for k in &self.keys {
-            if bool::from(k.digest.ct_eq(&digest)) {
-                found = Some(k);
-            }
+        let (stored, key) = self
+            .keys
+            .get_key_value(&digest)
+            .ok_or(Refused::Unauthorized)?;
+        if !bool::from(stored.ct_eq(&digest)) {
+            return Err(Refused::Unauthorized);
         }
-        let key = found.ok_or(Refused::Unauthorized)?;
         let who = Who::Token {
             name: key.name.clone(),
             rate: key.rate,
