@@ -99,6 +99,8 @@ pub struct Dispatcher {
     slots: Slots,
     tracker: TaskTracker,
     kill: CancellationToken,
+    /// `[daemon] url`.
+    link: Option<String>,
 }
 
 impl Dispatcher {
@@ -119,6 +121,7 @@ impl Dispatcher {
             slots: slots.clone(),
             tracker: TaskTracker::new(),
             kill: CancellationToken::new(),
+            link: config.daemon.url.clone(),
         }
     }
 
@@ -189,6 +192,7 @@ impl Dispatcher {
             ctx,
             templates: &self.templates,
             name,
+            link: self.link.as_deref(),
         }
     }
 

@@ -14,6 +14,8 @@ pub(super) struct Rendering<'a> {
     pub templates: &'a Templates,
     /// The action's name in the configuration.
     pub name: &'a str,
+    /// `[daemon] url`: where people reach the status page.
+    pub link: Option<&'a str>,
 }
 
 /// What an action of a firing comes to.

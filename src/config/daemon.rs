@@ -32,6 +32,8 @@ struct RawDaemon {
     http_hosts: Option<Vec<Spanned<String>>>,
     max_concurrent_actions: Option<Spanned<i64>>,
     stop_timeout: Option<Spanned<String>>,
+    /// Where people reach the status page: the link in notifications.
+    url: Option<Spanned<String>>,
 }
 
 /// `[daemon]`: at most one, in any file.
@@ -116,6 +118,16 @@ pub(super) fn parse_daemon(
     if let Some(d) = values::optional_duration(ctx, &raw.stop_timeout) {
         daemon.stop_timeout = d;
     }
+    if let Some(u) = &raw.url {
+        let text = u.get_ref().trim();
+        match reqwest::Url::parse(text) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") => daemon.url = Some(text.to_string()),
+            _ => ctx.error(
+                u.span(),
+                "`url` is where people reach the status page: an http:// or https:// URL",
+            ),
+        }
+    }
     all.daemon = Some((here, daemon));
 }
 
@@ -132,6 +144,7 @@ impl Default for DaemonConfig {
             control_group: None,
             metrics: None,
             listener: Default::default(),
+            url: None,
             http_hosts: Vec::new(),
             max_concurrent_actions: 16,
             stop_timeout: Duration::from_secs(10),

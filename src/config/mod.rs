@@ -106,6 +106,8 @@ pub struct DaemonConfig {
     pub max_concurrent_actions: usize,
     /// How long running actions may go on after SIGTERM before they are killed.
     pub stop_timeout: Duration,
+    /// The status page's address as people reach it (the link in notifications).
+    pub url: Option<String>,
 }
 
 impl Config {

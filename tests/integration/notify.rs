@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::service_mock::{Seen, ServiceMock};
+use crate::support::service_mock::{Seen, ServiceMock, LINK};
 use crate::util::*;
 
 const PUSH: &str = "push-token-0123456789abcdef";
@@ -77,7 +77,7 @@ fn exercise(setup: impl FnOnce(&ServiceMock) -> Setup, name: &'static str, token
     let s = setup(&mock);
     let port = free_port();
     let config = format!(
-        "[daemon]\nhttp = \"127.0.0.1:{port}\"\n\n\
+        "[daemon]\nhttp = \"127.0.0.1:{port}\"\nurl = \"{LINK}\"\n\n\
          [watch.job]\ntype = \"push\"\ntoken = \"{PUSH}\"\nmax_body = \"1MiB\"\n\n\
          [rule.job_failed]\nwatch = \"job\"\nwhen = 'kind == \"fail\"'\nresolve_after = \"2s\"\n\
          severity = \"critical\"\nsummary = \"{{{{ event.body }}}}\"\nthen = [\"tell\"]\nresolve = [\"tell\"]\n\n\
@@ -115,6 +115,10 @@ fn exercise(setup: impl FnOnce(&ServiceMock) -> Setup, name: &'static str, token
     assert!(
         seen[0].body == seen[1].body,
         "{name}: the same message both times"
+    );
+    assert!(
+        seen[1].body.to_string().contains(LINK),
+        "{name}: no link to the status page"
     );
     // The resolve, after 2 s without a failure.
     let seen = mock.wait(3);

@@ -653,6 +653,7 @@ fn a_notify_key_of_the_wrong_shape_is_an_error_at_its_place_naming_no_value() {
     );
     assert_error_at(f, 20, 11, "needs `api_url`");
     assert_error_at(f, 22, 8, "`room` of matrix");
+    assert_error_at(f, 25, 7, "`url` is where people reach the status page");
     let dir = tempdir();
     let files = copied(&dir, &[f]);
     let (_, _, err) = validate(&files);

@@ -39,6 +39,7 @@ fn message(a: &NotifyAction, r: &Rendering<'_>) -> Result<(String, String), Fail
         time: crate::event::rfc3339(f.time),
         dedup: dedup.clone(),
         priority: a.priority,
+        link: r.link.map(str::to_string),
     };
     Ok((payload::build(a.service, &m).to_string(), dedup))
 }

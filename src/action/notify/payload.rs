@@ -25,6 +25,8 @@ pub struct Message {
     pub dedup: String,
     /// `priority` of the action, over the one from the severity.
     pub priority: Option<i64>,
+    /// `[daemon] url`: the status page, linked where the service links.
+    pub link: Option<String>,
 }
 
 impl Message {
@@ -70,6 +72,14 @@ impl Message {
 
 /// The JSON body the service documents, secrets left out.
 pub fn build(service: Service, m: &Message) -> Value {
+    let mut v = message(service, m);
+    if let Some(link) = &m.link {
+        with_link(service, &mut v, link);
+    }
+    v
+}
+
+fn message(service: Service, m: &Message) -> Value {
     match service {
         Service::Slack => slack_message(m),
         Service::Discord => discord(m),
@@ -159,14 +169,19 @@ fn teams(m: &Message) -> Value {
 /// Telegram's `sendMessage`, HTML parse mode (4,096 characters after entities are
 /// parsed: the escaped text is cut to that, which is never longer).
 fn telegram(m: &Message) -> Value {
-    let text = format!(
-        "<b>{}</b>\n{}\n<i>{}</i>",
-        html(&format!("{} {}", m.state(), m.title)),
-        html(&m.body),
-        html(&facts_line(m))
+    let head = format!(
+        "<b>{}</b>\n",
+        html(&cut(&format!("{} {}", m.state(), m.title), 256))
     );
+    let mut tail = format!("\n<i>{}</i>", html(&cut(&facts_line(m), 512)));
+    if let Some(link) = &m.link {
+        tail.push_str(&format!("\n<a href=\"{}\">status page</a>", html(link)));
+    }
+    // The body gets what the head and the tail leave, so the link is never cut off.
+    let room = 4096usize.saturating_sub(head.chars().count() + tail.chars().count());
+    let text = format!("{head}{}{tail}", cut_html(&html(&m.body), room));
     json!({
-        "text": cut_html(&text, 4096),
+        "text": text,
         "parse_mode": "HTML",
         "disable_web_page_preview": true,
     })
@@ -297,6 +312,58 @@ fn opsgenie(m: &Message) -> Value {
     })
 }
 
+/// The status page's link, where each service puts one. The URL is hark's own
+/// configuration (checked an http(s) URL), still escaped where it goes into markup.
+fn with_link(service: Service, v: &mut Value, link: &str) {
+    const TEXT: &str = "status page";
+    match service {
+        Service::Slack => {
+            let text = format!("<{}|{TEXT}>", slack(link).replace('|', "%7C"));
+            let block =
+                json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": text } ] });
+            if let Some(blocks) = v["attachments"][0]["blocks"].as_array_mut() {
+                blocks.push(block);
+            }
+        }
+        Service::Discord => v["embeds"][0]["url"] = json!(link),
+        Service::Teams => {
+            v["attachments"][0]["content"]["actions"] =
+                json!([{ "type": "Action.OpenUrl", "title": TEXT, "url": link }]);
+        }
+        // In the text already (telegram()), within its length.
+        Service::Telegram => {}
+        Service::Matrix => {
+            append(
+                v,
+                "formatted_body",
+                &format!("<br><a href=\"{}\">{TEXT}</a>", html(link)),
+            );
+            append(v, "body", &format!("\n{link}"));
+        }
+        Service::Ntfy => v["click"] = json!(link),
+        Service::Gotify => {
+            v["extras"] = json!({ "client::notification": { "click": { "url": link } } });
+        }
+        Service::Pushover => {
+            v["url"] = json!(link);
+            v["url_title"] = json!(TEXT);
+        }
+        Service::PagerDuty => v["links"] = json!([{ "href": link, "text": TEXT }]),
+        Service::Opsgenie => {
+            if v["details"].is_object() {
+                v["details"]["status_page"] = json!(link);
+            }
+        }
+    }
+}
+
+/// Text added at the end of a string field.
+fn append(v: &mut Value, field: &str, more: &str) {
+    if let Some(s) = v[field].as_str() {
+        v[field] = Value::String(format!("{s}{more}"));
+    }
+}
+
 fn facts_line(m: &Message) -> String {
     m.facts()
         .into_iter()
@@ -332,79 +399,5 @@ fn cut_html(s: &str, max: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(body: &str) -> Message {
-        Message {
-            title: "disk full on <web1>".into(),
-            body: body.into(),
-            firing: true,
-            severity: "critical".into(),
-            rule: "disk".into(),
-            host: "web1".into(),
-            group: None,
-            time: "2026-12-07T10:00:00Z".into(),
-            dedup: "disk/web1".into(),
-            priority: None,
-        }
-    }
-
-    #[test]
-    fn each_service_gets_its_lengths_whatever_the_field_holds() {
-        let m = message(&"x".repeat(100_000));
-        let t = build(Service::Telegram, &m);
-        assert!(t["text"].as_str().unwrap().chars().count() <= 4096);
-        let d = build(Service::Discord, &m);
-        assert!(
-            d["embeds"][0]["description"]
-                .as_str()
-                .unwrap()
-                .chars()
-                .count()
-                <= 4096
-        );
-        assert_eq!(d["allowed_mentions"]["parse"], json!([]));
-        let s = build(Service::Slack, &m);
-        let section = &s["attachments"][0]["blocks"][1]["text"]["text"];
-        assert!(section.as_str().unwrap().chars().count() <= 3000);
-        let p = build(Service::Pushover, &m);
-        assert!(p["message"].as_str().unwrap().chars().count() <= 1024);
-        let o = build(Service::Opsgenie, &m);
-        assert!(o["message"].as_str().unwrap().chars().count() <= 130);
-    }
-
-    #[test]
-    fn a_cut_html_text_leaves_no_tag_or_entity_open() {
-        let m = message(&"&<".repeat(10_000));
-        let t = build(Service::Telegram, &m)["text"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        assert!(
-            t.ends_with("</b>") || t.ends_with("</i>") || !t.contains("<i>"),
-            "{}",
-            &t[t.len() - 40..]
-        );
-        assert!(!t
-            .trim_end_matches("</i>")
-            .trim_end_matches("</b>")
-            .ends_with('&'));
-        assert_eq!(t.matches("<b>").count(), t.matches("</b>").count());
-    }
-
-    #[test]
-    fn a_resolve_closes_what_the_firing_opened() {
-        let mut m = message("ok");
-        let open = build(Service::PagerDuty, &m);
-        m.firing = false;
-        let close = build(Service::PagerDuty, &m);
-        assert_eq!(open["event_action"], "trigger");
-        assert_eq!(close["event_action"], "resolve");
-        assert_eq!(open["dedup_key"], close["dedup_key"]);
-        assert_eq!(
-            build(Service::Opsgenie, &message("x"))["alias"],
-            "disk/web1"
-        );
-    }
-}
+#[path = "payload_tests.rs"]
+mod tests;
