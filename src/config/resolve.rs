@@ -47,6 +47,7 @@ pub(super) fn resolve(paths: &[PathBuf], all: &mut Collected) -> Option<Config> 
         check_rule(all, name, &rule.item, &mut budget, &mut errors);
     }
     errors.extend(unless_cycles(&all.rules));
+    errors.extend(shared_secrets(all));
     for m in all.maintenance.values() {
         for (rule, loc) in &m.item.literal {
             if !all.rules.contains_key(rule) && !all.broken.contains(&format!("rule.{rule}")) {
@@ -207,6 +208,35 @@ fn assemble(paths: &[PathBuf], all: &mut Collected) -> Config {
             .map(|(k, v)| (k, v.item))
             .collect(),
     }
+}
+
+/// Two tokens (of `[token.NAME]` or push watches) with the same secret: a request with it
+/// could only be taken as one of them. An error at the second, naming the first.
+fn shared_secrets(all: &Collected) -> Vec<ConfigError> {
+    let tokens = all
+        .tokens
+        .iter()
+        .map(|(n, t)| (format!("token `{n}`"), t.item.secret.expose(), &t.name_loc));
+    let pushes = all.watches.iter().filter_map(|(n, w)| match &w.item.kind {
+        super::WatchKind::Push(p) => {
+            Some((format!("push watch `{n}`"), p.token.expose(), &w.name_loc))
+        }
+        _ => None,
+    });
+    let mut seen: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    let mut errors = Vec::new();
+    for (who, secret, loc) in tokens.chain(pushes) {
+        match seen.get(secret) {
+            Some(first) => errors.push(ConfigError::at(
+                loc.clone(),
+                format!("{who} has the same secret as {first}: give each its own"),
+            )),
+            None => {
+                seen.insert(secret, who);
+            }
+        }
+    }
+    errors
 }
 
 /// Rules that, through `unless`, silence themselves: whichever fires first would keep the

@@ -86,10 +86,10 @@ impl Daemon {
             .held
             .0
             .keys()
-            .filter_map(|(rule, _)| covering(&self.config, rule, now).map(|(_, e)| e))
-            .min()
             // A held firing no window covers any more (its window ended, or a reload
-            // took the window away): due now.
+            // took the window away): due now, whatever other windows hold.
+            .map(|(rule, _)| covering(&self.config, rule, now).map_or(now, |(_, e)| e))
+            .min()
             .unwrap_or(now);
         let wait = end.duration_since(now).unwrap_or_default();
         Some(Instant::now() + wait)

@@ -668,3 +668,13 @@ fn a_notify_key_of_the_wrong_shape_is_an_error_at_its_place_naming_no_value() {
         assert!(messages.iter().all(|m| !m.contains(secret)), "{messages:?}");
     }
 }
+
+#[test]
+fn two_tokens_with_one_secret_are_refused() {
+    assert_error_at(
+        "shared_secret.toml",
+        5,
+        8,
+        "push watch `job` has the same secret as token `ci`: give each its own",
+    );
+}
