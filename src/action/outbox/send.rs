@@ -219,18 +219,15 @@ pub(super) async fn notify(
             let headers = resp.headers().clone();
             let answer = read_some(resp).await;
             let hint = retry_after(&headers).or_else(|| request::retry_hint(&headers, &answer));
-            match classify(status, hint) {
-                Outcome::Failed(_) => Outcome::Failed(format!(
+            let why = || {
+                format!(
                     "{service} answered {status}: {}",
                     request::error_text(&answer)
-                )),
-                Outcome::Retry(after, _) => Outcome::Retry(
-                    after,
-                    format!(
-                        "{service} answered {status}: {}",
-                        request::error_text(&answer)
-                    ),
-                ),
+                )
+            };
+            match classify(status, hint) {
+                Outcome::Failed(_) => Outcome::Failed(why()),
+                Outcome::Retry(after, _) => Outcome::Retry(after, why()),
                 delivered => delivered,
             }
         }
