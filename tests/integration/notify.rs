@@ -364,3 +364,28 @@ fn hark_test_prints_the_exact_request_with_its_secrets_masked() {
     );
     assert!(!text.contains("eb243592"), "{text}");
 }
+
+#[test]
+fn a_field_of_a_megabyte_is_delivered_escaped_and_cut() {
+    let token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+    let mock = ServiceMock::start("telegram", token, "-100123");
+    let port = free_port();
+    let config = format!(
+        "[daemon]\nhttp = \"127.0.0.1:{port}\"\n\n\
+         [watch.job]\ntype = \"push\"\ntoken = \"{PUSH}\"\nmax_body = \"1MiB\"\n\n\
+         [rule.job_failed]\nwatch = \"job\"\nwhen = 'kind == \"fail\"'\n\
+         summary = \"{{{{ event.body }}}}\"\nthen = [\"tell\"]\n\n\
+         [action.tell]\ntype = \"notify\"\nservice = \"telegram\"\ntoken = \"{token}\"\n\
+         chat_id = \"-100123\"\napi_url = \"{}\"\n",
+        mock.url("")
+    );
+    let h = start(&config);
+    let mut body = hostile();
+    body.resize(1_000_000, b'<');
+    push(port, &body);
+    let seen = mock.wait(1);
+    assert_eq!(seen.len(), 1, "{}", h.log());
+    assert!(seen[0].problems.is_empty(), "{:?}", seen[0].problems);
+    let text = seen[0].body["text"].as_str().unwrap_or_default();
+    assert!(text.chars().count() <= 4096 && text.contains("…[cut]"));
+}
