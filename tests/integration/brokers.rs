@@ -362,6 +362,10 @@ timeout = "60s"
         1,
         "one connection for both actions"
     );
+    // A message received is settled in the store a moment later: waited for, not raced.
+    wait_for(Duration::from_secs(5), || {
+        h.status()["outbox"]["pending"] == 2
+    });
     let st = h.status();
     assert_eq!(
         st["outbox"]["pending"], 2,
