@@ -14,7 +14,7 @@ use crate::config::{Config, WatchKind};
 use crate::event::{display_lossy, Event, Firing, FiringState};
 use crate::rule::Engine;
 use crate::watch::http::{self, Clients};
-use crate::watch::{command, process, system, tcp};
+use crate::watch::{command, dns, process, system, tcp};
 
 /// A `--event` that cannot be used, said to the user as is.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +158,10 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
             WatchKind::Tcp(t) => {
                 let (t, name, host) = (t.clone(), Arc::from(name.as_str()), Arc::clone(&host));
                 checks.spawn(async move { state_event(name, "tcp", host, tcp::check(&t).await) });
+            }
+            WatchKind::Dns(d) => {
+                let (d, name, host) = (d.clone(), Arc::from(name.as_str()), Arc::clone(&host));
+                checks.spawn(async move { state_event(name, "dns", host, dns::check(&d).await) });
             }
             WatchKind::Command(c) => {
                 let (c, name, host) = (c.clone(), Arc::from(name.as_str()), Arc::clone(&host));

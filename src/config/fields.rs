@@ -77,6 +77,7 @@ impl WatchKind {
             WatchKind::Heartbeat(_) => (HEARTBEAT, false),
             // A push's body and query are fields of any name.
             WatchKind::Push(_) => (PUSH, true),
+            WatchKind::Dns(_) => (DNS, false),
         };
         let mut known: Vec<(String, FieldType)> = COMMON
             .iter()
@@ -99,6 +100,21 @@ impl WatchKind {
         Fields { known, open }
     }
 }
+
+const DNS: &[(&str, FieldType)] = &[
+    ("rcode", Str),
+    ("answers", Other),
+    ("answers_count", Number),
+    ("ttl_min", Number),
+    ("authoritative", Bool),
+    ("latency_ms", Number),
+    ("server", Str),
+    ("tcp", Bool),
+    ("error", Str),
+    ("name", Str),
+    ("record", Str),
+    ("changed", Bool),
+];
 
 const PUSH: &[(&str, FieldType)] = &[
     ("kind", Str),

@@ -9,6 +9,7 @@ mod checks;
 mod condition;
 mod daemon;
 pub mod diagnostic;
+mod dns;
 mod email;
 mod expect;
 mod field_check;
@@ -56,6 +57,7 @@ pub use condition::{
 };
 pub use daemon::{local_hostname, DEFAULT_CONTROL_SOCKET};
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
+pub use dns::DnsWatch;
 pub use email::{EmailAction, Security, SmtpServer};
 pub use expect::{show_in, Expect, Expectation, Schedule};
 pub use file::{FileEvents, FileWatch, PathPattern};

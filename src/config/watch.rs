@@ -34,6 +34,7 @@ pub enum WatchKind {
     Heartbeat(HeartbeatWatch),
     /// Events sent over HTTP to `/push/NAME`.
     Push(super::push::PushWatch),
+    Dns(super::dns::DnsWatch),
 }
 
 impl WatchKind {
@@ -50,6 +51,7 @@ impl WatchKind {
             WatchKind::Unit(_) => "unit",
             WatchKind::Heartbeat(_) => "heartbeat",
             WatchKind::Push(_) => "push",
+            WatchKind::Dns(_) => "dns",
         }
     }
 
@@ -61,6 +63,7 @@ impl WatchKind {
             WatchKind::System(w) => Some(w.every),
             WatchKind::Tcp(w) => Some(w.every),
             WatchKind::Command(w) => Some(w.every),
+            WatchKind::Dns(w) => Some(w.every),
             _ => None,
         }
     }
@@ -106,7 +109,7 @@ impl WatchKind {
 }
 
 const AVAILABLE: &str =
-    "file, log, journal, unit, http, process, system, tcp, command, heartbeat, push";
+    "file, log, journal, unit, http, process, system, tcp, command, dns, heartbeat, push";
 
 pub(crate) fn parse(
     ctx: &mut Ctx,
@@ -140,6 +143,7 @@ pub(crate) fn parse(
             WatchKind::Heartbeat(HeartbeatWatch {})
         }
         "push" => WatchKind::Push(super::push::parse(ctx, table, span)?),
+        "dns" => WatchKind::Dns(super::dns::parse(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod command;
+pub mod dns;
 pub mod file;
 pub mod http;
 pub mod inotify;
@@ -205,6 +206,7 @@ pub fn start(
         WatchKind::System(s) => WatchHandle::Periodic(system::start(to, s.clone(), clock)),
         WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(to, t.clone(), clock)),
         WatchKind::Command(c) => WatchHandle::Periodic(command::start(to, c.clone(), clock)),
+        WatchKind::Dns(d) => WatchHandle::Periodic(dns::start(to, d.clone(), clock)),
         WatchKind::Unit(u) => WatchHandle::Unit(unit::start(name, host, u.clone(), events)),
         WatchKind::Heartbeat(_) | WatchKind::Push(_) => WatchHandle::Pushed,
     })

@@ -6,6 +6,7 @@ mod brokers;
 mod checks_watch;
 mod control;
 mod daemon;
+mod dns_watch;
 mod dry_run;
 mod email;
 mod expect;

@@ -606,6 +606,25 @@ fn a_pattern_group_hidden_by_a_field_of_the_event_is_refused() {
 }
 
 #[test]
+fn dns_watch_errors_point_at_each_bad_value() {
+    let f = "bad_dns.toml";
+    assert_error_at(f, 3, 8, "invalid name \"exa mple..org\"");
+    assert_error_at(
+        f,
+        4,
+        10,
+        "unknown record type \"AXFR\" (expected one of: A, AAAA,",
+    );
+    assert_error_at(
+        f,
+        5,
+        12,
+        "invalid server \"ns1.example.org\": write an IP address",
+    );
+    assert_error_at(f, 5, 31, "invalid server \"127.0.0.1:0\"");
+}
+
+#[test]
 fn listener_token_push_and_maintenance_errors_point_at_each_bad_value() {
     let f = "bad_listener.toml";
     assert_error_at(f, 3, 12, "`tls_cert` and `tls_key` go together");

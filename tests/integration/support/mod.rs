@@ -3,6 +3,7 @@
 
 pub mod group;
 pub mod mosquitto;
+pub mod named;
 pub mod nats;
 pub mod rabbitmq;
 pub mod service_mock;
