@@ -14,7 +14,7 @@ use crate::config::{Config, WatchKind};
 use crate::event::{display_lossy, Event, Firing, FiringState};
 use crate::rule::Engine;
 use crate::watch::http::{self, Clients};
-use crate::watch::{command, dns, process, system, tcp};
+use crate::watch::{command, dns, ping, process, system, tcp};
 
 /// A `--event` that cannot be used, said to the user as is.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +158,13 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
             WatchKind::Tcp(t) => {
                 let (t, name, host) = (t.clone(), Arc::from(name.as_str()), Arc::clone(&host));
                 checks.spawn(async move { state_event(name, "tcp", host, tcp::check(&t).await) });
+            }
+            WatchKind::Ping(p) => {
+                let (p, name, host) = (p.clone(), Arc::from(name.as_str()), Arc::clone(&host));
+                let clock = crate::watch::clock::Clock::new();
+                checks.spawn(async move {
+                    state_event(name, "ping", host, ping::check_once(&p, clock).await)
+                });
             }
             WatchKind::Dns(d) => {
                 let (d, name, host) = (d.clone(), Arc::from(name.as_str()), Arc::clone(&host));

@@ -78,6 +78,7 @@ impl WatchKind {
             // A push's body and query are fields of any name.
             WatchKind::Push(_) => (PUSH, true),
             WatchKind::Dns(_) => (DNS, false),
+            WatchKind::Ping(_) => (PING, false),
         };
         let mut known: Vec<(String, FieldType)> = COMMON
             .iter()
@@ -114,6 +115,19 @@ const DNS: &[(&str, FieldType)] = &[
     ("name", Str),
     ("record", Str),
     ("changed", Bool),
+];
+
+const PING: &[(&str, FieldType)] = &[
+    ("host", Str),
+    ("address", Str),
+    ("sent", Number),
+    ("received", Number),
+    ("loss", Number),
+    ("rtt_min_ms", Number),
+    ("rtt_avg_ms", Number),
+    ("rtt_max_ms", Number),
+    ("rtt_mdev_ms", Number),
+    ("error", Str),
 ];
 
 const PUSH: &[(&str, FieldType)] = &[

@@ -35,6 +35,7 @@ pub enum WatchKind {
     /// Events sent over HTTP to `/push/NAME`.
     Push(super::push::PushWatch),
     Dns(super::dns::DnsWatch),
+    Ping(super::ping::PingWatch),
 }
 
 impl WatchKind {
@@ -52,6 +53,7 @@ impl WatchKind {
             WatchKind::Heartbeat(_) => "heartbeat",
             WatchKind::Push(_) => "push",
             WatchKind::Dns(_) => "dns",
+            WatchKind::Ping(_) => "ping",
         }
     }
 
@@ -64,6 +66,7 @@ impl WatchKind {
             WatchKind::Tcp(w) => Some(w.every),
             WatchKind::Command(w) => Some(w.every),
             WatchKind::Dns(w) => Some(w.every),
+            WatchKind::Ping(w) => Some(w.every),
             _ => None,
         }
     }
@@ -109,7 +112,7 @@ impl WatchKind {
 }
 
 const AVAILABLE: &str =
-    "file, log, journal, unit, http, process, system, tcp, command, dns, heartbeat, push";
+    "file, log, journal, unit, http, process, system, tcp, command, dns, ping, heartbeat, push";
 
 pub(crate) fn parse(
     ctx: &mut Ctx,
@@ -144,6 +147,7 @@ pub(crate) fn parse(
         }
         "push" => WatchKind::Push(super::push::parse(ctx, table, span)?),
         "dns" => WatchKind::Dns(super::dns::parse(ctx, table, span)?),
+        "ping" => WatchKind::Ping(super::ping::parse(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),

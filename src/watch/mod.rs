@@ -10,6 +10,7 @@ pub mod inotify;
 pub mod journal;
 pub mod log;
 mod periodic;
+pub mod ping;
 pub mod process;
 pub mod system;
 pub mod tcp;
@@ -62,6 +63,7 @@ pub enum WatchHandle {
     Process(process::ProcessWatchHandle),
     Journal(journal::JournalHandle),
     Unit(unit::UnitHandle),
+    Ping(ping::PingHandle),
     /// A watch whose events the daemon is handed (a heartbeat's pings): nothing runs.
     Pushed,
 }
@@ -73,6 +75,7 @@ impl WatchHandle {
             WatchHandle::File(h) => h.problems(),
             WatchHandle::Journal(h) => h.problems(),
             WatchHandle::Unit(h) => h.problems(),
+            WatchHandle::Ping(h) => h.problems(),
             _ => Vec::new(),
         }
     }
@@ -85,6 +88,7 @@ impl WatchHandle {
             WatchHandle::Process(h) => h.stop(),
             WatchHandle::Journal(h) => h.stop(),
             WatchHandle::Unit(h) => h.stop(),
+            WatchHandle::Ping(h) => h.stop(),
             WatchHandle::Pushed => {}
         }
     }
@@ -98,6 +102,8 @@ pub struct Shared {
     pub clients: http::Clients,
     pub processes: process::Monitor,
     pub files: inotify::Hub,
+    /// Every ping watch's one task, sockets and timer.
+    pub pings: ping::Pinger,
     /// Where each log file or journal was read to, as last stored: a watch that starts
     /// (or starts again after a reload) takes up its own.
     pub positions: std::sync::Mutex<std::collections::HashMap<String, crate::event::Mark>>,
@@ -110,6 +116,7 @@ impl Shared {
         let clock = clock::Clock::new();
         Ok(Shared {
             processes: process::Monitor::new(clock.clone()),
+            pings: ping::Pinger::new(clock.clone()),
             clock,
             clients: http::Clients::for_watches(watches)?,
             files: inotify::Hub::default(),
@@ -207,6 +214,7 @@ pub fn start(
         WatchKind::Tcp(t) => WatchHandle::Periodic(tcp::start(to, t.clone(), clock)),
         WatchKind::Command(c) => WatchHandle::Periodic(command::start(to, c.clone(), clock)),
         WatchKind::Dns(d) => WatchHandle::Periodic(dns::start(to, d.clone(), clock)),
+        WatchKind::Ping(p) => WatchHandle::Ping(shared.pings.add(to, p.clone())),
         WatchKind::Unit(u) => WatchHandle::Unit(unit::start(name, host, u.clone(), events)),
         WatchKind::Heartbeat(_) | WatchKind::Push(_) => WatchHandle::Pushed,
     })

@@ -26,6 +26,7 @@ mod log_watch;
 mod metrics;
 mod notify;
 mod outbox_commands;
+mod ping_watch;
 mod pki;
 mod process_watch;
 mod regression;

@@ -625,6 +625,15 @@ fn dns_watch_errors_point_at_each_bad_value() {
 }
 
 #[test]
+fn ping_watch_errors_point_at_each_bad_value() {
+    let f = "bad_ping.toml";
+    assert_error_at(f, 3, 8, "invalid host \"192.0.2.1:80\"");
+    assert_error_at(f, 4, 9, "`count` is probes a round, 1 to 100");
+    assert_error_at(f, 5, 12, "`interval` is at least 10ms");
+    assert_error_at(f, 12, 9, "takes 10s: `every` must be longer");
+}
+
+#[test]
 fn listener_token_push_and_maintenance_errors_point_at_each_bad_value() {
     let f = "bad_listener.toml";
     assert_error_at(f, 3, 12, "`tls_cert` and `tls_key` go together");
