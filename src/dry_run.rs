@@ -14,7 +14,7 @@ use crate::config::{Config, WatchKind};
 use crate::event::{display_lossy, Event, Firing, FiringState};
 use crate::rule::Engine;
 use crate::watch::http::{self, Clients};
-use crate::watch::{command, dns, ping, process, system, tcp};
+use crate::watch::{certificate, command, dns, ping, process, system, tcp};
 
 /// A `--event` that cannot be used, said to the user as is.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +118,8 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
     let clients = Clients::for_watches(config.watches.values())?;
     let host: Arc<str> = Arc::from(config.daemon.host.as_str());
     let mut checks = tokio::task::JoinSet::new();
+    // Checks of several events (a certificate watch's files).
+    let mut files = tokio::task::JoinSet::new();
     let mut notes = Vec::new();
     for (name, w) in &config.watches {
         match &w.kind {
@@ -166,6 +168,17 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                     state_event(name, "ping", host, ping::check_once(&p, clock).await)
                 });
             }
+            WatchKind::Certificate(c) => {
+                let (c, name, host) = (c.clone(), Arc::from(name.as_str()), Arc::clone(&host));
+                files.spawn(async move {
+                    let all = certificate::check(Arc::new(c), None).await;
+                    all.into_iter()
+                        .map(|f| {
+                            state_event(Arc::clone(&name), "certificate", Arc::clone(&host), f)
+                        })
+                        .collect::<Vec<_>>()
+                });
+            }
             WatchKind::Dns(d) => {
                 let (d, name, host) = (d.clone(), Arc::from(name.as_str()), Arc::clone(&host));
                 checks.spawn(async move { state_event(name, "dns", host, dns::check(&d).await) });
@@ -177,40 +190,51 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                     state_event(name, "command", host, command::check(&c, &stop).await)
                 });
             }
-            WatchKind::Heartbeat(_) => notes.push(format!(
-                "watch `{name}` (heartbeat) hears `hark ping {name}` while hark runs. \
-                 Try: hark test --event '{name} kind=success'"
-            )),
-            WatchKind::Push(_) => notes.push(format!(
-                "watch `{name}` (push) hears requests to /push/{name} on the HTTP listener \
-                 while hark runs. Try: hark test --event '{name} kind=success'"
-            )),
-            WatchKind::File(_) => notes.push(format!(
-                "watch `{name}` (file) reports changes as they happen; nothing to sample. \
-                 Try: hark test --event '{name} kind=modify path=/some/file'"
-            )),
-            WatchKind::Unit(_) => notes.push(format!(
-                "watch `{name}` (unit) follows systemd over the system bus while hark runs. \
-                 Try: hark test --event '{name} unit=nginx.service active_state=failed \
-                 sub_state=failed result=exit-code'"
-            )),
-            WatchKind::Journal(_) => notes.push(format!(
-                "watch `{name}` (journal) reports entries as they are written; nothing to \
-                 sample. Try: hark test --event '{name} message=\"Out of memory: Killed \
-                 process 4242\" priority=3 unit=app.service'"
-            )),
-            WatchKind::Log(_) => notes.push(format!(
-                "watch `{name}` (log) reports lines as they are written; nothing to sample. \
-                 Try: hark test --event '{name} line=\"error: disk full\" path=/var/log/app.log'"
-            )),
+            other => notes.extend(not_sampled(name, other)),
         }
     }
     let mut events = Vec::new();
     while let Some(e) = checks.join_next().await {
         events.push(e?);
     }
+    while let Some(e) = files.join_next().await {
+        events.extend(e?);
+    }
     events.sort_by(|a, b| a.watch.cmp(&b.watch));
     Ok((events, notes))
+}
+
+/// Why a watch is not sampled once, and how to try its rules instead.
+fn not_sampled(name: &str, kind: &WatchKind) -> Option<String> {
+    match kind {
+        WatchKind::Heartbeat(_) => Some(format!(
+            "watch `{name}` (heartbeat) hears `hark ping {name}` while hark runs. \
+                 Try: hark test --event '{name} kind=success'"
+        )),
+        WatchKind::Push(_) => Some(format!(
+            "watch `{name}` (push) hears requests to /push/{name} on the HTTP listener \
+                 while hark runs. Try: hark test --event '{name} kind=success'"
+        )),
+        WatchKind::File(_) => Some(format!(
+            "watch `{name}` (file) reports changes as they happen; nothing to sample. \
+                 Try: hark test --event '{name} kind=modify path=/some/file'"
+        )),
+        WatchKind::Unit(_) => Some(format!(
+            "watch `{name}` (unit) follows systemd over the system bus while hark runs. \
+                 Try: hark test --event '{name} unit=nginx.service active_state=failed \
+                 sub_state=failed result=exit-code'"
+        )),
+        WatchKind::Journal(_) => Some(format!(
+            "watch `{name}` (journal) reports entries as they are written; nothing to \
+                 sample. Try: hark test --event '{name} message=\"Out of memory: Killed \
+                 process 4242\" priority=3 unit=app.service'"
+        )),
+        WatchKind::Log(_) => Some(format!(
+            "watch `{name}` (log) reports lines as they are written; nothing to sample. \
+                 Try: hark test --event '{name} line=\"error: disk full\" path=/var/log/app.log'"
+        )),
+        _ => None,
+    }
 }
 
 fn state_event(

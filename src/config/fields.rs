@@ -79,6 +79,7 @@ impl WatchKind {
             WatchKind::Push(_) => (PUSH, true),
             WatchKind::Dns(_) => (DNS, false),
             WatchKind::Ping(_) => (PING, false),
+            WatchKind::Certificate(_) => (CERTIFICATE, false),
         };
         let mut known: Vec<(String, FieldType)> = COMMON
             .iter()
@@ -128,6 +129,25 @@ const PING: &[(&str, FieldType)] = &[
     ("rtt_max_ms", Number),
     ("rtt_mdev_ms", Number),
     ("error", Str),
+];
+
+const CERTIFICATE: &[(&str, FieldType)] = &[
+    ("ok", Bool),
+    ("error", Str),
+    ("path", Str),
+    ("address", Str),
+    ("starttls", Str),
+    ("latency_ms", Number),
+    ("not_after", Str),
+    ("not_before", Str),
+    ("days_left", Number),
+    ("subject", Str),
+    ("issuer", Str),
+    ("sans", Other),
+    ("serial", Str),
+    ("chain_ok", Bool),
+    ("chain_length", Number),
+    ("key_matches", Bool),
 ];
 
 const PUSH: &[(&str, FieldType)] = &[

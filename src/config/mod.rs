@@ -5,6 +5,7 @@ mod account;
 mod action;
 mod alertmanager;
 mod broker;
+mod certificate;
 mod checks;
 mod condition;
 mod daemon;
@@ -52,6 +53,7 @@ pub use action::{
 };
 pub use alertmanager::AlertmanagerAction;
 pub use broker::{is_tls as is_broker_tls, BrokerAction, Protocol};
+pub use certificate::{CertificateSource, CertificateWatch, Starttls};
 pub use checks::{CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
 pub use condition::{
     compile as compile_condition, env as cel_env, Condition, MAX_DEPTH as MAX_CONDITION_DEPTH,

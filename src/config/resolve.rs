@@ -170,6 +170,16 @@ fn complete_rules(all: &mut Collected) {
         if only_units && !rule.watches.is_empty() && rule.group_by.is_empty() {
             rule.group_by = vec!["unit".to_string()];
         }
+        // One state per certificate file: a renewed one does not hide one that is not.
+        let only_cert_files = rule.watches.iter().all(|w| {
+            all.watches.get(w).is_some_and(|w| {
+                matches!(&w.item.kind, super::WatchKind::Certificate(c)
+                    if matches!(c.source, super::CertificateSource::Files { .. }))
+            })
+        });
+        if only_cert_files && !rule.watches.is_empty() && rule.group_by.is_empty() {
+            rule.group_by = vec!["path".to_string()];
+        }
         for a in &rule.then {
             let alerting = all
                 .actions

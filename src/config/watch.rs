@@ -36,6 +36,7 @@ pub enum WatchKind {
     Push(super::push::PushWatch),
     Dns(super::dns::DnsWatch),
     Ping(super::ping::PingWatch),
+    Certificate(super::certificate::CertificateWatch),
 }
 
 impl WatchKind {
@@ -54,6 +55,7 @@ impl WatchKind {
             WatchKind::Push(_) => "push",
             WatchKind::Dns(_) => "dns",
             WatchKind::Ping(_) => "ping",
+            WatchKind::Certificate(_) => "certificate",
         }
     }
 
@@ -67,6 +69,7 @@ impl WatchKind {
             WatchKind::Command(w) => Some(w.every),
             WatchKind::Dns(w) => Some(w.every),
             WatchKind::Ping(w) => Some(w.every),
+            WatchKind::Certificate(w) => Some(w.every),
             _ => None,
         }
     }
@@ -112,7 +115,7 @@ impl WatchKind {
 }
 
 const AVAILABLE: &str =
-    "file, log, journal, unit, http, process, system, tcp, command, dns, ping, heartbeat, push";
+    "file, log, journal, unit, http, process, system, tcp, command, dns, ping, certificate, heartbeat, push";
 
 pub(crate) fn parse(
     ctx: &mut Ctx,
@@ -148,6 +151,7 @@ pub(crate) fn parse(
         "push" => WatchKind::Push(super::push::parse(ctx, table, span)?),
         "dns" => WatchKind::Dns(super::dns::parse(ctx, table, span)?),
         "ping" => WatchKind::Ping(super::ping::parse(ctx, table, span)?),
+        "certificate" => WatchKind::Certificate(super::certificate::parse(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),

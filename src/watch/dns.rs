@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::periodic::{self, millis, PeriodicHandle};
+use super::printable;
 use crate::config::DnsWatch;
 
 /// Answers reported as fields, at most (`answers_count` has them all).
@@ -236,50 +237,47 @@ pub fn answer_fields(f: &mut Map<String, Value>, answer: &Message) {
 /// and the parts of MX, SOA and SRV records.
 fn record(r: &Record) -> Value {
     let mut m = Map::new();
-    m.insert("name".into(), Value::from(clean(&r.name.to_string())));
+    m.insert(
+        "name".into(),
+        Value::from(printable(&r.name.to_string(), MAX_DATA)),
+    );
     m.insert("type".into(), Value::from(r.record_type().to_string()));
     m.insert("ttl".into(), Value::from(r.ttl));
-    m.insert("data".into(), Value::from(clean(&r.data.to_string())));
+    m.insert(
+        "data".into(),
+        Value::from(printable(&r.data.to_string(), MAX_DATA)),
+    );
     match &r.data {
         RData::MX(mx) => {
             m.insert("preference".into(), Value::from(mx.preference));
             m.insert(
                 "exchange".into(),
-                Value::from(clean(&mx.exchange.to_string())),
+                Value::from(printable(&mx.exchange.to_string(), MAX_DATA)),
             );
         }
         RData::SOA(soa) => {
             m.insert("serial".into(), Value::from(soa.serial));
-            m.insert("mname".into(), Value::from(clean(&soa.mname.to_string())));
-            m.insert("rname".into(), Value::from(clean(&soa.rname.to_string())));
+            m.insert(
+                "mname".into(),
+                Value::from(printable(&soa.mname.to_string(), MAX_DATA)),
+            );
+            m.insert(
+                "rname".into(),
+                Value::from(printable(&soa.rname.to_string(), MAX_DATA)),
+            );
         }
         RData::SRV(srv) => {
             m.insert("priority".into(), Value::from(srv.priority));
             m.insert("weight".into(), Value::from(srv.weight));
             m.insert("port".into(), Value::from(srv.port));
-            m.insert("target".into(), Value::from(clean(&srv.target.to_string())));
+            m.insert(
+                "target".into(),
+                Value::from(printable(&srv.target.to_string(), MAX_DATA)),
+            );
         }
         _ => {}
     }
     Value::Object(m)
-}
-
-/// Control characters written as `\xNN` (a log line or a terminal shows them as text),
-/// at most `MAX_DATA` characters, then `…`.
-fn clean(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX_DATA {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.push_str(&format!("\\x{:02x}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -326,13 +324,5 @@ mod tests {
         answer_fields(&mut f, &back);
         assert!(f["answers_count"].as_u64().unwrap() > 1_000);
         assert_eq!(f["answers"].as_array().map(Vec::len), Some(MAX_ANSWERS));
-    }
-
-    #[test]
-    fn data_is_cut() {
-        let long = "x".repeat(5_000);
-        let c = clean(&long);
-        assert_eq!(c.chars().count(), MAX_DATA + 1);
-        assert_eq!(clean("a\nb"), "a\\x0ab");
     }
 }

@@ -1,6 +1,7 @@
 //! Watches: one file per watch type. Each emits `Event`s into the engine's channel and
 //! knows nothing of rules.
 
+pub mod certificate;
 pub mod clock;
 pub mod command;
 pub mod dns;
@@ -56,6 +57,33 @@ pub(crate) fn read_sysctl(name: &str) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// Text from outside (a DNS name, a certificate's subject) for a field: control
+/// characters written as `\xNN` (a log line or a terminal shows them as text), at most
+/// `max` characters, then `…`.
+pub(crate) fn printable(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[test]
+fn printable_escapes_and_cuts() {
+    let c = printable(&"x".repeat(5_000), 1_000);
+    assert_eq!(c.chars().count(), 1_001);
+    assert_eq!(printable("a\nb\u{1b}[31m", 100), "a\\x0ab\\x1b[31m");
+}
+
 /// A running watch of any type.
 pub enum WatchHandle {
     File(file::FileWatchHandle),
@@ -64,6 +92,7 @@ pub enum WatchHandle {
     Journal(journal::JournalHandle),
     Unit(unit::UnitHandle),
     Ping(ping::PingHandle),
+    Certificate(certificate::CertificateHandle),
     /// A watch whose events the daemon is handed (a heartbeat's pings): nothing runs.
     Pushed,
 }
@@ -76,6 +105,7 @@ impl WatchHandle {
             WatchHandle::Journal(h) => h.problems(),
             WatchHandle::Unit(h) => h.problems(),
             WatchHandle::Ping(h) => h.problems(),
+            WatchHandle::Certificate(h) => h.problems(),
             _ => Vec::new(),
         }
     }
@@ -89,6 +119,7 @@ impl WatchHandle {
             WatchHandle::Journal(h) => h.stop(),
             WatchHandle::Unit(h) => h.stop(),
             WatchHandle::Ping(h) => h.stop(),
+            WatchHandle::Certificate(h) => h.stop(),
             WatchHandle::Pushed => {}
         }
     }
@@ -215,6 +246,9 @@ pub fn start(
         WatchKind::Command(c) => WatchHandle::Periodic(command::start(to, c.clone(), clock)),
         WatchKind::Dns(d) => WatchHandle::Periodic(dns::start(to, d.clone(), clock)),
         WatchKind::Ping(p) => WatchHandle::Ping(shared.pings.add(to, p.clone())),
+        WatchKind::Certificate(c) => {
+            WatchHandle::Certificate(certificate::start(to, c.clone(), &shared.files, clock)?)
+        }
         WatchKind::Unit(u) => WatchHandle::Unit(unit::start(name, host, u.clone(), events)),
         WatchKind::Heartbeat(_) | WatchKind::Push(_) => WatchHandle::Pushed,
     })

@@ -3,6 +3,7 @@
 mod alertmanager;
 mod broker_tls;
 mod brokers;
+mod certificate_watch;
 mod checks_watch;
 mod control;
 mod daemon;

@@ -74,6 +74,7 @@ pub fn client(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// A server certificate for localhost signed by a new CA, named `name`, valid from
 /// `days_from` to `days_to` days from now (negative: in the past): its CA, cert and key.
 pub fn server(dir: &Path, name: &str, days_from: i64, days_to: i64) -> Pki {
+    std::fs::create_dir_all(dir).expect("pki dir");
     let issuer = ca(&format!("{name} CA"));
     let key = KeyPair::generate().expect("server key");
     let mut p = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])

@@ -458,3 +458,31 @@ pub fn copy_program(from: &str, to: &Path) {
         .expect("run cp");
     assert!(status.success(), "cp {from} {}: {status}", to.display());
 }
+
+/// Runs `hark test` on `config` (each watch sampled once): each event as (watch, fields).
+pub fn sampled(config: &str) -> Vec<(String, serde_json::Value)> {
+    let dir = tempdir();
+    let file = dir.path().join("hark.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(HARK)
+        .args(["test", "-c"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("event from watch `"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once('`')?;
+            let json = rest.split_once(": ")?.1;
+            Some((name.to_string(), serde_json::from_str(json).ok()?))
+        })
+        .collect()
+}

@@ -625,6 +625,20 @@ fn dns_watch_errors_point_at_each_bad_value() {
 }
 
 #[test]
+fn certificate_watch_errors_point_at_each_bad_value() {
+    let f = "bad_certificate.toml";
+    assert_error_at(f, 4, 7, "`key` belongs to one certificate");
+    assert_error_at(f, 8, 11, "invalid address \"mail.example.org\"");
+    assert_error_at(f, 9, 12, "unknown `starttls` \"lmtp\"");
+    assert_error_at(
+        f,
+        11,
+        1,
+        "`paths` (certificate files) or `address` (a TLS endpoint), not both",
+    );
+}
+
+#[test]
 fn ping_watch_errors_point_at_each_bad_value() {
     let f = "bad_ping.toml";
     assert_error_at(f, 3, 8, "invalid host \"192.0.2.1:80\"");

@@ -1,6 +1,7 @@
 //! Harnesses the tests share: real peers (brokers) started on free loopback ports in
 //! process groups of their own, stopped by their pid when the test ends.
 
+pub mod exim;
 pub mod group;
 pub mod mosquitto;
 pub mod named;
