@@ -215,6 +215,10 @@ fn not_sampled(name: &str, kind: &WatchKind) -> Option<String> {
             "watch `{name}` (push) hears requests to /push/{name} on the HTTP listener \
                  while hark runs. Try: hark test --event '{name} kind=success'"
         )),
+        WatchKind::Container(_) => Some(format!(
+            "watch `{name}` (container) follows the container API's events while hark runs. \
+             Try: hark test --event '{name} kind=die name=web image=nginx exit_code=137'"
+        )),
         WatchKind::File(_) => Some(format!(
             "watch `{name}` (file) reports changes as they happen; nothing to sample. \
                  Try: hark test --event '{name} kind=modify path=/some/file'"

@@ -80,6 +80,7 @@ impl WatchKind {
             WatchKind::Dns(_) => (DNS, false),
             WatchKind::Ping(_) => (PING, false),
             WatchKind::Certificate(_) => (CERTIFICATE, false),
+            WatchKind::Container(_) => (CONTAINER, false),
         };
         let mut known: Vec<(String, FieldType)> = COMMON
             .iter()
@@ -148,6 +149,20 @@ const CERTIFICATE: &[(&str, FieldType)] = &[
     ("chain_ok", Bool),
     ("chain_length", Number),
     ("key_matches", Bool),
+];
+
+const CONTAINER: &[(&str, FieldType)] = &[
+    ("kind", Str),
+    ("id", Str),
+    ("name", Str),
+    ("image", Str),
+    ("state", Str),
+    ("exit_code", Number),
+    ("health", Str),
+    ("oom_killed", Bool),
+    ("restart_count", Number),
+    ("labels", Other),
+    ("rescan", Bool),
 ];
 
 const PUSH: &[(&str, FieldType)] = &[

@@ -8,6 +8,7 @@ mod broker;
 mod certificate;
 mod checks;
 mod condition;
+mod container;
 mod daemon;
 pub mod diagnostic;
 mod dns;
@@ -58,6 +59,7 @@ pub use checks::{CommandWatch, ProcessWatch, SystemWatch, TcpWatch};
 pub use condition::{
     compile as compile_condition, env as cel_env, Condition, MAX_DEPTH as MAX_CONDITION_DEPTH,
 };
+pub use container::{ContainerWatch, KINDS as CONTAINER_KINDS};
 pub use daemon::{local_hostname, DEFAULT_CONTROL_SOCKET};
 pub use diagnostic::{ConfigError, ConfigErrors, Location, SourceFile};
 pub use dns::DnsWatch;

@@ -37,6 +37,7 @@ pub enum WatchKind {
     Dns(super::dns::DnsWatch),
     Ping(super::ping::PingWatch),
     Certificate(super::certificate::CertificateWatch),
+    Container(super::container::ContainerWatch),
 }
 
 impl WatchKind {
@@ -56,6 +57,7 @@ impl WatchKind {
             WatchKind::Dns(_) => "dns",
             WatchKind::Ping(_) => "ping",
             WatchKind::Certificate(_) => "certificate",
+            WatchKind::Container(_) => "container",
         }
     }
 
@@ -85,6 +87,7 @@ impl WatchKind {
                 | WatchKind::Journal(_)
                 | WatchKind::Heartbeat(_)
                 | WatchKind::Push(_)
+                | WatchKind::Container(_)
         )
     }
 
@@ -98,6 +101,7 @@ impl WatchKind {
                 | WatchKind::Process(_)
                 | WatchKind::Heartbeat(_)
                 | WatchKind::Push(_)
+                | WatchKind::Container(_)
         )
     }
 
@@ -106,7 +110,7 @@ impl WatchKind {
     pub fn is_edge(&self, kind: Option<&str>) -> bool {
         match self {
             WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_) => true,
-            WatchKind::Heartbeat(_) | WatchKind::Push(_) => true,
+            WatchKind::Heartbeat(_) | WatchKind::Push(_) | WatchKind::Container(_) => true,
             WatchKind::Process(_) => kind != Some("sample"),
             WatchKind::Unit(_) => kind == Some("disconnected"),
             _ => false,
@@ -115,7 +119,7 @@ impl WatchKind {
 }
 
 const AVAILABLE: &str =
-    "file, log, journal, unit, http, process, system, tcp, command, dns, ping, certificate, heartbeat, push";
+    "file, log, journal, unit, http, process, system, tcp, command, dns, ping, certificate, container, heartbeat, push";
 
 pub(crate) fn parse(
     ctx: &mut Ctx,
@@ -152,6 +156,7 @@ pub(crate) fn parse(
         "dns" => WatchKind::Dns(super::dns::parse(ctx, table, span)?),
         "ping" => WatchKind::Ping(super::ping::parse(ctx, table, span)?),
         "certificate" => WatchKind::Certificate(super::certificate::parse(ctx, table, span)?),
+        "container" => WatchKind::Container(super::container::parse(ctx, table, span)?),
         t => {
             ctx.error(
                 type_value.span(),

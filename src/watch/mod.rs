@@ -4,6 +4,7 @@
 pub mod certificate;
 pub mod clock;
 pub mod command;
+pub mod container;
 pub mod dns;
 pub mod file;
 pub mod http;
@@ -93,6 +94,7 @@ pub enum WatchHandle {
     Unit(unit::UnitHandle),
     Ping(ping::PingHandle),
     Certificate(certificate::CertificateHandle),
+    Container(container::ContainerHandle),
     /// A watch whose events the daemon is handed (a heartbeat's pings): nothing runs.
     Pushed,
 }
@@ -106,6 +108,7 @@ impl WatchHandle {
             WatchHandle::Unit(h) => h.problems(),
             WatchHandle::Ping(h) => h.problems(),
             WatchHandle::Certificate(h) => h.problems(),
+            WatchHandle::Container(h) => h.problems(),
             _ => Vec::new(),
         }
     }
@@ -120,6 +123,7 @@ impl WatchHandle {
             WatchHandle::Unit(h) => h.stop(),
             WatchHandle::Ping(h) => h.stop(),
             WatchHandle::Certificate(h) => h.stop(),
+            WatchHandle::Container(h) => h.stop(),
             WatchHandle::Pushed => {}
         }
     }
@@ -246,6 +250,7 @@ pub fn start(
         WatchKind::Command(c) => WatchHandle::Periodic(command::start(to, c.clone(), clock)),
         WatchKind::Dns(d) => WatchHandle::Periodic(dns::start(to, d.clone(), clock)),
         WatchKind::Ping(p) => WatchHandle::Ping(shared.pings.add(to, p.clone())),
+        WatchKind::Container(c) => WatchHandle::Container(container::start(to, c.clone())),
         WatchKind::Certificate(c) => {
             WatchHandle::Certificate(certificate::start(to, c.clone(), &shared.files, clock)?)
         }

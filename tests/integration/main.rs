@@ -5,6 +5,7 @@ mod broker_tls;
 mod brokers;
 mod certificate_watch;
 mod checks_watch;
+mod container_watch;
 mod control;
 mod daemon;
 mod dns_watch;

@@ -639,6 +639,15 @@ fn certificate_watch_errors_point_at_each_bad_value() {
 }
 
 #[test]
+fn container_watch_errors_point_at_each_bad_value() {
+    let f = "bad_container.toml";
+    assert_error_at(f, 3, 10, "`socket` is the path of the API's unix socket");
+    assert_error_at(f, 4, 10, "invalid glob \"web-[a\" in `names`");
+    assert_error_at(f, 5, 11, "a label is `key` or `key=value`");
+    assert_error_at(f, 6, 18, "unknown container event \"exploded\"");
+}
+
+#[test]
 fn ping_watch_errors_point_at_each_bad_value() {
     let f = "bad_ping.toml";
     assert_error_at(f, 3, 8, "invalid host \"192.0.2.1:80\"");

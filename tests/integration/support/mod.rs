@@ -6,6 +6,7 @@ pub mod group;
 pub mod mosquitto;
 pub mod named;
 pub mod nats;
+pub mod podman;
 pub mod rabbitmq;
 pub mod service_mock;
 
