@@ -88,11 +88,17 @@ def start_monit(tmp, checks, cycle):
     return proc
 
 
-def start_blackbox(tmp, port):
-    """blackbox_exporter on 127.0.0.1:PORT with an `http_2xx` module."""
+def start_blackbox(tmp, port, dns_name="www.hark.test"):
+    """blackbox_exporter on 127.0.0.1:PORT with modules `http_2xx`, `dns_a` (an A query
+    for `dns_name` over UDP) and `icmp` (one echo over IPv4)."""
     conf = os.path.join(tmp, "blackbox.yml")
     with open(conf, "w") as f:
-        f.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n")
+        f.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n"
+                "  dns_a:\n    prober: dns\n    timeout: 2s\n    dns:\n"
+                f"      query_name: {dns_name}\n      query_type: A\n"
+                "      transport_protocol: udp\n      preferred_ip_protocol: ip4\n"
+                "  icmp:\n    prober: icmp\n    timeout: 1s\n    icmp:\n"
+                "      preferred_ip_protocol: ip4\n")
     proc = subprocess.Popen([which("prometheus-blackbox-exporter"), f"--config.file={conf}",
                              f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -475,14 +475,14 @@ def http_cpu(hark, watches, seconds, runs, tmp, skipped, table):
     stop_all()
 
 
-def drive_probes(pid, bport, target, rate, seconds):
+def drive_probes(pid, bport, target, rate, seconds, module="http_2xx"):
     """Asks blackbox_exporter for `rate` probes a second for `seconds`, from a pool of
     keep-alive connections; returns its CPU per probe in ms."""
     import concurrent.futures
     import http.client
     import threading
     local = threading.local()
-    path = f"/probe?module=http_2xx&target={target}"
+    path = f"/probe?module={module}&target={target}"
 
     def one(_):
         c = getattr(local, "c", None)
@@ -756,6 +756,11 @@ def main():
             if want("unit"):
                 log("unit failed -> action beside Monit, idle cost of every unit")
                 unit_failure(args.hark, 3 if q else 20, 5 if q else 30, table)
+            if want("probes"):
+                log("1,000 DNS and 1,000 ping targets at 1 s beside blackbox_exporter")
+                import probes
+                probes.run(args.hark, 100 if q else 1000, 3 if q else 20, 1 if q else 3,
+                           sub("probes"), skipped, table, keep, drive_probes, free_port)
             if want("validate"):
                 log("validate")
                 validate(args.hark, 500 if q else 10000, 2 if q else 5, sub("validate"), table)

@@ -106,9 +106,16 @@ impl Watcher {
         let path = self.config.socket.to_string_lossy().into_owned();
         let docker = Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION)
             .map_err(|e| e.to_string())?;
-        // Subscribe first: what happens while listing is in the stream.
+        // The stream starts where the listing starts: the API replays what happened while
+        // the list was made (the request is only sent when the stream is first polled).
+        let since = unix_nanos();
         let filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
         let mut events = docker.events(Some(EventsOptions {
+            since: Some(format!(
+                "{}.{:09}",
+                since / 1_000_000_000,
+                since % 1_000_000_000
+            )),
             filters: Some(filters),
             ..Default::default()
         }));
@@ -146,6 +153,7 @@ impl Watcher {
             }
         }
         self.known = seen;
+        let listed_at = unix_nanos();
         while let Some(e) = events.next().await {
             let e = e.map_err(|e| e.to_string())?;
             let action = e.action.unwrap_or_default();
@@ -169,7 +177,19 @@ impl Watcher {
             if !self.matches(&inspect) {
                 continue;
             }
-            self.known.insert(id, known(&inspect));
+            let now = known(&inspect);
+            // Replayed from while the list was made: a start or a death the list already
+            // showed is not told twice.
+            let before = self.known.insert(id, now.clone());
+            let replayed = e.time_nano.unwrap_or(i64::MAX) < listed_at;
+            let shown = match *kind {
+                "start" => before.as_ref().is_some_and(|b| b.running),
+                "die" => before.as_ref().is_some_and(|b| !b.running),
+                _ => false,
+            };
+            if replayed && shown {
+                continue;
+            }
             let code = attributes
                 .get("exitCode")
                 .and_then(|c| c.parse::<i64>().ok());
@@ -210,6 +230,12 @@ impl Watcher {
         let event = Event::new(&self.to.watch, self.to.source, &self.to.host, true, fields);
         let _ = self.to.events.send(event).await;
     }
+}
+
+fn unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn known(c: &ContainerInspectResponse) -> Known {
