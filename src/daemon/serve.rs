@@ -49,7 +49,9 @@ impl Daemon {
                 ev = inbox.events.recv() => match ev {
                     Some(ev) => {
                         heartbeat.beat();
-                        self.judge_waiting(ev, &mut inbox.events)
+                        let firings = self.judge_waiting(ev, &mut inbox.events);
+                        crate::watch::inotify::room_made();
+                        firings
                     }
                     None => break,
                 },

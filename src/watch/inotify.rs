@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 mod raw;
+mod room;
+pub use room::room_made;
 mod tenant;
 
 use self::raw::READ_BATCH;
@@ -156,6 +158,7 @@ fn start() -> io::Result<Running> {
     }
     // SAFETY: the kernel just gave us this fd.
     let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(efd) });
+    room::wake_with(&wake);
     let (tx, rx) = mpsc::channel();
     let thread_wake = Arc::clone(&wake);
     std::thread::Builder::new()
@@ -217,6 +220,11 @@ fn run(inotify: Inotify, rx: mpsc::Receiver<Command>, wake: &OwnedFd) {
         t.flush_due();
         t.pump();
         hand_over(&mut t.out, &mut t.watches);
+        if !t.out.is_empty() {
+            room::waiting();
+            // Room made between the try and the flag would wake no one: try once more.
+            hand_over(&mut t.out, &mut t.watches);
+        }
         t.watches.retain(|_, w| !w.closed());
     }
 }
@@ -240,8 +248,9 @@ impl Thread {
         if self.streaming && read_inotify {
             timeout = soon(timeout, LINGER);
         }
-        if read_inotify && self.watches.values().any(|w| w.has_more()) {
-            // A log watch has more to read: round again at once.
+        if read_inotify && self.out.is_empty() && self.watches.values().any(|w| w.has_more()) {
+            // A log watch has more to read and the engine has room: round again at once.
+            // (While it has none, `room_made` wakes the thread, or the 5 ms above.)
             timeout = soon(timeout, std::time::Duration::ZERO);
         }
         timeout
