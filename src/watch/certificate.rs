@@ -85,12 +85,10 @@ async fn run(
                 next = next_on_grid(grid, config.every, Instant::now());
                 None
             }
-            e = changed.recv() => match e {
-                None => std::future::pending().await,
-                Some(e) => match e.fields.get("path").and_then(Value::as_str) {
-                    Some(p) => Some(PathBuf::from(p)),
-                    None => continue,
-                },
+            // Without files (an endpoint) no one sends: the channel is closed.
+            Some(e) = changed.recv() => match e.fields.get("path").and_then(Value::as_str) {
+                Some(p) => Some(PathBuf::from(p)),
+                None => continue,
             },
         };
         let all = check(Arc::clone(&config), only).await;

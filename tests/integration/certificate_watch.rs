@@ -171,8 +171,8 @@ fn an_smtp_servers_certificate_is_read_after_starttls() {
     let exim = Exim::new();
     let config = format!(
         "[watch.mx]\ntype = \"certificate\"\naddress = \"127.0.0.1:{}\"\nstarttls = \"smtp\"\n\
-         server_name = \"localhost\"\n\n\
-         [watch.plain]\ntype = \"certificate\"\naddress = \"127.0.0.1:{}\"\n",
+         server_name = \"localhost\"\ntimeout = \"30s\"\n\n\
+         [watch.plain]\ntype = \"certificate\"\naddress = \"127.0.0.1:{}\"\ntimeout = \"30s\"\n",
         exim.starttls, exim.smtps
     );
     let e = events(&config);
@@ -186,5 +186,26 @@ fn an_smtp_servers_certificate_is_read_after_starttls() {
     assert_eq!(
         e[&format!("127.0.0.1:{}", exim.starttls)]["starttls"],
         "smtp"
+    );
+    // The daemon checks an endpoint when the watch starts, then every `every`.
+    let h = start(&recorded(
+        &format!(
+            "type = \"certificate\"\naddress = \"127.0.0.1:{}\"\nstarttls = \"smtp\"\nevery = \"200ms\"",
+            exim.starttls
+        ),
+        "when = \"ok && days_left > 14\"",
+        &["{{ state }} {{ event.subject }} {{ event.starttls }}"],
+    ));
+    assert_eq!(
+        h.wait_lines(1),
+        ["firing CN=hark test server smtp"],
+        "{}",
+        h.log()
+    );
+    let checks = || h.status()["watches"][0]["events"].as_u64().unwrap_or(0);
+    assert!(
+        wait_for(std::time::Duration::from_secs(15), || checks() >= 4),
+        "{}",
+        h.status()
     );
 }
