@@ -121,6 +121,8 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
     // Checks of several events (a certificate watch's files).
     let mut files = tokio::task::JoinSet::new();
     let mut notes = Vec::new();
+    // Ping watches are sampled together, over one socket.
+    let mut pings = Vec::new();
     for (name, w) in &config.watches {
         match &w.kind {
             WatchKind::Http(h) => {
@@ -161,13 +163,7 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
                 let (t, name, host) = (t.clone(), Arc::from(name.as_str()), Arc::clone(&host));
                 checks.spawn(async move { state_event(name, "tcp", host, tcp::check(&t).await) });
             }
-            WatchKind::Ping(p) => {
-                let (p, name, host) = (p.clone(), Arc::from(name.as_str()), Arc::clone(&host));
-                let clock = crate::watch::clock::Clock::new();
-                checks.spawn(async move {
-                    state_event(name, "ping", host, ping::check_once(&p, clock).await)
-                });
-            }
+            WatchKind::Ping(p) => pings.push((Arc::from(name.as_str()), p.clone())),
             WatchKind::Certificate(c) => {
                 let (c, name, host) = (c.clone(), Arc::from(name.as_str()), Arc::clone(&host));
                 files.spawn(async move {
@@ -192,6 +188,9 @@ pub async fn sample_all(config: &Config) -> anyhow::Result<(Vec<Event>, Vec<Stri
             }
             other => notes.extend(not_sampled(name, other)),
         }
+    }
+    if !pings.is_empty() {
+        files.spawn(ping::check_all(pings, Arc::clone(&host)));
     }
     let mut events = Vec::new();
     while let Some(e) = checks.join_next().await {

@@ -126,20 +126,35 @@ fn resolve(host: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("cannot resolve {host:?}: no address"))
 }
 
-/// One round now, for `hark test`: its event's fields.
-pub async fn check_once(config: &PingWatch, clock: Clock) -> Map<String, Value> {
-    let (tx, mut rx) = mpsc::channel(1);
-    let to = Emitter {
-        watch: Arc::from("test"),
-        host: Arc::from(""),
-        source: "ping",
-        events: tx,
-    };
-    let pinger = Pinger::new(clock);
-    let handle = pinger.add_target(to, config.clone(), false);
-    let fields = rx.recv().await.map(|e| e.fields).unwrap_or_default();
-    handle.stop();
-    fields
+/// One round of each watch now, for `hark test`, sharing one task and socket as the
+/// daemon's do: their events.
+pub async fn check_all(watches: Vec<(Arc<str>, PingWatch)>, host: Arc<str>) -> Vec<Event> {
+    let (tx, mut rx) = mpsc::channel(watches.len().max(1));
+    let pinger = Pinger::new(Clock::new());
+    let handles: Vec<PingHandle> = watches
+        .into_iter()
+        .map(|(watch, config)| {
+            let to = Emitter {
+                watch,
+                host: Arc::clone(&host),
+                source: "ping",
+                events: tx.clone(),
+            };
+            pinger.add_target(to, config, false)
+        })
+        .collect();
+    drop(tx);
+    let mut events = Vec::with_capacity(handles.len());
+    while events.len() < handles.len() {
+        match rx.recv().await {
+            Some(e) => events.push(e),
+            None => break,
+        }
+    }
+    for h in handles {
+        h.stop();
+    }
+    events
 }
 
 /// The sockets, opened when a target of their family first needs one.

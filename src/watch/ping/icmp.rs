@@ -12,6 +12,9 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+/// The receive buffer asked for (the kernel caps it at net.core.rmem_max).
+const RECV_BUFFER: usize = 4 << 20;
+
 /// Bytes of payload after the 8-byte header, as ping(8) sends by default.
 const PAYLOAD: usize = 56;
 
@@ -40,14 +43,21 @@ impl Icmp {
         };
         let (socket, raw) = match Socket::new(domain, Type::DGRAM, Some(protocol)) {
             Ok(s) => (s, false),
-            Err(dgram) => match Socket::new(domain, Type::RAW, Some(protocol)) {
+            // Not allowed a ping socket: a raw one, if hark may.
+            Err(dgram) if denied(&dgram) => match Socket::new(domain, Type::RAW, Some(protocol)) {
                 Ok(s) => (s, true),
-                Err(raw) => return Err(no_socket(&dgram, &raw)),
+                Err(raw) if denied(&raw) => return Err(no_socket(&dgram, &raw)),
+                Err(raw) => return Err(format!("cannot open a raw ICMP socket: {raw}")),
             },
+            // Out of descriptors, no IPv6, ...: what the kernel said.
+            Err(dgram) => return Err(format!("cannot open an ICMP socket: {dgram}")),
         };
         socket
             .set_nonblocking(true)
             .map_err(|e| format!("ICMP socket: {e}"))?;
+        // Replies of many targets come in bursts (a phase group of watches, `hark test`'s
+        // all at once): room for them, as far as net.core.rmem_max allows.
+        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
         // SAFETY: the Socket moves into the AsyncFd and stays open, unchanged, for as long
         // as the AsyncFd lives; its raw fd is always the same.
         let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
@@ -128,6 +138,11 @@ impl Icmp {
         }
         Some(u16::from_be_bytes([icmp[6], icmp[7]]))
     }
+}
+
+fn denied(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied
+        || matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
 }
 
 /// Why neither socket could be opened, naming what to change.
