@@ -151,13 +151,17 @@ impl Dispatcher {
     /// Renders every action of a firing: shell actions ready to start, webhook deliveries
     /// ready to store. Starts nothing.
     pub fn prepare(&self, firing: Firing) -> Prepared {
+        // Without actions nothing is rendered now: the summary waits until a status asks
+        // for it (a flood of firings of a rule that only counts costs no template context).
+        if firing.actions.is_empty() {
+            return Prepared {
+                jobs: Vec::new(),
+                deliveries: Vec::new(),
+                summary: Summary::Later(Box::new(firing)),
+            };
+        }
         let ctx = template::context(&firing, &self.templates);
-        let summary = ctx
-            .json
-            .get("summary")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let summary = Summary::Rendered(summary_of(&ctx));
         let mut jobs = Vec::new();
         let mut deliveries = Vec::new();
         for name in &firing.actions {
@@ -208,6 +212,14 @@ impl Dispatcher {
         }
     }
 
+    /// A firing's summary as text, rendered now if it was not when it fired.
+    pub fn summary_text(&self, summary: &Summary) -> String {
+        match summary {
+            Summary::Rendered(s) => s.clone(),
+            Summary::Later(firing) => summary_of(&template::context(firing, &self.templates)),
+        }
+    }
+
     /// What each action of a firing would run, rendered, one line each; runs nothing.
     pub fn preview(&self, firing: &Firing) -> Vec<String> {
         let ctx = template::context(firing, &self.templates);
@@ -251,8 +263,24 @@ impl Dispatcher {
 pub struct Prepared {
     pub jobs: Vec<ShellJob>,
     pub deliveries: Vec<outbox::Delivery>,
-    /// The firing's summary, rendered (what the status page shows of a firing rule).
-    pub summary: String,
+    /// The firing's summary (what the status page shows of a firing rule).
+    pub summary: Summary,
+}
+
+/// A firing's summary: rendered with its actions, or the firing itself, to be rendered
+/// when asked (`Dispatcher::summary_text`).
+pub enum Summary {
+    Rendered(String),
+    Later(Box<Firing>),
+}
+
+/// The summary a context holds.
+fn summary_of(ctx: &template::RenderContext) -> String {
+    ctx.json
+        .get("summary")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// What a firing makes of an action, by its type.

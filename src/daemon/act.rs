@@ -140,7 +140,7 @@ impl Daemon {
             let prepared = self.actions.dispatcher.prepare(firing);
             match state {
                 FiringState::Firing => {
-                    self.tally.summaries.insert(rule, prepared.summary.clone());
+                    self.tally.summaries.insert(rule, prepared.summary);
                 }
                 FiringState::Resolved => {
                     self.tally.summaries.remove(&rule);

@@ -20,7 +20,7 @@ pub(super) struct Tally {
     /// Per rule and state (firing or not), its series of `hark_firings_total`.
     pub firing_series: HashMap<(Arc<str>, bool), prometheus_client::metrics::counter::Counter>,
     /// The summary of each rule's latest firing while it fires (the status page shows it).
-    pub summaries: HashMap<Arc<str>, String>,
+    pub summaries: HashMap<Arc<str>, crate::action::Summary>,
     /// The latest changes made through the control socket or the API.
     pub changes: std::collections::VecDeque<crate::control::ChangeStatus>,
 }

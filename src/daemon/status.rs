@@ -109,8 +109,9 @@ impl Daemon {
                 group: r.group.map(|g| (*g).clone()),
                 groups: r.groups,
                 summary: (r.state == "firing")
-                    .then(|| self.tally.summaries.get(&r.rule).cloned())
-                    .flatten(),
+                    .then(|| self.tally.summaries.get(&r.rule))
+                    .flatten()
+                    .map(|s| self.actions.dispatcher.summary_text(s)),
                 state: r.state.to_string(),
                 since: r.since.map(at),
                 expected_by: r.due.map(rfc3339),

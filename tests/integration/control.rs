@@ -48,6 +48,10 @@ fn status_shows_watches_rules_and_failed_deliveries() {
         "{st}"
     );
     assert_eq!(rule(&st, "dropped")["state"], "ok");
+    // A rule without actions: its summary rendered when the status asked for it.
+    let counted = rule(&st, "api_counted");
+    assert_eq!(counted["state"], "firing", "{st}");
+    assert_eq!(counted["summary"], "api answered 500", "{st}");
     let api_watch = st["watches"]
         .as_array()
         .and_then(|ws| ws.iter().find(|w| w["name"] == "api"))
