@@ -753,6 +753,10 @@ def main():
             if want("log"):
                 log("log intake beside fail2ban-regex, line -> action")
                 log_intake(args.hark, q, 1 if q else 5, 5 if q else 30, sub("log"), table)
+            if want("flood"):
+                log("process killed -> action, log quiet and during a flood of lines")
+                import flood
+                flood.run(args.hark, 3 if q else 15, 200000, sub("flood"), table)
             if want("unit"):
                 log("unit failed -> action beside Monit, idle cost of every unit")
                 unit_failure(args.hark, 3 if q else 20, 5 if q else 30, table)

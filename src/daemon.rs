@@ -34,7 +34,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::control::{self, Call};
-use crate::event::Event;
 use crate::rule::{Engine, Silences};
 use crate::store::{Store, StoreError};
 
@@ -111,7 +110,7 @@ struct Daemon {
 
 /// What the main loop waits on besides its timers.
 struct Inbox {
-    events: mpsc::Receiver<Event>,
+    events: intake::Lanes,
     calls: mpsc::Receiver<Call>,
     signals: mpsc::UnboundedReceiver<Signal>,
 }

@@ -91,6 +91,15 @@ impl WatchKind {
         )
     }
 
+    /// Whether its events come as a stream that can flood (lines, file changes, journal
+    /// entries): they wait in their own queue, judged after the others'.
+    pub fn is_stream(&self) -> bool {
+        matches!(
+            self,
+            WatchKind::File(_) | WatchKind::Log(_) | WatchKind::Journal(_)
+        )
+    }
+
     /// Whether some of its events are edges (a change, a line, a process start).
     pub fn reports_edges(&self) -> bool {
         matches!(

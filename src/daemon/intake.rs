@@ -17,9 +17,26 @@ pub(super) struct Intake {
     /// The host name events carry.
     pub host: Arc<str>,
     pub shared: Arc<watch::Shared>,
-    /// Where watches send their events (a clone per watch).
+    /// Where watches send their events (a clone per watch): streams that can flood (log,
+    /// file and journal watches) to `streams`, the rest (a unit failing, a process
+    /// exiting, a check, a push) to `events`, which the engine takes first.
     pub events: mpsc::Sender<Event>,
+    pub streams: mpsc::Sender<Event>,
     pub watches: BTreeMap<String, WatchHandle>,
+}
+
+/// The two queues events wait in for the engine (see `Intake::events`).
+pub(super) struct Lanes {
+    pub events: mpsc::Receiver<Event>,
+    pub streams: mpsc::Receiver<Event>,
+}
+
+impl Lanes {
+    /// Both queues closed: the watches blocked on a send are freed.
+    pub fn close(&mut self) {
+        self.events.close();
+        self.streams.close();
+    }
 }
 
 /// What a reload did to the watches.
@@ -32,11 +49,9 @@ pub(super) struct Replaced {
 impl Intake {
     /// Starts every watch of `config`, each taking up its stored position; returns the
     /// queue their events arrive in.
-    pub async fn start(
-        config: &Config,
-        store: &Arc<Store>,
-    ) -> anyhow::Result<(Intake, mpsc::Receiver<Event>)> {
+    pub async fn start(config: &Config, store: &Arc<Store>) -> anyhow::Result<(Intake, Lanes)> {
         let (tx, rx) = mpsc::channel::<Event>(EVENT_QUEUE);
+        let (streams_tx, streams_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
         let host: Arc<str> = Arc::from(config.daemon.host.as_str());
         let shared = Arc::new(watch::Shared::for_watches(config.watches.values())?);
         // Where each log file or journal was read to: the watches take up their own as
@@ -50,7 +65,7 @@ impl Intake {
             config.watches.values().cloned().collect(),
             Arc::clone(&host),
             Arc::clone(&shared),
-            tx.clone(),
+            (tx.clone(), streams_tx.clone()),
         )
         .await?
         .map_err(|(_, e)| e)?;
@@ -58,9 +73,14 @@ impl Intake {
             host,
             shared,
             events: tx,
+            streams: streams_tx,
             watches,
         };
-        Ok((intake, rx))
+        let lanes = Lanes {
+            events: rx,
+            streams: streams_rx,
+        };
+        Ok((intake, lanes))
     }
 
     /// A reload: the watches removed or changed stop, then those new or changed start (all
@@ -101,8 +121,8 @@ impl Intake {
         for w in starting {
             let name = w.name.clone();
             let host = Arc::clone(&self.host);
-            match start_watches(vec![w], host, Arc::clone(&self.shared), self.events.clone()).await
-            {
+            let senders = (self.events.clone(), self.streams.clone());
+            match start_watches(vec![w], host, Arc::clone(&self.shared), senders).await {
                 Ok(Ok(handles)) => {
                     started += handles.len();
                     self.watches.extend(handles);
@@ -121,6 +141,14 @@ impl Intake {
         }
     }
 
+    /// Events waiting in both queues.
+    pub fn waiting(&self) -> usize {
+        [&self.events, &self.streams]
+            .iter()
+            .map(|q| q.max_capacity() - q.capacity())
+            .sum()
+    }
+
     /// Stops every watch, off the runtime (a watch thread may be blocked on a send).
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         let watches = std::mem::take(&mut self.watches);
@@ -136,12 +164,17 @@ async fn start_watches(
     configs: Vec<WatchConfig>,
     host: Arc<str>,
     shared: Arc<watch::Shared>,
-    events: mpsc::Sender<Event>,
+    (events, streams): (mpsc::Sender<Event>, mpsc::Sender<Event>),
 ) -> anyhow::Result<Result<BTreeMap<String, WatchHandle>, (String, watch::WatchError)>> {
     tokio::task::spawn_blocking(move || {
         let mut started = BTreeMap::new();
         for w in &configs {
-            match watch::start(w, Arc::clone(&host), &shared, events.clone()) {
+            let lane = if w.kind.is_stream() {
+                &streams
+            } else {
+                &events
+            };
+            match watch::start(w, Arc::clone(&host), &shared, lane.clone()) {
                 Ok(h) => {
                     started.insert(w.name.clone(), h);
                 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::intake::Lanes;
 use super::{footprint, reload, sleep_until, Daemon, Inbox, Signal, BATCH_TIME, EVENT_BATCH};
 use crate::event::{Event, Firing};
 
@@ -46,7 +47,18 @@ impl Daemon {
                     self.answer(call).await;
                     continue;
                 }
-                ev = inbox.events.recv() => match ev {
+                // The lane of units, processes, checks and pushes first: a flood of
+                // lines waits behind them, not they behind it.
+                ev = inbox.events.events.recv() => match ev {
+                    Some(ev) => {
+                        heartbeat.beat();
+                        let firings = self.judge_waiting(ev, &mut inbox.events);
+                        crate::watch::inotify::room_made();
+                        firings
+                    }
+                    None => break,
+                },
+                ev = inbox.events.streams.recv() => match ev {
                     Some(ev) => {
                         heartbeat.beat();
                         let firings = self.judge_waiting(ev, &mut inbox.events);
@@ -78,14 +90,24 @@ impl Daemon {
     /// The event, and those already waiting behind it, judged together so that their
     /// firings are stored in one transaction: a burst costs one write, not one per event.
     /// A batch is cut short after BATCH_TIME so that calls and signals wait no longer.
-    fn judge_waiting(&mut self, first: Event, queue: &mut mpsc::Receiver<Event>) -> Vec<Firing> {
+    /// An event of the first lane (a unit failing, a process exiting) that arrives during
+    /// a batch of streamed lines is judged next and ends the batch: its action starts
+    /// with this batch's firings, not after the queue of lines.
+    fn judge_waiting(&mut self, first: Event, lanes: &mut Lanes) -> Vec<Firing> {
         let started = Instant::now();
         let mut firings = self.on_event(Arc::new(first));
         for _ in 1..EVENT_BATCH {
             if started.elapsed() > BATCH_TIME {
                 break;
             }
-            match queue.try_recv() {
+            if let Ok(ev) = lanes.events.try_recv() {
+                firings.extend(self.on_event(Arc::new(ev)));
+                if lanes.events.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            match lanes.streams.try_recv() {
                 Ok(ev) => firings.extend(self.on_event(Arc::new(ev))),
                 Err(_) => break,
             }

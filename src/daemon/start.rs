@@ -194,11 +194,16 @@ async fn open_listeners(
 
 /// The runtime's own metrics: the event queue's depth, sampled.
 fn watch_runtime(intake: &Intake, stop: &CancellationToken) {
-    let queue = intake.events.downgrade();
+    let queues = [intake.events.downgrade(), intake.streams.downgrade()];
     let clock = intake.shared.clock.clone();
     tokio::spawn(crate::metrics::watch_runtime(
-        move || queue.upgrade().map(|q| EVENT_QUEUE - q.capacity()),
-        EVENT_QUEUE,
+        move || {
+            let waiting = queues
+                .iter()
+                .map(|q| q.upgrade().map(|q| EVENT_QUEUE - q.capacity()));
+            waiting.sum::<Option<usize>>()
+        },
+        2 * EVENT_QUEUE,
         stop.clone(),
         move |start, end| clock.sleep_between(start, end),
     ));

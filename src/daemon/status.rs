@@ -65,7 +65,7 @@ impl Daemon {
                     &self.config.actions.keys().cloned().collect::<Vec<_>>(),
                 );
                 // Now, not at the last runtime sample (up to 5 s old).
-                let depth = self.intake.events.max_capacity() - self.intake.events.capacity();
+                let depth = self.intake.waiting();
                 t.runtime.event_queue_max = t.runtime.event_queue_max.max(depth);
                 t.runtime.event_queue_depth = depth;
                 t

@@ -268,3 +268,57 @@ fn a_forked_child_that_never_execs_is_a_start_and_an_exit_of_its_own() {
     assert_eq!(seen, want, "{got:?}\nlog:\n{}", h.log());
     assert!(got.contains(&format!("start {child}  2")), "{got:?}");
 }
+
+/// How many events the watch `name` has had, from `hark status`.
+fn events_of(h: &Hark, name: &str) -> u64 {
+    h.status()["watches"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["name"] == name))
+        .and_then(|w| w["events"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_exit_is_acted_on_while_a_log_backlog_is_read_and_no_line_is_lost() {
+    const LINES: u64 = 300_000;
+    let dir = tempdir();
+    let (name, path) = sleep_copy(dir.path());
+    let log = dir.path().join("flood.log");
+    let text: String = (0..LINES)
+        .map(|i| format!("ERROR request {i} from 10.0.{}.{}\n", i % 250, i % 7))
+        .collect();
+    std::fs::write(&log, text).unwrap();
+    let flood = format!(
+        "\n[watch.flood]\ntype = \"log\"\npaths = [\"{}\"]\nstart = \"beginning\"\n\
+         pattern = 'from (?P<ip>\\S+)'\n\n[rule.attack]\nwatch = \"flood\"\n\
+         group_by = [\"ip\"]\ntimes = 5\nwithin = \"1m\"\ntrigger_limit = \"off\"\n",
+        log.display()
+    );
+    let config = fixture(
+        "process/edges.toml",
+        &[("@NAME@", &name), ("@EVERY@", "200ms")],
+    );
+    let h = start_in(dir, &(config + &flood));
+    let mut child = spawn(&path);
+    let pid = child.id();
+    let got = h.wait_lines(1);
+    assert_eq!(got, vec![format!("start {pid}  1")], "log:\n{}", h.log());
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let got = h.wait_lines(2);
+    let read_then = events_of(&h, "flood");
+    let _ = child.wait();
+    assert_eq!(got[1], format!("exit {pid} 9 0"), "log:\n{}", h.log());
+    // The exit's action ran before the lines queued ahead of it were all judged...
+    assert!(
+        read_then < LINES,
+        "the exit waited for the whole backlog ({read_then} lines judged first)"
+    );
+    // ...and none of them was lost for it.
+    assert!(
+        wait_for(Duration::from_secs(120), || events_of(&h, "flood") == LINES),
+        "{} of {LINES} lines judged\n{}",
+        events_of(&h, "flood"),
+        h.log()
+    );
+}
