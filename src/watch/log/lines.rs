@@ -18,6 +18,8 @@ pub struct Splitter {
 /// of the file it took, its newline included.
 pub struct Line<'a> {
     pub bytes: &'a [u8],
+    /// The same bytes as text, when already known to be UTF-8.
+    pub text: Option<&'a str>,
     pub truncated: bool,
     pub consumed: u64,
 }
@@ -26,23 +28,41 @@ impl Splitter {
     /// Feeds `chunk`; calls `each` for every line it completes. Returns how many bytes
     /// of the line still waiting are held (they are read again after a restart).
     pub fn feed(&mut self, chunk: &[u8], max: usize, mut each: impl FnMut(Line<'_>)) -> u64 {
-        let mut rest = chunk;
-        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
-            let piece = &rest[..nl];
+        // The complete lines of the chunk checked as UTF-8 at once (a newline never falls
+        // inside a character, so each of them is then valid too).
+        let whole = memchr::memrchr(b'\n', chunk).map_or(0, |nl| nl + 1);
+        let valid = std::str::from_utf8(&chunk[..whole]).ok();
+        let mut from = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &chunk[from..]) {
+            let (start, end) = (from, from + nl);
+            from = end + 1;
+            let piece = &chunk[start..end];
             let consumed = (self.held() + piece.len() + 1) as u64;
+            if self.held() == 0 {
+                // The whole line is in this chunk: it is handed over where it lies.
+                let bytes = strip_cr(&piece[..piece.len().min(max)]);
+                let end = start + bytes.len();
+                each(Line {
+                    bytes,
+                    text: valid.and_then(|v| v.get(start..end)),
+                    truncated: piece.len() > max,
+                    consumed,
+                });
+                continue;
+            }
             self.take(piece, max);
             let body = strip_cr(&self.partial);
             each(Line {
                 bytes: body,
+                text: None,
                 truncated: self.cut,
                 consumed,
             });
             self.partial.clear();
             self.cut = false;
             self.skipped = 0;
-            rest = &rest[nl + 1..];
         }
-        self.take(rest, max);
+        self.take(&chunk[from..], max);
         self.held() as u64
     }
 
@@ -81,7 +101,11 @@ pub fn fields(
     locs: &mut Option<regex::CaptureLocations>,
     line: &Line<'_>,
 ) -> Option<Map<String, Value>> {
-    let text = match std::str::from_utf8(line.bytes) {
+    let text = match line
+        .text
+        .map(Ok)
+        .unwrap_or_else(|| std::str::from_utf8(line.bytes))
+    {
         Ok(t) => std::borrow::Cow::Borrowed(t),
         Err(_) => String::from_utf8_lossy(line.bytes),
     };
@@ -118,6 +142,7 @@ pub fn fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Just;
 
     fn lines(s: &mut Splitter, chunk: &[u8], max: usize) -> (Vec<(String, bool, u64)>, u64) {
         let mut out = Vec::new();
@@ -150,5 +175,45 @@ mod tests {
         assert_eq!(held, 8);
         let (b, _) = lines(&mut s, b"ij\nk\n", 3);
         assert_eq!(b, [("abc".into(), true, 11), ("k".into(), false, 2)]);
+    }
+
+    proptest::proptest! {
+        /// However the bytes are cut into reads, the lines (cut at `max`, one `\r`
+        /// stripped) and what each took are those of the whole text split at once.
+        #[test]
+        fn any_cut_into_reads_gives_the_lines_of_the_whole(
+            text in proptest::collection::vec(
+                proptest::prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), proptest::num::u8::ANY],
+                0..300,
+            ),
+            cuts in proptest::collection::vec(0usize..300, 0..8),
+            max in 1usize..40,
+        ) {
+            let mut want = Vec::new();
+            let mut rest = &text[..];
+            while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+                let line = &rest[..nl];
+                let kept = &line[..line.len().min(max)];
+                want.push((strip_cr(kept).to_vec(), line.len() > max, (nl + 1) as u64));
+                rest = &rest[nl + 1..];
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|c| *c <= text.len()).collect();
+            cuts.push(0);
+            cuts.push(text.len());
+            cuts.sort_unstable();
+            let mut s = Splitter::default();
+            let mut got = Vec::new();
+            let mut held = 0;
+            for w in cuts.windows(2) {
+                held = s.feed(&text[w[0]..w[1]], max, |l| {
+                    if let Some(t) = l.text {
+                        assert_eq!(t.as_bytes(), l.bytes);
+                    }
+                    got.push((l.bytes.to_vec(), l.truncated, l.consumed))
+                });
+            }
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(held, rest.len() as u64);
+        }
     }
 }
