@@ -7,8 +7,11 @@
             `times = 5`, `within = "1m"` rule). Each from its start until every line is
             judged: lines a second, peak RSS, CPU.
   latency   a line appended -> the action started (bench/stamp, as the file benchmark).
+  noise     (--noise LINES) a log where 1 line in 1,000 is a failed login: `grep -cP`
+            with the same pattern (the floor), fail2ban-regex and hark, alternately;
+            hark until its last matching line is judged.
 
-Usage: python3 bench/log_intake.py [--quick] [--runs R] [--hark PATH]
+Usage: python3 bench/log_intake.py [--quick] [--runs R] [--hark PATH] [--noise LINES]
 Installs fail2ban (as root) if it is missing. Every process started is stopped by its
 pid; nothing leaves the machine (metrics are read on 127.0.0.1).
 """
@@ -32,8 +35,9 @@ FILTER = "/etc/fail2ban/filter.d/sshd.conf"
 PATTERN = r"Failed password for (invalid user )?(?P<user>\S+) from (?P<ip>[0-9a-fA-F.:]+) port \d+"
 
 
-def make_log(path, lines, seed=7):
-    """An sshd log of `lines` lines, one in three a failed password; returns how many."""
+def make_log(path, lines, seed=7, failed_every=3):
+    """An sshd log of `lines` lines, one in three a failed password (or one in
+    `failed_every`, the others accepted keys); returns how many failed."""
     rnd = random.Random(seed)
     addrs = [f"10.{rnd.randrange(256)}.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
              for _ in range(5000)]
@@ -48,7 +52,10 @@ def make_log(path, lines, seed=7):
             ip = rnd.choice(addrs)
             port = rnd.randrange(1024, 65535)
             k = i % 6
-            if k in (0, 3):
+            failing = k in (0, 3) if failed_every == 3 else i % failed_every == 0
+            if failed_every != 3 and k in (0, 3):
+                k = 1
+            if failing:
                 failed += 1
                 invalid = "invalid user " if rnd.random() < 0.3 else ""
                 f.write(f"{head} Failed password for {invalid}{rnd.choice(users)} from {ip} "
@@ -88,6 +95,31 @@ def fail2ban(log):
 
 RULE = ('[rule.brute]\nwatch = "auth"\ngroup_by = ["ip"]\ntimes = 5\nwithin = "1m"\n'
         'trigger_limit = "off"\n')
+
+
+def grep_alone(log):
+    """`grep -cP` with the watch's pattern over the log: seconds, CPU seconds, lines."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(["grep", "-cP", PATTERN, log], stdout=subprocess.PIPE)
+    out = p.stdout.read()
+    _, _, usage = os.wait4(p.pid, 0)
+    return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime, int(out or 0)
+
+
+def noise(hark, lines, runs, with_fail2ban=True):
+    """A log where 1 line in 1,000 is a failed login: grep -cP, fail2ban-regex and hark
+    alternately over it; the rows (seconds first) and how many lines match."""
+    with tempfile.TemporaryDirectory(prefix="hark-bench-noise-") as tmp:
+        os.chmod(tmp, 0o755)
+        log = os.path.join(tmp, "auth.log")
+        failed = make_log(log, lines, failed_every=1000)
+        rows = {"grep -cP": [], "fail2ban-regex": [], "hark": []}
+        for _ in range(runs):
+            rows["grep -cP"].append(grep_alone(log))
+            if with_fail2ban:
+                rows["fail2ban-regex"].append(fail2ban(log))
+            rows["hark"].append(hark_sshd(hark, log, failed))
+        return failed, rows
 
 
 def hark_until_judged(hark, watch, failed):
@@ -247,8 +279,20 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hark", default=os.path.join(ROOT, "target", "release", "hark"))
+    ap.add_argument("--noise", type=int, metavar="LINES",
+                    help="only the log where 1 line in 1,000 matches, of LINES lines")
     args = ap.parse_args()
     why = ensure_fail2ban()
+    if why:
+        sys.exit(why)
+    if args.noise:
+        failed, rows = noise(args.hark, args.noise, args.runs)
+        rate = {t: statistics.median(args.noise / r[0] for r in rs) for t, rs in rows.items()}
+        for tool, r in rate.items():
+            print(f"{tool}: {r:,.0f} lines a second (median of {args.runs})")
+        print(f"hark / grep -cP {rate['hark'] / rate['grep -cP']:.2f}, hark / fail2ban-regex "
+              f"{rate['hark'] / rate['fail2ban-regex']:.1f} ({failed:,} lines match)")
+        return
     if why:
         sys.exit(why)
     failed, rows = sshd(args.hark, 20000 if args.quick else 200000, args.runs)

@@ -650,6 +650,16 @@ def log_intake(hark, quick, runs, trials, tmp, table):
     table.target("log intake: every failed login judged by hark and matched by fail2ban",
                  all(r[3] == failed for r in rows["hark"])
                  and all(r[3] == failed for r in rows["fail2ban-regex"]))
+    n = 20000 if quick else 2000000
+    matched, rows = li.noise(hark, n, 1 if quick else 3)
+    s = f"{n:,}-line sshd log, 1 line in 1,000 a failed login ({matched:,})"
+    for tool in ("hark", "grep -cP", "fail2ban-regex"):
+        table.add(f"{s}: lines a second", tool, [n / r[0] for r in rows[tool]],
+                  "lines/s", "{:,.0f}")
+    h = table.median(f"{s}: lines a second", "hark")
+    g = table.median(f"{s}: lines a second", "grep -cP")
+    table.target(f"noise: ≥ 10,000,000 lines a second and ≥ half of grep -cP's ({h:,.0f}, "
+                 f"{h / g:.2f} of grep's)", h >= 10e6 and h >= g / 2)
     got = li.journal(hark, 20000 if quick else 200000, runs)
     if got is None:
         table.notes.append("skipped the journal: tests/systemd/sandbox did not boot (root?)")
