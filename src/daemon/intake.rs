@@ -48,7 +48,7 @@ pub(super) struct Replaced {
 
 impl Intake {
     /// Starts every watch of `config`, each taking up its stored position; returns the
-    /// queue their events arrive in.
+    /// queues their events arrive in.
     pub async fn start(config: &Config, store: &Arc<Store>) -> anyhow::Result<(Intake, Lanes)> {
         let (tx, rx) = mpsc::channel::<Event>(EVENT_QUEUE);
         let (streams_tx, streams_rx) = mpsc::channel::<Event>(EVENT_QUEUE);
