@@ -52,18 +52,14 @@ impl Daemon {
                 ev = inbox.events.events.recv() => match ev {
                     Some(ev) => {
                         heartbeat.beat();
-                        let firings = self.judge_waiting(ev, &mut inbox.events);
-                        crate::watch::inotify::room_made();
-                        firings
+                        self.judge_waiting(ev, &mut inbox.events)
                     }
                     None => break,
                 },
                 ev = inbox.events.streams.recv() => match ev {
                     Some(ev) => {
                         heartbeat.beat();
-                        let firings = self.judge_waiting(ev, &mut inbox.events);
-                        crate::watch::inotify::room_made();
-                        firings
+                        self.judge_waiting(ev, &mut inbox.events)
                     }
                     None => break,
                 },
@@ -112,6 +108,8 @@ impl Daemon {
                 Err(_) => break,
             }
         }
+        // Room made in the queues: a file thread waiting for it goes on.
+        crate::watch::inotify::room_made();
         firings
     }
 }
