@@ -676,6 +676,10 @@ def log_intake(hark, quick, runs, trials, tmp, table):
                   "s", "{:.2f}")
         table.target("journal: every failed login judged",
                      all(r[3] == jfailed for r in jrows["hark"]))
+        h = table.median(f"{j}: entries a second", "hark")
+        jc = table.median(f"{j}: entries a second", "journalctl -o json alone")
+        table.target(f"journal: ≥ journalctl -o json alone's entries a second ({h / jc:.2f}×)",
+                     h >= jc)
     d = li.latency(hark, trials, tmp)
     table.add("log line appended → action started", "hark", d, "ms")
     m = statistics.median(d) if d else float("nan")

@@ -1,6 +1,6 @@
 //! `type = "journal"`: entries of the systemd journal as events, one per entry.
 //!
-//! Read through `journalctl --follow --output=json --cursor=…`, not by linking
+//! Read through `journalctl --follow --output=export --cursor=…`, not by linking
 //! libsystemd's sd-journal:
 //! - hark links no C library: no libsystemd ABI to match, no `unsafe` FFI over journal
 //!   files that another process writes, rotates and vacuums while they are read;
@@ -8,17 +8,19 @@
 //!   rotation (new files), vacuuming (files deleted under it), `--directory`, corrupt
 //!   files (skipped), and filters at the source: `FIELD=value` matches (values of one
 //!   field ORed, fields ANDed, as `match` says) and `--priority`;
-//! - every JSON entry carries its `__CURSOR`: stored with what the entry led to (as log
+//! - every entry carries its `__CURSOR`: stored with what the entry led to (as log
 //!   positions are), it is where a restart takes up (`--cursor`, its entry skipped
 //!   here); a cursor whose entry was vacuumed meanwhile seeks to the next entry, not an
 //!   error.
 //!
-//! The cost is one child process per watch and a JSON line per entry (measured in
-//! docs/benchmarks.md). If journalctl exits (a directory that is not there, a journal it
+//! The cost is one child process per watch and an entry in the export format (read in
+//! `export`; a quarter of the work of journalctl's JSON, measured in docs/benchmarks.md). If journalctl exits (a directory that is not there, a journal it
 //! cannot read), the reason is shown in `hark status` and it is started again, from the
 //! last cursor, after 1 s, then up to 30 s.
 
-use std::io::{BufRead, BufReader, Read};
+mod export;
+
+use std::io::{BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,8 +33,8 @@ use super::{lock, WatchError};
 use crate::config::JournalWatch;
 use crate::event::{Event, Mark};
 
-/// A longest line read from journalctl (an entry with its every field); longer ones are
-/// skipped, with a problem said.
+/// A longest entry read from journalctl (its every field); longer ones are skipped, with a
+/// problem said.
 const MAX_ENTRY: usize = 16 << 20;
 
 pub struct JournalHandle {
@@ -181,13 +183,7 @@ impl Reader {
 
     fn spawn(&self) -> std::io::Result<Child> {
         let mut cmd = Command::new("journalctl");
-        cmd.args([
-            "--follow",
-            "--output=json",
-            "--all",
-            "--no-pager",
-            "--quiet",
-        ]);
+        cmd.args(["--follow", "--output=export", "--no-pager", "--quiet"]);
         // `--cursor`, not `--after-cursor`: journalctl 252 skips the first entry after
         // the cursor's place even when the cursor's own entry was vacuumed (a test lost
         // an entry to it); the cursor's entry, when it is still there, is skipped here.
@@ -236,32 +232,27 @@ impl Reader {
     /// Reads entries until journalctl's output ends.
     fn read(&mut self, out: std::process::ChildStdout) -> Ended {
         let mut out = BufReader::with_capacity(1 << 16, out);
-        let mut line = Vec::new();
+        let mut entry = export::Entry::default();
         // The entry journalctl starts at, when it is the one read last (`--cursor`).
         let mut read_before = self.cursor.clone();
         loop {
-            line.clear();
-            match (&mut out)
-                .take(MAX_ENTRY as u64 + 1)
-                .read_until(b'\n', &mut line)
-            {
-                Ok(0) | Err(_) => return Ended::Exited,
-                Ok(_) => {}
-            }
-            if line.len() > MAX_ENTRY && !line.ends_with(b"\n") {
-                // Skip the rest of an entry too long to hold.
-                let mut rest = Vec::new();
-                let _ = out.read_until(b'\n', &mut rest);
-                self.problem(format!("an entry over {} MiB was skipped", MAX_ENTRY >> 20));
-                continue;
+            match export::read_entry(&mut out, &mut entry, MAX_ENTRY) {
+                Ok(export::Outcome::Entry) => {}
+                Ok(export::Outcome::TooLong) => {
+                    self.problem(format!("an entry over {} MiB was skipped", MAX_ENTRY >> 20));
+                    continue;
+                }
+                Ok(export::Outcome::End) => return Ended::Exited,
+                Err(e) => {
+                    self.problem(format!("journalctl's output cannot be read: {e}"));
+                    return Ended::Exited;
+                }
             }
             lock(&self.problems).clear();
-            // What decides whether the entry is an event, read first; the other fields are
-            // skipped over, and parsed only for an entry that is one.
-            let Ok(head) = serde_json::from_slice::<Head>(&line) else {
-                continue;
-            };
-            let Some(cursor) = head.cursor else {
+            let Some(cursor) = entry
+                .get("__CURSOR")
+                .and_then(|c| std::str::from_utf8(c).ok())
+            else {
                 continue;
             };
             if read_before.take().is_some_and(|c| *c == *cursor) {
@@ -271,9 +262,7 @@ impl Reader {
             self.cursor = Some(Arc::clone(&cursor));
             // An entry left out moves the stored cursor too, once the output pauses (the
             // later entries' cursors supersede it until then).
-            let unit = text(head.unit.as_ref()).unwrap_or_default();
-            let message = text(head.message.as_ref()).unwrap_or_default();
-            let left_out = match self.event(&line, unit, message, &cursor) {
+            let left_out = match self.event(&entry, &cursor) {
                 Some(ev) => {
                     if self.events.blocking_send(ev).is_err() {
                         return Ended::Closed;
@@ -290,20 +279,15 @@ impl Reader {
         }
     }
 
-    /// The event of an entry (its JSON line, with its unit and message read), or `None`
-    /// when `units` or `pattern` leave it out.
-    fn event(
-        &self,
-        line: &[u8],
-        unit: String,
-        message: String,
-        cursor: &Arc<str>,
-    ) -> Option<Event> {
+    /// The event of an entry, or `None` when `units` or `pattern` leave it out.
+    fn event(&self, entry: &export::Entry, cursor: &Arc<str>) -> Option<Event> {
+        let unit = text(entry.get("_SYSTEMD_UNIT"));
         if let Some(globs) = &self.config.unit_globs {
             if !globs.is_match(&unit) {
                 return None;
             }
         }
+        let message = text(entry.get("MESSAGE"));
         let mut fields = Map::new();
         if let Some(re) = &self.config.pattern {
             let caps = re.captures(&message)?;
@@ -313,10 +297,10 @@ impl Reader {
                 }
             }
         }
-        let Ok(Value::Object(entry)) = serde_json::from_slice::<Value>(line) else {
-            return None;
+        let int = |k: &str| {
+            let v = std::str::from_utf8(entry.get(k)?).ok()?;
+            v.trim().parse::<i64>().ok()
         };
-        let int = |k: &str| text(entry.get(k)).and_then(|t| t.parse::<i64>().ok());
         fields.insert("priority".into(), Value::from(int("PRIORITY").unwrap_or(6)));
         if let Some(pid) = int("_PID") {
             fields.insert("pid".into(), Value::from(pid));
@@ -329,17 +313,17 @@ impl Reader {
         fields.insert("unit".into(), Value::from(unit));
         fields.insert(
             "identifier".into(),
-            Value::from(text(entry.get("SYSLOG_IDENTIFIER")).unwrap_or_default()),
+            Value::from(text(entry.get("SYSLOG_IDENTIFIER"))),
         );
         fields.insert("message".into(), Value::from(message));
         fields.insert("cursor".into(), Value::from(&**cursor));
-        let all: Map<String, Value> = entry
-            .into_iter()
-            .filter_map(|(k, v)| match v {
-                Value::String(s) => Some((k, Value::String(s))),
-                other => Some((k, Value::from(text(Some(&other))?))),
-            })
-            .collect();
+        let mut all = Map::new();
+        for (name, value) in entry.fields() {
+            let name = String::from_utf8_lossy(name);
+            if !all.contains_key(&*name) {
+                all.insert(name.into_owned(), Value::from(text(Some(value))));
+            }
+        }
         fields.insert("fields".into(), Value::Object(all));
         let mut event = Event::new(&self.name, "journal", &self.host, true, fields)
             .at(Arc::clone(&self.key), Mark::Text(Arc::clone(cursor)));
@@ -359,7 +343,7 @@ fn tail_cursor(config: &JournalWatch) -> Option<Arc<str>> {
     let mut cmd = Command::new("journalctl");
     cmd.args([
         "--lines=1",
-        "--output=json",
+        "--output=export",
         "--output-fields=__CURSOR",
         "--no-pager",
         "--quiet",
@@ -372,37 +356,22 @@ fn tail_cursor(config: &JournalWatch) -> Option<Arc<str>> {
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    let last = out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty())?;
-    let entry: Map<String, Value> = serde_json::from_slice(last).ok()?;
-    text(entry.get("__CURSOR")).map(Arc::from)
-}
-
-/// The fields of an entry that decide whether it is an event.
-#[derive(serde::Deserialize)]
-struct Head {
-    #[serde(rename = "__CURSOR")]
-    cursor: Option<String>,
-    #[serde(rename = "MESSAGE")]
-    message: Option<Value>,
-    #[serde(rename = "_SYSTEMD_UNIT")]
-    unit: Option<Value>,
-}
-
-/// A journal field's value as text: a string, or bytes (journalctl's array of numbers
-/// for a value that is not UTF-8), lossily; of a field given several times, the first.
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(items) if items.iter().all(Value::is_u64) => {
-            let bytes: Vec<u8> = items
-                .iter()
-                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-                .collect();
-            Some(String::from_utf8_lossy(&bytes).into_owned())
-        }
-        Value::Array(items) => text(items.first()),
-        _ => None,
+    let mut entry = export::Entry::default();
+    let mut last = None;
+    let mut r = &out.stdout[..];
+    while let Ok(export::Outcome::Entry) = export::read_entry(&mut r, &mut entry, MAX_ENTRY) {
+        last = entry
+            .get("__CURSOR")
+            .map(String::from_utf8_lossy)
+            .map(Arc::from);
     }
+    last
+}
+
+/// A journal field's value as text: bytes that are not UTF-8 as U+FFFD; empty when the
+/// entry has no such field.
+fn text(v: Option<&[u8]>) -> String {
+    String::from_utf8_lossy(v.unwrap_or_default()).into_owned()
 }
 
 /// Reads journalctl's stderr as it comes (a full pipe would stop it); its last 2 KiB.
@@ -422,20 +391,4 @@ fn drain_stderr(err: std::process::ChildStderr) -> std::thread::JoinHandle<Strin
         }
         String::from_utf8_lossy(&kept).into_owned()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn field_values_are_text_whether_strings_bytes_or_repeated() {
-        assert_eq!(text(Some(&Value::from("a"))), Some("a".into()));
-        let bytes = serde_json::json!([104, 105, 255]);
-        assert_eq!(text(Some(&bytes)), Some("hi\u{fffd}".into()));
-        let repeated = serde_json::json!(["first", "second"]);
-        assert_eq!(text(Some(&repeated)), Some("first".into()));
-        assert_eq!(text(Some(&Value::Null)), None);
-        assert_eq!(text(None), None);
-    }
 }

@@ -143,6 +143,18 @@ fn journal_entries_fire_once_each_across_a_stop_and_a_sigkill() {
         ],
         "hark's journal:\n{journal}"
     );
+    // A message that is not UTF-8 (journalctl writes it as a binary field): its bytes
+    // as U+FFFD, the rest as written.
+    s.ok(&[
+        "sh",
+        "-c",
+        r"printf 'disk sd\377z failed\n' | systemd-cat -t hark-test",
+    ]);
+    let got = wait_fired(&s, 9);
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("sd\u{fffd}z 6 hark-test")
+    );
     let status = s.ok(&["hark", "status", "--socket", "/run/hark-j.sock"]);
     assert!(status.contains("kernelish"), "{status}");
     assert!(!status.contains("journalctl"), "{status}");
