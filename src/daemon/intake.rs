@@ -25,13 +25,56 @@ pub(super) struct Intake {
     pub watches: BTreeMap<String, WatchHandle>,
 }
 
+/// While both queues hold events, the first lane's taken at most this many times in a
+/// row before one of the streams': a storm of pushes or checks slows log intake down, it
+/// never stops it (nor the positions stored with it).
+const FAIR_SHARE: usize = 8;
+
 /// The two queues events wait in for the engine (see `Intake::events`).
 pub(super) struct Lanes {
     pub events: mpsc::Receiver<Event>,
     pub streams: mpsc::Receiver<Event>,
+    /// Events of the first lane taken since the last of the streams'.
+    urgent_in_a_row: usize,
 }
 
 impl Lanes {
+    pub fn new(events: mpsc::Receiver<Event>, streams: mpsc::Receiver<Event>) -> Lanes {
+        Lanes {
+            events,
+            streams,
+            urgent_in_a_row: 0,
+        }
+    }
+
+    /// Whether the streams' event is to be taken before the first lane's: the first lane
+    /// had its FAIR_SHARE in a row and a stream's event waits.
+    pub fn streams_turn(&self) -> bool {
+        self.urgent_in_a_row >= FAIR_SHARE && !self.streams.is_empty()
+    }
+
+    /// Notes an event taken, and of which lane.
+    pub fn taken(&mut self, urgent: bool) {
+        self.urgent_in_a_row = if urgent { self.urgent_in_a_row + 1 } else { 0 };
+    }
+
+    /// The next waiting event and whether it is of the first lane: the first lane's, but
+    /// for the streams' turn; `None` when both are empty.
+    pub fn next(&mut self) -> Option<(Event, bool)> {
+        let got = if self.streams_turn() {
+            self.streams.try_recv().ok().map(|e| (e, false))
+        } else {
+            match self.events.try_recv() {
+                Ok(e) => Some((e, true)),
+                Err(_) => self.streams.try_recv().ok().map(|e| (e, false)),
+            }
+        };
+        if let Some((_, urgent)) = &got {
+            self.taken(*urgent);
+        }
+        got
+    }
+
     /// Both queues closed: the watches blocked on a send are freed.
     pub fn close(&mut self) {
         self.events.close();
@@ -76,10 +119,7 @@ impl Intake {
             streams: streams_tx,
             watches,
         };
-        let lanes = Lanes {
-            events: rx,
-            streams: streams_rx,
-        };
+        let lanes = Lanes::new(rx, streams_rx);
         Ok((intake, lanes))
     }
 
@@ -193,5 +233,45 @@ async fn start_watches(
 fn stop_all(watches: impl IntoIterator<Item = WatchHandle>) {
     for w in watches {
         w.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(watch: &str) -> Event {
+        let (watch, host) = (Arc::from(watch), Arc::from("h"));
+        Event::new(&watch, "test", &host, true, crate::event::Map::new())
+    }
+
+    #[test]
+    fn the_first_lane_goes_first_and_a_storm_in_it_leaves_the_streams_their_share() {
+        let (urgent, urgent_rx) = mpsc::channel(1000);
+        let (streams, streams_rx) = mpsc::channel(1000);
+        let mut lanes = Lanes::new(urgent_rx, streams_rx);
+        for _ in 0..3 {
+            assert!(streams.try_send(event("s")).is_ok());
+        }
+        assert!(urgent.try_send(event("u")).is_ok());
+        let mut order = String::new();
+        while let Some((ev, first_lane)) = lanes.next() {
+            assert_eq!(&*ev.watch == "u", first_lane);
+            order.push(if first_lane { 'u' } else { 's' });
+        }
+        assert_eq!(order, "usss");
+
+        for _ in 0..100 {
+            assert!(urgent.try_send(event("u")).is_ok());
+        }
+        for _ in 0..5 {
+            assert!(streams.try_send(event("s")).is_ok());
+        }
+        let mut order = String::new();
+        while let Some((_, first_lane)) = lanes.next() {
+            order.push(if first_lane { 'u' } else { 's' });
+        }
+        let want = format!("{}{}", "uuuuuuuus".repeat(5), "u".repeat(60));
+        assert_eq!(order, want);
     }
 }

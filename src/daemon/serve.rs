@@ -48,18 +48,19 @@ impl Daemon {
                     continue;
                 }
                 // The lane of units, processes, checks and pushes first: a flood of
-                // lines waits behind them, not they behind it.
-                ev = inbox.events.events.recv() => match ev {
+                // lines waits behind them, not they behind it (but for the streams' fair
+                // share, `Lanes::streams_turn`).
+                ev = inbox.events.events.recv(), if !inbox.events.streams_turn() => match ev {
                     Some(ev) => {
                         heartbeat.beat();
-                        self.judge_waiting(ev, &mut inbox.events)
+                        self.judge_waiting(ev, true, &mut inbox.events)
                     }
                     None => break,
                 },
                 ev = inbox.events.streams.recv() => match ev {
                     Some(ev) => {
                         heartbeat.beat();
-                        self.judge_waiting(ev, &mut inbox.events)
+                        self.judge_waiting(ev, false, &mut inbox.events)
                     }
                     None => break,
                 },
@@ -88,24 +89,23 @@ impl Daemon {
     /// A batch is cut short after BATCH_TIME so that calls and signals wait no longer.
     /// An event of the first lane (a unit failing, a process exiting) that arrives during
     /// a batch of streamed lines is judged next and ends the batch: its action starts
-    /// with this batch's firings, not after the queue of lines.
-    fn judge_waiting(&mut self, first: Event, lanes: &mut Lanes) -> Vec<Firing> {
+    /// with this batch's firings, not after the queue of lines. A storm in the first lane
+    /// leaves the streams their share (`Lanes::next`). `urgent`: `first` is of the first
+    /// lane.
+    fn judge_waiting(&mut self, first: Event, urgent: bool, lanes: &mut Lanes) -> Vec<Firing> {
         let started = Instant::now();
+        lanes.taken(urgent);
         let mut firings = self.on_event(Arc::new(first));
         for _ in 1..EVENT_BATCH {
             if started.elapsed() > BATCH_TIME {
                 break;
             }
-            if let Ok(ev) = lanes.events.try_recv() {
-                firings.extend(self.on_event(Arc::new(ev)));
-                if lanes.events.is_empty() {
-                    break;
-                }
-                continue;
-            }
-            match lanes.streams.try_recv() {
-                Ok(ev) => firings.extend(self.on_event(Arc::new(ev))),
-                Err(_) => break,
+            let Some((ev, urgent)) = lanes.next() else {
+                break;
+            };
+            firings.extend(self.on_event(Arc::new(ev)));
+            if urgent && lanes.events.is_empty() {
+                break;
             }
         }
         // Room made in the queues: a file thread waiting for it goes on.
