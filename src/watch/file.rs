@@ -189,7 +189,7 @@ pub struct FileState {
 
 impl FileState {
     /// Notes a path inotify reported created or modified, for a rescan after an overflow.
-    fn touched(&mut self, path: &Path, cx: &Cx<'_>) {
+    fn touched(&mut self, path: recent::Key, cx: &Cx<'_>) {
         self.touched.insert(
             path,
             SystemTime::now(),
@@ -224,8 +224,9 @@ impl FileState {
             self.follow_if_on_the_way(&path, cx);
             return;
         }
-        self.recent_creates.insert(&path, now);
-        self.touched(&path, cx);
+        let key = recent::key(&path);
+        self.recent_creates.insert(Arc::clone(&key), now);
+        self.touched(key, cx);
         self.record(path.clone(), Kind::Create, None, now, cx);
         let followed = self.follow_if_on_the_way(&path, cx);
         if is_dir && !followed && self.in_tree(&path) {

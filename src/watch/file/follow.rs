@@ -2,9 +2,11 @@
 //! they appear and go, and reporting what a scan finds in a directory armed late.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::paths::{self, plan, Depth};
+use super::recent;
 use super::{Arm, FileState, Kind, MAX_REARM_ROUNDS};
 use crate::watch::inotify::Cx;
 
@@ -46,8 +48,9 @@ impl FileState {
             if self.recent_creates.fresh(&p, now) {
                 continue;
             }
-            self.synthesized.insert(&p, now);
-            self.recent_creates.insert(&p, now);
+            let key = recent::key(&p);
+            self.synthesized.insert(Arc::clone(&key), now);
+            self.recent_creates.insert(key, now);
             self.record(p, Kind::Create, None, now, cx);
         }
     }

@@ -1,7 +1,12 @@
 //! Paths remembered for a while, forgotten in the order they were noted: constant work per
 //! path, however many a burst brings.
+//!
+//! Keyed by the path's bytes (`Key`), not by `Path`, whose hash walks its components: the
+//! paths here are all made the same way (a directory's path joined with a name), and one
+//! key is shared by the maps a created file is noted in (one allocation, not one each).
 
 use std::collections::{HashMap, VecDeque};
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -15,16 +20,22 @@ const RECENT_MAX: usize = 200_000;
 /// oldest go first.
 const TOUCHED_MAX: usize = 1_000_000;
 
+/// A path as the maps here hold it: its bytes.
+pub(super) type Key = Arc<OsStr>;
+
+pub(super) fn key(path: &Path) -> Key {
+    Arc::from(path.as_os_str())
+}
+
 /// Paths seen recently, forgotten in the order they were noted: constant work per path.
 #[derive(Default)]
 pub(super) struct Recent {
-    at: HashMap<Arc<Path>, Instant>,
-    order: VecDeque<(Instant, Arc<Path>)>,
+    at: HashMap<Key, Instant>,
+    order: VecDeque<(Instant, Key)>,
 }
 
 impl Recent {
-    pub(super) fn insert(&mut self, path: &Path, now: Instant) {
-        let p: Arc<Path> = Arc::from(path);
+    pub(super) fn insert(&mut self, p: Key, now: Instant) {
         self.at.insert(Arc::clone(&p), now);
         self.order.push_back((now, p));
         if self.order.len() > RECENT_MAX {
@@ -33,11 +44,13 @@ impl Recent {
     }
 
     pub(super) fn fresh(&self, path: &Path, now: Instant) -> bool {
-        self.at.get(path).is_some_and(|t| now - *t < RECENT)
+        self.at
+            .get(path.as_os_str())
+            .is_some_and(|t| now - *t < RECENT)
     }
 
     pub(super) fn remove(&mut self, path: &Path) -> Option<Instant> {
-        self.at.remove(path)
+        self.at.remove(path.as_os_str())
     }
 
     pub(super) fn expire(&mut self, now: Instant) {
@@ -59,12 +72,12 @@ impl Recent {
 /// first (constant work per path).
 #[derive(Default)]
 pub(super) struct Touched {
-    at: HashMap<Arc<Path>, SystemTime>,
-    order: VecDeque<(SystemTime, Arc<Path>)>,
+    at: HashMap<Key, SystemTime>,
+    order: VecDeque<(SystemTime, Key)>,
 }
 
 impl Touched {
-    pub(super) fn insert(&mut self, path: &Path, now: SystemTime, keep_from: SystemTime) {
+    pub(super) fn insert(&mut self, p: Key, now: SystemTime, keep_from: SystemTime) {
         while self
             .order
             .front()
@@ -76,13 +89,12 @@ impl Touched {
                 }
             }
         }
-        let p: Arc<Path> = Arc::from(path);
         self.at.insert(Arc::clone(&p), now);
         self.order.push_back((now, p));
     }
 
     /// Whether inotify reported `path` at or after `since`.
     pub(super) fn since(&self, path: &Path, since: SystemTime) -> bool {
-        self.at.get(path).is_some_and(|t| *t >= since)
+        self.at.get(path.as_os_str()).is_some_and(|t| *t >= since)
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::arm::read_dir;
 use super::index::diff;
 use super::paths::Depth;
+use super::recent;
 use super::{FileState, Kind};
 use crate::event::{encode_os, Map, Value};
 use crate::watch::inotify::Cx;
@@ -132,8 +133,9 @@ impl FileState {
             if self.recent_creates.fresh(&path, now) {
                 return 0;
             }
-            self.synthesized.insert(&path, now);
-            self.recent_creates.insert(&path, now);
+            let key = recent::key(&path);
+            self.synthesized.insert(Arc::clone(&key), now);
+            self.recent_creates.insert(key, now);
         }
         self.pending.remove(&path);
         self.emit(&path, kind, None, true, cx);

@@ -60,7 +60,10 @@ impl Tenant for FileState {
             }
             return;
         };
-        let path = dir_path.join(name);
+        // Made to its length at once (`join` grows it once more).
+        let mut path = PathBuf::with_capacity(dir_path.as_os_str().len() + 1 + name.len());
+        path.push(&*dir_path);
+        path.push(name);
         if raw.is(libc::IN_CREATE) {
             self.note(raw.wd, true, name);
             self.on_create(path, is_dir, now, false, cx);
@@ -80,7 +83,7 @@ impl Tenant for FileState {
                 None => self.on_create(path, is_dir, now, true, cx),
             }
         } else if raw.is(libc::IN_MODIFY | libc::IN_ATTRIB) {
-            self.touched(&path, cx);
+            self.touched(recent::key(&path), cx);
             self.record(path, Kind::Modify, None, now, cx);
         }
     }
