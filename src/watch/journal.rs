@@ -14,7 +14,8 @@
 //!   error.
 //!
 //! The cost is one child process per watch and an entry in the export format (read in
-//! `export`; a quarter of the work of journalctl's JSON, measured in docs/benchmarks.md). If journalctl exits (a directory that is not there, a journal it
+//! `export`; a quarter of the work of journalctl's JSON, measured in
+//! docs/benchmarks.md). If journalctl exits (a directory that is not there, a journal it
 //! cannot read), the reason is shown in `hark status` and it is started again, from the
 //! last cursor, after 1 s, then up to 30 s.
 

@@ -216,7 +216,7 @@ fn mqtt_every_firing_arrives_through_an_outage_and_a_sigkill() {
 #[test]
 fn amqp_every_firing_arrives_persistent_with_its_key_through_an_outage_and_a_sigkill() {
     let mut rabbit = Rabbit::new();
-    declare(&rabbit.url());
+    rabbit.declare();
     let mut h = start_hark(&format!(
         "type = \"amqp\"\nurl = \"{}\"\nexchange = \"hark\"\nrouting_key = \"hark.{{{{ rule }}}}\"",
         rabbit.url()

@@ -15,6 +15,8 @@ pub struct Rabbit {
     _epmd: Group,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// The exchange and queue are declared again at each start (`Rabbit::declare`).
+    declared: bool,
 }
 
 impl Rabbit {
@@ -37,6 +39,7 @@ impl Rabbit {
             dir,
             _epmd: epmd,
             process: Group(None),
+            declared: false,
         };
         r.start();
         r
@@ -44,6 +47,15 @@ impl Rabbit {
 
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Declares the exchange and queue (`declare`), and again after each restart, as a
+    /// consumer would: a declaration made just before the broker is SIGKILLed may not be
+    /// on its disk yet (seen once under load: NO_ROUTE for a minute after the restart),
+    /// and what the tests check is hark's deliveries, not the broker's own durability.
+    pub fn declare(&mut self) {
+        declare(&self.url());
+        self.declared = true;
     }
 }
 
@@ -79,6 +91,9 @@ impl Broker for Rabbit {
                     .is_ok()
         });
         assert!(up, "rabbitmq-server did not start");
+        if self.declared {
+            declare(&url);
+        }
     }
 
     fn stop(&mut self) {
